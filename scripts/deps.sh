@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian 12 packages cursus needs to build, run and test. Called by
+# `make run`, `make check` and .ci/run, so a fresh machine needs nothing done by hand.
+set -e
+PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
+libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
+swaks curl msmtp gsasl"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing Debian packages:$missing (run as root, or install them)" >&2
+	exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
