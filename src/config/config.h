@@ -1,0 +1,84 @@
+/* config: the configuration, declared as data (name, type, default, bounds) and
+ * validated in one place. Errors are reported as "file:line: message".
+ *
+ * Grammar (one statement per line, '#' starts a comment, values may be quoted "..."):
+ *
+ *   hostname mail.example.test
+ *   local_domains example.test localhost
+ *   queue_dir var/queue
+ *   max_message_size 36700160          # global limits are defaults for listeners
+ *   listener submission {
+ *       address 127.0.0.1:2587         # host:port, [v6]:port
+ *       tls starttls                   # none | starttls | implicit
+ *       max_recipients 100             # any limit may be overridden per listener
+ *   }
+ *
+ * A listener's name is its role: smtp, submission or submissions (several listeners
+ * of one role are allowed when given "role" explicitly: `listener smtp2 { role smtp }`).
+ * Relative paths are resolved against the working directory at load time. */
+#ifndef CURSUS_CONFIG_H
+#define CURSUS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
+enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
+
+/* Every limit of a session; global values are the defaults for each listener. */
+struct limits {
+	size_t max_command_line;   /* octets incl. CRLF, RFC 5321 4.5.3.1.4: 512 */
+	size_t max_auth_line;      /* AUTH command and SASL responses: 12288 */
+	size_t max_text_line;      /* DATA line incl. CRLF, RFC 5321 4.5.3.1.6: 1000 */
+	size_t max_message_size;   /* SIZE, 552 5.3.4 */
+	unsigned max_recipients;   /* 452 4.5.3 beyond */
+	unsigned max_errors;       /* then 421 4.7.0 and close */
+	unsigned command_timeout;  /* seconds waiting for a command: 300 */
+	unsigned data_timeout;     /* seconds waiting for the next DATA/BDAT bytes: 300 */
+	unsigned session_timeout;  /* seconds a whole session may last */
+	unsigned max_sessions;     /* concurrent sessions on this listener; 421 4.3.2 beyond */
+};
+
+struct listener_conf {
+	char *name;
+	enum listener_role role;
+	char *host;                /* numeric address, e.g. "127.0.0.1" or "::1" */
+	char *port;
+	enum tls_mode tls;
+	struct limits limits;
+	int line;                  /* where it was declared, for messages */
+	struct listener_conf *next;
+};
+
+struct config {
+	char *path;
+	char *hostname;
+	char **local_domains;      /* lower case */
+	size_t n_local_domains;
+	char *queue_dir;
+	char *mail_dir;            /* Maildirs in mail_dir/<domain>/<local-part>/ */
+	char *user_db;
+	char *tls_cert;            /* PEM; made self-signed on first start if missing */
+	char *tls_key;
+	int tls_self_signed;       /* make cert/key when missing (development) */
+	char *tls_min_version;     /* "TLSv1.2" or "TLSv1.3" */
+	unsigned worker_threads;   /* SQLite, hashing */
+	unsigned queue_threads;    /* parallel queue writes+fsyncs (group commit) */
+	unsigned delivery_threads;
+	unsigned retry_min;        /* seconds, first retry after a temporary failure */
+	unsigned retry_max;        /* backoff cap */
+	unsigned queue_lifetime;   /* seconds before a message is given up */
+	int log_debug;
+	struct limits limits;      /* global defaults */
+	struct listener_conf *listeners;
+};
+
+/* Parses path; on error prints every error as "file:line: message" to errs and
+ * returns NULL. */
+struct config *config_load(const char *path, FILE *errs);
+void config_free(struct config **cfg);
+/* domain compared case-insensitively. */
+int config_is_local_domain(const struct config *cfg, const char *domain);
+const char *config_role_name(enum listener_role role);
+
+#endif

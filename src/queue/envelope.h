@@ -1,0 +1,46 @@
+/* envelope: what the queue keeps beside the message body: the SMTP envelope, the
+ * DSN parameters (RFC 3461) and, per recipient, where it goes and whether it is done. */
+#ifndef CURSUS_ENVELOPE_H
+#define CURSUS_ENVELOPE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#define DSN_NOTIFY_NEVER   0x1
+#define DSN_NOTIFY_SUCCESS 0x2
+#define DSN_NOTIFY_FAILURE 0x4
+#define DSN_NOTIFY_DELAY   0x8
+
+enum dsn_ret { DSN_RET_UNSET, DSN_RET_FULL, DSN_RET_HDRS };
+enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
+
+struct env_rcpt {
+	char *address;     /* as given in RCPT TO, without <> */
+	char *orcpt;       /* ORCPT= as "addr-type;xtext-decoded", or NULL */
+	unsigned notify;   /* DSN_NOTIFY_* bits, 0 when not given */
+	char *mailbox;     /* local delivery target "domain/local-part", NULL if remote */
+	int done;          /* delivered (or finally failed); kept across retries */
+};
+
+struct envelope {
+	char id[24];           /* queue id: 16 hex digits */
+	time_t received;       /* arrival time */
+	char *helo;
+	char *client_addr;     /* numeric address of the client */
+	char *mail_from;       /* "" for the null sender */
+	char *auth;            /* MAIL AUTH= (decoded), NULL when none */
+	enum dsn_ret ret;
+	char *envid;           /* ENVID= (decoded) or NULL */
+	enum body_type body;
+	int smtputf8;
+	struct env_rcpt *rcpts;
+	size_t n_rcpts;
+};
+
+/* Appends a recipient (strings copied, NULL allowed for optional ones). */
+struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *address,
+				   const char *orcpt, unsigned notify, const char *mailbox);
+/* Frees every member and zeroes *env (the struct itself is not freed). */
+void envelope_clear(struct envelope *env);
+
+#endif

@@ -1,0 +1,39 @@
+/* queue: durable acceptance. A message is acknowledged only after its file (envelope
+ * and body, ending in an end marker) is written, fsync'd, renamed into the queue and
+ * the queue directory fsync'd. Writes of many sessions share fsyncs (group commit). */
+#ifndef CURSUS_QUEUE_H
+#define CURSUS_QUEUE_H
+
+#include <stddef.h>
+
+struct event_base;
+struct workers;
+struct envelope;
+struct queue;
+
+/* Creates dir/{tmp,msg} if needed. nthreads: parallel writers. The callbacks of
+ * queue_commit are run on the loop thread through w. */
+struct queue *queue_create(const char *dir, unsigned nthreads, struct workers *w);
+void queue_destroy(struct queue **q);
+
+/* Fills env->id with a fresh unique id (call before building the Received header). */
+void queue_new_id(struct queue *q, struct envelope *env);
+
+/* Called on the loop thread; err is 0 when the message is safely queued, else an
+ * errno value (ENOSPC, EIO, ...), which the session answers with 451/452. */
+typedef void (*queue_commit_cb)(void *arg, int err);
+
+/* Takes ownership of body (malloc'd, len bytes) but not of env (copied as needed). */
+void queue_commit(struct queue *q, const struct envelope *env, char *body, size_t len,
+		  queue_commit_cb cb, void *arg);
+
+/* Committed messages are handed to this function (on a queue thread, not the loop) so
+ * the deliverer can pick them up; set once before any commit. */
+typedef void (*queue_notify_fn)(void *arg, const char *id);
+void queue_set_notify(struct queue *q, queue_notify_fn fn, void *arg);
+
+/* At start: removes half-written files from tmp/ and calls the notify function for
+ * every committed message. Returns the number of messages found. */
+size_t queue_recover(struct queue *q);
+
+#endif
