@@ -1,0 +1,41 @@
+/* admin: the pieces shared by the cursus tool's command groups. Each group is one
+ * file (cmd_user.c, cmd_alias.c, cmd_check.c); main.c parses the global options
+ * and dispatches. Messages go to stderr as "cursus: ..."; no secret is ever printed
+ * or taken from argv. */
+#ifndef CURSUS_ADMIN_H
+#define CURSUS_ADMIN_H
+
+#include <stddef.h>
+
+#include "store/userdb.h"
+#include "util/log.h"
+
+/* Exit codes. */
+#define ADMIN_EXIT_OK 0
+#define ADMIN_EXIT_FAIL 1
+#define ADMIN_EXIT_USAGE 2
+
+/* Longest password accepted, in octets. */
+#define ADMIN_PASSWORD_MAX 1024
+
+/* Prints "cursus: message" to stderr. */
+void admin_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* Prints the usage text to stderr and returns ADMIN_EXIT_USAGE. */
+int admin_usage_error(void);
+
+/* Loads the configuration, creates the user database's directory if missing and
+ * opens it (creating the schema). Prints the reason and returns NULL on failure. */
+struct userdb *admin_userdb_open(const char *config_path);
+
+/* Reads a password: from the terminal without echo (twice when confirm is set) when
+ * stdin is a terminal, else one line of stdin. Returns a malloc'd string to be freed
+ * with xfree_secret(p, strlen(p)), or NULL after printing why (empty, mismatch, too
+ * long, no input). */
+char *admin_password_read(int confirm);
+
+/* The command groups: argv[0] is the group name. Each returns an exit code. */
+int cmd_user(const char *config_path, int argc, char **argv);
+int cmd_alias(const char *config_path, int argc, char **argv);
+int cmd_check(const char *config_path, int argc, char **argv);
+
+#endif

@@ -1,0 +1,96 @@
+/* cursus: the administration tool. main.c holds the global options, the usage
+ * text and the dispatch to one command group per file. Exit codes: 0 ok, 1 the
+ * command failed, 2 usage error. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+
+#define ADMIN_DEFAULT_CONFIG "etc/cursus-dev.conf"
+
+static const char admin_usage_text[] =
+	"usage: cursus [-c FILE] COMMAND ...\n"
+	"\n"
+	"  user add NAME              add a user (NAME is local@domain)\n"
+	"  user passwd NAME           change a user's password\n"
+	"  user del NAME              delete a user\n"
+	"  user list                  list the users\n"
+	"  alias add ADDRESS TARGET   deliver mail for ADDRESS to TARGET; ADDRESS\n"
+	"                             \"@domain\" is the domain's catch-all\n"
+	"  alias del ADDRESS [TARGET] delete one target, or all of ADDRESS's\n"
+	"  alias list                 list the aliases\n"
+	"  check                      validate the configuration\n"
+	"  help                       this text\n"
+	"\n"
+	"Passwords are read from the terminal without echo, or as one line from stdin\n"
+	"when it is not a terminal; never from the command line.\n"
+	"The configuration is FILE, else $CURSUS_CONFIG, else " ADMIN_DEFAULT_CONFIG ".\n";
+
+struct admin_command {
+	const char *name;
+	int (*run)(const char *config_path, int argc, char **argv);
+};
+
+static const struct admin_command admin_commands[] = {
+	{ "user", cmd_user },
+	{ "alias", cmd_alias },
+	{ "check", cmd_check },
+};
+
+void admin_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("cursus: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int admin_usage_error(void)
+{
+	fputs(admin_usage_text, stderr);
+	return ADMIN_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = getenv("CURSUS_CONFIG");
+	int c;
+
+	log_init("cursus", 1);
+	/* The user database holds password hashes: nothing we create is for others. */
+	umask(077);
+	if (!config_path || !*config_path)
+		config_path = ADMIN_DEFAULT_CONFIG;
+	/* '+': options end at the command, so a command's own arguments are its own. */
+	while ((c = getopt(argc, argv, "+c:h")) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'h':
+			fputs(admin_usage_text, stdout);
+			return ADMIN_EXIT_OK;
+		default:
+			return admin_usage_error();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return admin_usage_error();
+	if (strcmp(argv[0], "help") == 0) {
+		fputs(admin_usage_text, stdout);
+		return ADMIN_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(admin_commands) / sizeof(admin_commands[0]); i++)
+		if (strcmp(argv[0], admin_commands[i].name) == 0)
+			return admin_commands[i].run(config_path, argc, argv);
+	admin_error("unknown command \"%s\"", argv[0]);
+	return admin_usage_error();
+}

@@ -1,0 +1,696 @@
+/* config: reads the configuration file. Every option is one row of opt_table (name,
+ * type, default, bounds, where it lives, where it may appear) and one loop parses and
+ * validates them all, so adding an option is adding a row. Promises: a returned config
+ * is complete (every default applied, every path absolute, every listener with a role,
+ * a numeric address and its limits); otherwise every error found has been printed as
+ * "file:line: message" and NULL is returned. */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config/config_lex.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+/* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
+enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS };
+/* Where an option may appear, and so which struct its offset is into. */
+enum opt_scope {
+	S_GLOBAL,   /* struct config */
+	S_LISTENER, /* struct listener_conf */
+	S_BOTH,     /* struct limits: global default, listener override */
+};
+
+struct opt_choice {
+	const char *name;
+	int value;
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	enum opt_scope scope;
+	const char *def_s;            /* string/path/enum default; NULL: computed or none */
+	unsigned long long def_n;     /* number/bool default */
+	unsigned long long min, max;
+	size_t off;
+	size_t off2;                  /* T_LIST: the count; T_ADDRESS: the port */
+	const struct opt_choice *choices; /* T_ENUM; T_STRING restricted to these names */
+};
+
+static const struct opt_choice role_choices[] = {
+	{ "smtp", ROLE_SMTP }, { "submission", ROLE_SUBMISSION },
+	{ "submissions", ROLE_SUBMISSIONS }, { NULL, 0 },
+};
+static const struct opt_choice tls_choices[] = {
+	{ "none", TLS_NONE }, { "starttls", TLS_STARTTLS }, { "implicit", TLS_IMPLICIT },
+	{ NULL, 0 },
+};
+static const struct opt_choice tlsver_choices[] = {
+	{ "TLSv1.2", 0 }, { "TLSv1.3", 1 }, { NULL, 0 },
+};
+
+#define DAY 86400ULL
+
+#define G_STR(n, t, d, f) { n, t, S_GLOBAL, d, 0, 0, 0, offsetof(struct config, f), 0, NULL }
+#define G_NUM(n, t, d, lo, hi, f) \
+	{ n, t, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, f), 0, NULL }
+#define L_NUM(n, t, d, lo, hi, f) \
+	{ n, t, S_BOTH, NULL, d, lo, hi, offsetof(struct limits, f), 0, NULL }
+
+static const struct opt opt_table[] = {
+	/* Global. */
+	G_STR("hostname", T_HOST, NULL, hostname),
+	{ "local_domains", T_LIST, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, local_domains),
+	  offsetof(struct config, n_local_domains), NULL },
+	G_STR("queue_dir", T_PATH, "var/queue", queue_dir),
+	G_STR("mail_dir", T_PATH, "var/mail", mail_dir),
+	G_STR("user_db", T_PATH, "var/users.db", user_db),
+	G_STR("tls_cert", T_PATH, "var/tls/cert.pem", tls_cert),
+	G_STR("tls_key", T_PATH, "var/tls/key.pem", tls_key),
+	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
+	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
+	  offsetof(struct config, tls_min_version), 0, tlsver_choices },
+	G_NUM("worker_threads", T_UINT, 4, 1, 256, worker_threads),
+	G_NUM("queue_threads", T_UINT, 16, 1, 1024, queue_threads),
+	G_NUM("delivery_threads", T_UINT, 4, 1, 1024, delivery_threads),
+	G_NUM("retry_min", T_UINT, 60, 1, DAY, retry_min),
+	G_NUM("retry_max", T_UINT, 3600, 1, 7 * DAY, retry_max),
+	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 3600, 30 * DAY, queue_lifetime),
+	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
+	/* Limits: global defaults, overridable per listener. */
+	L_NUM("max_command_line", T_SIZE, 512, 512, 64 * KIB, max_command_line),
+	L_NUM("max_auth_line", T_SIZE, 12288, 512, MIB, max_auth_line),
+	L_NUM("max_text_line", T_SIZE, 1000, 1000, MIB, max_text_line),
+	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
+	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
+	L_NUM("max_errors", T_UINT, 10, 1, 1000, max_errors),
+	L_NUM("command_timeout", T_UINT, 300, 1, DAY, command_timeout),
+	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
+	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
+	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
+	/* Listener only; their defaults depend on the listener, see check_listener(). */
+	{ "role", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, role), 0,
+	  role_choices },
+	{ "address", T_ADDRESS, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, host),
+	  offsetof(struct listener_conf, port), NULL },
+	{ "tls", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, tls), 0,
+	  tls_choices },
+};
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+_Static_assert(N_OPTS <= 64, "the set masks are uint64_t");
+_Static_assert(sizeof(enum listener_role) == sizeof(int) && sizeof(enum tls_mode) == sizeof(int),
+	       "T_ENUM stores an int");
+
+/* A listener while parsing: which options it set and where. */
+struct lstate {
+	struct listener_conf *l;
+	int bad_name;           /* already reported; its other checks would be noise */
+	uint64_t set;
+	int opt_line[N_OPTS];
+};
+
+struct parser {
+	const char *file;       /* as given, for messages */
+	FILE *errs;
+	int errors;
+	int line;
+	struct config *cfg;
+	uint64_t set;           /* global options seen */
+	int opt_line[N_OPTS];
+	struct lstate *ls;      /* listeners in file order */
+	size_t n_ls;
+	struct lstate *cur;     /* open block, or NULL */
+	int cur_line;
+};
+
+static void cfg_error(struct parser *p, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void cfg_error(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	p->errors++;
+	if (!p->errs)
+		return;
+	fprintf(p->errs, "%s:%d: ", p->file, line);
+	va_start(ap, fmt);
+	vfprintf(p->errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', p->errs);
+}
+
+/* The file is the administrator's, but a stray control byte must not reach a terminal. */
+static const char *esc(char *buf, size_t sz, const char *s)
+{
+	return log_escape(buf, sz, s, strlen(s));
+}
+
+static const struct opt *opt_find(const char *name)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (strcmp(opt_table[i].name, name) == 0)
+			return &opt_table[i];
+	return NULL;
+}
+
+static void *field(const struct opt *o, struct config *cfg, struct listener_conf *l, size_t off)
+{
+	if (o->scope == S_GLOBAL)
+		return (char *)cfg + off;
+	if (o->scope == S_LISTENER)
+		return (char *)l + off;
+	return (char *)(l ? &l->limits : &cfg->limits) + off;
+}
+
+static const struct opt_choice *choice_find(const struct opt_choice *c, const char *s)
+{
+	for (; c->name; c++)
+		if (strcasecmp(c->name, s) == 0)
+			return c;
+	return NULL;
+}
+
+static void choices_list(const struct opt_choice *c, char *buf, size_t sz)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	for (; c->name && o < sz; c++)
+		o += (size_t)snprintf(buf + o, sz - o, "%s%s", o ? ", " : "", c->name);
+}
+
+/* "1.2.3.4:25" or "[::1]:587"; host must be numeric so binding never waits on DNS. */
+static int parse_address(struct parser *p, const char *s, char **host_r, char **port_r)
+{
+	char e[LOG_ESCAPE_BUFSZ], norm[INET6_ADDRSTRLEN], *h;
+	unsigned char bin[16];
+	const char *colon, *hs, *he;
+	unsigned long long port;
+	int af;
+	if (s[0] == '[') {
+		hs = s + 1;
+		he = strchr(hs, ']');
+		colon = he ? he + 1 : NULL;
+		af = AF_INET6;
+		if (!colon || *colon != ':')
+			colon = NULL;
+	} else {
+		hs = s;
+		colon = strrchr(s, ':');
+		he = colon;
+		af = AF_INET;
+		if (colon && memchr(s, ':', (size_t)(colon - s))) {
+			cfg_error(p, p->line, "address: \"%s\": an IPv6 address needs brackets, "
+				  "e.g. [::1]:587", esc(e, sizeof(e), s));
+			return -1;
+		}
+	}
+	if (!colon || he == hs) {
+		cfg_error(p, p->line, "address: \"%s\" is not host:port "
+			  "(e.g. 127.0.0.1:25 or [::1]:587)", esc(e, sizeof(e), s));
+		return -1;
+	}
+	h = xstrndup(hs, (size_t)(he - hs));
+	if (inet_pton(af, h, bin) != 1) {
+		cfg_error(p, p->line, "address: host \"%s\" is not a numeric IP%s address",
+			  esc(e, sizeof(e), h), af == AF_INET6 ? "v6" : "v4");
+		free(h);
+		return -1;
+	}
+	free(h);
+	if (config_lex_number(colon + 1, 0, &port) < 0 || port < 1 || port > 65535) {
+		cfg_error(p, p->line, "address: bad port \"%s\" (1-65535)",
+			  esc(e, sizeof(e), colon + 1));
+		return -1;
+	}
+	inet_ntop(af, bin, norm, sizeof(norm));
+	*host_r = xstrdup(norm);
+	*port_r = xasprintf("%llu", port);
+	return 0;
+}
+
+/* Sets one option from its values; the caller has checked scope and duplicates. */
+static void opt_set(struct parser *p, const struct opt *o, struct listener_conf *l,
+		    struct config_token *v, size_t nv)
+{
+	char e[LOG_ESCAPE_BUFSZ], list[128];
+	void *f = field(o, p->cfg, l, o->off);
+	unsigned long long n;
+	const struct opt_choice *c;
+
+	if (nv == 0) {
+		cfg_error(p, p->line, "%s: missing value", o->name);
+		return;
+	}
+	if (nv > 1 && o->type != T_LIST) {
+		cfg_error(p, p->line, "%s: expected one value, got %zu (quote a value "
+			  "that contains spaces)", o->name, nv);
+		return;
+	}
+	switch (o->type) {
+	case T_STRING:
+	case T_HOST:
+	case T_PATH:
+		if (v[0].s[0] == '\0') {
+			cfg_error(p, p->line, "%s: empty value", o->name);
+			return;
+		}
+		if (o->choices) {
+			if (!(c = choice_find(o->choices, v[0].s))) {
+				choices_list(o->choices, list, sizeof(list));
+				cfg_error(p, p->line, "%s: unknown value \"%s\" (expected %s)",
+					  o->name, esc(e, sizeof(e), v[0].s), list);
+				return;
+			}
+			free(*(char **)f);
+			*(char **)f = xstrdup(c->name);
+			return;
+		}
+		if (o->type == T_HOST && !config_lex_domain_ok(v[0].s)) {
+			cfg_error(p, p->line, "%s: \"%s\" is not a host name", o->name,
+				  esc(e, sizeof(e), v[0].s));
+			return;
+		}
+		free(*(char **)f);
+		*(char **)f = xstrdup(v[0].s);
+		return;
+	case T_UINT:
+	case T_SIZE:
+		if (config_lex_number(v[0].s, o->type == T_SIZE, &n) < 0) {
+			cfg_error(p, p->line, "%s: \"%s\" is not a number%s", o->name,
+				  esc(e, sizeof(e), v[0].s),
+				  o->type == T_SIZE ? " (suffixes: K, M, G)" : "");
+			return;
+		}
+		if (n < o->min) {
+			cfg_error(p, p->line, "%s: %s is below the minimum %llu", o->name,
+				  v[0].s, o->min);
+			return;
+		}
+		if (n > o->max) {
+			cfg_error(p, p->line, "%s: %s is above the maximum %llu", o->name,
+				  v[0].s, o->max);
+			return;
+		}
+		if (o->type == T_SIZE)
+			*(size_t *)f = (size_t)n;
+		else
+			*(unsigned *)f = (unsigned)n;
+		return;
+	case T_BOOL:
+		if (strcasecmp(v[0].s, "yes") == 0)
+			*(int *)f = 1;
+		else if (strcasecmp(v[0].s, "no") == 0)
+			*(int *)f = 0;
+		else
+			cfg_error(p, p->line, "%s: \"%s\" is not yes or no", o->name,
+				  esc(e, sizeof(e), v[0].s));
+		return;
+	case T_ENUM:
+		if (!(c = choice_find(o->choices, v[0].s))) {
+			choices_list(o->choices, list, sizeof(list));
+			cfg_error(p, p->line, "%s: unknown %s \"%s\" (expected %s)", o->name,
+				  o->name, esc(e, sizeof(e), v[0].s), list);
+			return;
+		}
+		*(int *)f = c->value;
+		return;
+	case T_LIST: {
+		char ***arr = f;
+		size_t *cnt = field(o, p->cfg, l, o->off2);
+		for (size_t i = 0; i < nv; i++) {
+			if (!config_lex_domain_ok(v[i].s)) {
+				cfg_error(p, p->line, "%s: \"%s\" is not a domain", o->name,
+					  esc(e, sizeof(e), v[i].s));
+				continue;
+			}
+			*arr = xrealloc(*arr, (*cnt + 1) * sizeof(**arr));
+			(*arr)[*cnt] = xstrdup(v[i].s);
+			/* Domains are case-insensitive (RFC 5321 2.4); lower once here. */
+			for (char *q = (*arr)[*cnt]; *q; q++)
+				if (*q >= 'A' && *q <= 'Z')
+					*q = (char)(*q - 'A' + 'a');
+			(*cnt)++;
+		}
+		return;
+	}
+	case T_ADDRESS: {
+		char **host = f, **port = field(o, p->cfg, l, o->off2), *h, *pt;
+		if (parse_address(p, v[0].s, &h, &pt) == 0) {
+			free(*host);
+			free(*port);
+			*host = h;
+			*port = pt;
+		}
+		return;
+	}
+	}
+}
+
+static void opt_defaults(struct config *cfg)
+{
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt *o = &opt_table[i];
+		if (o->scope == S_LISTENER)
+			continue;
+		void *f = field(o, cfg, NULL, o->off);
+		switch (o->type) {
+		case T_STRING:
+		case T_HOST:
+		case T_PATH:
+			*(char **)f = o->def_s ? xstrdup(o->def_s) : NULL;
+			break;
+		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
+		case T_UINT: *(unsigned *)f = (unsigned)o->def_n; break;
+		case T_BOOL: *(int *)f = (int)o->def_n; break;
+		default: break;
+		}
+	}
+}
+
+static int is_bare(const struct config_token *t, const char *s)
+{
+	return !t->quoted && strcmp(t->s, s) == 0;
+}
+
+static void block_open(struct parser *p, const char *name)
+{
+	struct listener_conf *l = xcalloc(1, sizeof(*l));
+	l->name = xstrdup(name);
+	l->line = p->line;
+	l->role = (enum listener_role)-1;
+	l->tls = (enum tls_mode)-1;
+	p->ls = xrealloc(p->ls, (p->n_ls + 1) * sizeof(*p->ls));
+	p->cur = &p->ls[p->n_ls++];
+	memset(p->cur, 0, sizeof(*p->cur));
+	p->cur->l = l;
+	p->cur_line = p->line;
+}
+
+static void parse_line(struct parser *p, char *text)
+{
+	char e[LOG_ESCAPE_BUFSZ], e2[LOG_ESCAPE_BUFSZ];
+	struct config_token *t;
+	size_t n;
+	const char *lexerr;
+	if (config_lex_tokenize(text, &t, &n, &lexerr) < 0) {
+		cfg_error(p, p->line, "%s", lexerr);
+		return;
+	}
+	if (n == 0) {
+		free(t);
+		return;
+	}
+	if (is_bare(&t[0], "}")) {
+		if (!p->cur)
+			cfg_error(p, p->line, "unexpected '}' outside a listener block");
+		else if (n > 1)
+			cfg_error(p, p->line, "unexpected text after '}'");
+		p->cur = NULL;
+	} else if (is_bare(&t[0], "listener")) {
+		const char *name = n >= 2 && !is_bare(&t[1], "{") ? t[1].s : "";
+		if (p->cur)
+			cfg_error(p, p->line, "listener \"%s\" inside listener \"%s\" "
+				  "(missing '}' on an earlier line?)", esc(e, sizeof(e), name),
+				  esc(e2, sizeof(e2), p->cur->l->name));
+		if (!config_lex_name_ok(name))
+			cfg_error(p, p->line, "listener: missing or bad name \"%s\" "
+				  "(letters, digits, '_' and '-')", esc(e, sizeof(e), name));
+		else if (n != 3 || !is_bare(&t[2], "{"))
+			cfg_error(p, p->line, "listener \"%s\": expected '{' after the name "
+				  "(listener NAME {)", name);
+		/* Open the block even after an error so its lines are checked as listener
+		 * options and its '}' is not reported a second time. */
+		block_open(p, config_lex_name_ok(name) ? name : "?");
+		p->cur->bad_name = !config_lex_name_ok(name);
+	} else if (t[0].quoted || is_bare(&t[0], "{")) {
+		cfg_error(p, p->line, "expected an option name, not \"%s\"",
+			  esc(e, sizeof(e), t[0].s));
+	} else {
+		const struct opt *o = opt_find(t[0].s);
+		if (!o) {
+			const char *best = NULL;
+			size_t bestd = 3;
+			for (size_t i = 0; i < N_OPTS; i++) {
+				size_t d = config_lex_distance(t[0].s, opt_table[i].name);
+				/* Close relative to the length: "nope" is not a typo of "role". */
+				if (d < bestd && d * 3 < strlen(t[0].s)) {
+					bestd = d;
+					best = opt_table[i].name;
+				}
+			}
+			if (best)
+				cfg_error(p, p->line, "unknown option \"%s\" (did you mean \"%s\"?)",
+					  esc(e, sizeof(e), t[0].s), best);
+			else
+				cfg_error(p, p->line, "unknown option \"%s\"",
+					  esc(e, sizeof(e), t[0].s));
+		} else if (o->scope == S_GLOBAL && p->cur) {
+			cfg_error(p, p->line, "\"%s\" is a global option, not allowed inside "
+				  "listener \"%s\"", o->name, p->cur->l->name);
+		} else if (o->scope == S_LISTENER && !p->cur) {
+			cfg_error(p, p->line, "\"%s\" is only allowed inside a listener block",
+				  o->name);
+		} else {
+			size_t i = (size_t)(o - opt_table);
+			uint64_t *set = p->cur ? &p->cur->set : &p->set;
+			int *where = p->cur ? p->cur->opt_line : p->opt_line;
+			/* A list may be spread over several lines; anything else said twice is
+			 * a mistake: which one did the administrator mean? */
+			if ((*set & (1ULL << i)) && o->type != T_LIST) {
+				cfg_error(p, p->line, "duplicate option \"%s\" (first set on "
+					  "line %d)", o->name, where[i]);
+			} else {
+				int before = p->errors;
+				opt_set(p, o, p->cur ? p->cur->l : NULL, t + 1, n - 1);
+				if (p->errors == before) {
+					if (!(*set & (1ULL << i)))
+						where[i] = p->line;
+					*set |= 1ULL << i;
+				}
+			}
+		}
+	}
+	free(t);
+}
+
+static char *resolve_path(const char *cwd, const char *path)
+{
+	if (path[0] == '/')
+		return xstrdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		for (path += 2; *path == '/'; path++)
+			;
+	if (strcmp(path, ".") == 0 || *path == '\0')
+		return xstrdup(cwd);
+	return xasprintf("%s%s%s", cwd, cwd[strlen(cwd) - 1] == '/' ? "" : "/", path);
+}
+
+static size_t opt_index(const char *name)
+{
+	return (size_t)(opt_find(name) - opt_table);
+}
+
+static int addr_overlap(const struct listener_conf *a, const struct listener_conf *b)
+{
+	if (strcmp(a->port, b->port) != 0)
+		return 0;
+	if (strcmp(a->host, b->host) == 0)
+		return 1;
+	/* A wildcard bind takes the port on every address of its family. */
+	int a6 = strchr(a->host, ':') != NULL, b6 = strchr(b->host, ':') != NULL;
+	return a6 == b6 && (strcmp(a->host, a6 ? "::" : "0.0.0.0") == 0 ||
+			    strcmp(b->host, b6 ? "::" : "0.0.0.0") == 0);
+}
+
+static void check_listener(struct parser *p, struct lstate *s)
+{
+	struct listener_conf *l = s->l;
+	const struct opt_choice *c;
+	size_t i_role = opt_index("role"), i_tls = opt_index("tls");
+	if (s->bad_name)
+		return;
+	if (!(s->set & (1ULL << i_role))) {
+		if ((c = choice_find(role_choices, l->name)) && strcmp(c->name, l->name) == 0)
+			l->role = (enum listener_role)c->value;
+		else
+			cfg_error(p, l->line, "listener \"%s\": missing role (the name is not "
+				  "smtp, submission or submissions)", l->name);
+	}
+	if (!(s->set & (1ULL << i_tls)))
+		l->tls = l->role == ROLE_SUBMISSIONS ? TLS_IMPLICIT : TLS_STARTTLS;
+	/* RFC 8314 3.3: "When a TCP connection is established for the "submissions"
+	 * service (default port 465), a TLS handshake begins immediately." */
+	else if (l->role == ROLE_SUBMISSIONS && l->tls != TLS_IMPLICIT)
+		cfg_error(p, s->opt_line[i_tls], "listener \"%s\": role submissions requires "
+			  "tls implicit (RFC 8314), not tls %s", l->name,
+			  l->tls == TLS_NONE ? "none" : "starttls");
+	if (!l->host)
+		cfg_error(p, l->line, "listener \"%s\": missing address", l->name);
+	/* A limit not set in the block is the global value, wherever in the file it is. */
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt *o = &opt_table[i];
+		if (o->scope != S_BOTH || (s->set & (1ULL << i)))
+			continue;
+		memcpy((char *)&l->limits + o->off, (char *)&p->cfg->limits + o->off,
+		       o->type == T_SIZE ? sizeof(size_t) : sizeof(unsigned));
+	}
+}
+
+static void check_all(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	int eof = p->line > 0 ? p->line : 1;
+	size_t i_rmin = opt_index("retry_min"), i_rmax = opt_index("retry_max");
+
+	if (p->cur)
+		cfg_error(p, p->cur_line, "listener \"%s\": unterminated block (missing '}')",
+			  p->cur->l->name);
+	if (cfg->n_local_domains == 0)
+		cfg_error(p, eof, "missing local_domains (at least one domain this server "
+			  "receives mail for)");
+	if (cfg->retry_min > cfg->retry_max)
+		cfg_error(p, (p->set & (1ULL << i_rmax)) ? p->opt_line[i_rmax]
+			  : p->opt_line[i_rmin], "retry_max %u is below retry_min %u",
+			  cfg->retry_max, cfg->retry_min);
+	if (!cfg->hostname) {
+		char h[256] = "";
+		if (gethostname(h, sizeof(h) - 1) < 0 || !config_lex_domain_ok(h))
+			cfg_error(p, eof, "missing hostname (gethostname() gave none usable)");
+		else
+			cfg->hostname = xstrdup(h);
+	}
+	if (p->n_ls == 0)
+		cfg_error(p, eof, "no listener defined (e.g. listener smtp { address "
+			  "127.0.0.1:25 })");
+	for (size_t i = 0; i < p->n_ls; i++) {
+		struct listener_conf *l = p->ls[i].l;
+		check_listener(p, &p->ls[i]);
+		for (size_t j = 0; j < i; j++) {
+			const struct listener_conf *m = p->ls[j].l;
+			if (p->ls[i].bad_name || p->ls[j].bad_name)
+				continue;
+			if (strcmp(m->name, l->name) == 0)
+				cfg_error(p, l->line, "duplicate listener \"%s\" (first on line %d)",
+					  l->name, m->line);
+			else if (l->host && m->host && addr_overlap(l, m))
+				cfg_error(p, p->ls[i].opt_line[opt_index("address")],
+					  "listener \"%s\": address %s%s%s:%s is already used by "
+					  "listener \"%s\" (line %d)", l->name,
+					  strchr(l->host, ':') ? "[" : "", l->host,
+					  strchr(l->host, ':') ? "]" : "", l->port, m->name, m->line);
+		}
+	}
+}
+
+struct config *config_load(const char *path, FILE *errs)
+{
+	struct parser p = { .file = path, .errs = errs };
+	char *cwd = NULL, *buf = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	if (!(f = fopen(path, "r"))) {
+		if (errs)
+			fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	p.cfg = xcalloc(1, sizeof(*p.cfg));
+	opt_defaults(p.cfg);
+	while (getline(&buf, &cap, f) != -1) {
+		p.line++;
+		parse_line(&p, buf);
+	}
+	if (ferror(f))
+		cfg_error(&p, p.line, "read error: %s", strerror(errno));
+	free(buf);
+	fclose(f);
+
+	check_all(&p);
+	/* Linked in file order, so the daemon binds and logs them as written. */
+	for (size_t i = p.n_ls; i-- > 0;) {
+		p.ls[i].l->next = p.cfg->listeners;
+		p.cfg->listeners = p.ls[i].l;
+	}
+	free(p.ls);
+
+	/* The daemon may chdir later; paths are fixed now, against where it was started. */
+	if (!(cwd = getcwd(NULL, 0))) {
+		cfg_error(&p, 1, "cannot resolve relative paths: getcwd: %s", strerror(errno));
+	} else {
+		for (size_t i = 0; i < N_OPTS; i++) {
+			if (opt_table[i].type != T_PATH)
+				continue;
+			char **fp = field(&opt_table[i], p.cfg, NULL, opt_table[i].off);
+			char *abs = resolve_path(cwd, *fp);
+			free(*fp);
+			*fp = abs;
+		}
+		p.cfg->path = resolve_path(cwd, path);
+		free(cwd);
+	}
+	if (p.errors) {
+		config_free(&p.cfg);
+		return NULL;
+	}
+	return p.cfg;
+}
+
+void config_free(struct config **cfgp)
+{
+	struct config *cfg = *cfgp;
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt *o = &opt_table[i];
+		if (o->scope != S_GLOBAL)
+			continue;
+		if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH) {
+			free(*(char **)field(o, cfg, NULL, o->off));
+		} else if (o->type == T_LIST) {
+			char **arr = *(char ***)field(o, cfg, NULL, o->off);
+			size_t n = *(size_t *)field(o, cfg, NULL, o->off2);
+			for (size_t j = 0; j < n; j++)
+				free(arr[j]);
+			free(arr);
+		}
+	}
+	while (cfg->listeners) {
+		struct listener_conf *l = cfg->listeners;
+		cfg->listeners = l->next;
+		free(l->name);
+		free(l->host);
+		free(l->port);
+		free(l);
+	}
+	free(cfg->path);
+	free(cfg);
+	*cfgp = NULL;
+}
+
+int config_is_local_domain(const struct config *cfg, const char *domain)
+{
+	size_t n = strlen(domain);
+	/* An absolute name "example.test." is the same domain. */
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	for (size_t i = 0; i < cfg->n_local_domains; i++)
+		if (strlen(cfg->local_domains[i]) == n &&
+		    strncasecmp(cfg->local_domains[i], domain, n) == 0)
+			return 1;
+	return 0;
+}
+
+const char *config_role_name(enum listener_role role)
+{
+	for (const struct opt_choice *c = role_choices; c->name; c++)
+		if (c->value == (int)role)
+			return c->name;
+	return "?";
+}

@@ -1,0 +1,163 @@
+/* cursusd: the daemon. Loads the configuration, opens the stores and listeners,
+ * resumes the queue, and runs one event loop for every session. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "config/config.h"
+#include "deliver/deliver.h"
+#include "net/tls.h"
+#include "queue/queue.h"
+#include "smtp/session.h"
+#include "store/userdb.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: cursusd [-d] [-n] [-c FILE]\n"
+			"  -c, --config FILE   configuration (default etc/cursus-dev.conf)\n"
+			"  -d, --foreground    stay in the foreground, log to stderr\n"
+			"  -n, --check         check the configuration and exit\n");
+	exit(2);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	session_accept(arg, fd, sa, salen);
+}
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct smtp_listener *l = arg;
+	/* EMFILE and friends: keep serving the sessions we have. */
+	log_warn("smtp event=accept-error listener=%s", l->lc->name);
+}
+
+static struct smtp_listener *listen_on(struct smtp_server *srv, const struct listener_conf *lc)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	char *spec = strchr(lc->host, ':') ? xasprintf("[%s]:%s", lc->host, lc->port)
+					   : xasprintf("%s:%s", lc->host, lc->port);
+	struct smtp_listener *l = xcalloc(1, sizeof(*l));
+
+	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0)
+		fatalx("listener %s: bad address %s", lc->name, spec);
+	l->srv = srv;
+	l->lc = lc;
+	/* V6ONLY so that "[::]:25" and "0.0.0.0:25" can both be configured. */
+	l->evl = evconnlistener_new_bind(srv->base, on_accept, l,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+						 (ss.ss_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0),
+					 1024, (struct sockaddr *)&ss, sslen);
+	if (!l->evl)
+		fatal("listener %s: cannot listen on %s", lc->name, spec);
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	log_info("listen name=%s role=%s address=%s tls=%s", lc->name, config_role_name(lc->role), spec,
+		 lc->tls == TLS_IMPLICIT ? "implicit" : lc->tls == TLS_STARTTLS ? "starttls" : "none");
+	free(spec);
+	return l;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("signal=%d event=shutdown", (int)sig);
+	event_base_loopexit(arg, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"foreground", no_argument, NULL, 'd'},
+		{"check", no_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : "etc/cursus-dev.conf";
+	int foreground = 0, check = 0, ch, need_tls = 0;
+	struct smtp_server srv = {0};
+	struct smtp_listener *ls[64];
+	size_t nl = 0;
+	struct config *cfg;
+	struct deliver *dl;
+	struct event *sigs[2];
+	char *err = NULL;
+
+	while ((ch = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'd': foreground = 1; break;
+		case 'n': check = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (!(cfg = config_load(path, stderr)))
+		return 1;
+	if (check) {
+		printf("%s: configuration OK\n", path);
+		config_free(&cfg);
+		return 0;
+	}
+	log_init("cursusd", foreground);
+	log_set_debug(cfg->log_debug);
+	signal(SIGPIPE, SIG_IGN);
+	if (!foreground && daemon(1, 0) < 0)
+		fatal("daemon");
+
+	evthread_use_pthreads();
+	srv.base = event_base_new();
+	if (!srv.base)
+		fatalx("cannot create the event loop");
+	srv.cfg = cfg;
+	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next)
+		need_tls |= lc->tls != TLS_NONE;
+	if (need_tls && !(srv.tls = tls_server_ctx_create(cfg)))
+		fatalx("tls: cannot load certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
+	if (!(srv.users = userdb_open(cfg->user_db, 1, &err)))
+		fatalx("userdb: %s: %s", cfg->user_db, err ? err : "cannot open");
+	srv.workers = workers_create(srv.base, cfg->worker_threads);
+	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
+	if (!srv.queue)
+		fatalx("queue: cannot use %s", cfg->queue_dir);
+	dl = deliver_create(cfg, cfg->delivery_threads);
+	queue_set_notify(srv.queue, deliver_enqueue_cb, dl);
+
+	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
+		ls[nl++] = listen_on(&srv, lc);
+	log_info("start event=ready hostname=%s queued=%zu", cfg->hostname, queue_recover(srv.queue));
+
+	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
+	sigs[1] = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
+	event_add(sigs[0], NULL);
+	event_add(sigs[1], NULL);
+	event_base_dispatch(srv.base);
+
+	for (size_t i = 0; i < nl; i++) {
+		evconnlistener_free(ls[i]->evl);
+		free(ls[i]);
+	}
+	event_free(sigs[0]);
+	event_free(sigs[1]);
+	deliver_destroy(&dl);
+	queue_destroy(&srv.queue);
+	workers_destroy(&srv.workers);
+	userdb_close(&srv.users);
+	if (srv.tls)
+		SSL_CTX_free(srv.tls);
+	event_base_free(srv.base);
+	config_free(&cfg);
+	log_info("stop event=done");
+	return 0;
+}

@@ -1,0 +1,18 @@
+/* maildir: delivery of one message into a Maildir (tmp/, fsync, rename into new/,
+ * fsync new/). */
+#ifndef CURSUS_MAILDIR_H
+#define CURSUS_MAILDIR_H
+
+#include <stddef.h>
+
+/* Delivers body to mail_dir/<mailbox>/ (mailbox "domain/local-part"), creating the
+ * Maildir (tmp, new, cur; 0700) when missing. The body is stored as given. Returns 0,
+ * or an errno value; on success the file name in new/ is copied to name_r (if not
+ * NULL). */
+int maildir_deliver(const char *mail_dir, const char *mailbox, const char *body,
+		    size_t len, char *name_r, size_t namesz);
+/* Whether an error of maildir_deliver will fail again on retry (a mailbox name that
+ * cannot be a path); anything else (ENOSPC, EDQUOT, EIO, EACCES, ...) is temporary. */
+int maildir_error_is_permanent(int err);
+
+#endif

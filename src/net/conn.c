@@ -1,0 +1,245 @@
+/* conn: a libevent bufferevent, plain or OpenSSL, behind a small API. The plain
+ * bufferevent is replaced by an OpenSSL one on STARTTLS; the socket stays. */
+#include "net/conn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "util/xmalloc.h"
+
+/* Pipelining clients may send much before reading replies; past this much unsent
+ * output we stop reading until the client catches up. */
+#define CONN_OUTPUT_HIGH (256 * 1024)
+/* Input buffered at most; sessions consume lines as they arrive. */
+#define CONN_INPUT_HIGH (256 * 1024)
+
+struct conn {
+	struct event_base *base;
+	struct bufferevent *bev;
+	int fd;
+	SSL *ssl;
+	SSL_CTX *pending_tls;     /* STARTTLS requested, waiting for the 220 to drain */
+	const struct conn_cbs *cbs;
+	void *arg;
+	unsigned timeout;
+	int closing, paused, ended, throttled;
+};
+
+static void conn_install(struct conn *c, struct bufferevent *bev);
+
+static void conn_end(struct conn *c, enum conn_end why, const char *detail)
+{
+	if (c->ended)
+		return;
+	c->ended = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	c->cbs->on_end(c, c->arg, why, detail);
+}
+
+static void conn_apply_read(struct conn *c)
+{
+	if (c->paused || c->throttled || c->pending_tls || c->closing || c->ended)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+}
+
+static void conn_start_tls_now(struct conn *c)
+{
+	SSL *ssl = SSL_new(c->pending_tls);
+	struct bufferevent *bev;
+	c->pending_tls = NULL;
+	if (!ssl) {
+		conn_end(c, CONN_TLS_FAILED, "SSL_new failed");
+		return;
+	}
+	/* The plain bufferevent does not own the socket, so freeing it keeps fd open. */
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		conn_end(c, CONN_TLS_FAILED, "bufferevent_openssl failed");
+		return;
+	}
+	c->ssl = ssl;
+	conn_install(c, bev);
+}
+
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (!c->ended && !c->pending_tls)
+		c->cbs->on_read(c, c->arg);
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->ended)
+		return;
+	if (c->throttled && evbuffer_get_length(bufferevent_get_output(bev)) < CONN_OUTPUT_HIGH / 2) {
+		c->throttled = 0;
+		conn_apply_read(c);
+	}
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	if (c->closing)
+		conn_end(c, CONN_CLOSED, NULL);
+	else if (c->pending_tls)
+		conn_start_tls_now(c);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	char detail[256];
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->ssl && c->cbs->on_tls)
+			c->cbs->on_tls(c, c->arg);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		conn_end(c, CONN_TIMEOUT, NULL);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		conn_end(c, CONN_EOF, NULL);
+		return;
+	}
+	detail[0] = '\0';
+	if (c->ssl && (e = bufferevent_get_openssl_error(bev)) != 0)
+		ERR_error_string_n(e, detail, sizeof(detail));
+	else if (EVUTIL_SOCKET_ERROR())
+		snprintf(detail, sizeof(detail), "%s",
+			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (c->ssl && !SSL_is_init_finished(c->ssl))
+		conn_end(c, CONN_TLS_FAILED, detail);
+	else
+		conn_end(c, CONN_ERROR, detail);
+}
+
+static void conn_install(struct conn *c, struct bufferevent *bev)
+{
+	c->bev = bev;
+	if (c->ssl)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setwatermark(bev, EV_READ, 0, CONN_INPUT_HIGH);
+	bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	conn_set_timeout(c, c->timeout);
+	bufferevent_enable(bev, EV_WRITE);
+	conn_apply_read(c);
+}
+
+struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+			 const struct conn_cbs *cbs, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	struct bufferevent *bev;
+	c->base = base;
+	c->fd = fd;
+	c->cbs = cbs;
+	c->arg = arg;
+	evutil_make_socket_nonblocking(fd);
+	if (tls_ctx) {
+		c->ssl = SSL_new(tls_ctx);
+		if (!c->ssl) {
+			close(fd);
+			free(c);
+			return NULL;
+		}
+		bev = bufferevent_openssl_socket_new(base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		bev = bufferevent_socket_new(base, fd, 0);
+	}
+	if (!bev) {
+		if (c->ssl)
+			SSL_free(c->ssl);
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	conn_install(c, bev);
+	return c;
+}
+
+void conn_destroy(struct conn **cp)
+{
+	struct conn *c = *cp;
+	if (!c)
+		return;
+	if (c->bev) {
+		int owns_fd = c->ssl != NULL;
+		bufferevent_free(c->bev);
+		if (!owns_fd)
+			close(c->fd);
+	} else {
+		close(c->fd);
+	}
+	free(c);
+	*cp = NULL;
+}
+
+struct evbuffer *conn_input(struct conn *c) { return bufferevent_get_input(c->bev); }
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+	if (c->ended)
+		return;
+	bufferevent_write(c->bev, data, len);
+	if (!c->throttled && evbuffer_get_length(bufferevent_get_output(c->bev)) > CONN_OUTPUT_HIGH) {
+		c->throttled = 1;
+		conn_apply_read(c);
+	}
+}
+
+void conn_pause(struct conn *c)
+{
+	c->paused = 1;
+	conn_apply_read(c);
+}
+
+void conn_resume(struct conn *c)
+{
+	c->paused = 0;
+	conn_apply_read(c);
+}
+
+void conn_set_timeout(struct conn *c, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = seconds};
+	c->timeout = seconds;
+	if (c->bev)
+		bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, seconds ? &tv : NULL);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+	c->closing = 1;
+	conn_apply_read(c);
+	if (!c->ended && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_end(c, CONN_CLOSED, NULL);
+}
+
+void conn_starttls(struct conn *c, SSL_CTX *ctx)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	/* Anything the client pipelined after STARTTLS was sent in clear: drop it. */
+	evbuffer_drain(in, evbuffer_get_length(in));
+	c->pending_tls = ctx;
+	conn_apply_read(c);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_start_tls_now(c);
+}
+
+SSL *conn_ssl(struct conn *c) { return c->ssl; }
+int conn_fd(struct conn *c) { return c->fd; }

@@ -1,0 +1,45 @@
+/* conn: the one buffered I/O object, with TLS inside. A server session, and later the
+ * relay and LMTP clients, read lines from conn_input() and write replies with
+ * conn_write(); STARTTLS is one call (conn_starttls), not a second code path. */
+#ifndef CURSUS_CONN_H
+#define CURSUS_CONN_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct event_base;
+struct evbuffer;
+struct conn;
+
+enum conn_end { CONN_EOF, CONN_ERROR, CONN_TIMEOUT, CONN_CLOSED, CONN_TLS_FAILED };
+
+struct conn_cbs {
+	void (*on_read)(struct conn *c, void *arg);          /* new input */
+	void (*on_tls)(struct conn *c, void *arg);           /* handshake done */
+	/* The connection is over; the owner must conn_destroy() it (now or later). */
+	void (*on_end)(struct conn *c, void *arg, enum conn_end why, const char *detail);
+};
+
+/* Takes ownership of fd. With tls_ctx set, TLS starts at once (implicit TLS). */
+struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+			 const struct conn_cbs *cbs, void *arg);
+void conn_destroy(struct conn **c);
+
+struct evbuffer *conn_input(struct conn *c);
+void conn_write(struct conn *c, const void *data, size_t len);
+/* Stops or resumes reading, e.g. while a session waits for a worker. */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+/* Seconds without input before on_end(CONN_TIMEOUT); 0 disables. */
+void conn_set_timeout(struct conn *c, unsigned seconds);
+/* Ends the connection once the output is written: on_end(CONN_CLOSED). */
+void conn_close_after_flush(struct conn *c);
+/* Discards all pending input, then starts a TLS handshake as server once the output
+ * (the 220 reply) is written. RFC 3207 section 6: the client's pre-TLS input must not
+ * survive into the TLS session. on_tls is called when the handshake succeeds. */
+void conn_starttls(struct conn *c, SSL_CTX *ctx);
+/* The TLS session, NULL before TLS. */
+SSL *conn_ssl(struct conn *c);
+int conn_fd(struct conn *c);
+
+#endif

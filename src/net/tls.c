@@ -1,0 +1,135 @@
+/* tls: server context set-up. Certificates are PEM files named in the
+ * configuration; the self-signed fallback exists so cursusd runs out of the box. */
+#include "net/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+static void tls_log_errors(const char *what)
+{
+	unsigned long e;
+	char buf[256];
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_warnx("tls: %s: %s", what, buf);
+	}
+}
+
+static int tls_mkdirs(const char *path)
+{
+	char *dir = xstrdup(path), *p;
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			free(dir);
+			return -1;
+		}
+		*p = '/';
+	}
+	free(dir);
+	return 0;
+}
+
+int tls_make_self_signed(const char *cert_path, const char *key_path, const char *hostname)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name;
+	X509V3_CTX v3;
+	X509_EXTENSION *ext;
+	char *san = xasprintf("DNS:%s", hostname);
+	FILE *f = NULL;
+	int fd, ok = -1;
+
+	if (!key || !x)
+		goto out;
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 24 * 3600);
+	X509_set_version(x, 2);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)hostname, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+	if (!ext)
+		goto out;
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	if (!X509_sign(x, key, EVP_sha256()))
+		goto out;
+	if (tls_mkdirs(key_path) < 0 || tls_mkdirs(cert_path) < 0)
+		goto out;
+	fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	if (!PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL))
+		goto out;
+	fclose(f);
+	f = fopen(cert_path, "w");
+	if (!f || !PEM_write_X509(f, x))
+		goto out;
+	ok = 0;
+out:
+	if (f)
+		fclose(f);
+	if (ok < 0)
+		tls_log_errors("self-signed certificate");
+	free(san);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
+SSL_CTX *tls_server_ctx_create(const struct config *cfg)
+{
+	SSL_CTX *ctx;
+	if (access(cfg->tls_cert, R_OK) < 0 && access(cfg->tls_key, R_OK) < 0 && cfg->tls_self_signed) {
+		if (tls_make_self_signed(cfg->tls_cert, cfg->tls_key, cfg->hostname) < 0) {
+			log_warnx("tls: cannot make a self-signed certificate in %s", cfg->tls_cert);
+			return NULL;
+		}
+		log_info("tls: made a self-signed certificate cert=%s", cfg->tls_cert);
+	}
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, strcmp(cfg->tls_min_version, "TLSv1.3") == 0
+						   ? TLS1_3_VERSION : TLS1_2_VERSION);
+	/* No renegotiation: a client could otherwise make us do handshakes at will. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		tls_log_errors(cfg->tls_cert);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void tls_describe(SSL *ssl, char *buf, size_t bufsz)
+{
+	int bits = 0;
+	SSL_get_cipher_bits(ssl, &bits);
+	snprintf(buf, bufsz, "version=%s cipher=%s bits=%d", SSL_get_version(ssl), SSL_get_cipher_name(ssl), bits);
+}

@@ -1,0 +1,19 @@
+/* tls: the server's OpenSSL context (TLS 1.2 or newer) and, for development, a
+ * self-signed certificate made on first start. */
+#ifndef CURSUS_TLS_H
+#define CURSUS_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct config;
+
+/* Loads cfg->tls_cert/tls_key, first making a self-signed pair when they are missing
+ * and cfg->tls_self_signed is set. Returns NULL after logging why. */
+SSL_CTX *tls_server_ctx_create(const struct config *cfg);
+/* Writes a new EC P-256 key (0600) and a self-signed certificate for hostname. */
+int tls_make_self_signed(const char *cert_path, const char *key_path, const char *hostname);
+/* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256" for logs and Received. */
+void tls_describe(SSL *ssl, char *buf, size_t bufsz);
+
+#endif

@@ -1,0 +1,43 @@
+/* envelope: the recipient list and the owned strings of a queued message's envelope.
+ * Promises: envelope_clear frees exactly what envelope_add_rcpt and the decoder
+ * allocated, and leaves a zeroed struct that can be reused. */
+#include "queue/envelope.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xmalloc.h"
+
+struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *address,
+				   const char *orcpt, unsigned notify, const char *mailbox)
+{
+	struct env_rcpt *r;
+	size_t n = env->n_rcpts;
+	/* The capacity is implicit (4, then powers of two) so the struct needs no
+	 * extra field and thousands of recipients do not cost quadratic copying. */
+	if (n == 0 || (n >= 4 && (n & (n - 1)) == 0))
+		env->rcpts = xrealloc(env->rcpts, (n ? 2 * n : 4) * sizeof(*env->rcpts));
+	r = &env->rcpts[env->n_rcpts++];
+	r->address = xstrdup(address ? address : "");
+	r->orcpt = orcpt ? xstrdup(orcpt) : NULL;
+	r->notify = notify;
+	r->mailbox = mailbox ? xstrdup(mailbox) : NULL;
+	r->done = 0;
+	return r;
+}
+
+void envelope_clear(struct envelope *env)
+{
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		free(env->rcpts[i].address);
+		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].mailbox);
+	}
+	free(env->rcpts);
+	free(env->helo);
+	free(env->client_addr);
+	free(env->mail_from);
+	free(env->auth);
+	free(env->envid);
+	memset(env, 0, sizeof(*env));
+}

@@ -1,0 +1,516 @@
+/* qfile: encoding and strict decoding of queue files (format in qfile.h), and the
+ * append-only "done" sidecar. Promises: decode accepts exactly what encode produces
+ * and rejects every truncation, extension or corrupted byte (exact length, end line
+ * and CRC-32 over everything before it), so a torn file is never taken for mail. */
+#include "queue/qfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue/envelope.h"
+#include "util/xmalloc.h"
+
+static uint32_t qfile_crc_table[256];
+static pthread_once_t qfile_crc_once = PTHREAD_ONCE_INIT;
+
+static void qfile_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+		qfile_crc_table[i] = c;
+	}
+}
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32()): detects every burst error up to 32 bits
+ * and tears; it guards against accidents, not against someone editing the queue. */
+uint32_t qfile_crc32(uint32_t crc, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	pthread_once(&qfile_crc_once, qfile_crc_init);
+	crc = ~crc;
+	while (n--)
+		crc = qfile_crc_table[(crc ^ *s++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+struct qfile_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void qfile_put(struct qfile_buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		while (b->len + n + 1 > b->cap)
+			b->cap = b->cap ? 2 * b->cap : 512;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void qfile_puts(struct qfile_buf *b, const char *s)
+{
+	qfile_put(b, s, strlen(s));
+}
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ); xchar = any ASCII CHAR between "!" (33)
+ * and "~" (126) inclusive, except for "+" and "="; hexchar = "+" 2(%x30-39 / %x41-46).
+ * The lone string "-" is written "+2D" since "-" alone stands for NULL. */
+static void qfile_put_xtext(struct qfile_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	if (strcmp(s, "-") == 0) {
+		qfile_puts(b, "+2D");
+		return;
+	}
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 33 && c <= 126 && c != '+' && c != '=') {
+			qfile_put(b, (const char *)&c, 1);
+		} else {
+			char e[3] = { '+', hex[c >> 4], hex[c & 15] };
+			qfile_put(b, e, 3);
+		}
+	}
+}
+
+static void qfile_put_field(struct qfile_buf *b, const char *key, const char *val)
+{
+	if (!val)
+		return;
+	qfile_puts(b, key);
+	qfile_puts(b, " ");
+	qfile_put_xtext(b, val);
+	qfile_puts(b, "\n");
+}
+
+static void qfile_put_opt(struct qfile_buf *b, const char *s)
+{
+	if (s)
+		qfile_put_xtext(b, s);
+	else
+		qfile_puts(b, "-");
+}
+
+static const char *const qfile_bodytypes[] = { "7bit", "8bitmime", "binarymime" };
+
+char *qfile_encode_head(const struct envelope *env, size_t bodylen, size_t *len_r)
+{
+	struct qfile_buf b = { 0 };
+	char num[64];
+	qfile_puts(&b, QFILE_MAGIC "\n");
+	qfile_put_field(&b, "id", env->id);
+	snprintf(num, sizeof(num), "received %lld\n", (long long)env->received);
+	qfile_puts(&b, num);
+	qfile_put_field(&b, "helo", env->helo);
+	qfile_put_field(&b, "client", env->client_addr);
+	qfile_put_field(&b, "from", env->mail_from);
+	qfile_put_field(&b, "auth", env->auth);
+	if (env->ret == DSN_RET_FULL)
+		qfile_puts(&b, "ret full\n");
+	else if (env->ret == DSN_RET_HDRS)
+		qfile_puts(&b, "ret hdrs\n");
+	qfile_put_field(&b, "envid", env->envid);
+	qfile_puts(&b, "bodytype ");
+	qfile_puts(&b, qfile_bodytypes[env->body <= BODY_BINARYMIME ? env->body : 0]);
+	qfile_puts(&b, env->smtputf8 ? "\nsmtputf8 1\n" : "\nsmtputf8 0\n");
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+		snprintf(num, sizeof(num), "rcpt %u ", r->notify);
+		qfile_puts(&b, num);
+		qfile_put_opt(&b, r->address ? r->address : "");
+		qfile_puts(&b, " ");
+		qfile_put_opt(&b, r->orcpt);
+		qfile_puts(&b, " ");
+		qfile_put_opt(&b, r->mailbox);
+		qfile_puts(&b, "\n");
+	}
+	snprintf(num, sizeof(num), "body %zu\n", bodylen);
+	qfile_puts(&b, num);
+	*len_r = b.len;
+	return b.p;
+}
+
+void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1])
+{
+	/* The newline after the body is covered too: it is before "end". */
+	crc = qfile_crc32(crc, "\n", 1);
+	snprintf(tail, QFILE_TAIL_LEN + 1, "\nend %08" PRIx32 "\n", crc);
+}
+
+char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
+		   size_t *len_r)
+{
+	size_t hlen;
+	char *head = qfile_encode_head(env, bodylen, &hlen);
+	char tail[QFILE_TAIL_LEN + 1];
+	uint32_t crc = qfile_crc32(qfile_crc32(0, head, hlen), body, bodylen);
+	char *out = xmalloc(hlen + bodylen + QFILE_TAIL_LEN);
+	qfile_encode_tail(crc, tail);
+	memcpy(out, head, hlen);
+	if (bodylen)
+		memcpy(out + hlen, body, bodylen);
+	memcpy(out + hlen + bodylen, tail, QFILE_TAIL_LEN);
+	free(head);
+	*len_r = hlen + bodylen + QFILE_TAIL_LEN;
+	return out;
+}
+
+static int qfile_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Decodes xtext s[0..n) into a new string; NULL when malformed or when it would
+ * hold a NUL byte (which a C string cannot carry: never truncate silently). */
+static char *qfile_get_xtext(const char *s, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '+') {
+			int hi, lo;
+			if (i + 2 >= n)
+				goto bad;
+			hi = qfile_hexval(s[i + 1]);
+			lo = qfile_hexval(s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				goto bad;
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (c >= 33 && c <= 126 && c != '=') {
+			*o++ = (char)c;
+		} else {
+			goto bad;
+		}
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* Strict unsigned decimal: digits only, no sign, no leading zeros, no overflow. */
+static int qfile_get_num(const char *s, size_t n, uint64_t max, uint64_t *v_r)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v > (max - (uint64_t)(s[i] - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*v_r = v;
+	return 0;
+}
+
+static int qfile_eq(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+/* "-" is NULL; anything else xtext. Returns -1 when malformed. */
+static int qfile_get_opt(const char *s, size_t n, char **out)
+{
+	if (qfile_eq(s, n, "-")) {
+		*out = NULL;
+		return 0;
+	}
+	*out = qfile_get_xtext(s, n);
+	return *out ? 0 : -1;
+}
+
+static int qfile_parse_rcpt(const char *v, size_t vn, struct envelope *env)
+{
+	const char *f[4];
+	size_t fl[4], k = 0, start = 0;
+	uint64_t notify;
+	char *addr = NULL, *orcpt = NULL, *mailbox = NULL;
+	int rc = -1;
+	for (size_t i = 0; i <= vn; i++) {
+		if (i == vn || v[i] == ' ') {
+			if (k == 4)
+				return -1;
+			f[k] = v + start;
+			fl[k++] = i - start;
+			start = i + 1;
+		}
+	}
+	if (k != 4 || qfile_get_num(f[0], fl[0], 0xF, &notify) < 0)
+		return -1;
+	if (qfile_get_opt(f[1], fl[1], &addr) < 0 || !addr)
+		goto out;
+	if (qfile_get_opt(f[2], fl[2], &orcpt) < 0 || qfile_get_opt(f[3], fl[3], &mailbox) < 0)
+		goto out;
+	envelope_add_rcpt(env, addr, orcpt, (unsigned)notify, mailbox);
+	rc = 0;
+out:
+	free(addr);
+	free(orcpt);
+	free(mailbox);
+	return rc;
+}
+
+/* Each string field once at most; returns -1 on a duplicate or bad value. */
+static int qfile_set_str(char **field, const char *v, size_t vn)
+{
+	if (*field)
+		return -1;
+	*field = qfile_get_xtext(v, vn);
+	return *field ? 0 : -1;
+}
+
+int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
+		 const char **body_r, size_t *bodylen_r)
+{
+	struct envelope env = { 0 };
+	size_t pos = 0;
+	int have_id = 0, have_received = 0, have_type = 0, have_utf8 = 0, first = 1;
+	uint64_t bodylen = 0, v;
+	char endline[QFILE_TAIL_LEN + 1];
+
+	memset(env_r, 0, sizeof(*env_r));
+	for (;;) {
+		const char *line = buf + pos, *nl, *sp, *val;
+		size_t ln, kn, vn;
+		if (pos >= len || !(nl = memchr(line, '\n', len - pos)))
+			goto bad;
+		ln = (size_t)(nl - line);
+		pos += ln + 1;
+		if (first) {
+			if (!qfile_eq(line, ln, QFILE_MAGIC))
+				goto bad;
+			first = 0;
+			continue;
+		}
+		if (!(sp = memchr(line, ' ', ln)))
+			goto bad;
+		kn = (size_t)(sp - line);
+		val = sp + 1;
+		vn = ln - kn - 1;
+		if (qfile_eq(line, kn, "id")) {
+			if (have_id++ || vn != 16)
+				goto bad;
+			for (int i = 0; i < 16; i++)
+				if (!strchr("0123456789abcdef", val[i]))
+					goto bad;
+			memcpy(env.id, val, 16);
+			env.id[16] = '\0';
+		} else if (qfile_eq(line, kn, "received")) {
+			if (have_received++ || qfile_get_num(val, vn, INT64_MAX, &v) < 0)
+				goto bad;
+			env.received = (time_t)v;
+		} else if (qfile_eq(line, kn, "helo")) {
+			if (qfile_set_str(&env.helo, val, vn) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "client")) {
+			if (qfile_set_str(&env.client_addr, val, vn) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "from")) {
+			if (qfile_set_str(&env.mail_from, val, vn) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "auth")) {
+			if (qfile_set_str(&env.auth, val, vn) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "envid")) {
+			if (qfile_set_str(&env.envid, val, vn) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "ret")) {
+			if (env.ret != DSN_RET_UNSET)
+				goto bad;
+			if (qfile_eq(val, vn, "full"))
+				env.ret = DSN_RET_FULL;
+			else if (qfile_eq(val, vn, "hdrs"))
+				env.ret = DSN_RET_HDRS;
+			else
+				goto bad;
+		} else if (qfile_eq(line, kn, "bodytype")) {
+			int t = -1;
+			for (int i = 0; i < 3; i++)
+				if (qfile_eq(val, vn, qfile_bodytypes[i]))
+					t = i;
+			if (have_type++ || t < 0)
+				goto bad;
+			env.body = (enum body_type)t;
+		} else if (qfile_eq(line, kn, "smtputf8")) {
+			if (have_utf8++ || qfile_get_num(val, vn, 1, &v) < 0)
+				goto bad;
+			env.smtputf8 = (int)v;
+		} else if (qfile_eq(line, kn, "rcpt")) {
+			if (qfile_parse_rcpt(val, vn, &env) < 0)
+				goto bad;
+		} else if (qfile_eq(line, kn, "body")) {
+			if (qfile_get_num(val, vn, SIZE_MAX, &bodylen) < 0)
+				goto bad;
+			break;
+		} else {
+			goto bad;
+		}
+	}
+	if (!have_id || !have_received || !have_type || !have_utf8)
+		goto bad;
+	/* Exact length first: a torn file is shorter, an appended one longer. */
+	if (len - pos < QFILE_TAIL_LEN || len - pos - QFILE_TAIL_LEN != bodylen)
+		goto bad;
+	qfile_encode_tail(qfile_crc32(0, buf, pos + (size_t)bodylen), endline);
+	if (memcmp(buf + pos + bodylen, endline, QFILE_TAIL_LEN) != 0)
+		goto bad;
+	*env_r = env;
+	*body_r = buf + pos;
+	*bodylen_r = (size_t)bodylen;
+	return 0;
+bad:
+	envelope_clear(&env);
+	return -1;
+}
+
+int qfile_read_at(int dirfd, const char *name, char **buf_r, size_t *len_r)
+{
+	struct stat st;
+	size_t have = 0, cap;
+	char *buf;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int err = errno;
+		if (fstat(fd, &st) == 0)
+			err = EINVAL;
+		close(fd);
+		return err;
+	}
+	cap = (size_t)st.st_size + 1;
+	buf = xmalloc(cap);
+	for (;;) {
+		ssize_t n;
+		if (have + 1 == cap) {
+			/* The file grew since fstat: a queue file never does, but a
+			 * strict decoder will say so; just read it all. */
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		n = read(fd, buf + have, cap - 1 - have);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			int err = errno;
+			if (err == EINTR)
+				continue;
+			close(fd);
+			free(buf);
+			return err;
+		}
+		have += (size_t)n;
+	}
+	close(fd);
+	buf[have] = '\0';
+	*buf_r = buf;
+	*len_r = have;
+	return 0;
+}
+
+size_t qfile_done_apply(const char *buf, size_t len, struct envelope *env)
+{
+	size_t pos = 0, marked = 0;
+	const char *nl;
+	while (pos < len && (nl = memchr(buf + pos, '\n', len - pos))) {
+		size_t n = (size_t)(nl - (buf + pos));
+		uint64_t idx;
+		/* The " done" suffix tells a whole line from a torn one closed later by
+		 * qfile_done_append's newline: "1" torn from "12 done" must not count. */
+		if (n > 5 && memcmp(buf + pos + n - 5, " done", 5) == 0 &&
+		    qfile_get_num(buf + pos, n - 5, SIZE_MAX, &idx) == 0 && idx < env->n_rcpts) {
+			env->rcpts[idx].done = 1;
+			marked++;
+		}
+		pos += n + 1;
+	}
+	return marked;
+}
+
+int qfile_done_load(const char *path, struct envelope *env)
+{
+	char chunk[4096];
+	struct qfile_buf b = { 0 };
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : errno;
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0) {
+			int err = errno;
+			if (err == EINTR)
+				continue;
+			close(fd);
+			free(b.p);
+			return err;
+		}
+		qfile_put(&b, chunk, (size_t)n);
+	}
+	close(fd);
+	qfile_done_apply(b.p, b.len, env);
+	free(b.p);
+	return 0;
+}
+
+int qfile_done_append(const char *path, int dirfd, size_t index)
+{
+	char line[40];
+	int n, created = 1, err = 0, torn = 0;
+	struct stat st;
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		created = 0;
+		fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return errno;
+	/* After a crash the last line may be torn: close it first so this entry
+	 * stands on a line of its own (the torn one is then ignored). */
+	if (!created && fstat(fd, &st) == 0 && st.st_size > 0) {
+		char last;
+		if (pread(fd, &last, 1, st.st_size - 1) != 1 || last != '\n')
+			torn = 1;
+	}
+	n = snprintf(line, sizeof(line), "%s%zu done\n", torn ? "\n" : "", index);
+	/* One write of a short line to an O_APPEND file: a crash leaves it whole or
+	 * torn at the end, and a torn last line is ignored by qfile_done_apply. */
+	for (ssize_t w;;) {
+		w = write(fd, line, (size_t)n);
+		if (w == n)
+			break;
+		if (w < 0 && errno == EINTR)
+			continue;
+		err = w < 0 ? errno : EIO;
+		break;
+	}
+	if (!err && fsync(fd) < 0)
+		err = errno;
+	if (close(fd) < 0 && !err)
+		err = errno;
+	/* The new name must be durable too, or a crash forgets the progress. */
+	if (!err && created && dirfd >= 0 && fsync(dirfd) < 0)
+		err = errno;
+	return err;
+}

@@ -1,0 +1,64 @@
+/* qfile: the on-disk format of a queued message, and of its "done" sidecar.
+ *
+ *   CURSUS-QUEUE 1
+ *   id 0123456789abcdef
+ *   received 1700000000
+ *   helo <xtext>              string fields: RFC 3461 xtext, so any byte is safe;
+ *   client <xtext>            a line is omitted when its field is NULL
+ *   from <xtext>              ("from " with an empty value is the null sender)
+ *   auth <xtext>
+ *   ret full|hdrs             omitted when unset
+ *   envid <xtext>
+ *   bodytype 7bit|8bitmime|binarymime
+ *   smtputf8 0|1
+ *   rcpt <notify> <address> <orcpt> <mailbox>   one per recipient; "-" is NULL
+ *   body <length>
+ *   <length bytes>
+ *   end <crc32 of every byte before "end", 8 lower-case hex digits>
+ *
+ * The file never changes once committed. Delivery progress lives beside it in
+ * "<id>.done": one line "<index> done" per finished recipient, appended and fsync'd. */
+#ifndef CURSUS_QFILE_H
+#define CURSUS_QFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct envelope;
+
+#define QFILE_MAGIC "CURSUS-QUEUE 1"
+/* "\nend " + 8 hex digits + "\n" */
+#define QFILE_TAIL_LEN 14
+
+uint32_t qfile_crc32(uint32_t crc, const void *p, size_t n);
+
+/* Everything up to and including the "body <bodylen>" line (malloc'd). */
+char *qfile_encode_head(const struct envelope *env, size_t bodylen, size_t *len_r);
+/* Writes the QFILE_TAIL_LEN bytes that follow the body; crc covers head and body. */
+void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1]);
+/* The whole file in one malloc'd buffer. */
+char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
+		   size_t *len_r);
+
+/* Parses a whole file. On success returns 0, fills *env_r (free with envelope_clear;
+ * every rcpt's done is 0) and points *body_r into buf. Returns -1 for anything torn,
+ * corrupted or malformed, with *env_r zeroed. */
+int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
+		 const char **body_r, size_t *bodylen_r);
+
+/* Reads the whole file name (relative to dirfd) into a malloc'd buffer (NUL added
+ * after len bytes). Returns 0 or an errno value. */
+int qfile_read_at(int dirfd, const char *name, char **buf_r, size_t *len_r);
+
+/* Marks the recipients listed in a sidecar's contents as done. A torn last line is
+ * ignored (that recipient is delivered again: at least once, never lost); so are
+ * malformed lines and indexes out of range. Returns how many were marked. */
+size_t qfile_done_apply(const char *buf, size_t len, struct envelope *env);
+/* Reads the sidecar at path and applies it; a missing file is no progress.
+ * Returns 0 or an errno value. */
+int qfile_done_load(const char *path, struct envelope *env);
+/* Appends index to the sidecar at path and fsyncs it; when the file is new, also
+ * fsyncs dirfd (its directory) unless dirfd < 0. Returns 0 or an errno value. */
+int qfile_done_append(const char *path, int dirfd, size_t index);
+
+#endif

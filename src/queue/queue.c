@@ -1,0 +1,470 @@
+/* queue: durable acceptance with group commit. Writer threads each write, fsync and
+ * rename one message file; one committer thread then fsyncs the msg/ directory once
+ * for every file renamed since its last fsync, and only after that fsync succeeds
+ * reports success (on the loop thread) and hands the ids to the deliverer.
+ * Promises: no success is ever reported before file and directory are durable; a
+ * failed message leaves no file behind; errors become an errno for the session. */
+#include "queue/queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+#include "util/log.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+struct queue_job {
+	struct queue *q;
+	char id[24];
+	char *head, *body;
+	size_t hlen, blen;
+	queue_commit_cb cb;
+	void *arg;
+	int err;
+	struct queue_job *next;
+};
+
+struct queue_list {
+	struct queue_job *head, *tail;
+};
+
+struct queue {
+	char *dir;
+	int tmpfd, msgfd;
+	struct workers *w;
+	queue_notify_fn notify;
+	void *notify_arg;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv_todo, cv_renamed;
+	struct queue_list todo, renamed;
+	int stopping, writers_gone;
+	unsigned nthreads;
+	pthread_t *writers, committer;
+
+	pthread_mutex_t id_mu;
+	uint64_t id_last_us;
+	unsigned id_salt;
+};
+
+static void queue_list_push(struct queue_list *l, struct queue_job *j)
+{
+	j->next = NULL;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+}
+
+static int queue_mkdir_p(const char *path)
+{
+	char *p = xstrdup(path);
+	int err = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+				err = errno;
+				break;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	free(p);
+	return err;
+}
+
+static int queue_open_dir(const char *dir, const char *sub)
+{
+	char *path = xasprintf("%s/%s", dir, sub);
+	int fd, err = queue_mkdir_p(path);
+	if (err)
+		fatalx("queue: cannot create %s: %s", path, strerror(err));
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		fatal("queue: cannot open %s", path);
+	free(path);
+	return fd;
+}
+
+static void queue_report(void *arg)
+{
+	struct queue_job *j = arg;
+	j->cb(j->arg, j->err);
+	free(j);
+}
+
+/* Runs the callback on the loop thread (or here when there is no loop, as in
+ * one-shot tools). */
+static void queue_finish(struct queue *q, struct queue_job *j)
+{
+	free(j->head);
+	free(j->body);
+	j->head = j->body = NULL;
+	if (!j->cb)
+		free(j);
+	else if (q->w)
+		workers_post(q->w, queue_report, j);
+	else
+		queue_report(j);
+}
+
+static int queue_write_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Moves tmp/<id> to msg/<id> without ever replacing an existing message. */
+static int queue_publish(struct queue *q, const char *id)
+{
+	if (renameat2(q->tmpfd, id, q->msgfd, id, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return errno;
+	/* A file system without RENAME_NOREPLACE: link() refuses to replace too. */
+	if (linkat(q->tmpfd, id, q->msgfd, id, 0) < 0)
+		return errno;
+	unlinkat(q->tmpfd, id, 0);
+	return 0;
+}
+
+static int queue_write_one(struct queue *q, struct queue_job *j)
+{
+	char tail[QFILE_TAIL_LEN + 1];
+	uint32_t crc = qfile_crc32(qfile_crc32(0, j->head, j->hlen), j->body, j->blen);
+	struct iovec iov[3] = {
+		{ j->head, j->hlen }, { j->body, j->blen }, { tail, QFILE_TAIL_LEN },
+	};
+	int fd, err;
+	qfile_encode_tail(crc, tail);
+	fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno;
+	err = queue_write_all(fd, iov, 3);
+	if (!err && fsync(fd) < 0)
+		err = errno;
+	if (close(fd) < 0 && !err)
+		err = errno;
+	if (!err)
+		err = queue_publish(q, j->id);
+	if (err)
+		unlinkat(q->tmpfd, j->id, 0);
+	return err;
+}
+
+static void *queue_writer(void *arg)
+{
+	struct queue *q = arg;
+	for (;;) {
+		struct queue_job *j;
+		pthread_mutex_lock(&q->mu);
+		while (!q->todo.head && !q->stopping)
+			pthread_cond_wait(&q->cv_todo, &q->mu);
+		if (!(j = q->todo.head)) {
+			pthread_mutex_unlock(&q->mu);
+			return NULL;
+		}
+		if (!(q->todo.head = j->next))
+			q->todo.tail = NULL;
+		pthread_mutex_unlock(&q->mu);
+
+		if ((j->err = queue_write_one(q, j)) != 0) {
+			log_warnx("queue id=%s status=error reason=\"write: %s\"", j->id,
+				  strerror(j->err));
+			queue_finish(q, j);
+			continue;
+		}
+		free(j->head);
+		free(j->body);
+		j->head = j->body = NULL;
+		pthread_mutex_lock(&q->mu);
+		queue_list_push(&q->renamed, j);
+		pthread_cond_signal(&q->cv_renamed);
+		pthread_mutex_unlock(&q->mu);
+	}
+}
+
+/* The group commit: whatever was renamed while the previous fsync ran shares the
+ * next one, so under load one directory fsync acknowledges many messages. */
+static void *queue_committer(void *arg)
+{
+	struct queue *q = arg;
+	for (;;) {
+		struct queue_job *batch, *j, *next;
+		size_t n = 0;
+		int err = 0;
+		pthread_mutex_lock(&q->mu);
+		while (!q->renamed.head && !q->writers_gone)
+			pthread_cond_wait(&q->cv_renamed, &q->mu);
+		batch = q->renamed.head;
+		q->renamed.head = q->renamed.tail = NULL;
+		pthread_mutex_unlock(&q->mu);
+		if (!batch)
+			return NULL;
+
+		if (fsync(q->msgfd) < 0)
+			err = errno;
+		for (j = batch; j; j = next) {
+			next = j->next;
+			n++;
+			j->err = err;
+			if (err) {
+				/* Never acknowledged, so it must not be delivered either. */
+				unlinkat(q->msgfd, j->id, 0);
+				log_warnx("queue id=%s status=error reason=\"fsync dir: %s\"",
+					  j->id, strerror(err));
+				queue_finish(q, j);
+				continue;
+			}
+			/* Copy the id first: the callback frees the job. */
+			char id[sizeof(j->id)];
+			memcpy(id, j->id, sizeof(id));
+			queue_finish(q, j);
+			if (q->notify)
+				q->notify(q->notify_arg, id);
+		}
+		if (n > 1)
+			log_debug("queue group commit: %zu messages, one directory fsync", n);
+	}
+}
+
+struct queue *queue_create(const char *dir, unsigned nthreads, struct workers *w)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	q->dir = xstrdup(dir);
+	q->tmpfd = queue_open_dir(dir, "tmp");
+	q->msgfd = queue_open_dir(dir, "msg");
+	q->w = w;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv_todo, NULL);
+	pthread_cond_init(&q->cv_renamed, NULL);
+	pthread_mutex_init(&q->id_mu, NULL);
+	if (getrandom(&q->id_salt, sizeof(q->id_salt), 0) != sizeof(q->id_salt))
+		q->id_salt = (unsigned)getpid() ^ (unsigned)time(NULL);
+	q->id_salt &= 0xfff;
+	q->nthreads = nthreads ? nthreads : 1;
+	q->writers = xcalloc(q->nthreads, sizeof(pthread_t));
+	for (unsigned i = 0; i < q->nthreads; i++)
+		if (pthread_create(&q->writers[i], NULL, queue_writer, q) != 0)
+			fatalx("queue: cannot start writer thread");
+	if (pthread_create(&q->committer, NULL, queue_committer, q) != 0)
+		fatalx("queue: cannot start committer thread");
+	return q;
+}
+
+void queue_destroy(struct queue **qp)
+{
+	struct queue *q = *qp;
+	if (!q)
+		return;
+	/* Writers drain what was handed to them, the committer what they renamed:
+	 * nothing accepted by queue_commit is left half done. */
+	pthread_mutex_lock(&q->mu);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->cv_todo);
+	pthread_mutex_unlock(&q->mu);
+	for (unsigned i = 0; i < q->nthreads; i++)
+		pthread_join(q->writers[i], NULL);
+	pthread_mutex_lock(&q->mu);
+	q->writers_gone = 1;
+	pthread_cond_signal(&q->cv_renamed);
+	pthread_mutex_unlock(&q->mu);
+	pthread_join(q->committer, NULL);
+	close(q->tmpfd);
+	close(q->msgfd);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv_todo);
+	pthread_cond_destroy(&q->cv_renamed);
+	pthread_mutex_destroy(&q->id_mu);
+	free(q->writers);
+	free(q->dir);
+	free(q);
+	*qp = NULL;
+}
+
+/* 52 bits of microseconds (good until 2112), bumped by one per id when ids come
+ * faster than the clock (the counter), then 12 random bits fixed per process so two
+ * processes, or a restart after the clock stepped back, are unlikely to meet; and
+ * should they, O_EXCL and RENAME_NOREPLACE refuse the second message (451). */
+void queue_new_id(struct queue *q, struct envelope *env)
+{
+	struct timespec ts;
+	uint64_t us;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	pthread_mutex_lock(&q->id_mu);
+	if (us <= q->id_last_us)
+		us = q->id_last_us + 1;
+	q->id_last_us = us;
+	pthread_mutex_unlock(&q->id_mu);
+	snprintf(env->id, sizeof(env->id), "%016llx",
+		 (unsigned long long)(((us & ((1ull << 52) - 1)) << 12) | q->id_salt));
+}
+
+void queue_commit(struct queue *q, const struct envelope *env, char *body, size_t len,
+		  queue_commit_cb cb, void *arg)
+{
+	struct queue_job *j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	memcpy(j->id, env->id, sizeof(j->id));
+	j->id[sizeof(j->id) - 1] = '\0';
+	/* The header is small and made here, so env need not outlive the call; the
+	 * body is only checksummed and written, on a writer thread. */
+	j->head = qfile_encode_head(env, len, &j->hlen);
+	j->body = body;
+	j->blen = len;
+	j->cb = cb;
+	j->arg = arg;
+	pthread_mutex_lock(&q->mu);
+	queue_list_push(&q->todo, j);
+	pthread_cond_signal(&q->cv_todo);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void queue_set_notify(struct queue *q, queue_notify_fn fn, void *arg)
+{
+	q->notify = fn;
+	q->notify_arg = arg;
+}
+
+static int queue_is_id(const char *name)
+{
+	size_t n = strspn(name, "0123456789abcdef");
+	return n == 16 && name[16] == '\0';
+}
+
+static void queue_move_corrupt(struct queue *q, const char *name, const char *why)
+{
+	char *path = xasprintf("%s/corrupt", q->dir);
+	int fd, err = queue_mkdir_p(path);
+	if (err || (fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		log_warnx("queue file=%s status=corrupt reason=\"%s\" (left in msg/: "
+			  "cannot open %s)", name, why, path);
+		free(path);
+		return;
+	}
+	if (renameat(q->msgfd, name, fd, name) < 0)
+		log_warn("queue file=%s status=corrupt reason=\"%s\" cannot move to %s",
+			 name, why, path);
+	else
+		log_warnx("queue file=%s status=corrupt reason=\"%s\" moved to %s/%s",
+			  name, why, path, name);
+	fsync(fd);
+	close(fd);
+	free(path);
+}
+
+size_t queue_recover(struct queue *q)
+{
+	DIR *d;
+	struct dirent *de;
+	size_t found = 0, removed = 0, n = 0, cap = 0;
+	char **names = NULL;
+
+	/* Nothing in tmp/ was ever acknowledged: its client got no 250. */
+	if ((d = fdopendir(dup(q->tmpfd)))) {
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.' && unlinkat(q->tmpfd, de->d_name, 0) == 0)
+				removed++;
+		closedir(d);
+	}
+	if (removed)
+		log_info("queue recover: removed %zu unacknowledged files from tmp/", removed);
+
+	/* Collect first: moving files while reading the directory may skip some. */
+	if (!(d = fdopendir(dup(q->msgfd))))
+		fatal("queue: cannot read %s/msg", q->dir);
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap)
+			names = xrealloc(names, (cap = cap ? 2 * cap : 64) * sizeof(*names));
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *name = names[i];
+		size_t len = strlen(name);
+		if (len == 21 && strcmp(name + 16, ".done") == 0) {
+			char id[17];
+			memcpy(id, name, 16);
+			id[16] = '\0';
+			/* The message was removed before its sidecar (a crash between
+			 * the two unlinks): the sidecar is of no use any more. */
+			if (queue_is_id(id) && faccessat(q->msgfd, id, F_OK, 0) < 0 &&
+			    errno == ENOENT)
+				unlinkat(q->msgfd, name, 0);
+			continue;
+		}
+		if (!queue_is_id(name)) {
+			queue_move_corrupt(q, name, "not a queue file name");
+			continue;
+		}
+		char *buf;
+		size_t blen, bodylen;
+		const char *body;
+		struct envelope env;
+		int err = qfile_read_at(q->msgfd, name, &buf, &blen);
+		if (err) {
+			/* Left in place: an I/O error is no proof of corruption. */
+			log_warnx("queue id=%s recover: cannot read: %s", name, strerror(err));
+			continue;
+		}
+		if (qfile_decode(buf, blen, &env, &body, &bodylen) < 0 ||
+		    strcmp(env.id, name) != 0) {
+			char *done = xasprintf("%s.done", name);
+			queue_move_corrupt(q, name, "torn or malformed");
+			if (faccessat(q->msgfd, done, F_OK, 0) == 0)
+				queue_move_corrupt(q, done, "sidecar of a corrupt file");
+			free(done);
+		} else {
+			found++;
+			if (q->notify)
+				q->notify(q->notify_arg, name);
+		}
+		envelope_clear(&env);
+		free(buf);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	fsync(q->msgfd);
+	log_info("queue recover: %zu messages queued", found);
+	return found;
+}

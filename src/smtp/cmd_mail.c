@@ -1,0 +1,200 @@
+/* cmd_mail: MAIL and RCPT, the envelope. Recipients in local domains are looked up
+ * in the user store on a worker thread while the session is parked. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "smtp/address.h"
+#include "smtp/params.h"
+#include "smtp/session.h"
+#include "store/userdb.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+static int has_non_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* "FROM:" / "TO:" then the path; RFC 5321 has no space after the colon, but
+ * clients commonly send one, and refusing it helps nobody. */
+static const char *path_start(const char *args, size_t len, const char *keyword, size_t *rest_r)
+{
+	size_t k = strlen(keyword);
+	if (len < k || strncasecmp(args, keyword, k) != 0)
+		return NULL;
+	args += k;
+	len -= k;
+	while (len > 0 && *args == ' ')
+		args++, len--;
+	*rest_r = len;
+	return args;
+}
+
+void cmd_mail(struct session *s, const char *args, size_t len)
+{
+	struct mail_params mp = {0};
+	struct param_error perr;
+	const char *p, *why;
+	size_t rest, end;
+	char *addr = NULL;
+
+	if (!(p = path_start(args, len, "FROM:", &rest))) {
+		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (session_mail_needs_auth(s)) {
+		/* RFC 4954 6: 530 when the server requires authentication first. */
+		session_reply(s, 530, "5.7.0", "Authentication required");
+		return;
+	}
+	if (address_parse_path(p, rest, 1, 1, &addr, &end, &why) < 0) {
+		session_reply(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
+		return;
+	}
+	if (params_parse_mail(p + end, rest - end, &mp, &perr) < 0) {
+		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
+		goto out;
+	}
+	/* RFC 6531 3.7.4.1: a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7. */
+	if (!mp.smtputf8 && has_non_ascii(addr)) {
+		session_reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		goto out;
+	}
+	if (mp.body == BODY_BINARYMIME) {
+		session_reply(s, 555, "5.5.4", "BODY=BINARYMIME is not supported");
+		goto out;
+	}
+	/* RFC 1870 6.2: refuse at MAIL a message declared larger than the limit. */
+	if (mp.size > s->limits->max_message_size) {
+		session_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		goto out;
+	}
+	session_reset_tx(s);
+	s->env.mail_from = addr;
+	addr = NULL;
+	s->env.helo = xstrdup(s->helo);
+	s->env.client_addr = xstrdup(s->addr);
+	s->env.body = mp.body;
+	s->env.smtputf8 = mp.smtputf8;
+	s->env.ret = mp.ret;
+	s->env.envid = mp.envid;
+	mp.envid = NULL;
+	/* RFC 4954 5: AUTH= from a client that has not authenticated is treated as <>;
+	 * unauthenticated sessions keep none. */
+	s->env.auth = NULL;
+	s->declared_size = mp.size;
+	session_enter(s, S_MAIL);
+	session_reply(s, 250, "2.1.0", "Ok");
+out:
+	mail_params_clear(&mp);
+	free(addr);
+}
+
+struct rcpt_job {
+	struct session *s;
+	struct userdb *users;
+	char *addr;
+	struct rcpt_params rp;
+	int found;
+	char **boxes;
+	size_t nboxes;
+};
+
+static void rcpt_lookup(void *arg)
+{
+	struct rcpt_job *j = arg;
+	j->found = userdb_resolve(j->users, j->addr, &j->boxes, &j->nboxes);
+}
+
+static void rcpt_job_free(struct rcpt_job *j)
+{
+	userdb_free_list(j->boxes, j->nboxes);
+	rcpt_params_clear(&j->rp);
+	free(j->addr);
+	free(j);
+}
+
+static void rcpt_looked_up(void *arg)
+{
+	struct rcpt_job *j = arg;
+	struct session *s = j->s;
+	char esc[LOG_ESCAPE_BUFSZ];
+
+	if (session_unpark(s) < 0) {
+		rcpt_job_free(j);
+		return;
+	}
+	if (j->found < 0) {
+		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure, try again later", j->addr);
+	} else if (j->found == 0) {
+		log_info("smtp session=%s event=rcpt-rejected rcpt=\"%s\" reason=unknown", s->id,
+			 log_escape(esc, sizeof(esc), j->addr, strlen(j->addr)));
+		session_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: no such user", j->addr);
+	} else {
+		for (size_t i = 0; i < j->nboxes; i++)
+			envelope_add_rcpt(&s->env, j->addr, j->rp.orcpt, j->rp.notify, j->boxes[i]);
+		s->nrcpts++;
+		session_enter(s, S_RCPT);
+		session_reply(s, 250, "2.1.5", "Ok");
+	}
+	rcpt_job_free(j);
+	session_process(s);
+}
+
+void cmd_rcpt(struct session *s, const char *args, size_t len)
+{
+	struct rcpt_params rp = {0};
+	struct param_error perr;
+	const char *p, *why;
+	size_t rest, end;
+	char *addr = NULL, *local = NULL, *domain = NULL;
+
+	if (!(p = path_start(args, len, "TO:", &rest))) {
+		session_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->nrcpts >= s->limits->max_recipients) {
+		/* RFC 5321 4.5.3.1.10: 452 for too many recipients; the client retries them. */
+		session_reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	/* RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted. */
+	if (rest >= 12 && strncasecmp(p, "<postmaster>", 12) == 0) {
+		addr = xasprintf("postmaster@%s", s->srv->cfg->local_domains[0]);
+		end = 12;
+	} else if (address_parse_path(p, rest, 0, 1, &addr, &end, &why) < 0) {
+		session_reply(s, 501, "5.1.3", "Bad recipient address syntax: %s", why);
+		return;
+	}
+	if (params_parse_rcpt(p + end, rest - end, &rp, &perr) < 0) {
+		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
+		goto out;
+	}
+	if (!s->env.smtputf8 && has_non_ascii(addr)) {
+		session_reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		goto out;
+	}
+	if (address_split(addr, &local, &domain) < 0 || !config_is_local_domain(s->srv->cfg, domain)) {
+		/* No relaying: mail for other domains needs an authenticated session. */
+		session_reply(s, 554, "5.7.1", "<%s>: Relay access denied", addr);
+		goto out;
+	}
+	struct rcpt_job *j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->users = s->srv->users;
+	j->addr = addr;
+	j->rp = rp;
+	addr = NULL;
+	memset(&rp, 0, sizeof(rp));
+	session_park(s);
+	workers_submit(s->srv->workers, rcpt_lookup, rcpt_looked_up, j);
+out:
+	rcpt_params_clear(&rp);
+	free(addr);
+	free(local);
+	free(domain);
+}

@@ -1,0 +1,370 @@
+/* session: lifecycle, input loop, the command table and its dispatcher. Policy
+ * (state, TLS, arguments) is checked here once for every command, before the
+ * command's own handler runs; handlers only do their command's work. */
+#include "smtp/session.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/conn.h"
+#include "net/tls.h"
+#include "smtp/command.h"
+#include "util/xmalloc.h"
+
+#define CF_NEED_HELO  0x01   /* after EHLO/HELO */
+#define CF_NO_TX      0x02   /* not inside a mail transaction */
+#define CF_NEED_MAIL  0x04   /* after MAIL */
+#define CF_NEED_RCPT  0x08   /* after a successful RCPT */
+#define CF_NO_ARGS    0x10   /* takes no arguments */
+
+struct cmd_def {
+	void (*fn)(struct session *s, const char *args, size_t len);
+	unsigned flags;
+};
+
+/* RFC 5321 4.1.4 gives the order; RFC 2920 lets clients pipeline all of it. */
+static const struct cmd_def cmd_table[CMD__COUNT] = {
+	[CMD_EHLO] = {cmd_ehlo, 0},
+	[CMD_HELO] = {cmd_helo, 0},
+	[CMD_MAIL] = {cmd_mail, CF_NEED_HELO | CF_NO_TX},
+	[CMD_RCPT] = {cmd_rcpt, CF_NEED_MAIL},
+	[CMD_DATA] = {cmd_data, CF_NEED_RCPT | CF_NO_ARGS},
+	[CMD_BDAT] = {cmd_bdat, 0}, /* checks its own state: the chunk is read regardless */
+	[CMD_RSET] = {cmd_rset, CF_NO_ARGS},
+	[CMD_NOOP] = {cmd_noop, 0},
+	[CMD_QUIT] = {cmd_quit, CF_NO_ARGS},
+	[CMD_HELP] = {cmd_help, 0},
+	[CMD_VRFY] = {cmd_vrfy, 0},
+	[CMD_EXPN] = {cmd_expn, 0},
+	[CMD_STARTTLS] = {cmd_starttls, CF_NEED_HELO | CF_NO_ARGS},
+	[CMD_AUTH] = {cmd_auth, CF_NEED_HELO | CF_NO_TX},
+};
+
+static const char *const state_names[] = {
+	"init", "ready", "mail", "rcpt", "data", "bdat", "tls", "closing",
+};
+
+static void session_free(struct session *s);
+
+void session_enter(struct session *s, enum smtp_state next)
+{
+	if (s->state == next)
+		return;
+	log_debug("smtp session=%s state=%s->%s", s->id, state_names[s->state], state_names[next]);
+	s->state = next;
+	/* RFC 5321 4.5.3.2.7: "An SMTP server SHOULD have a timeout of at least 5 minutes
+	 * while it is awaiting the next command from the sender." */
+	if (s->conn)
+		conn_set_timeout(s->conn, (next == S_DATA || next == S_BDAT) ? s->limits->data_timeout
+									     : s->limits->command_timeout);
+	linereader_init(&s->lr, next == S_DATA ? s->limits->max_text_line : s->limits->max_command_line);
+}
+
+static void session_vreply(struct session *s, int code, const char *enh, const char *fmt, va_list ap)
+{
+	char text[1024];
+	char line[1100];
+	int n;
+	if (!s->conn || s->state == S_CLOSING)
+		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	n = enh ? snprintf(line, sizeof(line), "%d %s %s\r\n", code, enh, text)
+		: snprintf(line, sizeof(line), "%d %s\r\n", code, text);
+	if (n >= (int)sizeof(line))
+		n = sizeof(line) - 1, line[n - 2] = '\r', line[n - 1] = '\n';
+	conn_write(s->conn, line, (size_t)n);
+	if (code >= 400 && code != 421 && ++s->errors >= s->limits->max_errors) {
+		n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many errors, closing connection\r\n",
+			     s->srv->cfg->hostname);
+		conn_write(s->conn, line, (size_t)n);
+		log_info("smtp session=%s event=error-limit errors=%u", s->id, s->errors);
+		session_close(s);
+	}
+}
+
+void session_reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	session_vreply(s, code, enh, fmt, ap);
+	va_end(ap);
+}
+
+void session_reply_lines(struct session *s, int code, const char *const *lines, size_t n)
+{
+	struct evbuffer *out;
+	if (!s->conn || s->state == S_CLOSING)
+		return;
+	out = evbuffer_new();
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "%d%c%s\r\n", code, i + 1 < n ? '-' : ' ', lines[i]);
+	size_t len = evbuffer_get_length(out);
+	conn_write(s->conn, evbuffer_pullup(out, -1), len);
+	evbuffer_free(out);
+}
+
+void session_close(struct session *s)
+{
+	session_enter(s, S_CLOSING);
+	if (s->conn)
+		conn_close_after_flush(s->conn);
+}
+
+void session_reset_tx(struct session *s)
+{
+	envelope_clear(&s->env);
+	free(s->body);
+	s->body = NULL;
+	s->body_len = s->body_cap = 0;
+	s->body_bad = 0;
+	s->declared_size = 0;
+	s->nrcpts = 0;
+	s->bdat_used = 0;
+	s->bdat_left = 0;
+	s->bdat_last = 0;
+	s->bdat_refuse = 0;
+	s->bdat_prev = 0;
+}
+
+void session_park(struct session *s)
+{
+	s->parked = 1;
+	conn_pause(s->conn);
+}
+
+int session_unpark(struct session *s)
+{
+	s->parked = 0;
+	if (s->dead) {
+		session_free(s);
+		return -1;
+	}
+	conn_resume(s->conn);
+	return 0;
+}
+
+int session_can_starttls(const struct session *s)
+{
+	return s->listener->lc->tls == TLS_STARTTLS && !s->tls && s->srv->tls != NULL;
+}
+
+int session_mail_needs_auth(const struct session *s)
+{
+	/* Until SMTP AUTH exists, submission accepts no mail at all (RFC 6409 4.3). */
+	return s->listener->lc->role != ROLE_SMTP;
+}
+
+static void session_dispatch(struct session *s, const char *line, size_t len)
+{
+	struct smtp_command cmd;
+	const struct cmd_def *def;
+
+	s->commands++;
+	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+		session_reply(s, 500, "5.5.2", "Syntax error, command unrecognized");
+		return;
+	}
+	def = &cmd_table[cmd.verb];
+	if (!def->fn) {
+		session_reply(s, 502, "5.5.1", "Command not implemented");
+		return;
+	}
+	if ((def->flags & CF_NO_ARGS) && cmd.args_len > 0) {
+		session_reply(s, 501, "5.5.4", "Syntax error: %s takes no arguments", smtp_verb_name(cmd.verb));
+		return;
+	}
+	if ((def->flags & CF_NEED_HELO) && s->state == S_INIT) {
+		session_reply(s, 503, "5.5.1", "Error: send EHLO/HELO first");
+		return;
+	}
+	if ((def->flags & CF_NO_TX) && (s->state == S_MAIL || s->state == S_RCPT)) {
+		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	if ((def->flags & CF_NEED_MAIL) && s->state != S_MAIL && s->state != S_RCPT) {
+		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if ((def->flags & CF_NEED_RCPT) && s->state != S_RCPT) {
+		session_reply(s, 503, "5.5.1", s->state == S_MAIL ? "Error: need RCPT command"
+								 : "Error: need MAIL command");
+		return;
+	}
+	def->fn(s, cmd.args, cmd.args_len);
+}
+
+static void session_line_error(struct session *s, enum line_status st)
+{
+	switch (st) {
+	case LINE_TOO_LONG:
+		/* RFC 5321 4.5.3.1.4: command lines are at most 512 octets. */
+		session_reply(s, 500, "5.5.2", "Line too long (limit %zu octets)", s->lr.limit);
+		break;
+	case LINE_BARE_LF:
+	case LINE_BARE_CR:
+		/* RFC 5321 2.3.8: bare CR or LF is never a line end. */
+		session_reply(s, 500, "5.5.2", "Bare CR or LF in command line; use CRLF");
+		break;
+	default:
+		break;
+	}
+}
+
+void session_process(struct session *s)
+{
+	char line[16384];
+	while (!s->parked && s->conn && s->state != S_CLOSING && s->state != S_TLS) {
+		struct evbuffer *in = conn_input(s->conn);
+		size_t avail = evbuffer_get_length(in), len, consumed, want;
+		enum line_status st;
+		unsigned char *p;
+
+		if (avail == 0)
+			break;
+		if (s->state == S_BDAT) {
+			struct evbuffer_iovec v;
+			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+				break;
+			size_t n = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
+			bdat_bytes(s, v.iov_base, n);
+			evbuffer_drain(in, n);
+			continue;
+		}
+		want = avail < s->lr.limit ? avail : s->lr.limit;
+		p = evbuffer_pullup(in, (ev_ssize_t)want);
+		st = linereader_next(&s->lr, (const char *)p, want, &len, &consumed);
+		if (s->state == S_DATA) {
+			if (st != LINE_NEED_MORE)
+				data_line(s, st, (const char *)p, len);
+			evbuffer_drain(in, consumed);
+			if (st == LINE_NEED_MORE && consumed == 0)
+				break;
+			continue;
+		}
+		if (st == LINE_OK && len < sizeof(line))
+			memcpy(line, p, len);
+		/* Consumed before dispatch: STARTTLS drops what follows it in the buffer. */
+		evbuffer_drain(in, consumed);
+		if (st == LINE_NEED_MORE) {
+			if (consumed == 0)
+				break;
+			continue;
+		}
+		if (st != LINE_OK) {
+			session_line_error(s, st);
+			continue;
+		}
+		session_dispatch(s, line, len);
+	}
+}
+
+static void session_on_read(struct conn *c, void *arg)
+{
+	session_process(arg);
+}
+
+static void session_on_tls(struct conn *c, void *arg)
+{
+	struct session *s = arg;
+	tls_describe(conn_ssl(c), s->tls_info, sizeof(s->tls_info));
+	s->tls = 1;
+	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
+	if (s->state == S_TLS) {
+		/* RFC 3207 4.2: "the server MUST discard any knowledge obtained from the
+		 * client, such as the argument to the EHLO command". */
+		free(s->helo);
+		s->helo = NULL;
+		s->esmtp = 0;
+		session_reset_tx(s);
+		session_enter(s, S_INIT);
+		session_process(s);
+	}
+}
+
+static const char *const end_names[] = {"eof", "error", "timeout", "closed", "tls-failed"};
+
+static void session_on_end(struct conn *c, void *arg, enum conn_end why, const char *detail)
+{
+	struct session *s = arg;
+	if (why == CONN_TIMEOUT && s->state != S_CLOSING) {
+		/* Best effort: the reply may not reach a client that stopped reading. */
+		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+	}
+	log_info("smtp session=%s event=disconnect reason=%s%s%s commands=%u messages=%u", s->id,
+		 end_names[why], detail && *detail ? " detail=" : "", detail ? detail : "",
+		 s->commands, s->messages);
+	conn_destroy(&s->conn);
+	if (s->parked)
+		s->dead = 1;
+	else
+		session_free(s);
+}
+
+static void session_lifetime_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (!s->conn || s->state == S_CLOSING)
+		return;
+	session_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->srv->cfg->hostname);
+	session_close(s);
+}
+
+static void session_free(struct session *s)
+{
+	if (s->lifetime)
+		event_free(s->lifetime);
+	conn_destroy(&s->conn);
+	session_reset_tx(s);
+	free(s->helo);
+	s->listener->nsessions--;
+	s->srv->nsessions--;
+	free(s);
+}
+
+static const struct conn_cbs session_cbs = {session_on_read, session_on_tls, session_on_end};
+
+void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, int salen)
+{
+	struct smtp_server *srv = l->srv;
+	const struct listener_conf *lc = l->lc;
+	struct session *s = xcalloc(1, sizeof(*s));
+	struct timeval tv;
+
+	s->srv = srv;
+	s->listener = l;
+	s->limits = &lc->limits;
+	snprintf(s->id, sizeof(s->id), "%08" PRIx64, ++srv->next_id);
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->addr, sizeof(s->addr));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->addr, sizeof(s->addr));
+	l->nsessions++;
+	srv->nsessions++;
+	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
+	if (!s->conn) {
+		log_warnx("smtp event=accept-failed client=%s", s->addr);
+		session_free(s);
+		return;
+	}
+	s->state = S_INIT;
+	conn_set_timeout(s->conn, lc->limits.command_timeout);
+	linereader_init(&s->lr, lc->limits.max_command_line);
+	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
+	if (l->nsessions > lc->limits.max_sessions) {
+		session_reply(s, 421, "4.3.2", "%s Too many sessions, try again later", srv->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	s->lifetime = evtimer_new(srv->base, session_lifetime_cb, s);
+	tv.tv_sec = lc->limits.session_timeout;
+	tv.tv_usec = 0;
+	evtimer_add(s->lifetime, &tv);
+	session_reply(s, 220, NULL, "%s ESMTP cursus", srv->cfg->hostname);
+}

@@ -1,0 +1,144 @@
+/* session: one SMTP server session. The state machine, the command table with its
+ * policy flags and the one dispatcher live in session.c; each command's check and
+ * proceed steps in cmd_*.c. Shared here only between those files. */
+#ifndef CURSUS_SESSION_H
+#define CURSUS_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+
+#include "config/config.h"
+#include "queue/envelope.h"
+#include "smtp/params.h"
+#include "util/linereader.h"
+#include "util/log.h"
+
+struct event_base;
+struct event;
+struct conn;
+struct workers;
+struct queue;
+struct userdb;
+
+/* What every session shares: the daemon's context. */
+struct smtp_server {
+	struct event_base *base;
+	const struct config *cfg;
+	SSL_CTX *tls;
+	struct workers *workers;
+	struct queue *queue;
+	struct userdb *users;
+	uint64_t next_id;
+	unsigned nsessions;
+};
+
+/* One listening socket and its sessions' count (for max_sessions). */
+struct smtp_listener {
+	struct smtp_server *srv;
+	const struct listener_conf *lc;
+	struct evconnlistener *evl;
+	unsigned nsessions;
+};
+
+enum smtp_state {
+	S_INIT,        /* greeted, no EHLO/HELO yet (also after STARTTLS) */
+	S_READY,       /* EHLO done, no transaction */
+	S_MAIL,        /* MAIL accepted */
+	S_RCPT,        /* at least one RCPT accepted */
+	S_DATA,        /* reading DATA lines */
+	S_BDAT,        /* reading a BDAT chunk */
+	S_TLS,         /* STARTTLS accepted, handshake pending */
+	S_CLOSING,     /* QUIT, error or timeout: writing the last reply */
+};
+
+/* Why a message being received will be refused at its end. */
+#define BODY_BAD_EOL   0x1   /* bare CR or LF */
+#define BODY_TOO_LONG  0x2   /* a line over max_text_line */
+#define BODY_TOO_BIG   0x4   /* over max_message_size */
+
+struct session {
+	struct smtp_server *srv;
+	struct smtp_listener *listener;
+	const struct limits *limits;
+	struct conn *conn;
+	char id[20];
+	char addr[INET6_ADDRSTRLEN];
+	enum smtp_state state;
+	struct linereader lr;
+	struct event *lifetime;      /* session_timeout */
+	char *helo;
+	int esmtp;
+	int tls;                     /* TLS is up */
+	char tls_info[128];
+	unsigned errors, commands;
+	int parked;                  /* waiting for a worker or the queue */
+	int dead;                    /* connection gone while parked: free on resume */
+	/* the transaction */
+	struct envelope env;
+	size_t declared_size;
+	char *body;
+	size_t body_len, body_cap;
+	unsigned body_bad;
+	int bdat_used;               /* CHUNKING in this transaction: DATA refused */
+	size_t bdat_left;            /* octets of the current chunk still to read */
+	int bdat_last;
+	int bdat_refuse;             /* chunk read only to be discarded */
+	const char *bdat_refuse_why;
+	enum smtp_state bdat_back;   /* state to return to after a refused chunk */
+	char bdat_prev;              /* last octet of the previous chunk (bare CR check) */
+	unsigned messages;
+	unsigned nrcpts;             /* RCPT commands accepted in this transaction */
+};
+
+/* The one way to reply: "code enhanced text". enhanced may be NULL (greeting, EHLO).
+ * Replies of 400 and above count as errors; at max_errors the session is closed
+ * with 421 4.7.0. */
+void session_reply(struct session *s, int code, const char *enhanced, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+/* Multi-line reply: lines[0..n) under one code (EHLO, HELP). */
+void session_reply_lines(struct session *s, int code, const char *const *lines, size_t n);
+void session_close(struct session *s);
+/* Transitions are made only here, so every change can be traced. */
+void session_enter(struct session *s, enum smtp_state next);
+/* Drops the transaction (RSET, end of message, STARTTLS). */
+void session_reset_tx(struct session *s);
+/* Parking: no input is read while a worker or the queue has the session. */
+void session_park(struct session *s);
+/* Returns 0 if the session may go on, -1 if it was freed (connection gone). */
+int session_unpark(struct session *s);
+/* Resumes reading pipelined input after an asynchronous step. */
+void session_process(struct session *s);
+
+/* Policy predicates: EHLO advertises exactly what these accept. */
+int session_can_starttls(const struct session *s);
+int session_mail_needs_auth(const struct session *s);
+
+/* Accepts a connection on a listener (takes fd). */
+void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, int salen);
+
+/* Command handlers (cmd_*.c): args exclude the verb. */
+void cmd_ehlo(struct session *s, const char *args, size_t len);
+void cmd_helo(struct session *s, const char *args, size_t len);
+void cmd_mail(struct session *s, const char *args, size_t len);
+void cmd_rcpt(struct session *s, const char *args, size_t len);
+void cmd_data(struct session *s, const char *args, size_t len);
+void cmd_bdat(struct session *s, const char *args, size_t len);
+void cmd_rset(struct session *s, const char *args, size_t len);
+void cmd_noop(struct session *s, const char *args, size_t len);
+void cmd_quit(struct session *s, const char *args, size_t len);
+void cmd_help(struct session *s, const char *args, size_t len);
+void cmd_vrfy(struct session *s, const char *args, size_t len);
+void cmd_expn(struct session *s, const char *args, size_t len);
+void cmd_starttls(struct session *s, const char *args, size_t len);
+void cmd_auth(struct session *s, const char *args, size_t len);
+
+/* Message body reception (cmd_data.c). */
+void data_line(struct session *s, enum line_status st, const char *line, size_t len);
+void bdat_bytes(struct session *s, const char *p, size_t n);
+
+/* Received header (received.c): malloc'd, CRLF-terminated lines. */
+char *received_header(const struct session *s);
+
+#endif

@@ -1,0 +1,640 @@
+/* userdb_sqlite: the SQLite backend of userdb.h.
+ * Promises: one connection per handle, opened SQLITE_OPEN_FULLMUTEX and further
+ * serialised by the handle's mutex, so any number of threads may share a handle;
+ * every query is a prepared statement with bound parameters (no SQL is ever built
+ * from data); WAL mode and a 5 s busy timeout so the cursus tool can write while the
+ * daemon reads; names are lower-cased and validated before they are stored, because
+ * a user name becomes a directory name ("<domain>/<local-part>"). The expensive
+ * password hashing happens before the lock is taken. */
+#include "store/userdb.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/password.h"
+#include "store/username.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define USERDB_SCHEMA_VERSION 1
+#define USERDB_BUSY_TIMEOUT_MS 5000
+/* How many alias hops a recipient may take before we stop following. */
+#define USERDB_ALIAS_DEPTH 8
+
+struct userdb {
+	sqlite3 *db;
+	pthread_mutex_t mu;
+};
+
+/* Kept in the database as PRAGMA user_version, so a future schema can migrate. */
+static const char userdb_schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS users ("
+	" name TEXT PRIMARY KEY NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" scram1_salt TEXT, scram1_iter INTEGER, scram1_stored TEXT, scram1_server TEXT,"
+	" scram256_salt TEXT, scram256_iter INTEGER, scram256_stored TEXT,"
+	" scram256_server TEXT,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS aliases ("
+	" address TEXT NOT NULL,"
+	" target TEXT NOT NULL,"
+	" PRIMARY KEY (address, target));"
+	"PRAGMA user_version = 1;";
+
+static char *userdb_sqlerr(sqlite3 *db, const char *what)
+{
+	return xasprintf("%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+/* Runs constant SQL text (one or more statements), stepping each to completion. */
+static int userdb_exec(sqlite3 *db, const char *sql)
+{
+	const char *tail = sql;
+	while (tail && *tail) {
+		sqlite3_stmt *st = NULL;
+		int rc = sqlite3_prepare_v2(db, tail, -1, &st, &tail);
+		if (rc != SQLITE_OK)
+			return -1;
+		if (!st)
+			break;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	return 0;
+}
+
+static sqlite3_stmt *userdb_prepare(struct userdb *u, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(u->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	return st;
+}
+
+struct userdb *userdb_open(const char *path, int create, char **err)
+{
+	struct userdb *u;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	int version = -1;
+
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		*err = xasprintf("cannot open user database %s: %s", path,
+				 db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, USERDB_BUSY_TIMEOUT_MS);
+	/* WAL lets the daemon's readers go on while the cursus tool writes. */
+	if (userdb_exec(db, "PRAGMA journal_mode = WAL;") < 0)
+		goto sqlfail;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version;", -1, &st, NULL) != SQLITE_OK)
+		goto sqlfail;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version < 0)
+		goto sqlfail;
+	if (version == 0 && !create) {
+		*err = xasprintf("%s is not a cursus user database (no schema; "
+				 "`cursus user add` creates it)", path);
+		goto fail;
+	}
+	if (version == 0) {
+		/* IMMEDIATE so two tools creating the schema at once serialise here. */
+		if (userdb_exec(db, "BEGIN IMMEDIATE;") < 0)
+			goto sqlfail;
+		if (userdb_exec(db, userdb_schema_sql) < 0) {
+			*err = userdb_sqlerr(db, "cannot create the user database schema");
+			userdb_exec(db, "ROLLBACK;");
+			goto fail;
+		}
+		if (userdb_exec(db, "COMMIT;") < 0)
+			goto sqlfail;
+	} else if (version > USERDB_SCHEMA_VERSION) {
+		*err = xasprintf("%s has schema version %d; this program knows up to %d", path,
+				 version, USERDB_SCHEMA_VERSION);
+		goto fail;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->db = db;
+	pthread_mutex_init(&u->mu, NULL);
+	return u;
+
+sqlfail:
+	*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
+fail:
+	sqlite3_close(db);
+	return NULL;
+}
+
+void userdb_close(struct userdb **dbp)
+{
+	struct userdb *u = *dbp;
+	if (!u)
+		return;
+	sqlite3_close(u->db);
+	pthread_mutex_destroy(&u->mu);
+	free(u);
+	*dbp = NULL;
+}
+
+void userdb_free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* 1 when `name` is a user, 0 not, -1 failure. Called with the lock held. */
+static int userdb_user_exists(struct userdb *u, const char *name)
+{
+	sqlite3_stmt *st = userdb_prepare(u, "SELECT 1 FROM users WHERE name = ?1");
+	int rc;
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The targets of an alias address. 0 ok (possibly none), -1 failure. */
+static int userdb_alias_targets(struct userdb *u, const char *address, char ***list_r,
+				size_t *n_r)
+{
+	sqlite3_stmt *st = userdb_prepare(u, "SELECT target FROM aliases WHERE address = ?1 "
+					     "ORDER BY target");
+	char **list = NULL;
+	size_t n = 0;
+	int rc;
+	*list_r = NULL;
+	*n_r = 0;
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		list = xrealloc(list, (n + 1) * sizeof(*list));
+		list[n++] = xstrdup(t ? t : "");
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		userdb_free_list(list, n);
+		return -1;
+	}
+	*list_r = list;
+	*n_r = n;
+	return 0;
+}
+
+struct userdb_resolution {
+	char **mailboxes;
+	size_t n;
+	char **seen;              /* lookup keys already expanded: loops end here */
+	size_t n_seen;
+};
+
+static int userdb_strlist_has(char **list, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static void userdb_strlist_add(char ***list, size_t *n, char *s)
+{
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[(*n)++] = s;
+}
+
+/* Marks key as expanded; 0 when it already was. */
+static int userdb_visit(struct userdb_resolution *r, const char *key)
+{
+	if (userdb_strlist_has(r->seen, r->n_seen, key))
+		return 0;
+	userdb_strlist_add(&r->seen, &r->n_seen, xstrdup(key));
+	return 1;
+}
+
+static int userdb_resolve_address(struct userdb *u, struct userdb_resolution *r,
+				  const char *address, int depth)
+{
+	char **targets = NULL;
+	size_t n_targets = 0;
+	const char *at = strrchr(address, '@');
+	int rc;
+
+	if (!at || at == address || !userdb_visit(r, address))
+		return 0;
+	rc = userdb_user_exists(u, address);
+	if (rc != 0) {
+		if (rc == 1) {
+			char *mb = xasprintf("%s/%.*s", at + 1, (int)(at - address), address);
+			if (userdb_strlist_has(r->mailboxes, r->n, mb))
+				free(mb);
+			else
+				userdb_strlist_add(&r->mailboxes, &r->n, mb);
+		}
+		return rc < 0 ? -1 : 0;
+	}
+	if (userdb_alias_targets(u, address, &targets, &n_targets) < 0)
+		return -1;
+	if (n_targets == 0 && userdb_visit(r, at)) {
+		/* No user and no alias: the domain's catch-all, stored as "@domain". */
+		if (userdb_alias_targets(u, at, &targets, &n_targets) < 0)
+			return -1;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n_targets && rc == 0; i++) {
+		if (depth + 1 > USERDB_ALIAS_DEPTH) {
+			char esc[LOG_ESCAPE_BUFSZ];
+			log_warnx("userdb alias_too_deep address=%s max=%d",
+				  log_escape(esc, sizeof(esc), address, strlen(address)),
+				  USERDB_ALIAS_DEPTH);
+			break;
+		}
+		/* A target that is neither a user nor an alias nor caught by a catch-all
+		 * adds nothing: forwarding to remote addresses is not supported yet. */
+		rc = userdb_resolve_address(u, r, targets[i], depth + 1);
+	}
+	userdb_free_list(targets, n_targets);
+	return rc;
+}
+
+int userdb_resolve(struct userdb *u, const char *address, char ***mailboxes_r, size_t *n_r)
+{
+	struct userdb_resolution r = { 0 };
+	char *addr = xstrdup(address);
+	int rc;
+
+	*mailboxes_r = NULL;
+	*n_r = 0;
+	username_lower(addr);
+	pthread_mutex_lock(&u->mu);
+	rc = userdb_resolve_address(u, &r, addr, 0);
+	if (rc < 0)
+		log_warnx("userdb resolve_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+	free(addr);
+	userdb_free_list(r.seen, r.n_seen);
+	if (rc < 0 || r.n == 0) {
+		userdb_free_list(r.mailboxes, r.n);
+		return rc < 0 ? -1 : 0;
+	}
+	*mailboxes_r = r.mailboxes;
+	*n_r = r.n;
+	return 1;
+}
+
+static char *userdb_column_dup(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return s ? xstrdup(s) : NULL;
+}
+
+int userdb_user_get(struct userdb *u, const char *name, struct user_record *rec_r)
+{
+	sqlite3_stmt *st;
+	char *key = xstrdup(name);
+	int rc, ret = -1;
+
+	memset(rec_r, 0, sizeof(*rec_r));
+	username_lower(key);
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "SELECT name, hash, scram1_salt, scram1_iter, scram1_stored, "
+			       "scram1_server, scram256_salt, scram256_iter, scram256_stored, "
+			       "scram256_server, created FROM users WHERE name = ?1");
+	if (st) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			rec_r->name = userdb_column_dup(st, 0);
+			rec_r->hash = userdb_column_dup(st, 1);
+			rec_r->sha1.salt = userdb_column_dup(st, 2);
+			rec_r->sha1.iterations = (unsigned)sqlite3_column_int64(st, 3);
+			rec_r->sha1.stored_key = userdb_column_dup(st, 4);
+			rec_r->sha1.server_key = userdb_column_dup(st, 5);
+			rec_r->sha256.salt = userdb_column_dup(st, 6);
+			rec_r->sha256.iterations = (unsigned)sqlite3_column_int64(st, 7);
+			rec_r->sha256.stored_key = userdb_column_dup(st, 8);
+			rec_r->sha256.server_key = userdb_column_dup(st, 9);
+			rec_r->created = sqlite3_column_int64(st, 10);
+			ret = 1;
+		} else if (rc == SQLITE_DONE) {
+			ret = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		log_warnx("userdb user_get_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+	free(key);
+	return ret;
+}
+
+void user_record_clear(struct user_record *rec)
+{
+	free(rec->name);
+	if (rec->hash)
+		xfree_secret(rec->hash, strlen(rec->hash));
+	password_scram_keys_clear(&rec->sha1);
+	password_scram_keys_clear(&rec->sha256);
+	memset(rec, 0, sizeof(*rec));
+}
+
+/* What we store for a password, derived before any lock is taken. */
+struct userdb_secrets {
+	char *hash;
+	struct scram_keys sha1, sha256;
+};
+
+static void userdb_secrets_clear(struct userdb_secrets *s)
+{
+	if (s->hash)
+		xfree_secret(s->hash, strlen(s->hash));
+	password_scram_keys_clear(&s->sha1);
+	password_scram_keys_clear(&s->sha256);
+}
+
+static int userdb_secrets_make(const char *password, struct userdb_secrets *s, char **err)
+{
+	memset(s, 0, sizeof(*s));
+	if (!password || !*password) {
+		*err = xstrdup("empty password refused");
+		return -1;
+	}
+	s->hash = password_hash(password);
+	if (!s->hash) {
+		*err = xstrdup("cannot hash the password (yescrypt unavailable?)");
+		return -1;
+	}
+	if (password_scram_make(PASSWORD_SCRAM_SHA1, password, PASSWORD_SCRAM_ITERATIONS,
+				&s->sha1) < 0 ||
+	    password_scram_make(PASSWORD_SCRAM_SHA256, password, PASSWORD_SCRAM_ITERATIONS,
+				&s->sha256) < 0) {
+		*err = xstrdup("cannot derive the SCRAM keys: the password contains "
+			       "characters SASLprep (RFC 4013) forbids");
+		userdb_secrets_clear(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* Binds the secrets as parameters ?2..?11 in the column order of the schema. */
+static void userdb_bind_secrets(sqlite3_stmt *st, const struct userdb_secrets *s)
+{
+	sqlite3_bind_text(st, 2, s->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, s->sha1.salt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, s->sha1.iterations);
+	sqlite3_bind_text(st, 5, s->sha1.stored_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, s->sha1.server_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, s->sha256.salt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, s->sha256.iterations);
+	sqlite3_bind_text(st, 9, s->sha256.stored_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, s->sha256.server_key, -1, SQLITE_STATIC);
+}
+
+/* Steps a write statement; returns its sqlite3 result code. Lock held. */
+static int userdb_step_write(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* "no such ...: NAME" with NAME escaped: it is an unvalidated argument. */
+static char *userdb_missing(const char *what, const char *name)
+{
+	char esc[LOG_ESCAPE_BUFSZ];
+	return xasprintf("no such %s: %s", what, log_escape(esc, sizeof(esc), name, strlen(name)));
+}
+
+int userdb_user_add(struct userdb *u, const char *name, const char *password, char **err)
+{
+	struct userdb_secrets s;
+	sqlite3_stmt *st;
+	char *key = username_normalize(name, "user name", err);
+	int rc, ret = -1;
+
+	if (!key)
+		return -1;
+	if (userdb_secrets_make(password, &s, err) < 0) {
+		free(key);
+		return -1;
+	}
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "INSERT INTO users (name, hash, scram1_salt, scram1_iter, "
+			       "scram1_stored, scram1_server, scram256_salt, scram256_iter, "
+			       "scram256_stored, scram256_server, created) "
+			       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+	if (!st) {
+		*err = userdb_sqlerr(u->db, "cannot add user");
+	} else {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		userdb_bind_secrets(st, &s);
+		sqlite3_bind_int64(st, 11, (sqlite3_int64)time(NULL));
+		rc = userdb_step_write(st);
+		if (rc == SQLITE_DONE)
+			ret = 0;
+		else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			*err = xasprintf("user %s already exists", key);
+		else
+			*err = userdb_sqlerr(u->db, "cannot add user");
+	}
+	pthread_mutex_unlock(&u->mu);
+	userdb_secrets_clear(&s);
+	free(key);
+	return ret;
+}
+
+int userdb_user_passwd(struct userdb *u, const char *name, const char *password, char **err)
+{
+	struct userdb_secrets s;
+	sqlite3_stmt *st;
+	char *key = xstrdup(name);
+	int ret = -1;
+
+	username_lower(key);
+	if (userdb_secrets_make(password, &s, err) < 0) {
+		free(key);
+		return -1;
+	}
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "UPDATE users SET hash = ?2, scram1_salt = ?3, scram1_iter = ?4, "
+			       "scram1_stored = ?5, scram1_server = ?6, scram256_salt = ?7, "
+			       "scram256_iter = ?8, scram256_stored = ?9, scram256_server = ?10 "
+			       "WHERE name = ?1");
+	if (!st) {
+		*err = userdb_sqlerr(u->db, "cannot change password");
+	} else {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		userdb_bind_secrets(st, &s);
+		if (userdb_step_write(st) != SQLITE_DONE)
+			*err = userdb_sqlerr(u->db, "cannot change password");
+		else if (sqlite3_changes(u->db) == 0)
+			*err = userdb_missing("user", key);
+		else
+			ret = 0;
+	}
+	pthread_mutex_unlock(&u->mu);
+	userdb_secrets_clear(&s);
+	free(key);
+	return ret;
+}
+
+/* Runs a DELETE with one or two text parameters; 0 when a row went, else *err. */
+static int userdb_delete(struct userdb *u, const char *sql, const char *p1, const char *p2,
+			 char *missing, char **err)
+{
+	sqlite3_stmt *st;
+	int ret = -1;
+
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, sql);
+	if (!st) {
+		*err = userdb_sqlerr(u->db, "cannot delete");
+	} else {
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+		if (p2)
+			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+		if (userdb_step_write(st) != SQLITE_DONE)
+			*err = userdb_sqlerr(u->db, "cannot delete");
+		else if (sqlite3_changes(u->db) == 0)
+			ret = -2;
+		else
+			ret = 0;
+	}
+	pthread_mutex_unlock(&u->mu);
+	if (ret == -2) {
+		*err = missing;
+		return -1;
+	}
+	free(missing);
+	return ret;
+}
+
+int userdb_user_del(struct userdb *u, const char *name, char **err)
+{
+	char *key = xstrdup(name);
+	int rc;
+	username_lower(key);
+	/* Aliases that point at the user stay: they resolve to nothing (or the
+	 * catch-all) until the user is added again. */
+	rc = userdb_delete(u, "DELETE FROM users WHERE name = ?1", key, NULL,
+			   userdb_missing("user", key), err);
+	free(key);
+	return rc;
+}
+
+int userdb_user_list(struct userdb *u, void (*fn)(void *arg, const char *name), void *arg,
+		     char **err)
+{
+	sqlite3_stmt *st;
+	int rc = SQLITE_ERROR;
+
+	/* fn runs with the lock held: it must not call back into this handle. */
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "SELECT name FROM users ORDER BY name");
+	if (st) {
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			fn(arg, (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE)
+		*err = userdb_sqlerr(u->db, "cannot list users");
+	pthread_mutex_unlock(&u->mu);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int userdb_alias_add(struct userdb *u, const char *address, const char *target, char **err)
+{
+	sqlite3_stmt *st;
+	char *addr, *tgt;
+	int rc, ret = -1;
+
+	if (!(addr = username_normalize_alias(address, err)))
+		return -1;
+	if (!(tgt = username_normalize(target, "alias target", err))) {
+		free(addr);
+		return -1;
+	}
+	if (strcmp(addr, tgt) == 0) {
+		*err = xasprintf("alias %s points at itself", addr);
+		goto out;
+	}
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "INSERT INTO aliases (address, target) VALUES (?1, ?2)");
+	if (!st) {
+		*err = userdb_sqlerr(u->db, "cannot add alias");
+	} else {
+		sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, tgt, -1, SQLITE_STATIC);
+		rc = userdb_step_write(st);
+		if (rc == SQLITE_DONE)
+			ret = 0;
+		else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			*err = xasprintf("alias %s -> %s already exists", addr, tgt);
+		else
+			*err = userdb_sqlerr(u->db, "cannot add alias");
+	}
+	pthread_mutex_unlock(&u->mu);
+out:
+	free(addr);
+	free(tgt);
+	return ret;
+}
+
+int userdb_alias_del(struct userdb *u, const char *address, const char *target, char **err)
+{
+	char *addr = xstrdup(address), *tgt = target ? xstrdup(target) : NULL;
+	int rc;
+
+	username_lower(addr);
+	if (tgt) {
+		char *both;
+		username_lower(tgt);
+		both = xasprintf("%s -> %s", addr, tgt);
+		rc = userdb_delete(u, "DELETE FROM aliases WHERE address = ?1 AND target = ?2",
+				   addr, tgt, userdb_missing("alias", both), err);
+		free(both);
+	} else {
+		rc = userdb_delete(u, "DELETE FROM aliases WHERE address = ?1", addr, NULL,
+				   userdb_missing("alias", addr), err);
+	}
+	free(addr);
+	free(tgt);
+	return rc;
+}
+
+int userdb_alias_list(struct userdb *u,
+		      void (*fn)(void *arg, const char *address, const char *target), void *arg,
+		      char **err)
+{
+	sqlite3_stmt *st;
+	int rc = SQLITE_ERROR;
+
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "SELECT address, target FROM aliases ORDER BY address, target");
+	if (st) {
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			fn(arg, (const char *)sqlite3_column_text(st, 0),
+			   (const char *)sqlite3_column_text(st, 1));
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_DONE)
+		*err = userdb_sqlerr(u->db, "cannot list aliases");
+	pthread_mutex_unlock(&u->mu);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,443 @@
+/* Tests of config: defaults, per-listener overrides and inheritance, suffixes, bounds,
+ * every error message with its line number, path resolution, and that the shipped
+ * development and example configurations load. Runs from the repository root. */
+#include "unit.h"
+#include "config/config.h"
+#include "util/xmalloc.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Minimal valid preamble, so each error test shows only its own error. */
+#define BASE "local_domains example.test\nlistener smtp {\naddress 127.0.0.1:2525\n}\n"
+
+static char tmp_path[64];
+
+/* Loads `text` from a temp file; *errs_r gets what was printed, with the file name
+ * replaced by "F" so expected messages read "F:3: ...". */
+static struct config *load_text(const char *text, char **errs_r)
+{
+	char *buf = NULL, *out, *q;
+	size_t len = 0, plen;
+	FILE *f, *errs;
+	int fd;
+	struct config *cfg;
+
+	snprintf(tmp_path, sizeof(tmp_path), "/tmp/cursus-test-config-XXXXXX");
+	fd = mkstemp(tmp_path);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		perror("mkstemp");
+		exit(1);
+	}
+	fputs(text, f);
+	fclose(f);
+	errs = open_memstream(&buf, &len);
+	cfg = config_load(tmp_path, errs);
+	fclose(errs);
+	unlink(tmp_path);
+
+	plen = strlen(tmp_path);
+	out = xmalloc(len + 1);
+	out[0] = '\0';
+	for (const char *s = buf; *s;) {
+		if ((q = strstr(s, tmp_path))) {
+			strncat(out, s, (size_t)(q - s));
+			strcat(out, "F");
+			s = q + plen;
+		} else {
+			strcat(out, s);
+			break;
+		}
+	}
+	free(buf);
+	if (errs_r)
+		*errs_r = out;
+	else
+		free(out);
+	return cfg;
+}
+
+/* Expects the load to fail with exactly the messages `want`. */
+static void fails(const char *text, const char *want)
+{
+	char *errs;
+	struct config *cfg = load_text(text, &errs);
+	CHECK(cfg == NULL);
+	CHECK_STR(errs, want);
+	config_free(&cfg);
+	free(errs);
+}
+
+static struct config *loads(const char *text)
+{
+	char *errs;
+	struct config *cfg = load_text(text, &errs);
+	CHECK(cfg != NULL);
+	CHECK_STR(errs, "");
+	free(errs);
+	return cfg;
+}
+
+static const struct listener_conf *find(const struct config *cfg, const char *name)
+{
+	for (const struct listener_conf *l = cfg->listeners; l; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return l;
+	return NULL;
+}
+
+static void test_defaults(void)
+{
+	char cwd[4096], want[4200];
+	struct config *cfg = loads(BASE);
+	const struct listener_conf *l;
+	if (!cfg)
+		return;
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	snprintf(want, sizeof(want), "%s/var/queue", cwd);
+	CHECK_STR(cfg->queue_dir, want);
+	snprintf(want, sizeof(want), "%s/var/mail", cwd);
+	CHECK_STR(cfg->mail_dir, want);
+	snprintf(want, sizeof(want), "%s/var/users.db", cwd);
+	CHECK_STR(cfg->user_db, want);
+	snprintf(want, sizeof(want), "%s/var/tls/cert.pem", cwd);
+	CHECK_STR(cfg->tls_cert, want);
+	snprintf(want, sizeof(want), "%s/var/tls/key.pem", cwd);
+	CHECK_STR(cfg->tls_key, want);
+	CHECK(cfg->hostname != NULL && cfg->hostname[0] != '\0');
+	CHECK(cfg->tls_self_signed == 1);
+	CHECK_STR(cfg->tls_min_version, "TLSv1.2");
+	CHECK(cfg->worker_threads == 4 && cfg->queue_threads == 16 && cfg->delivery_threads == 4);
+	CHECK(cfg->retry_min == 60 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);
+	CHECK(cfg->log_debug == 0);
+	CHECK(cfg->limits.max_command_line == 512 && cfg->limits.max_auth_line == 12288);
+	CHECK(cfg->limits.max_text_line == 1000 && cfg->limits.max_message_size == 36700160);
+	CHECK(cfg->limits.max_recipients == 100 && cfg->limits.max_errors == 10);
+	CHECK(cfg->limits.command_timeout == 300 && cfg->limits.data_timeout == 300);
+	CHECK(cfg->limits.session_timeout == 3600 && cfg->limits.max_sessions == 1000);
+	l = cfg->listeners;
+	CHECK(l && !l->next);
+	if (l) {
+		CHECK_STR(l->name, "smtp");
+		CHECK(l->role == ROLE_SMTP && l->tls == TLS_STARTTLS && l->line == 2);
+		CHECK_STR(l->host, "127.0.0.1");
+		CHECK_STR(l->port, "2525");
+		CHECK(memcmp(&l->limits, &cfg->limits, sizeof(l->limits)) == 0);
+	}
+	CHECK_STR(cfg->path, tmp_path);
+	config_free(&cfg);
+	CHECK(cfg == NULL);
+	config_free(&cfg); /* NULL is fine */
+}
+
+static void test_overrides(void)
+{
+	struct config *cfg = loads(
+		"# comment line\n"
+		"hostname Mail.Example.Test\n"
+		"local_domains Example.TEST \"localhost\"   # trailing comment\n"
+		"local_domains other.test\n"
+		"max_recipients 50\n"
+		"listener submission {\n"
+		"\taddress [::1]:587\n"
+		"\tmax_recipients 20\n"
+		"\tmax_message_size 10M\n"
+		"}\n"
+		"listener submissions {\n"
+		"\taddress 127.0.0.1:465\n"
+		"}\n"
+		"listener mx2{\n"
+		"\trole smtp\n"
+		"\taddress \"0.0.0.0:25\"\n"
+		"\ttls none\n"
+		"}\n"
+		"max_message_size 1G           # after the blocks: still inherited\n"
+		"max_auth_line 64K\n"
+		"command_timeout 600\n"
+		"tls_min_version tlsv1.3\n"
+		"tls_self_signed no\n"
+		"log_debug yes\n"
+		"retry_min 10\nretry_max 20\nqueue_lifetime 3600\n"
+		"worker_threads 1\nqueue_threads 2\ndelivery_threads 3\n");
+	const struct listener_conf *l;
+	if (!cfg)
+		return;
+	CHECK_STR(cfg->hostname, "Mail.Example.Test");
+	CHECK(cfg->n_local_domains == 3);
+	if (cfg->n_local_domains == 3) {
+		CHECK_STR(cfg->local_domains[0], "example.test");
+		CHECK_STR(cfg->local_domains[1], "localhost");
+		CHECK_STR(cfg->local_domains[2], "other.test");
+	}
+	CHECK(config_is_local_domain(cfg, "EXAMPLE.test"));
+	CHECK(config_is_local_domain(cfg, "example.test."));
+	CHECK(config_is_local_domain(cfg, "Other.Test"));
+	CHECK(!config_is_local_domain(cfg, "example.tes"));
+	CHECK(!config_is_local_domain(cfg, "xexample.test"));
+	CHECK(!config_is_local_domain(cfg, ""));
+	CHECK_STR(cfg->tls_min_version, "TLSv1.3");
+	CHECK(cfg->tls_self_signed == 0 && cfg->log_debug == 1);
+	CHECK(cfg->retry_min == 10 && cfg->retry_max == 20 && cfg->queue_lifetime == 3600);
+	CHECK(cfg->worker_threads == 1 && cfg->queue_threads == 2 && cfg->delivery_threads == 3);
+	CHECK(cfg->limits.max_message_size == 1073741824);
+	CHECK(cfg->limits.max_auth_line == 65536);
+
+	/* File order is kept. */
+	CHECK(cfg->listeners && strcmp(cfg->listeners->name, "submission") == 0);
+	l = find(cfg, "submission");
+	CHECK(l != NULL);
+	if (l) {
+		CHECK(l->role == ROLE_SUBMISSION && l->tls == TLS_STARTTLS && l->line == 6);
+		CHECK_STR(l->host, "::1");
+		CHECK_STR(l->port, "587");
+		CHECK(l->limits.max_recipients == 20);            /* own */
+		CHECK(l->limits.max_message_size == 10485760);    /* own, suffix */
+		CHECK(l->limits.max_auth_line == 65536);          /* global, set later */
+		CHECK(l->limits.command_timeout == 600);
+		CHECK(l->limits.max_command_line == 512);         /* default */
+	}
+	l = find(cfg, "submissions");
+	CHECK(l != NULL);
+	if (l) {
+		CHECK(l->role == ROLE_SUBMISSIONS && l->tls == TLS_IMPLICIT);
+		CHECK(l->limits.max_recipients == 50);
+		CHECK(l->limits.max_message_size == 1073741824);
+	}
+	l = find(cfg, "mx2");
+	CHECK(l != NULL);
+	if (l) {
+		CHECK(l->role == ROLE_SMTP && l->tls == TLS_NONE);
+		CHECK_STR(l->host, "0.0.0.0");
+		CHECK_STR(l->port, "25");
+	}
+	config_free(&cfg);
+}
+
+static void test_suffixes_and_bounds(void)
+{
+	struct config *cfg = loads("max_message_size 2k\nmax_text_line 1000\n" BASE);
+	if (cfg)
+		CHECK(cfg->limits.max_message_size == 2048);
+	config_free(&cfg);
+	cfg = loads("max_message_size 2G\nmax_recipients 1\nmax_command_line 512\n" BASE);
+	if (cfg)
+		CHECK(cfg->limits.max_message_size == 2147483648ULL && cfg->limits.max_recipients == 1);
+	config_free(&cfg);
+
+	fails("max_recipients 0\n" BASE, "F:1: max_recipients: 0 is below the minimum 1\n");
+	fails("max_command_line 511\n" BASE,
+	      "F:1: max_command_line: 511 is below the minimum 512\n");
+	fails("max_text_line 999\n" BASE, "F:1: max_text_line: 999 is below the minimum 1000\n");
+	fails("max_auth_line 100\n" BASE, "F:1: max_auth_line: 100 is below the minimum 512\n");
+	fails("max_message_size 1023\n" BASE,
+	      "F:1: max_message_size: 1023 is below the minimum 1024\n");
+	fails("max_errors 0\n" BASE, "F:1: max_errors: 0 is below the minimum 1\n");
+	fails("max_message_size 3G\n" BASE,
+	      "F:1: max_message_size: 3G is above the maximum 2147483648\n");
+	fails("max_message_size 10T\n" BASE,
+	      "F:1: max_message_size: \"10T\" is not a number (suffixes: K, M, G)\n");
+	fails("max_message_size 99999999999999999999999\n" BASE,
+	      "F:1: max_message_size: \"99999999999999999999999\" is not a number "
+	      "(suffixes: K, M, G)\n");
+	fails("max_message_size 17179869184G\n" BASE,
+	      "F:1: max_message_size: \"17179869184G\" is not a number (suffixes: K, M, G)\n");
+	fails("max_recipients 10K\n" BASE, "F:1: max_recipients: \"10K\" is not a number\n");
+	fails("max_recipients -1\n" BASE, "F:1: max_recipients: \"-1\" is not a number\n");
+	fails("max_recipients\n" BASE, "F:1: max_recipients: missing value\n");
+	fails("max_recipients 1 2\n" BASE, "F:1: max_recipients: expected one value, got 2 "
+	      "(quote a value that contains spaces)\n");
+	fails(BASE "listener submission {\naddress 127.0.0.1:587\nmax_recipients 0\n}\n",
+	      "F:7: max_recipients: 0 is below the minimum 1\n");
+	fails("retry_min 100\nretry_max 50\n" BASE, "F:2: retry_max 50 is below retry_min 100\n");
+	fails("retry_min 7200\n" BASE, "F:1: retry_max 3600 is below retry_min 7200\n");
+	fails("log_debug true\n" BASE, "F:1: log_debug: \"true\" is not yes or no\n");
+	fails("tls_min_version TLSv1.1\n" BASE, "F:1: tls_min_version: unknown value "
+	      "\"TLSv1.1\" (expected TLSv1.2, TLSv1.3)\n");
+}
+
+static void test_errors(void)
+{
+	fails("max_recipiants 10\n" BASE,
+	      "F:1: unknown option \"max_recipiants\" (did you mean \"max_recipients\"?)\n");
+	fails(BASE "frobnicate yes\n", "F:5: unknown option \"frobnicate\"\n");
+	fails("hostname a.test\nhostname b.test\n" BASE,
+	      "F:2: duplicate option \"hostname\" (first set on line 1)\n");
+	fails("local_domains example.test\nlistener smtp {\naddress 127.0.0.1:25\n"
+	      "tls none\ntls starttls\n}\n",
+	      "F:5: duplicate option \"tls\" (first set on line 4)\n");
+	fails("local_domains example.test\nlistener smtp {\n}\n",
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains example.test\nlistener smtp {\naddress 127.0.0.1:25\n",
+	      "F:2: listener \"smtp\": unterminated block (missing '}')\n");
+	fails(BASE "listener relay {\naddress 127.0.0.1:26\n}\n",
+	      "F:5: listener \"relay\": missing role (the name is not smtp, submission or "
+	      "submissions)\n");
+	fails(BASE "listener relay {\nrole lmtp\naddress 127.0.0.1:26\n}\n",
+	      "F:6: role: unknown role \"lmtp\" (expected smtp, submission, submissions)\n"
+	      "F:5: listener \"relay\": missing role (the name is not smtp, submission or "
+	      "submissions)\n");
+	fails(BASE "listener submission {\naddress 127.0.0.1:2525\n}\n",
+	      "F:6: listener \"submission\": address 127.0.0.1:2525 is already used by "
+	      "listener \"smtp\" (line 2)\n");
+	fails(BASE "listener s2 {\nrole smtp\naddress 0.0.0.0:2525\n}\n",
+	      "F:7: listener \"s2\": address 0.0.0.0:2525 is already used by "
+	      "listener \"smtp\" (line 2)\n");
+	fails(BASE "listener smtp {\naddress 127.0.0.1:26\n}\n",
+	      "F:5: duplicate listener \"smtp\" (first on line 2)\n");
+	fails(BASE "listener submissions {\naddress 127.0.0.1:465\ntls none\n}\n",
+	      "F:7: listener \"submissions\": role submissions requires tls implicit "
+	      "(RFC 8314), not tls none\n");
+	fails(BASE "listener submissions {\naddress 127.0.0.1:465\ntls starttls\n}\n",
+	      "F:7: listener \"submissions\": role submissions requires tls implicit "
+	      "(RFC 8314), not tls starttls\n");
+	fails("local_domains example.test\n", "F:1: no listener defined (e.g. listener smtp "
+	      "{ address 127.0.0.1:25 })\n");
+	fails("listener smtp {\naddress 127.0.0.1:25\n}\n",
+	      "F:3: missing local_domains (at least one domain this server receives mail for)\n");
+	fails("", "F:1: missing local_domains (at least one domain this server receives mail "
+	      "for)\nF:1: no listener defined (e.g. listener smtp { address 127.0.0.1:25 })\n");
+	fails("local_domains user@example.test\nlistener smtp {\naddress 127.0.0.1:25\n}\n",
+	      "F:1: local_domains: \"user@example.test\" is not a domain\n"
+	      "F:4: missing local_domains (at least one domain this server receives mail for)\n");
+
+	/* Addresses. */
+	fails("local_domains a.test\nlistener smtp {\naddress localhost:25\n}\n",
+	      "F:3: address: host \"localhost\" is not a numeric IPv4 address\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1\n}\n",
+	      "F:3: address: \"127.0.0.1\" is not host:port (e.g. 127.0.0.1:25 or [::1]:587)\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:0\n}\n",
+	      "F:3: address: bad port \"0\" (1-65535)\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:65536\n}\n",
+	      "F:3: address: bad port \"65536\" (1-65535)\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress ::1:25\n}\n",
+	      "F:3: address: \"::1:25\": an IPv6 address needs brackets, e.g. [::1]:587\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress [::1]\n}\n",
+	      "F:3: address: \"[::1]\" is not host:port (e.g. 127.0.0.1:25 or [::1]:587)\n"
+	      "F:2: listener \"smtp\": missing address\n");
+	fails("local_domains a.test\nlistener smtp {\naddress [1.2.3.4]:25\n}\n",
+	      "F:3: address: host \"1.2.3.4\" is not a numeric IPv6 address\n"
+	      "F:2: listener \"smtp\": missing address\n");
+
+	/* Scope and structure. */
+	fails(BASE "address 127.0.0.1:25\n",
+	      "F:5: \"address\" is only allowed inside a listener block\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\nhostname x.test\n}\n",
+	      "F:4: \"hostname\" is a global option, not allowed inside listener \"smtp\"\n");
+	fails(BASE "}\n", "F:5: unexpected '}' outside a listener block\n");
+	fails("local_domains a.test\nlistener smtp\naddress 127.0.0.1:25\n}\n",
+	      "F:2: listener \"smtp\": expected '{' after the name (listener NAME {)\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\n"
+	      "listener submission {\naddress 127.0.0.1:587\n}\n",
+	      "F:4: listener \"submission\" inside listener \"smtp\" (missing '}' on an "
+	      "earlier line?)\n");
+	fails(BASE "listener {\n}\n",
+	      "F:5: listener: missing or bad name \"\" (letters, digits, '_' and '-')\n");
+	fails(BASE "hostname \"mail\n", "F:5: unterminated quoted string\n");
+	fails(BASE "hostname \"mail\"x\n", "F:5: unexpected text after a closing quote\n");
+	fails(BASE "hostname \"\"\n", "F:5: hostname: empty value\n");
+	fails(BASE "hostname \"a b\"\n", "F:5: hostname: \"a b\" is not a host name\n");
+	fails(BASE "\"hostname\" x\n", "F:5: expected an option name, not \"hostname\"\n");
+	/* Control bytes are escaped, never echoed raw. */
+	fails(BASE "bad\001opt 1\n", "F:5: unknown option \"bad\\x01opt\"\n");
+
+	/* Every error is reported, not only the first. */
+	fails("max_recipients 0\nnope 1\nlistener smtp {\nmax_errors 0\n}\n",
+	      "F:1: max_recipients: 0 is below the minimum 1\n"
+	      "F:2: unknown option \"nope\"\n"
+	      "F:4: max_errors: 0 is below the minimum 1\n"
+	      "F:5: missing local_domains (at least one domain this server receives mail for)\n"
+	      "F:3: listener \"smtp\": missing address\n");
+
+	/* A file that cannot be opened. */
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *errs = open_memstream(&buf, &len);
+		CHECK(config_load("/nonexistent/cursus.conf", errs) == NULL);
+		fclose(errs);
+		CHECK_STR(buf, "/nonexistent/cursus.conf: cannot open: No such file or directory\n");
+		free(buf);
+		CHECK(config_load("/nonexistent/cursus.conf", NULL) == NULL);
+	}
+}
+
+static void test_paths(void)
+{
+	char cwd[4096], want[4200];
+	struct config *cfg = loads("queue_dir ./q\nmail_dir /srv/mail\nuser_db db/u.db\n"
+				   "tls_cert \"with space/c.pem\"\ntls_key ./././k.pem\n" BASE);
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	if (!cfg)
+		return;
+	snprintf(want, sizeof(want), "%s/q", cwd);
+	CHECK_STR(cfg->queue_dir, want);
+	CHECK_STR(cfg->mail_dir, "/srv/mail");
+	snprintf(want, sizeof(want), "%s/db/u.db", cwd);
+	CHECK_STR(cfg->user_db, want);
+	snprintf(want, sizeof(want), "%s/with space/c.pem", cwd);
+	CHECK_STR(cfg->tls_cert, want);
+	snprintf(want, sizeof(want), "%s/k.pem", cwd);
+	CHECK_STR(cfg->tls_key, want);
+	config_free(&cfg);
+}
+
+static void test_role_names(void)
+{
+	CHECK_STR(config_role_name(ROLE_SMTP), "smtp");
+	CHECK_STR(config_role_name(ROLE_SUBMISSION), "submission");
+	CHECK_STR(config_role_name(ROLE_SUBMISSIONS), "submissions");
+}
+
+/* The shipped files: `make run` uses the first, the second must stay valid. */
+static void test_shipped(void)
+{
+	char cwd[4096], want[4200];
+	struct config *cfg = config_load("etc/cursus-dev.conf", stderr);
+	const struct listener_conf *l;
+	CHECK(cfg != NULL);
+	if (!cfg)
+		return;
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	snprintf(want, sizeof(want), "%s/etc/cursus-dev.conf", cwd);
+	CHECK_STR(cfg->path, want);
+	CHECK_STR(cfg->hostname, "localhost");
+	CHECK(config_is_local_domain(cfg, "example.test") && config_is_local_domain(cfg, "localhost"));
+	snprintf(want, sizeof(want), "%s/var/queue", cwd);
+	CHECK_STR(cfg->queue_dir, want);
+	CHECK(cfg->tls_self_signed == 1);
+	l = find(cfg, "smtp");
+	CHECK(l && l->role == ROLE_SMTP && l->tls == TLS_STARTTLS && strcmp(l->port, "2525") == 0);
+	l = find(cfg, "submission");
+	CHECK(l && l->role == ROLE_SUBMISSION && l->tls == TLS_STARTTLS &&
+	      strcmp(l->port, "2587") == 0);
+	l = find(cfg, "submissions");
+	CHECK(l && l->role == ROLE_SUBMISSIONS && l->tls == TLS_IMPLICIT &&
+	      strcmp(l->port, "2465") == 0 && strcmp(l->host, "127.0.0.1") == 0);
+	config_free(&cfg);
+
+	cfg = config_load("etc/cursus.conf.example", stderr);
+	CHECK(cfg != NULL);
+	if (cfg) {
+		l = find(cfg, "smtp6");
+		CHECK(l && l->role == ROLE_SMTP && strcmp(l->host, "::") == 0);
+		l = find(cfg, "submission");
+		CHECK(l && l->limits.max_recipients == 50);
+	}
+	config_free(&cfg);
+}
+
+void unit_main(void)
+{
+	test_defaults();
+	test_overrides();
+	test_suffixes_and_bounds();
+	test_errors();
+	test_paths();
+	test_role_names();
+	test_shipped();
+}

@@ -1,0 +1,239 @@
+/* Tests of the queue file format: round trips of every field, every truncation and
+ * every flipped byte rejected, and the "done" sidecar. */
+#include "unit.h"
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int streq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void make_env(struct envelope *env, size_t nrcpts)
+{
+	memset(env, 0, sizeof(*env));
+	strcpy(env->id, "0123456789abcdef");
+	env->received = 1700000123;
+	env->helo = strdup("odd helo + = - \t\r\n\x01\xff end 0");
+	env->client_addr = strdup("2001:db8::1");
+	env->mail_from = strdup("");
+	env->auth = strdup("user+tag=x@example.test");
+	env->ret = DSN_RET_HDRS;
+	env->envid = strdup("QQ314159 -");
+	env->body = BODY_BINARYMIME;
+	env->smtputf8 = 1;
+	for (size_t i = 0; i < nrcpts; i++) {
+		char addr[64], box[64];
+		snprintf(addr, sizeof(addr), i == 1 ? "-" : "r%zu+x=y@exämple.test", i);
+		snprintf(box, sizeof(box), "example.test/r%zu", i);
+		envelope_add_rcpt(env, addr, i % 3 == 0 ? "rfc822;r@x y" : i % 3 == 1 ? "-" : NULL,
+				  (unsigned)(i % 16), i % 2 ? NULL : box);
+	}
+}
+
+static void check_same(const struct envelope *a, const struct envelope *b)
+{
+	CHECK_STR(a->id, b->id);
+	CHECK(a->received == b->received);
+	CHECK(streq(a->helo, b->helo));
+	CHECK(streq(a->client_addr, b->client_addr));
+	CHECK(streq(a->mail_from, b->mail_from));
+	CHECK(streq(a->auth, b->auth));
+	CHECK(a->ret == b->ret);
+	CHECK(streq(a->envid, b->envid));
+	CHECK(a->body == b->body);
+	CHECK(a->smtputf8 == b->smtputf8);
+	CHECK(a->n_rcpts == b->n_rcpts);
+	for (size_t i = 0; i < a->n_rcpts && i < b->n_rcpts; i++) {
+		const struct env_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
+		if (!streq(x->address, y->address) || !streq(x->orcpt, y->orcpt) ||
+		    x->notify != y->notify || !streq(x->mailbox, y->mailbox) || y->done) {
+			CHECK(!"recipient differs");
+			fprintf(stderr, "  recipient %zu\n", i);
+			return;
+		}
+	}
+}
+
+static void test_round_trip(void)
+{
+	static const char body[] = "Received: x\r\n\r\nbin\0ary\nend 00000000\nbody 3\n";
+	struct envelope env, out;
+	const char *b;
+	size_t len, blen;
+	char *file;
+
+	make_env(&env, 1000);
+	file = qfile_encode(&env, body, sizeof(body) - 1, &len);
+	CHECK(memcmp(file, QFILE_MAGIC "\n", strlen(QFILE_MAGIC) + 1) == 0);
+	CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
+	check_same(&env, &out);
+	CHECK(blen == sizeof(body) - 1 && memcmp(b, body, blen) == 0);
+	envelope_clear(&out);
+	free(file);
+	envelope_clear(&env);
+
+	/* NULL and unset fields, empty body, no recipient. */
+	memset(&env, 0, sizeof(env));
+	strcpy(env.id, "ffffffffffffffff");
+	env.mail_from = strdup("a@b");
+	file = qfile_encode(&env, "", 0, &len);
+	CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
+	check_same(&env, &out);
+	CHECK(blen == 0 && out.helo == NULL && out.auth == NULL && out.ret == DSN_RET_UNSET);
+	envelope_clear(&out);
+	free(file);
+	envelope_clear(&env);
+
+	/* Every body type and ret value. */
+	for (int t = 0; t < 3; t++) {
+		make_env(&env, 2);
+		env.body = (enum body_type)t;
+		env.ret = (enum dsn_ret)t;
+		env.smtputf8 = t & 1;
+		file = qfile_encode(&env, "x", 1, &len);
+		CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
+		check_same(&env, &out);
+		envelope_clear(&out);
+		envelope_clear(&env);
+		free(file);
+	}
+}
+
+static void test_damage(void)
+{
+	static const char body[] = "Subject: hi\r\n\r\nbody\r\n";
+	struct envelope env, out;
+	const char *b;
+	size_t len, blen, bad = 0;
+	char *file, *copy;
+
+	make_env(&env, 3);
+	file = qfile_encode(&env, body, sizeof(body) - 1, &len);
+	copy = malloc(len + 1);
+	/* Every prefix, as a crash at any moment of the write would leave it. */
+	for (size_t n = 0; n < len; n++) {
+		memcpy(copy, file, n);
+		if (qfile_decode(copy, n, &out, &b, &blen) == 0) {
+			bad++;
+			envelope_clear(&out);
+		}
+	}
+	CHECK(bad == 0);
+	/* Every byte flipped, in two ways. */
+	for (size_t i = 0; i < len; i++) {
+		for (int m = 0; m < 2; m++) {
+			memcpy(copy, file, len);
+			copy[i] ^= m ? 0x80 : 0x01;
+			if (qfile_decode(copy, len, &out, &b, &blen) == 0) {
+				bad++;
+				envelope_clear(&out);
+			}
+		}
+	}
+	CHECK(bad == 0);
+	/* Trailing bytes. */
+	memcpy(copy, file, len);
+	copy[len] = '\n';
+	CHECK(qfile_decode(copy, len + 1, &out, &b, &blen) == -1);
+	CHECK(out.n_rcpts == 0 && out.rcpts == NULL);
+	free(copy);
+	free(file);
+	envelope_clear(&env);
+}
+
+/* A file with a correct CRC but a malformed header is still refused. */
+static void test_malformed(void)
+{
+	static const char *const heads[] = {
+		"CURSUS-QUEUE 2\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789ABCDEF\nreceived 1\nbodytype 7bit\nsmtputf8 0\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 01\nbodytype 7bit\nsmtputf8 0\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"helo a b\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"helo +00\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"helo +4\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"from a\nfrom b\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"rcpt 0 a - - x\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"rcpt 16 a - -\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"unknown x\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"body 1\n",
+	};
+	static const char good[] =
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"rcpt 0 a - -\nbody 0\n";
+	for (size_t i = 0; i <= sizeof(heads) / sizeof(heads[0]); i++) {
+		const char *h = i < sizeof(heads) / sizeof(heads[0]) ? heads[i] : good;
+		size_t hl = strlen(h);
+		char file[512], tail[QFILE_TAIL_LEN + 1];
+		struct envelope out;
+		const char *b;
+		size_t blen;
+		int rc;
+		qfile_encode_tail(qfile_crc32(0, h, hl), tail);
+		memcpy(file, h, hl);
+		memcpy(file + hl, tail, QFILE_TAIL_LEN);
+		rc = qfile_decode(file, hl + QFILE_TAIL_LEN, &out, &b, &blen);
+		if (rc != (h == good ? 0 : -1))
+			fprintf(stderr, "case %zu\n", i);
+		CHECK(rc == (h == good ? 0 : -1));
+		envelope_clear(&out);
+	}
+}
+
+static void test_done(void)
+{
+	char dir[] = "/tmp/cursus-qfile-XXXXXX", path[128];
+	struct envelope env;
+	int dfd, fd;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/0123456789abcdef.done", dir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	make_env(&env, 20);
+	CHECK(qfile_done_load(path, &env) == 0); /* missing: no progress */
+	for (size_t i = 0; i < env.n_rcpts; i++)
+		CHECK(env.rcpts[i].done == 0);
+	CHECK(qfile_done_append(path, dfd, 0) == 0);
+	CHECK(qfile_done_append(path, dfd, 12) == 0);
+	/* A torn line, as a crash during an append leaves it: "1" of "13 done". */
+	fd = open(path, O_WRONLY | O_APPEND);
+	CHECK(write(fd, "1", 1) == 1);
+	close(fd);
+	CHECK(qfile_done_append(path, dfd, 3) == 0);
+	CHECK(qfile_done_append(path, dfd, 99) == 0); /* out of range: ignored */
+	CHECK(qfile_done_load(path, &env) == 0);
+	for (size_t i = 0; i < env.n_rcpts; i++)
+		CHECK(env.rcpts[i].done == (i == 0 || i == 12 || i == 3));
+	envelope_clear(&env);
+
+	make_env(&env, 20);
+	CHECK(qfile_done_apply("1 done\n2 don\nx done\n3done\n04 done\n5 done", 41, &env) == 1);
+	CHECK(env.rcpts[1].done && !env.rcpts[2].done && !env.rcpts[4].done && !env.rcpts[5].done);
+	envelope_clear(&env);
+	close(dfd);
+	unlink(path);
+	rmdir(dir);
+}
+
+void unit_main(void)
+{
+	CHECK(qfile_crc32(0, "123456789", 9) == 0xCBF43926u);
+	test_round_trip();
+	test_damage();
+	test_malformed();
+	test_done();
+}
