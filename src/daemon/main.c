@@ -68,6 +68,17 @@ static struct smtp_listener *listen_on(struct smtp_server *srv, const struct lis
 	return l;
 }
 
+/* Thousands of sessions need thousands of descriptors: take the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("setrlimit RLIMIT_NOFILE");
+	}
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal=%d event=shutdown", (int)sig);
@@ -113,6 +124,7 @@ int main(int argc, char **argv)
 	log_init("cursusd", foreground);
 	log_set_debug(cfg->log_debug);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (!foreground && daemon(1, 0) < 0)
 		fatal("daemon");
 

@@ -221,7 +221,7 @@ static void test_done(void)
 	envelope_clear(&env);
 
 	make_env(&env, 20);
-	CHECK(qfile_done_apply("1 done\n2 don\nx done\n3done\n04 done\n5 done", 41, &env) == 1);
+	CHECK(qfile_done_apply("1 done\n2 don\nx done\n3done\n04 done\n5 done", 40, &env) == 1);
 	CHECK(env.rcpts[1].done && !env.rcpts[2].done && !env.rcpts[4].done && !env.rcpts[5].done);
 	envelope_clear(&env);
 	close(dfd);
