@@ -162,8 +162,9 @@ int main(int argc, char **argv)
 	}
 	event_free(sigs[0]);
 	event_free(sigs[1]);
-	deliver_destroy(&dl);
+	/* The queue first: its last commits still notify the deliverer. */
 	queue_destroy(&srv.queue);
+	deliver_destroy(&dl);
 	workers_destroy(&srv.workers);
 	userdb_close(&srv.users);
 	if (srv.tls)

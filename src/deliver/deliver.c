@@ -210,6 +210,9 @@ static enum deliver_outcome deliver_run(struct deliver *d, const char *id)
 			  strerror(err));
 		goto out;
 	}
+	/* Past the lifetime each recipient gets one last try, then is given up.
+	 * TODO(dsn): RFC 3464 DSN to the sender (never to ""): a later issue; until
+	 * then the "status=failed" log line is the only trace. */
 	expired = cfg->queue_lifetime && time(NULL) - env.received >= (time_t)cfg->queue_lifetime;
 	for (size_t i = 0; i < env.n_rcpts; i++)
 		remaining += !env.rcpts[i].done;

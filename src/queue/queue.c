@@ -250,12 +250,11 @@ static void *queue_committer(void *arg)
 				queue_finish(q, j);
 				continue;
 			}
-			/* Copy the id first: the callback frees the job. */
-			char id[sizeof(j->id)];
-			memcpy(id, j->id, sizeof(id));
-			queue_finish(q, j);
+			/* The deliverer hears of it first, so by the time the session
+			 * answers 250 the message is already scheduled. */
 			if (q->notify)
-				q->notify(q->notify_arg, id);
+				q->notify(q->notify_arg, j->id);
+			queue_finish(q, j);
 		}
 		if (n > 1)
 			log_debug("queue group commit: %zu messages, one directory fsync", n);
@@ -397,6 +396,8 @@ size_t queue_recover(struct queue *q)
 
 	/* Nothing in tmp/ was ever acknowledged: its client got no 250. */
 	if ((d = fdopendir(dup(q->tmpfd)))) {
+		/* The dup shares the offset a previous scan left at the end. */
+		rewinddir(d);
 		while ((de = readdir(d)))
 			if (de->d_name[0] != '.' && unlinkat(q->tmpfd, de->d_name, 0) == 0)
 				removed++;

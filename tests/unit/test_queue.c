@@ -308,6 +308,22 @@ void unit_main(void)
 		snprintf(path, sizeof(path), "%s/example.test/blocked/new", cfg.mail_dir);
 		CHECK(count_files(path, NULL) == 1);
 	}
+
+	/* Past the queue lifetime a message is given up (logged as failed), not kept. */
+	{
+		struct envelope env = { 0 };
+		int err = -1;
+		queue_new_id(q, &env);
+		env.received = time(NULL) - 7200;
+		env.mail_from = strdup("old@remote.test");
+		envelope_add_rcpt(&env, "far@remote.test", NULL, 0, NULL);
+		n_done = 0;
+		queue_commit(q, &env, strdup("old"), 3, on_commit, &err);
+		envelope_clear(&env);
+		run_loop(1);
+		CHECK(err == 0);
+		CHECK(wait_count(msgdir, 1, 10)); /* only the partial message is left */
+	}
 	deliver_destroy(&d);
 	CHECK(d == NULL);
 	queue_destroy(&q);
