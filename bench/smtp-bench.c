@@ -1,1 +1,627 @@
-int main(void){return 0;}
+/* smtp-bench: an SMTP load generator for cursusd. One thread per concurrent session,
+ * blocking sockets; each session says EHLO, optionally STARTTLS (no certificate
+ * verification: the benchmark's server is self-signed) and EHLO again, then sends its
+ * messages. Latency is measured per message from the write of the final "\r\n.\r\n" to
+ * the reply; anything but 250 counts as an error. Every socket carries SO_RCVTIMEO and
+ * SO_SNDTIMEO, so a silent server costs at most the timeout per operation, never a hang.
+ * The last line of output is machine readable: "RESULT key=value ...". */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/xmalloc.h"
+
+/* The longest reply line we keep; longer lines are read and truncated. */
+#define BENCH_LINE_MAX 1024
+#define BENCH_MAX_ERR_SHOWN 8
+
+struct bench_opts {
+	const char *host;
+	const char *port;
+	unsigned concurrency;
+	unsigned per_session;      /* messages per session; sessions per thread with per_conn */
+	size_t size;
+	int starttls;
+	int per_conn;
+	const char *rcpt;
+	const char *from;
+	const char *helo;
+	unsigned timeout;          /* seconds, each socket operation */
+};
+
+/* One SMTP connection: a socket, maybe a TLS layer over it, and a read buffer. */
+struct bench_conn {
+	int fd;
+	SSL *ssl;
+	char buf[8192];
+	size_t off, len;
+};
+
+struct bench_thread {
+	pthread_t tid;
+	unsigned id;
+	unsigned long sent;        /* messages answered 250 */
+	unsigned long errors;      /* messages not accepted, for whatever reason */
+	unsigned long sessions;    /* sessions completed through QUIT */
+	double *lat;               /* ms, one per accepted message */
+	size_t n_lat;
+	double *sess;              /* ms, connect to 221, per-connection mode only */
+	size_t n_sess;
+};
+
+static struct bench_opts opts = {
+	.host = "127.0.0.1", .port = "2525", .concurrency = 10, .per_session = 10, .size = 4096,
+	.rcpt = "alice@example.test", .from = "bench@bench.example", .helo = "bench.example",
+	.timeout = 30,
+};
+static struct addrinfo *bench_ai;
+static SSL_CTX *bench_ssl_ctx;
+static pthread_barrier_t bench_start;
+static pthread_mutex_t bench_err_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned bench_err_shown;
+static char bench_tls_info[128];
+
+static double bench_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The first few failures go to stderr, so that a failing run says why. */
+static void bench_report_error(unsigned thread, const char *what, const char *detail)
+{
+	pthread_mutex_lock(&bench_err_lock);
+	if (bench_err_shown < BENCH_MAX_ERR_SHOWN)
+		fprintf(stderr, "smtp-bench: thread %u: %s: %s\n", thread, what, detail);
+	else if (bench_err_shown == BENCH_MAX_ERR_SHOWN)
+		fprintf(stderr, "smtp-bench: (further errors not shown)\n");
+	bench_err_shown++;
+	pthread_mutex_unlock(&bench_err_lock);
+}
+
+static int bench_conn_open(struct bench_conn *c, char *err, size_t errsz)
+{
+	struct timeval tv = { .tv_sec = opts.timeout };
+	int one = 1;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = socket(bench_ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		snprintf(err, errsz, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* On Linux SO_SNDTIMEO bounds connect() as well. */
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* The final ".\r\n" is a separate small write: Nagle would add its delay to the
+	 * latency we measure. */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, bench_ai->ai_addr, bench_ai->ai_addrlen) < 0) {
+		snprintf(err, errsz, "connect: %s", strerror(errno));
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void bench_conn_close(struct bench_conn *c)
+{
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+static int bench_write(struct bench_conn *c, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w;
+		if (c->ssl) {
+			size_t done = 0;
+			if (SSL_write_ex(c->ssl, p, n, &done) <= 0)
+				return -1;
+			w = (ssize_t)done;
+		} else {
+			w = send(c->fd, p, n, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int bench_fill(struct bench_conn *c)
+{
+	ssize_t r;
+	if (c->ssl) {
+		size_t got = 0;
+		if (SSL_read_ex(c->ssl, c->buf, sizeof(c->buf), &got) <= 0)
+			return -1;
+		r = (ssize_t)got;
+	} else {
+		do
+			r = recv(c->fd, c->buf, sizeof(c->buf), 0);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0)
+			return -1;
+	}
+	c->off = 0;
+	c->len = (size_t)r;
+	return 0;
+}
+
+/* One line without its CRLF into line (truncated to linesz - 1). */
+static int bench_readline(struct bench_conn *c, char *line, size_t linesz)
+{
+	size_t n = 0;
+	for (;;) {
+		if (c->off == c->len && bench_fill(c) < 0)
+			return -1;
+		char ch = c->buf[c->off++];
+		if (ch == '\n')
+			break;
+		if (n + 1 < linesz)
+			line[n++] = ch;
+	}
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	return 0;
+}
+
+/* Reads a whole (multi-line) reply; returns its code, or -1 on a closed or silent
+ * connection. last gets the last line; if caps is given, it gets every line joined by
+ * '\n' (for the EHLO keywords). */
+static int bench_reply(struct bench_conn *c, char *last, size_t lastsz, char *caps, size_t capsz)
+{
+	char line[BENCH_LINE_MAX];
+	size_t capn = 0;
+	if (caps && capsz)
+		caps[0] = '\0';
+	errno = 0;
+	for (;;) {
+		if (bench_readline(c, line, sizeof(line)) < 0) {
+			snprintf(last, lastsz, "(connection closed or timed out: %s)",
+				 errno ? strerror(errno) : "EOF");
+			return -1;
+		}
+		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5') {
+			snprintf(last, lastsz, "(malformed reply line: %.200s)", line);
+			return -1;
+		}
+		if (caps && capn + strlen(line) + 2 < capsz)
+			capn += (size_t)snprintf(caps + capn, capsz - capn, "%s\n", line);
+		if (line[3] != '-') {
+			snprintf(last, lastsz, "%s", line);
+			return atoi(line);
+		}
+	}
+}
+
+/* Sends cmd (CRLF added) and reads the reply; 0 if its code is want. */
+static int bench_cmd(struct bench_conn *c, const char *cmd, int want, char *last, size_t lastsz,
+		     char *caps, size_t capsz)
+{
+	char out[600];
+	int n = snprintf(out, sizeof(out), "%s\r\n", cmd);
+	if (bench_write(c, out, (size_t)n) < 0) {
+		snprintf(last, lastsz, "(write failed: %s)", strerror(errno));
+		return -1;
+	}
+	return bench_reply(c, last, lastsz, caps, capsz) == want ? 0 : -1;
+}
+
+static int bench_ehlo(struct bench_conn *c, char *last, size_t lastsz, char *caps, size_t capsz)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "EHLO %s", opts.helo);
+	return bench_cmd(c, cmd, 250, last, lastsz, caps, capsz);
+}
+
+/* Connects and brings the session to the point where MAIL may be sent. */
+static int bench_session_open(struct bench_conn *c, unsigned id)
+{
+	char last[BENCH_LINE_MAX], caps[4096];
+
+	if (bench_conn_open(c, last, sizeof(last)) < 0) {
+		bench_report_error(id, "connect", last);
+		return -1;
+	}
+	if (bench_reply(c, last, sizeof(last), NULL, 0) != 220) {
+		bench_report_error(id, "greeting", last);
+		goto fail;
+	}
+	if (bench_ehlo(c, last, sizeof(last), caps, sizeof(caps)) < 0) {
+		bench_report_error(id, "EHLO", last);
+		goto fail;
+	}
+	if (!opts.starttls)
+		return 0;
+	if (!strstr(caps, "STARTTLS")) {
+		bench_report_error(id, "EHLO", "STARTTLS not advertised");
+		goto fail;
+	}
+	if (bench_cmd(c, "STARTTLS", 220, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(id, "STARTTLS", last);
+		goto fail;
+	}
+	/* RFC 3207 4.2: the client MUST discard what it knows from the server; a server
+	 * that pipelined bytes past the 220 would be a bug (and an injection). */
+	if (c->off != c->len) {
+		bench_report_error(id, "STARTTLS", "data after the 220 reply");
+		goto fail;
+	}
+	c->ssl = SSL_new(bench_ssl_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_connect(c->ssl) != 1) {
+		char e[256];
+		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+		bench_report_error(id, "TLS handshake", e);
+		goto fail;
+	}
+	if (!bench_tls_info[0]) {
+		pthread_mutex_lock(&bench_err_lock);
+		snprintf(bench_tls_info, sizeof(bench_tls_info), "%s %s", SSL_get_version(c->ssl),
+			 SSL_get_cipher_name(c->ssl));
+		pthread_mutex_unlock(&bench_err_lock);
+	}
+	if (bench_ehlo(c, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(id, "EHLO after STARTTLS", last);
+		goto fail;
+	}
+	return 0;
+fail:
+	bench_conn_close(c);
+	return -1;
+}
+
+static int bench_session_quit(struct bench_conn *c, unsigned id)
+{
+	char last[BENCH_LINE_MAX];
+	int rc = 0;
+	if (bench_cmd(c, "QUIT", 221, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(id, "QUIT", last);
+		rc = -1;
+	}
+	if (c->ssl)
+		SSL_shutdown(c->ssl);
+	bench_conn_close(c);
+	return rc;
+}
+
+/* A message of about opts.size octets: headers with a unique Message-ID, then lines of
+ * 78 letters. No line starts with '.', so no dot-stuffing is needed. The buffer ends
+ * with the CRLF of the last line and the ".\r\n" terminator. */
+static size_t bench_make_message(char *buf, size_t bufsz, unsigned id, unsigned long seq)
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	struct timespec ts;
+	size_t n, target = opts.size;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	n = (size_t)snprintf(buf, bufsz,
+			     "From: <%s>\r\nTo: <%s>\r\nSubject: smtp-bench %u/%lu\r\n"
+			     "Message-ID: <bench.%ld.%09ld.%d.%u.%lu@smtp-bench.example>\r\n"
+			     "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
+			     opts.from, opts.rcpt, id, seq, (long)ts.tv_sec, ts.tv_nsec, (int)getpid(),
+			     id, seq);
+	while (n + 3 <= target) {
+		size_t room = target - n - 2; /* octets of text left, CRLF excluded */
+		size_t len = room > 78 ? 78 : room;
+		if (room > 78 && room - 78 < 3)
+			len = room - 3; /* keep a last line of at least one letter */
+		for (size_t i = 0; i < len; i++)
+			buf[n + i] = alphabet[(i + seq + id) % (sizeof(alphabet) - 1)];
+		n += len;
+		buf[n++] = '\r';
+		buf[n++] = '\n';
+	}
+	memcpy(buf + n, ".\r\n", 3);
+	return n + 3;
+}
+
+/* One transaction; returns 0 when the message was accepted with 250. */
+static int bench_send_one(struct bench_thread *t, struct bench_conn *c, char *msg, unsigned long seq)
+{
+	char cmd[600], last[BENCH_LINE_MAX];
+	size_t len = bench_make_message(msg, opts.size + 1024, t->id, seq);
+	double t0;
+	int code;
+
+	snprintf(cmd, sizeof(cmd), "MAIL FROM:<%s>", opts.from);
+	if (bench_cmd(c, cmd, 250, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(t->id, "MAIL", last);
+		return -1;
+	}
+	snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>", opts.rcpt);
+	if (bench_cmd(c, cmd, 250, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(t->id, "RCPT", last);
+		return -1;
+	}
+	if (bench_cmd(c, "DATA", 354, last, sizeof(last), NULL, 0) < 0) {
+		bench_report_error(t->id, "DATA", last);
+		return -1;
+	}
+	/* The last 5 octets are "\r\n.\r\n": the clock starts when they are written. */
+	if (bench_write(c, msg, len - 5) < 0)
+		goto write_failed;
+	t0 = bench_now_ms();
+	if (bench_write(c, msg + len - 5, 5) < 0)
+		goto write_failed;
+	code = bench_reply(c, last, sizeof(last), NULL, 0);
+	if (code != 250) {
+		bench_report_error(t->id, "end of DATA", last);
+		return -1;
+	}
+	t->lat[t->n_lat++] = bench_now_ms() - t0;
+	return 0;
+write_failed:
+	snprintf(last, sizeof(last), "(write failed: %s)", strerror(errno));
+	bench_report_error(t->id, "message body", last);
+	return -1;
+}
+
+static void *bench_thread_main(void *arg)
+{
+	struct bench_thread *t = arg;
+	struct bench_conn *c = xmalloc(sizeof(*c));
+	char *msg = xmalloc(opts.size + 1024);
+	unsigned long seq = 0;
+
+	c->fd = -1;
+	c->ssl = NULL;
+	pthread_barrier_wait(&bench_start);
+	if (opts.per_conn) {
+		for (unsigned i = 0; i < opts.per_session; i++) {
+			double s0 = bench_now_ms();
+			if (bench_session_open(c, t->id) < 0) {
+				t->errors++;
+				continue;
+			}
+			if (bench_send_one(t, c, msg, seq++) == 0)
+				t->sent++;
+			else
+				t->errors++;
+			if (bench_session_quit(c, t->id) == 0) {
+				t->sessions++;
+				t->sess[t->n_sess++] = bench_now_ms() - s0;
+			}
+		}
+	} else {
+		unsigned i = 0;
+		if (bench_session_open(c, t->id) == 0) {
+			for (; i < opts.per_session; i++) {
+				if (bench_send_one(t, c, msg, seq++) == 0) {
+					t->sent++;
+					continue;
+				}
+				t->errors++;
+				/* After a failed transaction the session's state is unknown. */
+				char last[BENCH_LINE_MAX];
+				if (bench_cmd(c, "RSET", 250, last, sizeof(last), NULL, 0) < 0) {
+					bench_report_error(t->id, "RSET", last);
+					i++;
+					break;
+				}
+			}
+			if (i == opts.per_session && bench_session_quit(c, t->id) == 0)
+				t->sessions++;
+			bench_conn_close(c);
+		}
+		t->errors += opts.per_session - i;
+	}
+	free(msg);
+	free(c);
+	return NULL;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile (p in 1..100) of a sorted array. */
+static double bench_pct(const double *v, size_t n, size_t p)
+{
+	if (n == 0)
+		return 0;
+	size_t k = (p * n + 99) / 100;
+	return v[k == 0 ? 0 : k - 1];
+}
+
+static void bench_usage(void)
+{
+	fprintf(stderr,
+		"usage: smtp-bench [-H host] [-p port] [-c concurrency] [-n messages] [-s size]\n"
+		"                  [--starttls] [--per-connection] [--rcpt addr] [--from addr]\n"
+		"                  [--helo name] [-t timeout]\n"
+		"  -c N   concurrent sessions, one thread each (default 10)\n"
+		"  -n N   messages per session; with --per-connection, sessions per thread,\n"
+		"         each carrying one message (default 10)\n"
+		"  -s N   message size in octets, headers included (default 4096)\n"
+		"  -t N   seconds allowed for each socket operation (default 30)\n");
+	exit(2);
+}
+
+static unsigned long bench_num(const char *s, unsigned long min, unsigned long max)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "smtp-bench: bad number \"%s\" (%lu..%lu)\n", s, min, max);
+		exit(2);
+	}
+	return v;
+}
+
+static void bench_parse_args(int argc, char **argv)
+{
+	enum { O_STARTTLS = 256, O_RCPT, O_FROM, O_PER_CONN, O_HELO };
+	static const struct option lo[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "messages", required_argument, NULL, 'n' },
+		{ "size", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "starttls", no_argument, NULL, O_STARTTLS },
+		{ "per-connection", no_argument, NULL, O_PER_CONN },
+		{ "rcpt", required_argument, NULL, O_RCPT },
+		{ "from", required_argument, NULL, O_FROM },
+		{ "helo", required_argument, NULL, O_HELO },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "H:p:c:n:s:t:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'H': opts.host = optarg; break;
+		case 'p': opts.port = optarg; break;
+		case 'c': opts.concurrency = (unsigned)bench_num(optarg, 1, 10000); break;
+		case 'n': opts.per_session = (unsigned)bench_num(optarg, 1, 10000000); break;
+		case 's': opts.size = bench_num(optarg, 256, 256UL << 20); break;
+		case 't': opts.timeout = (unsigned)bench_num(optarg, 1, 3600); break;
+		case O_STARTTLS: opts.starttls = 1; break;
+		case O_PER_CONN: opts.per_conn = 1; break;
+		case O_RCPT: opts.rcpt = optarg; break;
+		case O_FROM: opts.from = optarg; break;
+		case O_HELO: opts.helo = optarg; break;
+		default: bench_usage();
+		}
+	}
+	if (optind != argc)
+		bench_usage();
+	if (strlen(opts.rcpt) > 256 || strlen(opts.from) > 256 || strlen(opts.helo) > 255) {
+		fprintf(stderr, "smtp-bench: address or HELO name too long\n");
+		exit(2);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct bench_thread *th;
+	unsigned long sent = 0, errors = 0, sessions = 0;
+	size_t n_lat = 0, n_sess = 0;
+	double *lat, *sess, t0, elapsed;
+	int rc;
+
+	bench_parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = getaddrinfo(opts.host, opts.port, &hints, &bench_ai)) != 0) {
+		fprintf(stderr, "smtp-bench: %s:%s: %s\n", opts.host, opts.port, gai_strerror(rc));
+		return 1;
+	}
+	if (opts.starttls) {
+		bench_ssl_ctx = SSL_CTX_new(TLS_client_method());
+		if (!bench_ssl_ctx) {
+			fprintf(stderr, "smtp-bench: SSL_CTX_new failed\n");
+			return 1;
+		}
+		/* The benchmark measures the server, whose certificate is self-signed. */
+		SSL_CTX_set_verify(bench_ssl_ctx, SSL_VERIFY_NONE, NULL);
+		/* Every handshake is a full one, as from distinct clients. */
+		SSL_CTX_set_session_cache_mode(bench_ssl_ctx, SSL_SESS_CACHE_OFF);
+	}
+
+	th = xcalloc(opts.concurrency, sizeof(*th));
+	if (pthread_barrier_init(&bench_start, NULL, opts.concurrency + 1) != 0) {
+		fprintf(stderr, "smtp-bench: pthread_barrier_init failed\n");
+		return 1;
+	}
+	for (unsigned i = 0; i < opts.concurrency; i++) {
+		pthread_attr_t attr;
+		th[i].id = i;
+		th[i].lat = xcalloc(opts.per_session, sizeof(double));
+		th[i].sess = xcalloc(opts.per_session, sizeof(double));
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		rc = pthread_create(&th[i].tid, &attr, bench_thread_main, &th[i]);
+		pthread_attr_destroy(&attr);
+		if (rc != 0) {
+			fprintf(stderr, "smtp-bench: pthread_create: %s\n", strerror(rc));
+			return 1;
+		}
+	}
+	pthread_barrier_wait(&bench_start);
+	t0 = bench_now_ms();
+	for (unsigned i = 0; i < opts.concurrency; i++)
+		pthread_join(th[i].tid, NULL);
+	elapsed = (bench_now_ms() - t0) / 1e3;
+
+	lat = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
+	sess = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
+	for (unsigned i = 0; i < opts.concurrency; i++) {
+		sent += th[i].sent;
+		errors += th[i].errors;
+		sessions += th[i].sessions;
+		memcpy(lat + n_lat, th[i].lat, th[i].n_lat * sizeof(double));
+		n_lat += th[i].n_lat;
+		memcpy(sess + n_sess, th[i].sess, th[i].n_sess * sizeof(double));
+		n_sess += th[i].n_sess;
+		free(th[i].lat);
+		free(th[i].sess);
+	}
+	qsort(lat, n_lat, sizeof(double), bench_cmp_double);
+	qsort(sess, n_sess, sizeof(double), bench_cmp_double);
+	if (elapsed <= 0)
+		elapsed = 1e-9;
+
+	double p50 = bench_pct(lat, n_lat, 50), p90 = bench_pct(lat, n_lat, 90);
+	double p99 = bench_pct(lat, n_lat, 99), pmax = n_lat ? lat[n_lat - 1] : 0;
+	printf("target        %s:%s%s%s, %u sessions x %u %s, %zu octets\n", opts.host, opts.port,
+	       opts.starttls ? " STARTTLS" : "", opts.per_conn ? " per-connection" : "",
+	       opts.concurrency, opts.per_session,
+	       opts.per_conn ? "connections of one message" : "messages", opts.size);
+	if (bench_tls_info[0])
+		printf("tls           %s\n", bench_tls_info);
+	printf("messages      %lu accepted\n", sent);
+	printf("errors        %lu\n", errors);
+	printf("elapsed       %.3f s\n", elapsed);
+	printf("messages/s    %.1f\n", (double)sent / elapsed);
+	printf("sessions/s    %.1f (%lu sessions completed)\n", (double)sessions / elapsed, sessions);
+	printf("latency ms    p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (end of DATA to 250)\n", p50,
+	       p90, p99, pmax);
+	if (opts.per_conn)
+		printf("session ms    p50 %.2f  p99 %.2f  max %.2f  (connect to 221)\n",
+		       bench_pct(sess, n_sess, 50), bench_pct(sess, n_sess, 99),
+		       n_sess ? sess[n_sess - 1] : 0);
+	printf("RESULT messages=%lu errors=%lu elapsed=%.3f msgs_per_s=%.1f sessions=%lu "
+	       "sessions_per_s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+	       "session_p50_ms=%.2f session_p99_ms=%.2f\n",
+	       sent, errors, elapsed, (double)sent / elapsed, sessions, (double)sessions / elapsed,
+	       p50, p90, p99, pmax, bench_pct(sess, n_sess, 50), bench_pct(sess, n_sess, 99));
+
+	free(lat);
+	free(sess);
+	free(th);
+	pthread_barrier_destroy(&bench_start);
+	if (bench_ssl_ctx)
+		SSL_CTX_free(bench_ssl_ctx);
+	freeaddrinfo(bench_ai);
+	return errors ? 1 : 0;
+}

@@ -108,6 +108,15 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (c->cbs->on_timeout && !c->closing && !c->pending_tls) {
+			/* The timeout disabled the bufferevent; writing the owner's last
+			 * reply needs it back. A second timeout, while writing, ends it. */
+			c->closing = 1;
+			conn_apply_read(c);
+			bufferevent_enable(bev, EV_WRITE);
+			c->cbs->on_timeout(c, c->arg);
+			return;
+		}
 		conn_end(c, CONN_TIMEOUT, NULL);
 		return;
 	}

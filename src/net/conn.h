@@ -16,6 +16,9 @@ enum conn_end { CONN_EOF, CONN_ERROR, CONN_TIMEOUT, CONN_CLOSED, CONN_TLS_FAILED
 struct conn_cbs {
 	void (*on_read)(struct conn *c, void *arg);          /* new input */
 	void (*on_tls)(struct conn *c, void *arg);           /* handshake done */
+	/* No input for the timeout: the owner may write a last reply and must then
+	 * call conn_close_after_flush(). */
+	void (*on_timeout)(struct conn *c, void *arg);
 	/* The connection is over; the owner must conn_destroy() it (now or later). */
 	void (*on_end)(struct conn *c, void *arg, enum conn_end why, const char *detail);
 };
@@ -30,7 +33,8 @@ void conn_write(struct conn *c, const void *data, size_t len);
 /* Stops or resumes reading, e.g. while a session waits for a worker. */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
-/* Seconds without input before on_end(CONN_TIMEOUT); 0 disables. */
+/* Seconds without input before on_timeout (or, when writing stalls too,
+ * on_end(CONN_TIMEOUT)); 0 disables. */
 void conn_set_timeout(struct conn *c, unsigned seconds);
 /* Ends the connection once the output is written: on_end(CONN_CLOSED). */
 void conn_close_after_flush(struct conn *c);

@@ -293,10 +293,6 @@ static const char *const end_names[] = {"eof", "error", "timeout", "closed", "tl
 static void session_on_end(struct conn *c, void *arg, enum conn_end why, const char *detail)
 {
 	struct session *s = arg;
-	if (why == CONN_TIMEOUT && s->state != S_CLOSING) {
-		/* Best effort: the reply may not reach a client that stopped reading. */
-		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
-	}
 	log_info("smtp session=%s event=disconnect reason=%s%s%s commands=%u messages=%u", s->id,
 		 end_names[why], detail && *detail ? " detail=" : "", detail ? detail : "",
 		 s->commands, s->messages);
@@ -305,6 +301,14 @@ static void session_on_end(struct conn *c, void *arg, enum conn_end why, const c
 		s->dead = 1;
 	else
 		session_free(s);
+}
+
+static void session_on_timeout(struct conn *c, void *arg)
+{
+	struct session *s = arg;
+	log_info("smtp session=%s event=timeout state=%s", s->id, state_names[s->state]);
+	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+	session_close(s);
 }
 
 static void session_lifetime_cb(evutil_socket_t fd, short what, void *arg)
@@ -328,7 +332,12 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-static const struct conn_cbs session_cbs = {session_on_read, session_on_tls, session_on_end};
+static const struct conn_cbs session_cbs = {
+	.on_read = session_on_read,
+	.on_tls = session_on_tls,
+	.on_timeout = session_on_timeout,
+	.on_end = session_on_end,
+};
 
 void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, int salen)
 {
