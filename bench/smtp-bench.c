@@ -204,8 +204,12 @@ static int bench_reply(struct bench_conn *c, char *last, size_t lastsz, char *ca
 	errno = 0;
 	for (;;) {
 		if (bench_readline(c, line, sizeof(line)) < 0) {
-			snprintf(last, lastsz, "(connection closed or timed out: %s)",
-				 errno ? strerror(errno) : "EOF");
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				snprintf(last, lastsz, "(no reply within %u s)", opts.timeout);
+			else if (errno)
+				snprintf(last, lastsz, "(read failed: %s)", strerror(errno));
+			else
+				snprintf(last, lastsz, "(connection closed by the server)");
 			return -1;
 		}
 		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5') {
@@ -247,7 +251,7 @@ static int bench_session_open(struct bench_conn *c, unsigned id)
 	char last[BENCH_LINE_MAX], caps[4096];
 
 	if (bench_conn_open(c, last, sizeof(last)) < 0) {
-		bench_report_error(id, "connect", last);
+		bench_report_error(id, "session", last);
 		return -1;
 	}
 	if (bench_reply(c, last, sizeof(last), NULL, 0) != 220) {
@@ -281,12 +285,11 @@ static int bench_session_open(struct bench_conn *c, unsigned id)
 		bench_report_error(id, "TLS handshake", e);
 		goto fail;
 	}
-	if (!bench_tls_info[0]) {
-		pthread_mutex_lock(&bench_err_lock);
+	pthread_mutex_lock(&bench_err_lock);
+	if (!bench_tls_info[0])
 		snprintf(bench_tls_info, sizeof(bench_tls_info), "%s %s", SSL_get_version(c->ssl),
 			 SSL_get_cipher_name(c->ssl));
-		pthread_mutex_unlock(&bench_err_lock);
-	}
+	pthread_mutex_unlock(&bench_err_lock);
 	if (bench_ehlo(c, last, sizeof(last), NULL, 0) < 0) {
 		bench_report_error(id, "EHLO after STARTTLS", last);
 		goto fail;

@@ -1,6 +1,7 @@
-/* cursus user add|passwd|del|list: the credentials. The password comes only from
- * admin_password_read (terminal or stdin); an extra argument where a password
- * could be is a usage error, so a password never lands in argv or shell history. */
+/* cursus user add|passwd|del|list|show: the credentials. The password comes only
+ * from admin_password_read (terminal or stdin); an extra argument where a password
+ * could be is a usage error, so a password never lands in argv or shell history.
+ * grant, revoke, app-password and cert are in cmd_user_auth.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@ static void cmd_user_print(void *arg, const char *name)
 
 /* add and passwd: validate and look the user up before prompting, so a typo costs
  * no password typing. */
-static int cmd_user_set_password(const char *config_path, const char *arg, int add)
+static int cmd_user_set_password(const char *config_path, const char *arg, int add, int legacy)
 {
 	struct userdb *db;
 	struct user_record rec;
@@ -43,14 +44,19 @@ static int cmd_user_set_password(const char *config_path, const char *arg, int a
 	} else if (!add && rc == 0) {
 		admin_error("no such user: %s", name);
 	} else if ((pw = admin_password_read(1)) != NULL) {
-		rc = add ? userdb_user_add(db, name, pw, &err)
-			 : userdb_user_passwd(db, name, pw, &err);
+		rc = add ? userdb_user_add(db, name, pw, &err) : 0;
+		/* add stores no legacy secret; the second derivation is a one-off cost. */
+		if (rc == 0 && (!add || legacy))
+			rc = userdb_user_set_password(db, name, pw, legacy, &err);
 		xfree_secret(pw, strlen(pw));
 		if (rc < 0) {
 			admin_error("%s", err);
 			free(err);
 		} else {
 			printf(add ? "user %s added\n" : "password of %s changed\n", name);
+			if (legacy)
+				printf("CRAM-MD5/DIGEST-MD5 enabled for %s: a password-equivalent "
+				       "secret is stored\n", name);
 			ret = ADMIN_EXIT_OK;
 		}
 	}
@@ -99,8 +105,17 @@ static int cmd_user_list(const char *config_path)
 int cmd_user(const char *config_path, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
+	int legacy = 0;
 
 	if (strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0) {
+		if (argc == 4 && strcmp(argv[3], "--legacy-mechanisms") == 0) {
+			legacy = 1;
+			argc--;
+		} else if (argc == 4 && strcmp(argv[2], "--legacy-mechanisms") == 0) {
+			legacy = 1;
+			argv[2] = argv[3];
+			argc--;
+		}
 		if (argc > 3) {
 			admin_error("a password is never taken from the command line: it is "
 				    "prompted for, or read as one line from stdin");
@@ -108,11 +123,11 @@ int cmd_user(const char *config_path, int argc, char **argv)
 		}
 		if (argc != 3)
 			return admin_usage_error();
-		return cmd_user_set_password(config_path, argv[2], strcmp(sub, "add") == 0);
+		return cmd_user_set_password(config_path, argv[2], strcmp(sub, "add") == 0, legacy);
 	}
 	if (strcmp(sub, "del") == 0 && argc == 3)
 		return cmd_user_del(config_path, argv[2]);
 	if (strcmp(sub, "list") == 0 && argc == 2)
 		return cmd_user_list(config_path);
-	return admin_usage_error();
+	return cmd_user_auth(config_path, argc, argv);
 }

@@ -17,11 +17,13 @@
 #include <unistd.h>
 
 #include "config/config_lex.h"
+#include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
 /* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
-enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS };
+enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS,
+		T_FLAGS /* a set of choices, OR'ed into an unsigned */ };
 /* Where an option may appear, and so which struct its offset is into. */
 enum opt_scope {
 	S_GLOBAL,   /* struct config */
@@ -58,6 +60,25 @@ static const struct opt_choice tlsver_choices[] = {
 	{ "TLSv1.2", 0 }, { "TLSv1.3", 1 }, { NULL, 0 },
 };
 
+/* Mechanism names as in sasl.h; "none" is the empty set. */
+static const struct opt_choice mech_choices[] = {
+	{ "SCRAM-SHA-256-PLUS", MECH_BIT(MECH_SCRAM_SHA_256_PLUS) },
+	{ "SCRAM-SHA-256", MECH_BIT(MECH_SCRAM_SHA_256) },
+	{ "SCRAM-SHA-1-PLUS", MECH_BIT(MECH_SCRAM_SHA_1_PLUS) },
+	{ "SCRAM-SHA-1", MECH_BIT(MECH_SCRAM_SHA_1) },
+	{ "PLAIN", MECH_BIT(MECH_PLAIN) },
+	{ "LOGIN", MECH_BIT(MECH_LOGIN) },
+	{ "CRAM-MD5", MECH_BIT(MECH_CRAM_MD5) },
+	{ "DIGEST-MD5", MECH_BIT(MECH_DIGEST_MD5) },
+	{ "EXTERNAL", MECH_BIT(MECH_EXTERNAL) },
+	{ "none", 0 },
+	{ NULL, 0 },
+};
+/* Without a password-equivalent secret on disk: CRAM-MD5 and DIGEST-MD5 are opt-in. */
+#define MECHS_DEFAULT (MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_256) | \
+		       MECH_BIT(MECH_SCRAM_SHA_1_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1) | \
+		       MECH_BIT(MECH_PLAIN) | MECH_BIT(MECH_LOGIN))
+
 #define DAY 86400ULL
 
 #define G_STR(n, t, d, f) { n, t, S_GLOBAL, d, 0, 0, 0, offsetof(struct config, f), 0, NULL }
@@ -65,6 +86,8 @@ static const struct opt_choice tlsver_choices[] = {
 	{ n, t, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, f), 0, NULL }
 #define L_NUM(n, t, d, lo, hi, f) \
 	{ n, t, S_BOTH, NULL, d, lo, hi, offsetof(struct limits, f), 0, NULL }
+#define A_NUM(n, d, lo, hi, f) \
+	{ n, T_UINT, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, auth.f), 0, NULL }
 
 static const struct opt opt_table[] = {
 	/* Global. */
@@ -86,9 +109,19 @@ static const struct opt opt_table[] = {
 	G_NUM("retry_max", T_UINT, 3600, 1, 7 * DAY, retry_max),
 	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 3600, 30 * DAY, queue_lifetime),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
+	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
+	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
+	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
+	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),
+	A_NUM("auth_fail_window", 900, 1, DAY, window),
+	A_NUM("auth_fail_cooldown", 900, 1, DAY, cooldown),
+	A_NUM("auth_fail_delay_after", 3, 0, 1000, delay_after),
+	A_NUM("auth_fail_delay_base", 500, 0, 60000, delay_base_ms),
+	A_NUM("auth_fail_delay_max", 8000, 0, 600000, delay_max_ms),
+	A_NUM("auth_fail_max_entries", 65536, 16, 16777216, max_entries),
 	/* Limits: global defaults, overridable per listener. */
 	L_NUM("max_command_line", T_SIZE, 512, 512, 64 * KIB, max_command_line),
-	L_NUM("max_auth_line", T_SIZE, 12288, 512, MIB, max_auth_line),
+	L_NUM("max_auth_line", T_SIZE, 12288, 512, 64 * KIB, max_auth_line),
 	L_NUM("max_text_line", T_SIZE, 1000, 1000, MIB, max_text_line),
 	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
 	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
@@ -97,6 +130,13 @@ static const struct opt opt_table[] = {
 	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
 	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
 	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
+	{ "auth_mechanisms", T_FLAGS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
+	  offsetof(struct limits, auth_mechanisms), 0, mech_choices },
+	{ "auth_cleartext_mechanisms", T_FLAGS, S_BOTH, NULL, 0, 0, 0,
+	  offsetof(struct limits, auth_cleartext), 0, mech_choices },
+	L_NUM("auth_legacy_line", T_BOOL, 0, 0, 1, auth_legacy_line),
+	L_NUM("received_hide_client", T_BOOL, 0, 0, 1, received_hide_client),
+	L_NUM("received_show_user", T_BOOL, 0, 0, 1, received_show_user),
 	/* Listener only; their defaults depend on the listener, see check_listener(). */
 	{ "role", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, role), 0,
 	  role_choices },
@@ -239,7 +279,7 @@ static int parse_address(struct parser *p, const char *s, char **host_r, char **
 static void opt_set(struct parser *p, const struct opt *o, struct listener_conf *l,
 		    struct config_token *v, size_t nv)
 {
-	char e[LOG_ESCAPE_BUFSZ], list[128];
+	char e[LOG_ESCAPE_BUFSZ], list[256];
 	void *f = field(o, p->cfg, l, o->off);
 	unsigned long long n;
 	const struct opt_choice *c;
@@ -248,7 +288,7 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		cfg_error(p, p->line, "%s: missing value", o->name);
 		return;
 	}
-	if (nv > 1 && o->type != T_LIST) {
+	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS) {
 		cfg_error(p, p->line, "%s: expected one value, got %zu (quote a value "
 			  "that contains spaces)", o->name, nv);
 		return;
@@ -340,6 +380,20 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		}
 		return;
 	}
+	case T_FLAGS: {
+		unsigned bits = 0;
+		for (size_t i = 0; i < nv; i++) {
+			if (!(c = choice_find(o->choices, v[i].s))) {
+				choices_list(o->choices, list, sizeof(list));
+				cfg_error(p, p->line, "%s: unknown value \"%s\" (expected %s)",
+					  o->name, esc(e, sizeof(e), v[i].s), list);
+				return;
+			}
+			bits |= (unsigned)c->value;
+		}
+		*(unsigned *)f = bits;
+		return;
+	}
 	case T_ADDRESS: {
 		char **host = f, **port = field(o, p->cfg, l, o->off2), *h, *pt;
 		if (parse_address(p, v[0].s, &h, &pt) == 0) {
@@ -367,7 +421,8 @@ static void opt_defaults(struct config *cfg)
 			*(char **)f = o->def_s ? xstrdup(o->def_s) : NULL;
 			break;
 		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
-		case T_UINT: *(unsigned *)f = (unsigned)o->def_n; break;
+		case T_UINT:
+		case T_FLAGS: *(unsigned *)f = (unsigned)o->def_n; break;
 		case T_BOOL: *(int *)f = (int)o->def_n; break;
 		default: break;
 		}
@@ -628,6 +683,8 @@ struct config *config_load(const char *path, FILE *errs)
 			if (opt_table[i].type != T_PATH)
 				continue;
 			char **fp = field(&opt_table[i], p.cfg, NULL, opt_table[i].off);
+			if (!*fp)
+				continue;
 			char *abs = resolve_path(cwd, *fp);
 			free(*fp);
 			*fp = abs;

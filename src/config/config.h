@@ -25,7 +25,8 @@
 enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
 
-/* Every limit of a session; global values are the defaults for each listener. */
+/* Every limit and policy of a session; global values are the defaults for each
+ * listener, and a listener block may override any of them. */
 struct limits {
 	size_t max_command_line;   /* octets incl. CRLF, RFC 5321 4.5.3.1.4: 512 */
 	size_t max_auth_line;      /* AUTH command and SASL responses: 12288 */
@@ -37,6 +38,19 @@ struct limits {
 	unsigned data_timeout;     /* seconds waiting for the next DATA/BDAT bytes: 300 */
 	unsigned session_timeout;  /* seconds a whole session may last */
 	unsigned max_sessions;     /* concurrent sessions on this listener; 421 4.3.2 beyond */
+	/* SMTP AUTH policy: sets of MECH_BIT(enum sasl_mech_id). */
+	unsigned auth_mechanisms;  /* enabled (offered under TLS) */
+	unsigned auth_cleartext;   /* also offered and accepted without TLS: default none */
+	int auth_legacy_line;      /* also send "250-AUTH=LOGIN PLAIN" for old Outlook */
+	int received_hide_client;  /* Received: omit the address of authenticated clients */
+	int received_show_user;    /* Received: name the authenticated user */
+};
+
+/* Brute-force budgets for SMTP AUTH (see sasl/authlimit.h). */
+struct auth_limits {
+	unsigned addr_budget, account_budget, window, cooldown;
+	unsigned delay_after, delay_base_ms, delay_max_ms;
+	unsigned max_entries;
 };
 
 struct listener_conf {
@@ -69,6 +83,8 @@ struct config {
 	unsigned retry_max;        /* backoff cap */
 	unsigned queue_lifetime;   /* seconds before a message is given up */
 	int log_debug;
+	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */
+	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;
 };

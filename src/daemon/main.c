@@ -15,6 +15,8 @@
 #include "deliver/deliver.h"
 #include "net/tls.h"
 #include "queue/queue.h"
+#include "sasl/authlimit.h"
+#include "sasl/sasl.h"
 #include "smtp/session.h"
 #include "store/userdb.h"
 #include "util/workers.h"
@@ -139,6 +141,18 @@ int main(int argc, char **argv)
 		fatalx("tls: cannot load certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
 	if (!(srv.users = userdb_open(cfg->user_db, 1, &err)))
 		fatalx("userdb: %s: %s", cfg->user_db, err ? err : "cannot open");
+	if (!(srv.sasl = sasl_server_create(srv.users)))
+		fatalx("sasl: cannot initialise GNU SASL");
+	{
+		const struct auth_limits *a = &cfg->auth;
+		struct authlimit_conf ac = {
+			.addr_budget = a->addr_budget, .account_budget = a->account_budget,
+			.window = a->window, .cooldown = a->cooldown, .delay_after = a->delay_after,
+			.delay_base_ms = a->delay_base_ms, .delay_max_ms = a->delay_max_ms,
+			.max_entries = a->max_entries,
+		};
+		srv.authlimit = authlimit_create(&ac);
+	}
 	srv.workers = workers_create(srv.base, cfg->worker_threads);
 	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
 	if (!srv.queue)
@@ -166,6 +180,8 @@ int main(int argc, char **argv)
 	queue_destroy(&srv.queue);
 	deliver_destroy(&dl);
 	workers_destroy(&srv.workers);
+	sasl_server_destroy(&srv.sasl);
+	authlimit_destroy(&srv.authlimit);
 	userdb_close(&srv.users);
 	if (srv.tls)
 		SSL_CTX_free(srv.tls);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -51,7 +52,8 @@ int tls_make_self_signed(const char *cert_path, const char *key_path, const char
 	X509_NAME *name;
 	X509V3_CTX v3;
 	X509_EXTENSION *ext;
-	char *san = xasprintf("DNS:%s", hostname);
+	/* The loopback addresses too: development clients connect to 127.0.0.1. */
+	char *san = xasprintf("DNS:%s,IP:127.0.0.1,IP:::1", hostname);
 	FILE *f = NULL;
 	int fd, ok = -1;
 
@@ -99,6 +101,11 @@ out:
 	return ok;
 }
 
+static int tls_verify_any(int ok, X509_STORE_CTX *store)
+{
+	return 1;
+}
+
 SSL_CTX *tls_server_ctx_create(const struct config *cfg)
 {
 	SSL_CTX *ctx;
@@ -117,6 +124,17 @@ SSL_CTX *tls_server_ctx_create(const struct config *cfg)
 	/* No renegotiation: a client could otherwise make us do handshakes at will. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (cfg->auth_client_ca) {
+		/* Ask for a certificate, but let clients without one in: only EXTERNAL
+		 * needs it, and tls_channel() checks the verification result. */
+		if (SSL_CTX_load_verify_locations(ctx, cfg->auth_client_ca, NULL) != 1) {
+			tls_log_errors(cfg->auth_client_ca);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(cfg->auth_client_ca));
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_any);
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
@@ -132,4 +150,34 @@ void tls_describe(SSL *ssl, char *buf, size_t bufsz)
 	int bits = 0;
 	SSL_get_cipher_bits(ssl, &bits);
 	snprintf(buf, bufsz, "version=%s cipher=%s bits=%d", SSL_get_version(ssl), SSL_get_cipher_name(ssl), bits);
+}
+
+void tls_channel(SSL *ssl, struct sasl_channel *chan)
+{
+	X509 *peer;
+	memset(chan, 0, sizeof(*chan));
+	if (SSL_version(ssl) >= TLS1_3_VERSION) {
+		/* RFC 9266 2: label "EXPORTER-Channel-Binding", empty context, 32 octets. */
+		static const char label[] = "EXPORTER-Channel-Binding";
+		if (SSL_export_keying_material(ssl, chan->tls_exporter, 32, label, sizeof(label) - 1,
+					       NULL, 0, 0) == 1)
+			chan->tls_exporter_len = 32;
+	} else {
+		/* RFC 5929 3.1: the first Finished message of the latest handshake: the
+		 * client's in a full handshake, the server's in a resumed one. */
+		chan->tls_unique_len = SSL_session_reused(ssl)
+			? SSL_get_finished(ssl, chan->tls_unique, sizeof(chan->tls_unique))
+			: SSL_get_peer_finished(ssl, chan->tls_unique, sizeof(chan->tls_unique));
+	}
+	peer = SSL_get1_peer_certificate(ssl);
+	if (peer && SSL_get_verify_result(ssl) == X509_V_OK) {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdlen = 0;
+		if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1)
+			for (unsigned i = 0; i < mdlen && i < 32; i++)
+				snprintf(chan->cert_fingerprint + 2 * i, 3, "%02x", md[i]);
+		X509_NAME_oneline(X509_get_subject_name(peer), chan->cert_subject,
+				  sizeof(chan->cert_subject));
+	}
+	X509_free(peer);
 }

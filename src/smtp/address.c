@@ -123,6 +123,11 @@ static int address_parse_domain(struct address_parser *ap)
 			ap->why = address_why_domain;
 			return -1;
 		}
+		/* RFC 1035 2.3.4: "labels 63 octets or less". */
+		if (ap->p - start > 63) {
+			ap->why = "domain label longer than 63 octets";
+			return -1;
+		}
 		if (address_peek(ap) != '.')
 			return 0;
 		ap->p++;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "queue/queue.h"
 #include "smtp/session.h"
@@ -59,6 +60,41 @@ static void message_committed(void *arg, int err)
 	session_process(s);
 }
 
+/* Whether the header section (up to the first empty line) has a field of this
+ * name; names compare case-insensitively (RFC 5322 1.2.2). */
+static int header_has(const char *body, size_t len, const char *name)
+{
+	size_t n = strlen(name), i = 0;
+	while (i < len) {
+		const char *eol = memchr(body + i, '\n', len - i);
+		size_t linelen = eol ? (size_t)(eol - (body + i)) + 1 : len - i;
+		if (linelen <= 2 && (body[i] == '\r' || body[i] == '\n'))
+			return 0;
+		if (linelen > n && strncasecmp(body + i, name, n) == 0 && body[i + n] == ':')
+			return 1;
+		i += linelen;
+	}
+	return 0;
+}
+
+/* RFC 6409 8.2, 8.3: a submission server may add Date and Message-ID when the client
+ * left them out. */
+static char *submission_fields(const struct session *s)
+{
+	char date[64] = "", msgid[200] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+	if (!s->user || s->listener->lc->role == ROLE_SMTP)
+		return xstrdup("");
+	if (!header_has(s->body, s->body_len, "Date")) {
+		localtime_r(&now, &tm);
+		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
+	}
+	if (!header_has(s->body, s->body_len, "Message-ID"))
+		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
+	return xasprintf("%s%s", date, msgid);
+}
+
 /* The end of DATA or of the LAST chunk: refuse a bad message, or queue it. */
 static void message_end(struct session *s)
 {
@@ -81,7 +117,12 @@ static void message_end(struct session *s)
 	}
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
-	hdr = received_header(s);
+	{
+		char *trace = received_header(s), *extra = submission_fields(s);
+		hdr = xasprintf("%s%s", trace, extra);
+		free(trace);
+		free(extra);
+	}
 	hlen = strlen(hdr);
 	len = hlen + s->body_len;
 	msg = xmalloc(len);
@@ -104,6 +145,7 @@ void cmd_data(struct session *s, const char *args, size_t len)
 		return;
 	}
 	session_enter(s, S_DATA);
+	s->data_crlf = 1;
 	session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
 
@@ -111,11 +153,13 @@ void data_line(struct session *s, enum line_status st, const char *line, size_t 
 {
 	switch (st) {
 	case LINE_OK:
-		/* RFC 5321 4.1.1.4: the mail data ends with a line holding a single ".". */
-		if (len == 1 && line[0] == '.') {
+		/* RFC 5321 4.1.1.4: the end of mail data is "<CRLF>.<CRLF>": a "." after a
+		 * bare LF is not it (SMTP smuggling, "\n.\r\n"). */
+		if (len == 1 && line[0] == '.' && s->data_crlf) {
 			message_end(s);
 			return;
 		}
+		s->data_crlf = 1;
 		/* RFC 5321 4.5.2: a leading "." is removed (dot-stuffing). */
 		if (len > 0 && line[0] == '.')
 			line++, len--;
@@ -123,11 +167,19 @@ void data_line(struct session *s, enum line_status st, const char *line, size_t 
 		body_append(s, "\r\n", 2);
 		break;
 	case LINE_BARE_LF:
-	case LINE_BARE_CR:
 		s->body_bad |= BODY_BAD_EOL;
+		s->data_crlf = 0;
+		break;
+	case LINE_BARE_CR:
+		/* The line itself ended in CRLF; the bare CR was inside it. */
+		s->body_bad |= BODY_BAD_EOL;
+		s->data_crlf = 1;
 		break;
 	case LINE_TOO_LONG:
 		s->body_bad |= BODY_TOO_LONG;
+		s->data_crlf = s->lr.crlf;
+		if (!s->lr.crlf)
+			s->body_bad |= BODY_BAD_EOL;
 		break;
 	case LINE_NEED_MORE:
 		break;

@@ -34,6 +34,58 @@ static const char *path_start(const char *args, size_t len, const char *keyword,
 	return args;
 }
 
+struct sender_job {
+	struct session *s;
+	struct userdb *users;
+	char *user, *from;
+	int ok;
+};
+
+static void sender_lookup(void *arg)
+{
+	struct sender_job *j = arg;
+	j->ok = userdb_may_send_as(j->users, j->user, j->from);
+}
+
+static void sender_looked_up(void *arg)
+{
+	struct sender_job *j = arg;
+	struct session *s = j->s;
+	char esc[LOG_ESCAPE_BUFSZ];
+
+	if (session_unpark(s) == 0) {
+		if (j->ok < 0) {
+			session_reply(s, 451, "4.3.0", "Temporary lookup failure, try again later");
+			session_reset_tx(s);
+		} else if (j->ok == 0) {
+			log_info("smtp session=%s event=sender-rejected user=%s from=\"%s\"", s->id, j->user,
+				 log_escape(esc, sizeof(esc), j->from, strlen(j->from)));
+			session_reply(s, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s",
+				      j->from, j->user);
+			session_reset_tx(s);
+		} else {
+			session_enter(s, S_MAIL);
+			session_reply(s, 250, "2.1.0", "Ok");
+		}
+		session_process(s);
+	}
+	free(j->user);
+	free(j->from);
+	free(j);
+}
+
+/* SPEC: on submission, MAIL FROM must be an address the user may send as. */
+static void mail_check_sender(struct session *s)
+{
+	struct sender_job *j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->users = s->srv->users;
+	j->user = xstrdup(s->user);
+	j->from = xstrdup(s->env.mail_from);
+	session_park(s);
+	workers_submit(s->srv->workers, sender_lookup, sender_looked_up, j);
+}
+
 void cmd_mail(struct session *s, const char *args, size_t len)
 {
 	struct mail_params mp = {0};
@@ -83,10 +135,19 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 	s->env.ret = mp.ret;
 	s->env.envid = mp.envid;
 	mp.envid = NULL;
-	/* RFC 4954 5: AUTH= from a client that has not authenticated is treated as <>;
-	 * unauthenticated sessions keep none. */
-	s->env.auth = NULL;
+	/* RFC 4954 5: AUTH= is kept only from an authenticated (trusted) client, which
+	 * stands for the user when it gives none; from anyone else it counts as <>. */
+	if (s->user) {
+		s->env.auth = mp.auth ? mp.auth : xstrdup(s->user);
+		mp.auth = NULL;
+	} else if (mp.auth) {
+		s->env.auth = xstrdup("<>");
+	}
 	s->declared_size = mp.size;
+	if (s->user && s->listener->lc->role != ROLE_SMTP && s->env.mail_from[0]) {
+		mail_check_sender(s);
+		goto out;
+	}
 	session_enter(s, S_MAIL);
 	session_reply(s, 250, "2.1.0", "Ok");
 out:
@@ -178,9 +239,22 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		session_reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
 		goto out;
 	}
-	if (address_split(addr, &local, &domain) < 0 || !config_is_local_domain(s->srv->cfg, domain)) {
-		/* No relaying: mail for other domains needs an authenticated session. */
-		session_reply(s, 554, "5.7.1", "<%s>: Relay access denied", addr);
+	if (address_split(addr, &local, &domain) < 0) {
+		session_reply(s, 501, "5.1.3", "Bad recipient address syntax");
+		goto out;
+	}
+	if (!config_is_local_domain(s->srv->cfg, domain)) {
+		/* No open relay: mail for other domains only from an authenticated user.
+		 * The canonical address's domain is the one routing uses, so "%", "!" and
+		 * quoted "@" in the local part cannot smuggle in another destination. */
+		if (!s->user) {
+			session_reply(s, 554, "5.7.1", "<%s>: Relay access denied", addr);
+			goto out;
+		}
+		envelope_add_rcpt(&s->env, addr, rp.orcpt, rp.notify, NULL);
+		s->nrcpts++;
+		session_enter(s, S_RCPT);
+		session_reply(s, 250, "2.1.5", "Ok");
 		goto out;
 	}
 	struct rcpt_job *j = xcalloc(1, sizeof(*j));

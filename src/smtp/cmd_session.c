@@ -1,5 +1,5 @@
 /* cmd_session: the commands that manage the session rather than a message: EHLO,
- * HELO, STARTTLS, RSET, NOOP, QUIT, HELP, VRFY, EXPN, and AUTH until it exists. */
+ * HELO, STARTTLS, RSET, NOOP, QUIT, HELP, VRFY, EXPN. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +40,10 @@ static int hello_common(struct session *s, const char *verb, const char *args, s
 void cmd_ehlo(struct session *s, const char *args, size_t len)
 {
 	const char *lines[16];
-	char greet[320], size[64];
-	size_t n = 0;
+	char greet[320], size[64], auth[256], legacy[256];
+	size_t n = 0, o = 0;
+	unsigned offered;
+	const struct sasl_mech *mechs;
 
 	if (hello_common(s, "EHLO", args, len) < 0)
 		return;
@@ -58,6 +60,21 @@ void cmd_ehlo(struct session *s, const char *args, size_t len)
 	lines[n++] = "DSN";
 	if (session_can_starttls(s))
 		lines[n++] = "STARTTLS";
+	offered = session_auth_offered(s);
+	if (offered) {
+		size_t nmechs;
+		mechs = sasl_mechs(&nmechs);
+		o = (size_t)snprintf(auth, sizeof(auth), "AUTH");
+		for (unsigned i = 0; i < nmechs && i < MECH__COUNT; i++)
+			if (offered & MECH_BIT(i))
+				o += (size_t)snprintf(auth + o, sizeof(auth) - o, " %s", mechs[i].name);
+		lines[n++] = auth;
+		/* Outlook before 2000 only understood the draft's "AUTH=" form. */
+		if (s->limits->auth_legacy_line) {
+			snprintf(legacy, sizeof(legacy), "AUTH=%s", auth + 5);
+			lines[n++] = legacy;
+		}
+	}
 	lines[n++] = "HELP";
 	session_reply_lines(s, 250, lines, n);
 }
@@ -120,9 +137,4 @@ void cmd_vrfy(struct session *s, const char *args, size_t len)
 void cmd_expn(struct session *s, const char *args, size_t len)
 {
 	session_reply(s, 502, "5.5.1", "EXPN not available");
-}
-
-void cmd_auth(struct session *s, const char *args, size_t len)
-{
-	session_reply(s, 503, "5.5.1", "Error: authentication not enabled");
 }

@@ -23,8 +23,10 @@ static void received_clean(char *dst, size_t dstsz, const char *src)
 char *received_header(const struct session *s)
 {
 	/* RFC 3848: ESMTP, plus S under TLS, plus A once authenticated. */
-	const char *proto = !s->esmtp ? "SMTP" : s->tls ? "ESMTPS" : "ESMTP";
-	char helo[256], date[64], tls[200] = "", rcpt[600] = "";
+	const char *proto = !s->esmtp ? "SMTP"
+			    : s->user ? (s->tls ? "ESMTPSA" : "ESMTPA")
+				      : (s->tls ? "ESMTPS" : "ESMTP");
+	char helo[256], date[64], tls[200] = "", rcpt[600] = "", from[400], user[300] = "";
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -36,7 +38,15 @@ char *received_header(const struct session *s)
 	/* RFC 5321 4.4: the "for" clause names the recipient when there is only one. */
 	if (s->nrcpts == 1 && s->env.n_rcpts >= 1)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", s->env.rcpts[0].address);
-	return xasprintf("Received: from %s ([%s%s])\r\n\tby %s (cursus) with %s id %s%s%s;\r\n\t%s\r\n",
-			 helo, strchr(s->addr, ':') ? "IPv6:" : "", s->addr, s->srv->cfg->hostname, proto,
-			 s->env.id, tls, rcpt, date);
+	/* Per listener, an authenticated client's address may stay private: its
+	 * users' home addresses are nobody's business downstream. */
+	if (s->user && s->limits->received_hide_client)
+		from[0] = '\0';
+	else
+		snprintf(from, sizeof(from), "from %s ([%s%s])\r\n\t", helo,
+			 strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
+	if (s->user && s->limits->received_show_user)
+		snprintf(user, sizeof(user), "\r\n\t(authenticated as %s)", s->user);
+	return xasprintf("Received: %sby %s (cursus) with %s id %s%s%s%s;\r\n\t%s\r\n", from,
+			 s->srv->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
 }

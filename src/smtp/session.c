@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "net/conn.h"
 #include "net/tls.h"
+#include "sasl/authlimit.h"
 #include "smtp/command.h"
 #include "util/xmalloc.h"
 
@@ -48,10 +50,22 @@ static const struct cmd_def cmd_table[CMD__COUNT] = {
 };
 
 static const char *const state_names[] = {
-	"init", "ready", "mail", "rcpt", "data", "bdat", "tls", "closing",
+	"init", "ready", "mail", "rcpt", "data", "bdat", "auth", "tls", "closing",
 };
 
 static void session_free(struct session *s);
+
+/* Commands are read up to the AUTH limit, since AUTH may carry a long initial
+ * response; other commands are then held to max_command_line in dispatch. */
+static size_t session_line_limit(const struct session *s, enum smtp_state st)
+{
+	const struct limits *l = s->limits;
+	if (st == S_DATA)
+		return l->max_text_line;
+	if (st == S_AUTH)
+		return l->max_auth_line;
+	return l->max_auth_line > l->max_command_line ? l->max_auth_line : l->max_command_line;
+}
 
 void session_enter(struct session *s, enum smtp_state next)
 {
@@ -64,7 +78,7 @@ void session_enter(struct session *s, enum smtp_state next)
 	if (s->conn)
 		conn_set_timeout(s->conn, (next == S_DATA || next == S_BDAT) ? s->limits->data_timeout
 									     : s->limits->command_timeout);
-	linereader_init(&s->lr, next == S_DATA ? s->limits->max_text_line : s->limits->max_command_line);
+	linereader_init(&s->lr, session_line_limit(s, next));
 }
 
 static void session_vreply(struct session *s, int code, const char *enh, const char *fmt, va_list ap)
@@ -157,8 +171,8 @@ int session_can_starttls(const struct session *s)
 
 int session_mail_needs_auth(const struct session *s)
 {
-	/* Until SMTP AUTH exists, submission accepts no mail at all (RFC 6409 4.3). */
-	return s->listener->lc->role != ROLE_SMTP;
+	/* RFC 6409 4.3: submission accepts mail from authenticated users only. */
+	return s->listener->lc->role != ROLE_SMTP && !s->user;
 }
 
 static void session_dispatch(struct session *s, const char *line, size_t len)
@@ -169,6 +183,11 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 	s->commands++;
 	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
 		session_reply(s, 500, "5.5.2", "Syntax error, command unrecognized");
+		return;
+	}
+	/* RFC 5321 4.5.3.1.4: 512 octets for a command line; RFC 4954 4 lets AUTH be longer. */
+	if (cmd.verb != CMD_AUTH && len + 2 > s->limits->max_command_line) {
+		session_reply(s, 500, "5.5.2", "Line too long (limit %zu octets)", s->limits->max_command_line);
 		return;
 	}
 	def = &cmd_table[cmd.verb];
@@ -200,6 +219,11 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 	def->fn(s, cmd.args, cmd.args_len);
 }
 
+static int cmd_is_auth(const char *line, size_t len)
+{
+	return len >= 4 && strncasecmp(line, "AUTH", 4) == 0;
+}
+
 static void session_line_error(struct session *s, enum line_status st)
 {
 	switch (st) {
@@ -219,7 +243,7 @@ static void session_line_error(struct session *s, enum line_status st)
 
 void session_process(struct session *s)
 {
-	char line[16384];
+	char line[64 * 1024]; /* the configuration caps every line limit at 64 KiB */
 	while (!s->parked && s->conn && s->state != S_CLOSING && s->state != S_TLS) {
 		struct evbuffer *in = conn_input(s->conn);
 		size_t avail = evbuffer_get_length(in), len, consumed, want;
@@ -261,7 +285,14 @@ void session_process(struct session *s)
 			session_line_error(s, st);
 			continue;
 		}
+		if (s->state == S_AUTH) {
+			auth_line(s, line, len);
+			explicit_bzero(line, len);
+			continue;
+		}
 		session_dispatch(s, line, len);
+		if (cmd_is_auth(line, len))
+			explicit_bzero(line, len); /* may hold an initial response */
 	}
 }
 
@@ -274,6 +305,7 @@ static void session_on_tls(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 	tls_describe(conn_ssl(c), s->tls_info, sizeof(s->tls_info));
+	tls_channel(conn_ssl(c), &s->chan);
 	s->tls = 1;
 	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
 	if (s->state == S_TLS) {
@@ -282,6 +314,7 @@ static void session_on_tls(struct conn *c, void *arg)
 		free(s->helo);
 		s->helo = NULL;
 		s->esmtp = 0;
+		auth_cleanup(s);
 		session_reset_tx(s);
 		session_enter(s, S_INIT);
 		session_process(s);
@@ -325,6 +358,7 @@ static void session_free(struct session *s)
 	if (s->lifetime)
 		event_free(s->lifetime);
 	conn_destroy(&s->conn);
+	auth_cleanup(s);
 	session_reset_tx(s);
 	free(s->helo);
 	s->listener->nsessions--;
@@ -350,6 +384,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	s->listener = l;
 	s->limits = &lc->limits;
 	snprintf(s->id, sizeof(s->id), "%08" PRIx64, ++srv->next_id);
+	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen : sizeof(s->sa));
 	if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->addr, sizeof(s->addr));
 	else
@@ -368,6 +403,14 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
 	if (l->nsessions > lc->limits.max_sessions) {
 		session_reply(s, 421, "4.3.2", "%s Too many sessions, try again later", srv->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	if (authlimit_addr_blocked(srv->authlimit, sa, time(NULL)) > 0) {
+		/* This address spent its AUTH failure budget: refused for the cooldown. */
+		log_info("smtp session=%s event=refused reason=auth-budget client=%s", s->id, s->addr);
+		session_reply(s, 421, "4.7.0", "%s Too many failed authentications, try again later",
+			      srv->cfg->hostname);
 		session_close(s);
 		return;
 	}

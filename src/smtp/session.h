@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "queue/envelope.h"
+#include "sasl/sasl.h"
 #include "smtp/params.h"
 #include "util/linereader.h"
 #include "util/log.h"
@@ -21,6 +22,7 @@ struct conn;
 struct workers;
 struct queue;
 struct userdb;
+struct authlimit;
 
 /* What every session shares: the daemon's context. */
 struct smtp_server {
@@ -30,6 +32,8 @@ struct smtp_server {
 	struct workers *workers;
 	struct queue *queue;
 	struct userdb *users;
+	struct sasl_server *sasl;
+	struct authlimit *authlimit;
 	uint64_t next_id;
 	unsigned nsessions;
 };
@@ -49,6 +53,7 @@ enum smtp_state {
 	S_RCPT,        /* at least one RCPT accepted */
 	S_DATA,        /* reading DATA lines */
 	S_BDAT,        /* reading a BDAT chunk */
+	S_AUTH,        /* AUTH: waiting for the client's response to a 334 */
 	S_TLS,         /* STARTTLS accepted, handshake pending */
 	S_CLOSING,     /* QUIT, error or timeout: writing the last reply */
 };
@@ -65,6 +70,7 @@ struct session {
 	struct conn *conn;
 	char id[20];
 	char addr[INET6_ADDRSTRLEN];
+	struct sockaddr_storage sa;  /* the client, for the brute-force limiter */
 	enum smtp_state state;
 	struct linereader lr;
 	struct event *lifetime;      /* session_timeout */
@@ -73,6 +79,11 @@ struct session {
 	int tls;                     /* TLS is up */
 	char tls_info[128];
 	unsigned errors, commands;
+	char *user;                  /* authenticated user, NULL before AUTH */
+	struct sasl_channel chan;    /* channel binding and client certificate */
+	struct sasl_exchange *sx;    /* the AUTH exchange under way */
+	const struct sasl_mech *auth_mech;
+	struct event *auth_delay;    /* a failed AUTH's reply, held back */
 	int parked;                  /* waiting for a worker or the queue */
 	int dead;                    /* connection gone while parked: free on resume */
 	/* the transaction */
@@ -81,6 +92,7 @@ struct session {
 	char *body;
 	size_t body_len, body_cap;
 	unsigned body_bad;
+	int data_crlf;               /* the last DATA line ended in CRLF: "." may end it */
 	int bdat_used;               /* CHUNKING in this transaction: DATA refused */
 	size_t bdat_left;            /* octets of the current chunk still to read */
 	int bdat_last;
@@ -114,6 +126,9 @@ void session_process(struct session *s);
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);
 int session_mail_needs_auth(const struct session *s);
+/* The SASL mechanisms offered now, as MECH_BIT()s: EHLO lists exactly these and AUTH
+ * accepts exactly these. */
+unsigned session_auth_offered(const struct session *s);
 
 /* Accepts a connection on a listener (takes fd). */
 void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, int salen);
@@ -133,6 +148,11 @@ void cmd_vrfy(struct session *s, const char *args, size_t len);
 void cmd_expn(struct session *s, const char *args, size_t len);
 void cmd_starttls(struct session *s, const char *args, size_t len);
 void cmd_auth(struct session *s, const char *args, size_t len);
+
+/* A line of an AUTH exchange (cmd_auth.c). */
+void auth_line(struct session *s, const char *line, size_t len);
+/* Frees what AUTH holds (session end). */
+void auth_cleanup(struct session *s);
 
 /* Message body reception (cmd_data.c). */
 void data_line(struct session *s, enum line_status st, const char *line, size_t len);

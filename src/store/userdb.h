@@ -56,4 +56,65 @@ int userdb_alias_del(struct userdb *db, const char *address, const char *target,
 int userdb_alias_list(struct userdb *db, void (*fn)(void *arg, const char *address, const char *target),
 		      void *arg, char **err);
 
+/* ---- Authentication (SMTP AUTH). All blocking: worker threads only. ---- */
+
+/* Checks a password for PLAIN/LOGIN against the user's yescrypt hash and its app
+ * passwords (updating that app password's last use). An unknown user costs the same
+ * work as a wrong password (a dummy hash is checked). Successful checks are cached
+ * briefly (keyed by a digest of user, password and stored hash, never the password
+ * itself) because yescrypt is deliberately slow. On success *user_r is the canonical
+ * user name (malloc'd). Returns 1 ok, 0 wrong or unknown, -1 store failure. */
+int userdb_verify_password(struct userdb *db, const char *name, const char *password, char **user_r);
+
+/* SCRAM keys for hash "SHA-1" or "SHA-256". For an unknown user, fills keys that are
+ * fake but stable for that name (salt derived from a per-database secret), so the
+ * exchange does not reveal whether the user exists; *exists_r tells the caller.
+ * Returns 0, or -1 on store failure. */
+int userdb_scram_keys(struct userdb *db, const char *name, const char *hash, struct scram_keys *keys_r,
+		      int *exists_r);
+
+/* The password-equivalent secret CRAM-MD5 and DIGEST-MD5 need: present only for users
+ * an administrator enabled with --legacy-mechanisms. *secret_r malloc'd (wipe with
+ * xfree_secret). 1 present, 0 absent or unknown user, -1 failure. */
+int userdb_legacy_secret(struct userdb *db, const char *name, char **secret_r);
+
+/* Grants. May authid act as authzid (SASL authorization identity)? 1 yes, 0 no, -1 failure.
+ * A user may always act as itself. */
+int userdb_may_act_as(struct userdb *db, const char *authid, const char *authzid);
+/* May user send with this MAIL FROM address: its own name, an alias whose target is
+ * the user, an address or "@domain" granted with --send-as. 1 yes, 0 no, -1 failure. */
+int userdb_may_send_as(struct userdb *db, const char *user, const char *address);
+/* The user a TLS client certificate maps to, by SHA-256 fingerprint (hex, lower case,
+ * no colons) or by subject name. 1 found (*user_r malloc'd), 0 none, -1 failure. */
+int userdb_cert_user(struct userdb *db, const char *fingerprint, const char *subject, char **user_r);
+
+/* ---- Administration of the above ---- */
+/* legacy: also store the password-equivalent secret for CRAM-MD5/DIGEST-MD5; when 0
+ * any stored one is removed. */
+int userdb_user_set_password(struct userdb *db, const char *name, const char *password, int legacy,
+			     char **err);
+int userdb_grant_act_as(struct userdb *db, const char *user, const char *other, char **err);
+int userdb_grant_send_as(struct userdb *db, const char *user, const char *address, char **err);
+/* what: "act-as:OTHER" or "send-as:ADDRESS" (or "send-as:@domain") revokes that
+ * grant; a bare value revokes the grants of either kind with that value. */
+int userdb_revoke(struct userdb *db, const char *user, const char *what, char **err);
+/* Calls fn with each grant of user: kind "act-as" or "send-as", and its value. */
+int userdb_grant_list(struct userdb *db, const char *user,
+		      void (*fn)(void *arg, const char *kind, const char *value), void *arg,
+		      char **err);
+/* Makes a random app password, stores its hash, returns it (malloc'd) to print once. */
+char *userdb_app_password_add(struct userdb *db, const char *user, const char *label, char **err);
+int userdb_app_password_revoke(struct userdb *db, const char *user, const char *label, char **err);
+/* last_used is 0 for never; times are Unix seconds. */
+int userdb_app_password_list(struct userdb *db, const char *user,
+			     void (*fn)(void *arg, const char *label, long long created, long long last_used),
+			     void *arg, char **err);
+/* A SHA-256 fingerprint is recognised (64 hex digits, colons and case allowed) and
+ * stored in the lookup form; anything else is a subject name, stored as given. */
+int userdb_cert_add(struct userdb *db, const char *user, const char *fingerprint_or_subject, char **err);
+int userdb_cert_del(struct userdb *db, const char *user, const char *fingerprint_or_subject, char **err);
+/* Calls fn with each certificate match (fingerprint or subject) mapped to user. */
+int userdb_cert_list(struct userdb *db, const char *user, void (*fn)(void *arg, const char *match),
+		     void *arg, char **err);
+
 #endif

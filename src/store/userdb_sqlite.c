@@ -1,4 +1,5 @@
-/* userdb_sqlite: the SQLite backend of userdb.h.
+/* userdb_sqlite: the SQLite backend of userdb.h: users, aliases and passwords
+ * (userdb_schema.c opens the database; userdb_sqlite.h lists the other parts).
  * Promises: one connection per handle, opened SQLITE_OPEN_FULLMUTEX and further
  * serialised by the handle's mutex, so any number of threads may share a handle;
  * every query is a prepared statement with bound parameters (no SQL is ever built
@@ -16,41 +17,19 @@
 
 #include "store/password.h"
 #include "store/username.h"
+#include "store/userdb_sqlite.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define USERDB_SCHEMA_VERSION 1
-#define USERDB_BUSY_TIMEOUT_MS 5000
 /* How many alias hops a recipient may take before we stop following. */
 #define USERDB_ALIAS_DEPTH 8
 
-struct userdb {
-	sqlite3 *db;
-	pthread_mutex_t mu;
-};
-
-/* Kept in the database as PRAGMA user_version, so a future schema can migrate. */
-static const char userdb_schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS users ("
-	" name TEXT PRIMARY KEY NOT NULL,"
-	" hash TEXT NOT NULL,"
-	" scram1_salt TEXT, scram1_iter INTEGER, scram1_stored TEXT, scram1_server TEXT,"
-	" scram256_salt TEXT, scram256_iter INTEGER, scram256_stored TEXT,"
-	" scram256_server TEXT,"
-	" created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS aliases ("
-	" address TEXT NOT NULL,"
-	" target TEXT NOT NULL,"
-	" PRIMARY KEY (address, target));"
-	"PRAGMA user_version = 1;";
-
-static char *userdb_sqlerr(sqlite3 *db, const char *what)
+char *userdb_sqlerr(sqlite3 *db, const char *what)
 {
 	return xasprintf("%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
 }
 
-/* Runs constant SQL text (one or more statements), stepping each to completion. */
-static int userdb_exec(sqlite3 *db, const char *sql)
+int userdb_exec(sqlite3 *db, const char *sql)
 {
 	const char *tail = sql;
 	while (tail && *tail) {
@@ -69,84 +48,12 @@ static int userdb_exec(sqlite3 *db, const char *sql)
 	return 0;
 }
 
-static sqlite3_stmt *userdb_prepare(struct userdb *u, const char *sql)
+sqlite3_stmt *userdb_prepare(struct userdb *u, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(u->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	return st;
-}
-
-struct userdb *userdb_open(const char *path, int create, char **err)
-{
-	struct userdb *u;
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
-	int version = -1;
-
-	if (create)
-		flags |= SQLITE_OPEN_CREATE;
-	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-		*err = xasprintf("cannot open user database %s: %s", path,
-				 db ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_timeout(db, USERDB_BUSY_TIMEOUT_MS);
-	/* WAL lets the daemon's readers go on while the cursus tool writes. */
-	if (userdb_exec(db, "PRAGMA journal_mode = WAL;") < 0)
-		goto sqlfail;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version;", -1, &st, NULL) != SQLITE_OK)
-		goto sqlfail;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	if (version < 0)
-		goto sqlfail;
-	if (version == 0 && !create) {
-		*err = xasprintf("%s is not a cursus user database (no schema; "
-				 "`cursus user add` creates it)", path);
-		goto fail;
-	}
-	if (version == 0) {
-		/* IMMEDIATE so two tools creating the schema at once serialise here. */
-		if (userdb_exec(db, "BEGIN IMMEDIATE;") < 0)
-			goto sqlfail;
-		if (userdb_exec(db, userdb_schema_sql) < 0) {
-			*err = userdb_sqlerr(db, "cannot create the user database schema");
-			userdb_exec(db, "ROLLBACK;");
-			goto fail;
-		}
-		if (userdb_exec(db, "COMMIT;") < 0)
-			goto sqlfail;
-	} else if (version > USERDB_SCHEMA_VERSION) {
-		*err = xasprintf("%s has schema version %d; this program knows up to %d", path,
-				 version, USERDB_SCHEMA_VERSION);
-		goto fail;
-	}
-	u = xcalloc(1, sizeof(*u));
-	u->db = db;
-	pthread_mutex_init(&u->mu, NULL);
-	return u;
-
-sqlfail:
-	*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
-fail:
-	sqlite3_close(db);
-	return NULL;
-}
-
-void userdb_close(struct userdb **dbp)
-{
-	struct userdb *u = *dbp;
-	if (!u)
-		return;
-	sqlite3_close(u->db);
-	pthread_mutex_destroy(&u->mu);
-	free(u);
-	*dbp = NULL;
 }
 
 void userdb_free_list(char **list, size_t n)
@@ -156,8 +63,7 @@ void userdb_free_list(char **list, size_t n)
 	free(list);
 }
 
-/* 1 when `name` is a user, 0 not, -1 failure. Called with the lock held. */
-static int userdb_user_exists(struct userdb *u, const char *name)
+int userdb_user_exists(struct userdb *u, const char *name)
 {
 	sqlite3_stmt *st = userdb_prepare(u, "SELECT 1 FROM users WHERE name = ?1");
 	int rc;
@@ -298,7 +204,7 @@ int userdb_resolve(struct userdb *u, const char *address, char ***mailboxes_r, s
 	return 1;
 }
 
-static char *userdb_column_dup(sqlite3_stmt *st, int col)
+char *userdb_column_dup(sqlite3_stmt *st, int col)
 {
 	const char *s = (const char *)sqlite3_column_text(st, col);
 	return s ? xstrdup(s) : NULL;
@@ -406,16 +312,14 @@ static void userdb_bind_secrets(sqlite3_stmt *st, const struct userdb_secrets *s
 	sqlite3_bind_text(st, 10, s->sha256.server_key, -1, SQLITE_STATIC);
 }
 
-/* Steps a write statement; returns its sqlite3 result code. Lock held. */
-static int userdb_step_write(sqlite3_stmt *st)
+int userdb_step_write(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-/* "no such ...: NAME" with NAME escaped: it is an unvalidated argument. */
-static char *userdb_missing(const char *what, const char *name)
+char *userdb_missing(const char *what, const char *name)
 {
 	char esc[LOG_ESCAPE_BUFSZ];
 	return xasprintf("no such %s: %s", what, log_escape(esc, sizeof(esc), name, strlen(name)));
@@ -461,6 +365,12 @@ int userdb_user_add(struct userdb *u, const char *name, const char *password, ch
 
 int userdb_user_passwd(struct userdb *u, const char *name, const char *password, char **err)
 {
+	return userdb_user_set_password(u, name, password, 0, err);
+}
+
+int userdb_user_set_password(struct userdb *u, const char *name, const char *password, int legacy,
+			     char **err)
+{
 	struct userdb_secrets s;
 	sqlite3_stmt *st;
 	char *key = xstrdup(name);
@@ -474,13 +384,16 @@ int userdb_user_passwd(struct userdb *u, const char *name, const char *password,
 	pthread_mutex_lock(&u->mu);
 	st = userdb_prepare(u, "UPDATE users SET hash = ?2, scram1_salt = ?3, scram1_iter = ?4, "
 			       "scram1_stored = ?5, scram1_server = ?6, scram256_salt = ?7, "
-			       "scram256_iter = ?8, scram256_stored = ?9, scram256_server = ?10 "
-			       "WHERE name = ?1");
+			       "scram256_iter = ?8, scram256_stored = ?9, scram256_server = ?10, "
+			       "legacy_secret = ?11 WHERE name = ?1");
 	if (!st) {
 		*err = userdb_sqlerr(u->db, "cannot change password");
 	} else {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		userdb_bind_secrets(st, &s);
+		/* Without legacy, NULL: any earlier password-equivalent goes. */
+		if (legacy)
+			sqlite3_bind_text(st, 11, password, -1, SQLITE_STATIC);
 		if (userdb_step_write(st) != SQLITE_DONE)
 			*err = userdb_sqlerr(u->db, "cannot change password");
 		else if (sqlite3_changes(u->db) == 0)
@@ -494,48 +407,92 @@ int userdb_user_passwd(struct userdb *u, const char *name, const char *password,
 	return ret;
 }
 
-/* Runs a DELETE with one or two text parameters; 0 when a row went, else *err. */
-static int userdb_delete(struct userdb *u, const char *sql, const char *p1, const char *p2,
-			 char *missing, char **err)
+int userdb_write(struct userdb *u, const char *sql, const char *p1, const char *p2,
+		 const char *p3, const char *what, char **err)
 {
 	sqlite3_stmt *st;
-	int ret = -1;
+	int rc, ret = -1;
 
 	pthread_mutex_lock(&u->mu);
 	st = userdb_prepare(u, sql);
 	if (!st) {
-		*err = userdb_sqlerr(u->db, "cannot delete");
+		*err = userdb_sqlerr(u->db, what);
 	} else {
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 		if (p2)
 			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
-		if (userdb_step_write(st) != SQLITE_DONE)
-			*err = userdb_sqlerr(u->db, "cannot delete");
-		else if (sqlite3_changes(u->db) == 0)
-			ret = -2;
+		if (p3)
+			sqlite3_bind_text(st, 3, p3, -1, SQLITE_STATIC);
+		rc = userdb_step_write(st);
+		if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			ret = -3;
+		else if (rc != SQLITE_DONE)
+			*err = userdb_sqlerr(u->db, what);
 		else
-			ret = 0;
+			ret = sqlite3_changes(u->db) == 0 ? -2 : 0;
 	}
 	pthread_mutex_unlock(&u->mu);
-	if (ret == -2) {
+	return ret;
+}
+
+/* Runs a DELETE with one or two text parameters; 0 when a row went, else *err
+ * (missing when none did; it is freed otherwise). */
+static int userdb_delete(struct userdb *u, const char *sql, const char *p1, const char *p2,
+			 char *missing, char **err)
+{
+	int rc = userdb_write(u, sql, p1, p2, NULL, "cannot delete", err);
+	if (rc == -2) {
 		*err = missing;
 		return -1;
 	}
 	free(missing);
-	return ret;
+	return rc == 0 ? 0 : -1;
 }
 
 int userdb_user_del(struct userdb *u, const char *name, char **err)
 {
-	char *key = xstrdup(name);
-	int rc;
-	username_lower(key);
-	/* Aliases that point at the user stay: they resolve to nothing (or the
+	/* What hangs off the user goes with it, and so do grants to act as it: a user
+	 * added later under the same name must not inherit anyone's rights over it.
+	 * Aliases that point at the user stay: they resolve to nothing (or the
 	 * catch-all) until the user is added again. */
-	rc = userdb_delete(u, "DELETE FROM users WHERE name = ?1", key, NULL,
-			   userdb_missing("user", key), err);
+	static const char *const sql[] = {
+		"DELETE FROM grants WHERE user = ?1",
+		"DELETE FROM grants WHERE kind = 'act-as' AND value = ?1",
+		"DELETE FROM app_passwords WHERE user = ?1",
+		"DELETE FROM certs WHERE user = ?1",
+		"DELETE FROM users WHERE name = ?1",
+	};
+	char *key = xstrdup(name);
+	int rc = 0, changed = 0;
+
+	username_lower(key);
+	pthread_mutex_lock(&u->mu);
+	if (userdb_exec(u->db, "BEGIN IMMEDIATE;") < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < sizeof(sql) / sizeof(sql[0]); i++) {
+		sqlite3_stmt *st = userdb_prepare(u, sql[i]);
+		if (!st) {
+			rc = -1;
+			break;
+		}
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (userdb_step_write(st) != SQLITE_DONE)
+			rc = -1;
+		changed = sqlite3_changes(u->db);
+	}
+	if (rc == 0 && changed == 0) {
+		*err = userdb_missing("user", key);
+		rc = -2;
+	}
+	if (rc == 0 && userdb_exec(u->db, "COMMIT;") < 0)
+		rc = -1;
+	if (rc == -1)
+		*err = userdb_sqlerr(u->db, "cannot delete user");
+	if (rc < 0)
+		userdb_exec(u->db, "ROLLBACK;");
+	pthread_mutex_unlock(&u->mu);
 	free(key);
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 int userdb_user_list(struct userdb *u, void (*fn)(void *arg, const char *name), void *arg,

@@ -11,7 +11,8 @@ void linereader_init(struct linereader *lr, size_t limit)
 {
 	lr->limit = limit < 3 ? 3 : limit;
 	lr->skipping = 0;
-	lr->saw_cr = 0;
+	lr->last_cr = 0;
+	lr->crlf = 0;
 }
 
 enum line_status linereader_next(struct linereader *lr, const char *buf, size_t len,
@@ -25,11 +26,16 @@ enum line_status linereader_next(struct linereader *lr, const char *buf, size_t 
 	if (lr->skipping) {
 		lf = memchr(buf, '\n', len);
 		if (!lf) {
+			if (len > 0)
+				lr->last_cr = buf[len - 1] == '\r';
 			*consumed_r = len;
 			return LINE_NEED_MORE;
 		}
 		*consumed_r = (size_t)(lf - buf) + 1;
+		/* A "." after a bare LF must not end DATA, so say how this line ended. */
+		lr->crlf = lf > buf ? lf[-1] == '\r' : lr->last_cr;
 		lr->skipping = 0;
+		lr->last_cr = 0;
 		return LINE_TOO_LONG;
 	}
 	/* The terminator must fall within the limit: a line counts its CRLF. */
@@ -40,6 +46,7 @@ enum line_status linereader_next(struct linereader *lr, const char *buf, size_t 
 			size_t rest_len, rest_consumed;
 			enum line_status st;
 			lr->skipping = 1;
+			lr->last_cr = buf[lr->limit - 1] == '\r';
 			st = linereader_next(lr, buf + lr->limit, len - lr->limit, &rest_len,
 					     &rest_consumed);
 			*consumed_r = lr->limit + rest_consumed;

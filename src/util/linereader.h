@@ -19,7 +19,8 @@ enum line_status {
 struct linereader {
 	size_t limit;    /* maximum line length including CRLF */
 	int skipping;    /* inside an over-long line */
-	int saw_cr;      /* the skipped part had a bare CR */
+	int last_cr;     /* the skipped part so far ended in CR */
+	int crlf;        /* after LINE_TOO_LONG: the line ended in CRLF, not a bare LF */
 };
 
 void linereader_init(struct linereader *lr, size_t limit);

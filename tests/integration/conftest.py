@@ -31,26 +31,6 @@ def _require_binaries():
             pytest.fail("%s is not built (CURSUS_BUILD=%s)" % (b, lib.BUILD))
 
 
-def _finish(servers):
-    """Stops every server; returns the problems found (empty when all is well)."""
-    problems = []
-    for s in servers:
-        if s.proc is None:
-            continue
-        if not s.running():
-            problems.append("cursusd died during the test (status %s); log tail:\n%s"
-                            % (s.proc.returncode, s.log[-4000:]))
-        rc = s.stop()
-        if rc not in (0, None) and not problems:
-            problems.append("cursusd exited with status %r on SIGTERM; log tail:\n%s"
-                            % (rc, s.log[-4000:]))
-        try:
-            lib.check_log_clean(s.log)
-        except AssertionError as e:
-            problems.append(str(e))
-    return problems
-
-
 @pytest.fixture
 def start_server(tmp_path):
     _require_binaries()
@@ -63,7 +43,7 @@ def start_server(tmp_path):
         return srv
 
     yield factory
-    problems = _finish(servers)
+    problems = lib.finish_servers(servers)
     assert not problems, "\n\n".join(problems)
 
 
@@ -73,7 +53,7 @@ def _shared_server(tmp_path_factory):
     srv = lib.Server(tmp_path_factory.mktemp("shared"), aliases=SHARED_ALIASES)
     srv.start()
     yield srv
-    problems = _finish([srv])
+    problems = lib.finish_servers([srv])
     assert not problems, "\n\n".join(problems)
 
 

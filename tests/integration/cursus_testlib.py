@@ -410,6 +410,25 @@ def check_log_clean(log):
                    "SUMMARY: UndefinedBehaviorSanitizer"):
         assert marker not in log, "sanitizer report in the daemon log:\n%s" % log[-6000:]
 
+def finish_servers(servers):
+    """Stops every server; returns the problems found (empty when all is well)."""
+    problems = []
+    for s in servers:
+        if s.proc is None:
+            continue
+        if not s.running():
+            problems.append("cursusd died during the test (status %s); log tail:\n%s"
+                            % (s.proc.returncode, s.log[-4000:]))
+        rc = s.stop()
+        if rc not in (0, None) and not problems:
+            problems.append("cursusd exited with status %r on SIGTERM; log tail:\n%s"
+                            % (rc, s.log[-4000:]))
+        try:
+            check_log_clean(s.log)
+        except AssertionError as e:
+            problems.append(str(e))
+    return problems
+
 
 def unfold(header_block):
     return re.sub(r"\r\n[ \t]+", " ", header_block)

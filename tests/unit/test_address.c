@@ -250,7 +250,12 @@ static void address_limits(void)
 		char buf[512], *addr = NULL;
 		const char *why = NULL;
 		size_t end;
-		int n = snprintf(buf, sizeof(buf), "<@%0250d:a@b>", 0);
+		/* A source route of short labels: every label is valid, the path is not. */
+		char route[300] = "";
+		for (int k = 0; k < 125; k++)
+			strcat(route, "x.");
+		strcat(route, "x");
+		int n = snprintf(buf, sizeof(buf), "<@%s:a@b>", route);
 
 		CHECK(address_parse_path(buf, (size_t)n, 0, 0, &addr, &end, &why) == -1);
 		CHECK_STR(why, "path too long");

@@ -22,7 +22,8 @@ static void feed(const char *in, size_t inlen, size_t limit, size_t step, char *
 			size_t len, consumed;
 			enum line_status st = linereader_next(&lr, buf, have, &len, &consumed);
 			if (st != LINE_NEED_MORE) {
-				const char *tag = st == LINE_OK ? "OK" : st == LINE_TOO_LONG ? "LONG"
+				const char *tag = st == LINE_OK ? "OK"
+					: st == LINE_TOO_LONG ? (lr.crlf ? "LONG" : "LONGLF")
 					: st == LINE_BARE_LF ? "LF" : "CR";
 				o += (size_t)snprintf(out + o, outsz - o, "%s:%.*s|", tag,
 					(st == LINE_OK || st == LINE_BARE_LF) ? (int)len : 0, buf);
@@ -59,4 +60,8 @@ void unit_main(void)
 	both("1234567\r\nNOOP\r\n", 8, "LONG:|OK:NOOP|");
 	both("12345678901234567890\r\nQUIT\r\n", 8, "LONG:|OK:QUIT|");
 	both("partial", 512, "");
+	/* how an over-long line ended decides whether a following "." may end DATA */
+	both("123456789\nNOOP\r\n", 8, "LONGLF:|OK:NOOP|");
+	both("123456789012\r\n.\r\n", 8, "LONG:|OK:.|");
+	both("1234567\r\n", 8, "LONG:|");
 }

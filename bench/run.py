@@ -1,0 +1,433 @@
+#!/usr/bin/python3
+"""The cursus benchmark: starts cursusd in a temporary directory and measures it.
+
+    bench/run.py --build BUILD_DIR [--quick] [--keep]
+
+Scenarios (smtp-bench, one thread per session, 4 KiB messages to one local mailbox):
+  plain      20 sessions x 50 messages over plain SMTP
+  starttls   the same after STARTTLS
+  per-conn   500 sessions of one message each (connect, EHLO, STARTTLS, EHLO, MAIL,
+             RCPT, DATA, QUIT), 20 at a time: handshakes per second
+Memory: the daemon's Pss at rest, then with 200 idle sessions that said EHLO, then with
+200 more that said EHLO after STARTTLS (per session: Pss and Anonymous deltas); and its
+peak RSS (VmHWM) after each scenario.
+
+Stdlib only. Every wait has a deadline and the daemon is always stopped at the end."""
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+USER = "alice@example.test"
+PASSWORD = "bench password\n"   # only fed to `cursus user add` on stdin
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status_kib(pid, key):
+    """A 'kB' field of /proc/PID/status (VmHWM, VmRSS), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rollup_kib(pid):
+    """Pss and Anonymous from /proc/PID/smaps_rollup, in KiB ({} if unreadable).
+    Pss counts shared library pages in proportion to the processes mapping them, so
+    it moves when another process (this script's own libssl) touches them; Anonymous
+    is the daemon's private memory only."""
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] in ("Pss:", "Anonymous:"):
+                    out[parts[0][:-1]] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def read_reply(sock):
+    """Reads one whole SMTP reply (bounded by the socket timeout); returns the code."""
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        if len(line) >= 4 and line[3:4] == b"-":
+            continue
+        if buf:
+            raise ConnectionError("unexpected data after the reply")
+        return int(line[:3])
+
+
+class Daemon:
+    def __init__(self, build, root, quick):
+        self.build = build
+        self.root = root
+        self.port = free_port()
+        self.conf = os.path.join(root, "cursus.conf")
+        self.log_path = os.path.join(root, "cursusd.log")
+        self.maildir = os.path.join(root, "mail", "example.test", "alice")
+        self.proc = None
+        lines = [
+            "hostname bench.localhost",
+            "local_domains example.test",
+            "queue_dir %s" % os.path.join(root, "queue"),
+            "mail_dir %s" % os.path.join(root, "mail"),
+            "user_db %s" % os.path.join(root, "users.db"),
+            "tls_cert %s" % os.path.join(root, "tls", "cert.pem"),
+            "tls_key %s" % os.path.join(root, "tls", "key.pem"),
+            "tls_self_signed yes",
+            "listener smtp {",
+            "\taddress 127.0.0.1:%d" % self.port,
+            "\ttls starttls",
+            "}",
+        ]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        r = subprocess.run([os.path.join(build, "cursus"), "-c", self.conf, "user", "add", USER],
+                           input=PASSWORD, capture_output=True, text=True, timeout=60, cwd=root)
+        if r.returncode != 0:
+            raise RuntimeError("cursus user add failed (rc=%d): %s%s"
+                               % (r.returncode, r.stdout, r.stderr))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def log_warnings(self, n=15):
+        """Log lines that look like trouble, for the report."""
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        keys = ("warn", "error", "fatal", "fail", "Sanitizer", "runtime error")
+        bad = [l for l in lines if any(k in l for k in keys)]
+        return bad[:n]
+
+    def start(self, timeout=20.0):
+        logf = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen([os.path.join(self.build, "cursusd"), "-d", "-c", self.conf],
+                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         cwd=self.root)
+        finally:
+            logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError("cursusd exited at start (rc=%s):\n%s"
+                                   % (self.proc.returncode, self.log_tail()))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    s.settimeout(5)
+                    if read_reply(s) == 220:
+                        s.sendall(b"QUIT\r\n")
+                        read_reply(s)
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("cursusd did not greet within %ss:\n%s" % (timeout, self.log_tail()))
+
+    def stop(self, timeout=15.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            return "killed after %ss" % timeout
+
+    def delivered(self):
+        n = 0
+        for sub in ("new", "cur"):
+            try:
+                n += sum(1 for e in os.listdir(os.path.join(self.maildir, sub))
+                         if not e.startswith("."))
+            except FileNotFoundError:
+                pass
+        return n
+
+
+def tls_client_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def open_session(port, tls, ctx):
+    """A session that said EHLO (after STARTTLS when tls) and now stays idle."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.settimeout(10)
+        if read_reply(s) != 220:
+            raise ConnectionError("no 220 greeting")
+        s.sendall(b"EHLO bench.example\r\n")
+        if read_reply(s) != 250:
+            raise ConnectionError("EHLO refused")
+        if tls:
+            s.sendall(b"STARTTLS\r\n")
+            if read_reply(s) != 220:
+                raise ConnectionError("STARTTLS refused")
+            s = ctx.wrap_socket(s)
+            s.sendall(b"EHLO bench.example\r\n")
+            if read_reply(s) != 250:
+                raise ConnectionError("EHLO after STARTTLS refused")
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def idle_memory(daemon, count, settle=1.0):
+    """The daemon's memory at rest, with count idle plain sessions, then with count
+    idle TLS sessions more. The plain ones stay open meanwhile, so the TLS sessions
+    cannot reuse memory the plain ones freed. Returns (steps, problems) with steps
+    [(label, sessions added, rollup before, rollup after)]."""
+    ctx = tls_client_context()
+    problems = []
+    # Warm-up: first-use allocations (OpenSSL's tables, libevent's) and this script's
+    # own libssl pages belong to the baseline, not to the sessions.
+    for tls in (False, True):
+        try:
+            s = open_session(daemon.port, tls, ctx)
+            s.sendall(b"QUIT\r\n")
+            s.close()
+        except (OSError, ValueError) as e:
+            problems.append("warm-up session (tls=%s): %s" % (tls, e))
+    time.sleep(settle)
+    socks, steps = [], []
+    try:
+        for label, tls in (("plain", False), ("after STARTTLS", True)):
+            before = rollup_kib(daemon.pid)
+            n = 0
+            for _ in range(count):
+                try:
+                    socks.append(open_session(daemon.port, tls, ctx))
+                    n += 1
+                except (OSError, ValueError) as e:
+                    problems.append("idle %s session %d: %s" % (label, n, e))
+                    break
+            time.sleep(settle)
+            steps.append((label, n, before, rollup_kib(daemon.pid)))
+    finally:
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+    return steps, problems
+
+
+def run_bench(bench, daemon, args, label, expect, timeout):
+    """Runs smtp-bench; returns a dict of its RESULT line plus delivery timing."""
+    cmd = [bench, "-H", "127.0.0.1", "-p", str(daemon.port), "--rcpt", USER] + args
+    before = daemon.delivered()
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, err, rc = r.stdout, r.stderr, r.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = "smtp-bench timed out after %ss" % timeout
+        rc = "timeout"
+    t_end = time.monotonic()
+    res = {"label": label, "cmd": " ".join(shlex.quote(c) for c in cmd), "rc": rc,
+           "stdout": out, "stderr": err}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            for kv in line.split()[1:]:
+                k, _, v = kv.partition("=")
+                res[k] = float(v)
+    accepted = int(res.get("messages", 0))
+    # Delivery is asynchronous (queue, then Maildir): wait, bounded, for all of them.
+    deadline = t_end + max(30.0, accepted / 20.0)
+    while daemon.delivered() - before < accepted and time.monotonic() < deadline \
+            and daemon.running():
+        time.sleep(0.02)
+    t_dlv = time.monotonic()
+    res["delivered"] = daemon.delivered() - before
+    res["maildir_s"] = t_dlv - t0
+    res["lag_s"] = t_dlv - t_end
+    res["expected"] = expect
+    res["hwm_kib"] = proc_status_kib(daemon.pid, "VmHWM") if daemon.running() else None
+    res["alive"] = daemon.running()
+    return res
+
+
+def fmt(v, spec="%.1f"):
+    return "-" if v is None else spec % v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", required=True, help="directory with cursusd, cursus, smtp-bench")
+    ap.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    bench = os.path.join(build, "smtp-bench")
+    for b in ("cursusd", "cursus", "smtp-bench"):
+        if not os.access(os.path.join(build, b), os.X_OK):
+            sys.exit("run.py: %s/%s is not built (make -j2)" % (build, b))
+
+    if a.quick:
+        conc, per, total_conn, idle = 5, 10, 50, 50
+    else:
+        conc, per, total_conn, idle = 20, 50, 500, 200
+    size = 4096
+    help_text = subprocess.run([bench, "--help"], capture_output=True, text=True,
+                               timeout=10).stderr
+    per_conn_ok = "--per-connection" in help_text
+
+    root = tempfile.mkdtemp(prefix="cursus-bench-")
+    daemon = Daemon(build, root, a.quick)
+    results, mem, problems = [], {}, []
+    started = datetime.datetime.now().astimezone()
+    try:
+        daemon.start()
+        mem["start"] = rollup_kib(daemon.pid)
+        mem["idle"], p = idle_memory(daemon, idle)
+        problems += p
+        time.sleep(0.5)   # let the daemon reap the closed sessions
+
+        scenarios = [
+            ("plain", ["-c", str(conc), "-n", str(per), "-s", str(size)], conc * per),
+            ("starttls", ["-c", str(conc), "-n", str(per), "-s", str(size), "--starttls"],
+             conc * per),
+        ]
+        if per_conn_ok:
+            scenarios.append(("per-conn starttls",
+                              ["-c", str(conc), "-n", str(total_conn // conc), "-s", str(size),
+                               "--starttls", "--per-connection"],
+                              conc * (total_conn // conc)))
+        for label, args, expect in scenarios:
+            if not daemon.running():
+                problems.append("%s: not run, cursusd is dead" % label)
+                continue
+            print("running %s ..." % label, file=sys.stderr, flush=True)
+            r = run_bench(bench, daemon, args, label, expect, timeout=600)
+            results.append(r)
+            if r["rc"] != 0 or int(r.get("errors", 0)) or r["delivered"] < expect:
+                problems.append("%s: rc=%s errors=%s accepted=%s delivered=%d of %d\n%s"
+                                % (label, r["rc"], fmt(r.get("errors"), "%d"),
+                                   fmt(r.get("messages"), "%d"), r["delivered"], expect,
+                                   r["stderr"].strip()))
+            if not r["alive"]:
+                problems.append("%s: cursusd died (rc=%s)" % (label, daemon.proc.returncode))
+        mem["hwm"] = proc_status_kib(daemon.pid, "VmHWM") if daemon.running() else None
+    finally:
+        alive = daemon.running()
+        rc = daemon.stop()
+        if alive and rc not in (0, None):
+            problems.append("cursusd exit status on SIGTERM: %s" % rc)
+
+    # -- report ------------------------------------------------------------------
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    print("## cursus benchmark, %s" % started.strftime("%Y-%m-%d %H:%M %Z"))
+    print()
+    print("Machine: %d cores (%s), %s %s, Python %s"
+          % (os.cpu_count(), cpu or "?", platform.system(), platform.release(),
+             platform.python_version()))
+    print("Command: `%s`" % " ".join(shlex.quote(x) for x in [sys.executable] + sys.argv))
+    print()
+    print("| scenario | sessions x msgs | accepted | errors | msgs/s | sessions/s | "
+          "p50 ms | p99 ms | all in Maildir (s) | lag after last 250 (s) | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        shape = "%d x %d" % (conc, per) if "per-conn" not in r["label"] \
+            else "%d one-message sessions, %d at a time" % (total_conn // conc * conc, conc)
+        dl = fmt(r["maildir_s"], "%.2f") if r["delivered"] >= r["expected"] \
+            else "%d/%d after %.0f s" % (r["delivered"], r["expected"], r["maildir_s"])
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["label"], shape, fmt(r.get("messages"), "%d"), fmt(r.get("errors"), "%d"),
+            fmt(r.get("msgs_per_s")), fmt(r.get("sessions_per_s")) if "per-conn" in r["label"]
+            else "-", fmt(r.get("p50_ms"), "%.2f"), fmt(r.get("p99_ms"), "%.2f"), dl,
+            fmt(r["lag_s"], "%.2f"),
+            fmt(r["hwm_kib"] / 1024 if r["hwm_kib"] else None)))
+    print()
+    st = mem.get("start", {})
+    print("| memory | value |")
+    print("|---|---|")
+    print("| after start | Pss %s MiB, Anonymous %s MiB |"
+          % (fmt(st.get("Pss") and st["Pss"] / 1024),
+             fmt(st.get("Anonymous") and st["Anonymous"] / 1024)))
+    for label, n, before, after in mem.get("idle", []):
+        def per(k):
+            if n and k in before and k in after:
+                return (after[k] - before[k]) / n
+            return None
+        print("| per idle session, %s (%d opened) | Anonymous %s KiB; Pss %s KiB "
+              "(Pss %s -> %s MiB) |"
+              % (label, n, fmt(per("Anonymous"), "%+.1f"), fmt(per("Pss"), "%+.1f"),
+                 fmt(before.get("Pss", 0) / 1024), fmt(after.get("Pss", 0) / 1024)))
+    print("| peak RSS (VmHWM) at the end | %s MiB |" % fmt(mem.get("hwm") and mem["hwm"] / 1024))
+    print()
+    print("smtp-bench commands:")
+    for r in results:
+        print("    %s" % r["cmd"])
+    if per_conn_ok is False:
+        print("\n(smtp-bench has no --per-connection: that scenario was skipped)")
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print("- " + p)
+        warn = daemon.log_warnings()
+        if warn:
+            print("\ncursusd log, lines that look like trouble:")
+            for l in warn:
+                print("    " + l)
+        print("\ncursusd log tail:\n" + daemon.log_tail(20))
+    if a.keep or problems:
+        print("\n(temporary directory kept: %s)" % root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+/* cmd_auth: SMTP AUTH (RFC 4954). The exchange itself runs in GNU SASL on a worker
+ * thread (store lookups and password hashing block); the session is parked meanwhile.
+ * Every attempt is logged in one stable line, never with a payload or a password. */
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "net/conn.h"
+#include "sasl/authlimit.h"
+#include "sasl/sasl.h"
+#include "smtp/session.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+struct auth_job {
+	struct session *s;
+	struct sasl_server *srv;
+	struct authlimit *limit;
+	const struct sasl_mech *mech;
+	struct sasl_exchange *sx;       /* NULL: start one */
+	struct sasl_channel chan;
+	struct sockaddr_storage sa;
+	char *in;                       /* client's base64, NULL for no initial response */
+	size_t inlen;
+	enum sasl_status st;
+	char *out;
+};
+
+static int auth_precheck(void *arg, const char *authid)
+{
+	struct auth_job *j = arg;
+	return authlimit_account_blocked(j->limit, authid, (struct sockaddr *)&j->sa, time(NULL)) > 0;
+}
+
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+	if (!j->sx) {
+		j->sx = sasl_exchange_start(j->srv, j->mech, &j->chan, auth_precheck, j);
+		if (!j->sx) {
+			j->st = SASL_TEMPFAIL;
+			return;
+		}
+	}
+	j->st = sasl_exchange_step(j->sx, j->in, j->inlen, &j->out);
+}
+
+static void auth_log(struct session *s, const char *result, const char *reason)
+{
+	char a[LOG_ESCAPE_BUFSZ], z[LOG_ESCAPE_BUFSZ];
+	const char *authid = s->sx ? sasl_exchange_authid(s->sx) : NULL;
+	const char *authzid = s->sx ? sasl_exchange_authzid(s->sx) : NULL;
+	/* The one stable format (fail2ban: match "auth .* client=<HOST> .* result=fail"). */
+	log_info("auth session=%s client=%s listener=%s mechanism=%s authid=\"%s\" authzid=\"%s\" "
+		 "result=%s%s%s",
+		 s->id, s->addr, s->listener->lc->name, s->auth_mech ? s->auth_mech->name : "-",
+		 authid ? log_escape(a, sizeof(a), authid, strlen(authid)) : "",
+		 authzid ? log_escape(z, sizeof(z), authzid, strlen(authzid)) : "", result,
+		 reason ? " reason=" : "", reason ? reason : "");
+}
+
+static void auth_finish(struct session *s)
+{
+	sasl_exchange_end(&s->sx);
+	s->auth_mech = NULL;
+	session_enter(s, S_READY);
+}
+
+static void auth_reply_failure(struct session *s)
+{
+	/* RFC 4954 6: 535 5.7.8, the same for an unknown user and a wrong password. */
+	session_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+	auth_finish(s);
+}
+
+static void auth_delayed(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	event_free(s->auth_delay);
+	s->auth_delay = NULL;
+	if (session_unpark(s) < 0)
+		return;
+	auth_reply_failure(s);
+	session_process(s);
+}
+
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct session *s = j->s;
+	unsigned delay;
+
+	s->sx = j->sx;
+	if (s->dead) {
+		auth_cleanup(s);
+		session_unpark(s);
+		goto out;
+	}
+	switch (j->st) {
+	case SASL_MORE:
+		session_enter(s, S_AUTH);
+		session_reply(s, 334, NULL, "%s", j->out ? j->out : "");
+		break;
+	case SASL_OK:
+		s->user = xstrdup(sasl_exchange_user(s->sx));
+		auth_log(s, "ok", NULL);
+		session_reply(s, 235, "2.7.0", "Authentication successful");
+		auth_finish(s);
+		break;
+	case SASL_FAIL:
+		auth_log(s, "fail", sasl_exchange_reason(s->sx));
+		delay = authlimit_failure(s->srv->authlimit, (struct sockaddr *)&s->sa,
+					  sasl_exchange_authid(s->sx), time(NULL));
+		if (delay > 0) {
+			/* Slow down guessing; the session stays parked until the reply. */
+			struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+			s->auth_delay = evtimer_new(s->srv->base, auth_delayed, s);
+			evtimer_add(s->auth_delay, &tv);
+			goto out;
+		}
+		auth_reply_failure(s);
+		break;
+	case SASL_REFUSED:
+		auth_log(s, "refused", "account-budget");
+		session_reply(s, 454, "4.7.0", "Too many failed authentications, try again later");
+		auth_finish(s);
+		break;
+	case SASL_TEMPFAIL:
+		auth_log(s, "tempfail", sasl_exchange_reason(s->sx));
+		session_reply(s, 454, "4.7.0", "Temporary authentication failure, try again later");
+		auth_finish(s);
+		break;
+	case SASL_BAD_BASE64:
+		auth_log(s, "bad-base64", NULL);
+		session_reply(s, 501, "5.5.2", "Invalid base64 data");
+		auth_finish(s);
+		break;
+	}
+	if (session_unpark(s) == 0)
+		session_process(s);
+out:
+	if (j->in)
+		xfree_secret(j->in, j->inlen);
+	free(j->out);
+	free(j);
+}
+
+static void auth_submit(struct session *s, const char *in, size_t len)
+{
+	struct auth_job *j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->srv = s->srv->sasl;
+	j->limit = s->srv->authlimit;
+	j->mech = s->auth_mech;
+	j->sx = s->sx;
+	s->sx = NULL; /* the worker has it until auth_done */
+	j->chan = s->chan;
+	j->sa = s->sa;
+	if (in) {
+		j->in = xstrndup(in, len);
+		j->inlen = len;
+	}
+	session_park(s);
+	workers_submit(s->srv->workers, auth_work, auth_done, j);
+}
+
+unsigned session_auth_offered(const struct session *s)
+{
+	unsigned m = s->limits->auth_mechanisms;
+	if (s->user || !s->srv->sasl)
+		return 0; /* RFC 4954 4: no AUTH after a successful one */
+	if (!s->tls) {
+		/* Without TLS only what the administrator allowed in clear, and never a
+		 * mechanism that needs the TLS channel or certificate. */
+		m &= s->limits->auth_cleartext;
+		m &= ~(MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1_PLUS) |
+		       MECH_BIT(MECH_EXTERNAL));
+	} else if (!s->chan.cert_fingerprint[0]) {
+		m &= ~MECH_BIT(MECH_EXTERNAL);
+	}
+	return m;
+}
+
+void cmd_auth(struct session *s, const char *args, size_t len)
+{
+	const struct sasl_mech *mech;
+	const char *sp = memchr(args, ' ', len);
+	size_t mlen = sp ? (size_t)(sp - args) : len;
+	unsigned offered = session_auth_offered(s), bit;
+
+	if (s->user) {
+		session_reply(s, 503, "5.5.1", "Error: already authenticated");
+		return;
+	}
+	if (len == 0) {
+		session_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	mech = sasl_mech_find(args, mlen);
+	if (!mech) {
+		session_reply(s, 504, "5.5.4", "Unrecognized authentication type");
+		return;
+	}
+	size_t nmechs;
+	bit = MECH_BIT(mech - sasl_mechs(&nmechs));
+	if (!(offered & bit)) {
+		if ((s->limits->auth_mechanisms & bit) && !s->tls) {
+			/* RFC 4954 6: 538 when the mechanism needs an encrypted session. */
+			session_reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+		} else if (mech->flags & SASLF_PLAIN_EQUIV) {
+			session_reply(s, 534, "5.7.9", "Authentication mechanism is too weak");
+		} else {
+			session_reply(s, 504, "5.5.4", "Unrecognized authentication type");
+		}
+		return;
+	}
+	unsigned wait = authlimit_addr_blocked(s->srv->authlimit, (struct sockaddr *)&s->sa, time(NULL));
+	s->auth_mech = mech;
+	if (wait > 0) {
+		/* Refused before any password is checked. */
+		auth_log(s, "refused", "address-budget");
+		s->auth_mech = NULL;
+		session_reply(s, 454, "4.7.0", "Too many failed authentications, try again in %u seconds", wait);
+		return;
+	}
+	if (!sp) {
+		auth_submit(s, NULL, 0);
+		return;
+	}
+	sp++;
+	len -= mlen + 1;
+	/* RFC 4954 4: "=" is an initial response of zero length. */
+	if (len == 1 && sp[0] == '=')
+		auth_submit(s, "", 0);
+	else
+		auth_submit(s, sp, len);
+}
+
+void auth_line(struct session *s, const char *line, size_t len)
+{
+	/* RFC 4954 4: "*" cancels the exchange, answered with 501. */
+	if (len == 1 && line[0] == '*') {
+		auth_log(s, "aborted", NULL);
+		session_reply(s, 501, "5.0.0", "Authentication aborted");
+		auth_finish(s);
+		return;
+	}
+	auth_submit(s, line, len);
+}
+
+void auth_cleanup(struct session *s)
+{
+	if (s->auth_delay) {
+		event_free(s->auth_delay);
+		s->auth_delay = NULL;
+	}
+	sasl_exchange_end(&s->sx);
+	free(s->user);
+	s->user = NULL;
+}

@@ -1,0 +1,382 @@
+/* userdb_auth: the checks SMTP AUTH asks of the SQLite store: passwords (the
+ * account's and its app passwords), SCRAM keys, the legacy secret, authorization
+ * (act-as, send-as) and client-certificate mapping.
+ * Promises: an unknown user costs a yescrypt computation like a wrong password and
+ * gets stable fake SCRAM keys, so neither time nor the exchange tells whether it
+ * exists; a password is never stored, cached or logged, and stack copies of what
+ * derives from it are wiped; the success cache is keyed by the stored hash that
+ * matched, read afresh on every call, so it cannot outlive a password change; the
+ * slow hashing runs without the handle's lock. */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/authcache.h"
+#include "store/password.h"
+#include "store/username.h"
+#include "store/userdb_sqlite.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+/* App passwords are 16 characters from [a-z0-9], shown as "abcd-efgh-ijkl-mnop". */
+#define USERDB_APP_CHARS 16
+
+/* One stored hash a password may match: the account's (app_id 0) or an app
+ * password's (its rowid). */
+struct userdb_candidate {
+	char *hash;
+	long long app_id;
+};
+
+static void userdb_candidates_free(struct userdb_candidate *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		xfree_secret(c[i].hash, strlen(c[i].hash));
+	free(c);
+}
+
+/* The user's current hashes, account first. 1 user found, 0 not, -1 failure. */
+static int userdb_candidates(struct userdb *u, const char *name, struct userdb_candidate **c_r,
+			     size_t *n_r)
+{
+	struct userdb_candidate *c = NULL;
+	sqlite3_stmt *st;
+	size_t n = 0;
+	int rc, ret = -1;
+
+	*c_r = NULL;
+	*n_r = 0;
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "SELECT hash, 0 FROM users WHERE name = ?1 UNION ALL "
+			       "SELECT hash, rowid FROM app_passwords WHERE user = ?1 AND "
+			       "EXISTS (SELECT 1 FROM users WHERE name = ?1)");
+	if (st) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *h = (const char *)sqlite3_column_text(st, 0);
+			c = xrealloc(c, (n + 1) * sizeof(*c));
+			c[n].hash = xstrdup(h ? h : "");
+			c[n++].app_id = sqlite3_column_int64(st, 1);
+		}
+		sqlite3_finalize(st);
+		if (rc == SQLITE_DONE)
+			ret = n > 0;
+	}
+	if (ret < 0)
+		log_warnx("userdb candidates_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+	if (ret <= 0) {
+		userdb_candidates_free(c, n);
+		return ret;
+	}
+	*c_r = c;
+	*n_r = n;
+	return 1;
+}
+
+/* Users type "ABCD EFGH IJKL MNOP" or "abcdefghijklmnop" for an app password;
+ * when password has that shape, out gets the canonical "abcd-efgh-ijkl-mnop" (the
+ * form that was hashed) and 1 is returned. */
+static int userdb_app_canonical(const char *password, char out[USERDB_APP_CHARS + 4])
+{
+	size_t n = 0, o = 0;
+
+	for (const char *p = password; *p; p++) {
+		char ch = *p;
+		if (ch == '-' || ch == ' ')
+			continue;
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) || n == USERDB_APP_CHARS)
+			return 0;
+		if (n > 0 && n % 4 == 0)
+			out[o++] = '-';
+		out[o++] = ch;
+		n++;
+	}
+	out[o] = '\0';
+	return n == USERDB_APP_CHARS;
+}
+
+static void userdb_app_used(struct userdb *u, long long app_id)
+{
+	sqlite3_stmt *st;
+
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "UPDATE app_passwords SET last_used = ?2 WHERE rowid = ?1");
+	if (st) {
+		sqlite3_bind_int64(st, 1, app_id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
+		if (userdb_step_write(st) != SQLITE_DONE)
+			st = NULL;
+	}
+	/* Only bookkeeping: the login itself stands. */
+	if (!st)
+		log_warnx("userdb app_password_used_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+}
+
+int userdb_verify_password(struct userdb *u, const char *name, const char *password, char **user_r)
+{
+	struct userdb_candidate *c = NULL;
+	unsigned char key[AUTHCACHE_KEY_LEN];
+	char app[USERDB_APP_CHARS + 4];
+	char *lname = xstrdup(name);
+	size_t n = 0, match = 0;
+	int rc, found = 0;
+
+	*user_r = NULL;
+	if (!password)
+		password = "";
+	username_lower(lname);
+	rc = userdb_candidates(u, lname, &c, &n);
+	if (rc < 0) {
+		free(lname);
+		return -1;
+	}
+	if (rc == 0) {
+		/* The same work as a wrong password, so the time does not tell. */
+		(void)password_verify(password_dummy_hash(), password);
+		free(lname);
+		return 0;
+	}
+	int has_app_form = userdb_app_canonical(password, app);
+	/* The cache first, keyed by the hashes just read: a hash changed since the
+	 * entry was made gives a different key, so nothing stale can match. */
+	for (size_t i = 0; i < n && !found; i++) {
+		const char *pw = c[i].app_id && has_app_form ? app : password;
+		authcache_key(lname, pw, c[i].hash, key);
+		if (authcache_lookup(u->cache, key)) {
+			found = 1;
+			match = i;
+		}
+	}
+	for (size_t i = 0; i < n && !found; i++) {
+		const char *pw = c[i].app_id && has_app_form ? app : password;
+		if (password_verify(c[i].hash, pw)) {
+			authcache_key(lname, pw, c[i].hash, key);
+			authcache_store(u->cache, key);
+			found = 1;
+			match = i;
+		}
+	}
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(app, sizeof(app));
+	if (found && c[match].app_id)
+		userdb_app_used(u, c[match].app_id);
+	userdb_candidates_free(c, n);
+	if (found)
+		*user_r = lname;
+	else
+		free(lname);
+	return found;
+}
+
+/* HMAC-SHA256(db secret, label NUL hash NUL name), the first len octets into out. */
+static void userdb_fake_bytes(struct userdb *u, const char *label, const char *hash,
+			      const char *name, unsigned char *out, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t ll = strlen(label) + 1, hl = strlen(hash) + 1, nl = strlen(name);
+	unsigned char *msg = xmalloc(ll + hl + nl);
+
+	memcpy(msg, label, ll);
+	memcpy(msg + ll, hash, hl);
+	memcpy(msg + ll + hl, name, nl);
+	if (!HMAC(EVP_sha256(), u->secret, USERDB_SECRET_LEN, msg, ll + hl + nl, md, &mdlen) ||
+	    mdlen < len)
+		fatalx("userdb: HMAC-SHA256 failed");
+	memcpy(out, md, len);
+	explicit_bzero(md, sizeof(md));
+	free(msg);
+}
+
+static char *userdb_b64(const unsigned char *in, size_t len)
+{
+	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+/* Keys that look like a real user's and stay the same for the name, but match no
+ * password: StoredKey and ServerKey are HMAC outputs nobody can invert. */
+static void userdb_fake_keys(struct userdb *u, const char *name, const char *hash,
+			     size_t hlen, struct scram_keys *keys_r)
+{
+	unsigned char salt[PASSWORD_SCRAM_SALT_LEN], k[32];
+
+	userdb_fake_bytes(u, "salt", hash, name, salt, sizeof(salt));
+	keys_r->salt = userdb_b64(salt, sizeof(salt));
+	keys_r->iterations = PASSWORD_SCRAM_ITERATIONS;
+	userdb_fake_bytes(u, "stored-key", hash, name, k, hlen);
+	keys_r->stored_key = userdb_b64(k, hlen);
+	userdb_fake_bytes(u, "server-key", hash, name, k, hlen);
+	keys_r->server_key = userdb_b64(k, hlen);
+	explicit_bzero(k, sizeof(k));
+}
+
+int userdb_scram_keys(struct userdb *u, const char *name, const char *hash,
+		      struct scram_keys *keys_r, int *exists_r)
+{
+	struct user_record rec;
+	struct scram_keys *have;
+	size_t hlen;
+	char *lname;
+	int rc;
+
+	memset(keys_r, 0, sizeof(*keys_r));
+	*exists_r = 0;
+	if (strcmp(hash, "SHA-1") == 0)
+		hlen = 20;
+	else if (strcmp(hash, "SHA-256") == 0)
+		hlen = 32;
+	else
+		return -1;
+	rc = userdb_user_get(u, name, &rec);
+	if (rc < 0)
+		return -1;
+	have = hlen == 20 ? &rec.sha1 : &rec.sha256;
+	if (rc == 1 && have->salt && have->stored_key && have->server_key && have->iterations) {
+		*keys_r = *have;
+		memset(have, 0, sizeof(*have));
+		*exists_r = 1;
+	} else {
+		/* Unknown (or, impossibly, keyless): fake keys, so the exchange runs its
+		 * course and fails like a wrong password. */
+		lname = xstrdup(name);
+		username_lower(lname);
+		userdb_fake_keys(u, lname, hash, hlen, keys_r);
+		free(lname);
+	}
+	user_record_clear(&rec);
+	return 0;
+}
+
+/* Runs a one-row, one-text-column query with text parameters ?1 and ?2 (p2 may be
+ * NULL). 1 with *out_r (malloc'd, NULL when the column is NULL), 0 no row, -1 failure. */
+static int userdb_query_text(struct userdb *u, const char *sql, const char *p1, const char *p2,
+			     char **out_r)
+{
+	sqlite3_stmt *st;
+	int rc, ret = -1;
+
+	*out_r = NULL;
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, sql);
+	if (st) {
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+		if (p2)
+			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out_r = userdb_column_dup(st, 0);
+			ret = 1;
+		} else if (rc == SQLITE_DONE) {
+			ret = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		log_warnx("userdb query_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+	return ret;
+}
+
+int userdb_legacy_secret(struct userdb *u, const char *name, char **secret_r)
+{
+	char *lname = xstrdup(name);
+	int rc;
+
+	username_lower(lname);
+	rc = userdb_query_text(u, "SELECT legacy_secret FROM users WHERE name = ?1", lname, NULL,
+			       secret_r);
+	free(lname);
+	if (rc == 1 && !*secret_r)
+		rc = 0;
+	return rc;
+}
+
+/* Like userdb_query_text when only whether a row exists matters. */
+static int userdb_query_exists(struct userdb *u, const char *sql, const char *p1, const char *p2)
+{
+	char *out = NULL;
+	int rc = userdb_query_text(u, sql, p1, p2, &out);
+	free(out);
+	return rc;
+}
+
+int userdb_may_act_as(struct userdb *u, const char *authid, const char *authzid)
+{
+	char *a = xstrdup(authid), *z = xstrdup(authzid);
+	int rc;
+
+	username_lower(a);
+	username_lower(z);
+	/* Asking to act as oneself asks for nothing more than the login itself. */
+	if (strcmp(a, z) == 0)
+		rc = 1;
+	else
+		rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
+					    "kind = 'act-as' AND value = ?2", a, z);
+	free(a);
+	free(z);
+	return rc;
+}
+
+int userdb_may_send_as(struct userdb *u, const char *user, const char *address)
+{
+	char *usr = xstrdup(user), *addr = xstrdup(address), *at;
+	int rc;
+
+	username_lower(usr);
+	/* Names are stored lower case, local part included, so the whole address is
+	 * compared lower-cased. */
+	username_lower(addr);
+	at = strrchr(addr, '@');
+	if (!at || at == addr || !at[1]) {
+		/* Not a mailbox (the null sender among others): nothing to own. */
+		rc = 0;
+	} else if (strcmp(usr, addr) == 0) {
+		rc = 1;
+	} else {
+		/* Only a direct alias: a catch-all targeting the user is delivery, not a
+		 * licence to send as every address of the domain (grant "@domain" for that). */
+		rc = userdb_query_exists(u, "SELECT 1 FROM aliases WHERE address = ?2 AND "
+					    "target = ?1", usr, addr);
+		if (rc == 0)
+			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
+						    "kind = 'send-as' AND value = ?2", usr, addr);
+		if (rc == 0)
+			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
+						    "kind = 'send-as' AND value = ?2", usr, at);
+	}
+	free(usr);
+	free(addr);
+	return rc;
+}
+
+int userdb_cert_user(struct userdb *u, const char *fingerprint, const char *subject, char **user_r)
+{
+	int rc = 0;
+
+	*user_r = NULL;
+	if (fingerprint && *fingerprint) {
+		char *fp = userdb_cert_fingerprint(fingerprint);
+		if (fp) {
+			rc = userdb_query_text(u, "SELECT user FROM certs WHERE \"match\" = ?1", fp,
+					       NULL, user_r);
+			free(fp);
+		}
+	}
+	if (rc == 0 && subject && *subject)
+		rc = userdb_query_text(u, "SELECT user FROM certs WHERE \"match\" = ?1", subject,
+				       NULL, user_r);
+	if (rc == 1 && !*user_r)
+		rc = 0;
+	return rc;
+}

@@ -1,0 +1,218 @@
+/* userdb_schema: opening the SQLite user database and keeping its schema current.
+ * Promises: the schema is a list of steps, userdb_migrations[v] taking a database
+ * from PRAGMA user_version v to v + 1, each run in one IMMEDIATE transaction, so a
+ * database made by any earlier release is brought up to date on open and a crash
+ * mid-way leaves the old version whole; a database newer than this program is
+ * refused, never written; the per-database secret comes from OpenSSL's generator. */
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/authcache.h"
+#include "store/userdb_sqlite.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define USERDB_SCHEMA_VERSION 2
+#define USERDB_BUSY_TIMEOUT_MS 5000
+
+/* The schema as a list of steps: userdb_migrations[v] takes a database from
+ * PRAGMA user_version v to v + 1, so a new database runs them all and an old one
+ * only those it lacks. Never edit a step that has shipped: add one. */
+static const char userdb_schema_v1_sql[] =
+	"CREATE TABLE IF NOT EXISTS users ("
+	" name TEXT PRIMARY KEY NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" scram1_salt TEXT, scram1_iter INTEGER, scram1_stored TEXT, scram1_server TEXT,"
+	" scram256_salt TEXT, scram256_iter INTEGER, scram256_stored TEXT,"
+	" scram256_server TEXT,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS aliases ("
+	" address TEXT NOT NULL,"
+	" target TEXT NOT NULL,"
+	" PRIMARY KEY (address, target));";
+
+/* Version 2: what SMTP AUTH needs beyond the password. */
+static const char userdb_schema_v2_sql[] =
+	/* The password-equivalent for CRAM-MD5/DIGEST-MD5; NULL unless enabled. */
+	"ALTER TABLE users ADD COLUMN legacy_secret TEXT;"
+	"CREATE TABLE grants ("
+	" user TEXT NOT NULL,"
+	" kind TEXT NOT NULL CHECK (kind IN ('act-as', 'send-as')),"
+	" value TEXT NOT NULL,"
+	" PRIMARY KEY (user, kind, value));"
+	"CREATE INDEX grants_value ON grants (kind, value);"
+	"CREATE TABLE app_passwords ("
+	" user TEXT NOT NULL,"
+	" label TEXT NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" last_used INTEGER,"
+	" PRIMARY KEY (user, label));"
+	/* One certificate maps to one user, so "match" is the key. */
+	"CREATE TABLE certs ("
+	" user TEXT NOT NULL,"
+	" \"match\" TEXT PRIMARY KEY NOT NULL);"
+	"CREATE INDEX certs_user ON certs (user);"
+	"CREATE TABLE meta ("
+	" key TEXT PRIMARY KEY NOT NULL,"
+	" value BLOB NOT NULL);";
+
+static const char *const userdb_migrations[USERDB_SCHEMA_VERSION] = {
+	userdb_schema_v1_sql,
+	userdb_schema_v2_sql,
+};
+
+/* PRAGMA user_version, or -1. */
+static int userdb_version(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int version = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version;", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return version;
+}
+
+/* Reads the per-database secret into u->secret, making it on first use. Runs inside
+ * the migration transaction, or alone once the schema is current. 0 ok, -1 failure. */
+static int userdb_load_secret(struct userdb *u, int may_create)
+{
+	sqlite3_stmt *st;
+	int rc, ret = -1;
+
+	st = userdb_prepare(u, "SELECT value FROM meta WHERE key = 'scram_fake_secret'");
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == USERDB_SECRET_LEN) {
+		memcpy(u->secret, sqlite3_column_blob(st, 0), USERDB_SECRET_LEN);
+		ret = 0;
+	}
+	sqlite3_finalize(st);
+	if (ret == 0 || rc != SQLITE_DONE || !may_create)
+		return ret;
+	/* OpenSSL's generator, not SQLite's randomblob(): this one is a key. */
+	if (RAND_bytes(u->secret, USERDB_SECRET_LEN) != 1)
+		return -1;
+	st = userdb_prepare(u, "INSERT INTO meta (key, value) VALUES ('scram_fake_secret', ?1)");
+	if (!st)
+		return -1;
+	sqlite3_bind_blob(st, 1, u->secret, USERDB_SECRET_LEN, SQLITE_STATIC);
+	return userdb_step_write(st) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Brings the schema from `version` to USERDB_SCHEMA_VERSION. 0 ok, -1 with *err. */
+static int userdb_migrate(struct userdb *u, const char *path, char **err)
+{
+	int version;
+
+	/* IMMEDIATE so two processes migrating at once serialise here; the version is
+	 * read again inside, as the other one may have done the work meanwhile. */
+	if (userdb_exec(u->db, "BEGIN IMMEDIATE;") < 0) {
+		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
+		return -1;
+	}
+	version = userdb_version(u->db);
+	for (int v = version < 0 ? USERDB_SCHEMA_VERSION : version; v < USERDB_SCHEMA_VERSION; v++) {
+		if (userdb_exec(u->db, userdb_migrations[v]) < 0) {
+			*err = xasprintf("cannot bring %s to schema version %d: %s", path, v + 1,
+					 sqlite3_errmsg(u->db));
+			goto fail;
+		}
+	}
+	if (version < 0 || userdb_load_secret(u, 1) < 0) {
+		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
+		goto fail;
+	}
+	/* PRAGMA takes no parameters; the number is ours, not data. */
+	char pragma[64];
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", USERDB_SCHEMA_VERSION);
+	if (userdb_exec(u->db, pragma) < 0 || userdb_exec(u->db, "COMMIT;") < 0) {
+		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
+		goto fail;
+	}
+	if (version > 0 && version < USERDB_SCHEMA_VERSION)
+		log_info("userdb migrated path=%s from=%d to=%d", path, version,
+			 USERDB_SCHEMA_VERSION);
+	return 0;
+fail:
+	userdb_exec(u->db, "ROLLBACK;");
+	return -1;
+}
+
+struct userdb *userdb_open(const char *path, int create, char **err)
+{
+	struct userdb *u;
+	sqlite3 *db = NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	int version;
+
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		*err = xasprintf("cannot open user database %s: %s", path,
+				 db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, USERDB_BUSY_TIMEOUT_MS);
+	/* WAL lets the daemon's readers go on while the cursus tool writes;
+	 * secure_delete overwrites a removed hash or legacy secret instead of leaving
+	 * it in a free page. */
+	if (userdb_exec(db, "PRAGMA journal_mode = WAL;") < 0 ||
+	    userdb_exec(db, "PRAGMA secure_delete = ON;") < 0)
+		goto sqlfail;
+	if ((version = userdb_version(db)) < 0)
+		goto sqlfail;
+	if (version == 0 && !create) {
+		*err = xasprintf("%s is not a cursus user database (no schema; "
+				 "`cursus user add` creates it)", path);
+		goto fail;
+	}
+	if (version > USERDB_SCHEMA_VERSION) {
+		*err = xasprintf("%s has schema version %d; this program knows up to %d", path,
+				 version, USERDB_SCHEMA_VERSION);
+		goto fail;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->db = db;
+	pthread_mutex_init(&u->mu, NULL);
+	if (version < USERDB_SCHEMA_VERSION ? userdb_migrate(u, path, err) < 0
+					    : userdb_load_secret(u, 0) < 0) {
+		if (version == USERDB_SCHEMA_VERSION)
+			*err = xasprintf("user database %s: no secret in its meta table", path);
+		pthread_mutex_destroy(&u->mu);
+		free(u);
+		goto fail;
+	}
+	u->cache = authcache_create();
+	return u;
+
+sqlfail:
+	*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
+fail:
+	sqlite3_close(db);
+	return NULL;
+}
+
+void userdb_close(struct userdb **dbp)
+{
+	struct userdb *u = *dbp;
+	if (!u)
+		return;
+	sqlite3_close(u->db);
+	pthread_mutex_destroy(&u->mu);
+	authcache_destroy(&u->cache);
+	explicit_bzero(u->secret, sizeof(u->secret));
+	free(u);
+	*dbp = NULL;
+}
+
