@@ -23,7 +23,9 @@ D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 A_OBJ     = $(A_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check unit check-sanitize bench install clean
+.PHONY: all deps run check check-sanitize bench install clean
+# Keep the unit tests' objects: they are not intermediate files to delete.
+.SECONDARY:
 all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN)
 
 deps:

@@ -84,7 +84,7 @@ def read_reply(sock):
 
 
 class Daemon:
-    def __init__(self, build, root, quick):
+    def __init__(self, build, root):
         self.build = build
         self.root = root
         self.port = free_port()
@@ -294,6 +294,26 @@ def run_bench(bench, daemon, args, label, expect, timeout):
     return res
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def death_note(daemon):
+    """Why the daemon is gone, from its exit status and the last lines of its log."""
+    rc = daemon.proc.returncode
+    if isinstance(rc, int) and rc < 0:
+        why = "killed by signal %d" % -rc
+    else:
+        why = "exit status %s" % rc
+    if "event=shutdown" in daemon.log_tail(5):
+        why += " after a shutdown signal it did not get from run.py (someone else's kill?)"
+    return "cursusd died (%s)" % why
+
+
 def fmt(v, spec="%.1f"):
     return "-" if v is None else spec % v
 
@@ -320,9 +340,11 @@ def main():
     per_conn_ok = "--per-connection" in help_text
 
     root = tempfile.mkdtemp(prefix="cursus-bench-")
-    daemon = Daemon(build, root, a.quick)
+    daemon = Daemon(build, root)
     results, mem, problems = [], {}, []
+    load_after = "?"
     started = datetime.datetime.now().astimezone()
+    load_before = loadavg()
     try:
         daemon.start()
         mem["start"] = rollup_kib(daemon.pid)
@@ -342,7 +364,7 @@ def main():
                               conc * (total_conn // conc)))
         for label, args, expect in scenarios:
             if not daemon.running():
-                problems.append("%s: not run, cursusd is dead" % label)
+                problems.append("%s: not run: %s" % (label, death_note(daemon)))
                 continue
             print("running %s ..." % label, file=sys.stderr, flush=True)
             r = run_bench(bench, daemon, args, label, expect, timeout=600)
@@ -353,8 +375,9 @@ def main():
                                    fmt(r.get("messages"), "%d"), r["delivered"], expect,
                                    r["stderr"].strip()))
             if not r["alive"]:
-                problems.append("%s: cursusd died (rc=%s)" % (label, daemon.proc.returncode))
+                problems.append("%s: %s" % (label, death_note(daemon)))
         mem["hwm"] = proc_status_kib(daemon.pid, "VmHWM") if daemon.running() else None
+        load_after = loadavg()
     finally:
         alive = daemon.running()
         rc = daemon.stop()
@@ -373,6 +396,7 @@ def main():
     print("Machine: %d cores (%s), %s %s, Python %s"
           % (os.cpu_count(), cpu or "?", platform.system(), platform.release(),
              platform.python_version()))
+    print("Load average (1, 5, 15 min) before: %s; after: %s" % (load_before, load_after))
     print("Command: `%s`" % " ".join(shlex.quote(x) for x in [sys.executable] + sys.argv))
     print()
     print("| scenario | sessions x msgs | accepted | errors | msgs/s | sessions/s | "
@@ -398,13 +422,14 @@ def main():
              fmt(st.get("Anonymous") and st["Anonymous"] / 1024)))
     for label, n, before, after in mem.get("idle", []):
         def per(k):
-            if n and k in before and k in after:
+            if n and k in before and k in after and after[k]:
                 return (after[k] - before[k]) / n
             return None
         print("| per idle session, %s (%d opened) | Anonymous %s KiB; Pss %s KiB "
               "(Pss %s -> %s MiB) |"
               % (label, n, fmt(per("Anonymous"), "%+.1f"), fmt(per("Pss"), "%+.1f"),
-                 fmt(before.get("Pss", 0) / 1024), fmt(after.get("Pss", 0) / 1024)))
+                 fmt(before.get("Pss") and before["Pss"] / 1024),
+                 fmt(after.get("Pss") and after["Pss"] / 1024)))
     print("| peak RSS (VmHWM) at the end | %s MiB |" % fmt(mem.get("hwm") and mem["hwm"] / 1024))
     print()
     print("smtp-bench commands:")

@@ -6,6 +6,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -158,6 +160,9 @@ struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
 	c->cbs = cbs;
 	c->arg = arg;
 	evutil_make_socket_nonblocking(fd);
+	/* Replies are small and already batched per read; Nagle would hold a reply back
+	 * for the client's delayed ACK (about 40 ms after a TLS handshake). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	if (tls_ctx) {
 		c->ssl = SSL_new(tls_ctx);
 		if (!c->ssl) {
