@@ -9,7 +9,7 @@ BUILD = os.environ.get("CURSUS_BUILD", os.path.join(os.path.dirname(__file__), "
 BINARIES = sorted(glob.glob(os.path.join(BUILD, "tests", "test_*")))
 
 
-@pytest.mark.parametrize("binary", BINARIES, ids=os.path.basename)
+@pytest.mark.parametrize("binary", BINARIES, ids=[os.path.basename(b) for b in BINARIES])
 def test_unit(binary):
     r = subprocess.run([binary], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

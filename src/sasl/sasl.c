@@ -49,6 +49,7 @@ struct sasl_exchange {
 	int done;
 	enum sasl_status status;    /* once done */
 	int ok_pending;             /* authenticated; the success data went out as a challenge */
+	unsigned client_msgs;       /* non-empty-or-empty responses the client has sent */
 	int secret_consulted;       /* a failure from here on is a wrong secret, not a protocol slip */
 	int scram_fetched, scram_exists;
 	struct scram_keys scram;
@@ -506,6 +507,13 @@ enum sasl_status sasl_exchange_step(struct sasl_exchange *x, const char *in, siz
 		int empty = rawlen == 0;
 		xfree_secret(raw, rawlen);
 		return empty ? sasl_finish(x, SASL_OK, NULL) : sasl_finish(x, SASL_FAIL, "protocol-error");
+	}
+	/* RFC 4954 4: "=" (or an empty line) is a response of zero length. Only
+	 * EXTERNAL has a meaning for it as the client's first message; elsewhere it
+	 * fails at once rather than letting libgsasl prompt again. */
+	if (in != NULL && x->client_msgs++ == 0 && rawlen == 0 && !(x->mech->flags & SASLF_EXTERNAL)) {
+		xfree_secret(raw, rawlen);
+		return sasl_finish(x, SASL_FAIL, "empty-response");
 	}
 	if (x->steps == 1 && in == NULL && (x->mech->flags & SASLF_EXTERNAL)) {
 		/* RFC 4422 EXTERNAL without an initial response: an empty challenge asks

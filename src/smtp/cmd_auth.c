@@ -16,28 +16,29 @@
 struct auth_job {
 	struct session *s;
 	struct sasl_server *srv;
-	struct authlimit *limit;
 	const struct sasl_mech *mech;
 	struct sasl_exchange *sx;       /* NULL: start one */
 	struct sasl_channel chan;
-	struct sockaddr_storage sa;
 	char *in;                       /* client's base64, NULL for no initial response */
 	size_t inlen;
 	enum sasl_status st;
 	char *out;
 };
 
+/* Runs on the worker. The argument is the session, not the job: the exchange keeps it
+ * across steps, and a parked session outlives every step (its address never changes). */
 static int auth_precheck(void *arg, const char *authid)
 {
-	struct auth_job *j = arg;
-	return authlimit_account_blocked(j->limit, authid, (struct sockaddr *)&j->sa, time(NULL)) > 0;
+	const struct session *s = arg;
+	return authlimit_account_blocked(s->srv->authlimit, authid, (const struct sockaddr *)&s->sa,
+					 time(NULL)) > 0;
 }
 
 static void auth_work(void *arg)
 {
 	struct auth_job *j = arg;
 	if (!j->sx) {
-		j->sx = sasl_exchange_start(j->srv, j->mech, &j->chan, auth_precheck, j);
+		j->sx = sasl_exchange_start(j->srv, j->mech, &j->chan, auth_precheck, j->s);
 		if (!j->sx) {
 			j->st = SASL_TEMPFAIL;
 			return;
@@ -151,12 +152,10 @@ static void auth_submit(struct session *s, const char *in, size_t len)
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->srv = s->srv->sasl;
-	j->limit = s->srv->authlimit;
 	j->mech = s->auth_mech;
 	j->sx = s->sx;
 	s->sx = NULL; /* the worker has it until auth_done */
 	j->chan = s->chan;
-	j->sa = s->sa;
 	if (in) {
 		j->in = xstrndup(in, len);
 		j->inlen = len;
