@@ -13,7 +13,7 @@ ALL_CFLAGS = $(CFLAGS) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 LIB_SRC   = $(wildcard src/util/*.c src/config/*.c src/net/*.c src/smtp/*.c src/store/*.c \
-                       src/sasl/*.c src/queue/*.c src/deliver/*.c)
+                       src/sasl/*.c src/queue/*.c src/deliver/*.c src/client/*.c)
 D_SRC     = $(wildcard src/daemon/*.c)
 A_SRC     = $(wildcard src/admin/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)

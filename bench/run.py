@@ -4,19 +4,25 @@
     bench/run.py --build BUILD_DIR [--quick] [--keep]
 
 Scenarios (smtp-bench, one thread per session, 4 KiB messages to one local mailbox):
-  plain      20 sessions x 50 messages over plain SMTP
+  plain      20 sessions x 50 messages over plain SMTP (port smtp)
   starttls   the same after STARTTLS
   per-conn   500 sessions of one message each (connect, EHLO, STARTTLS, EHLO, MAIL,
              RCPT, DATA, QUIT), 20 at a time: handshakes per second
+  (d), (e)   submission: STARTTLS + AUTH PLAIN (d) or SCRAM-SHA-256 (e), 20 sessions x 50
+  (f), (g)   submission per connection: STARTTLS + AUTH PLAIN (f) or SCRAM-SHA-256 (g) +
+             one message + QUIT, 500 sessions, 20 at a time
 Memory: the daemon's Pss at rest, then with 200 idle sessions that said EHLO, then with
-200 more that said EHLO after STARTTLS (per session: Pss and Anonymous deltas); and its
-peak RSS (VmHWM) after each scenario.
+200 more that said EHLO after STARTTLS, then with 200 more on submission that said EHLO,
+STARTTLS, EHLO, AUTH PLAIN (per session: Pss and Anonymous deltas); and its peak RSS
+(VmHWM) after each scenario.
 
 Stdlib only. Every wait has a deadline and the daemon is always stopped at the end."""
 import argparse
+import base64
 import datetime
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -28,7 +34,8 @@ import tempfile
 import time
 
 USER = "alice@example.test"
-PASSWORD = "bench password\n"   # only fed to `cursus user add` on stdin
+PASSWORD = "bench password\n"   # fed to `cursus user add` on stdin, and in a 0600 file to
+                                 # smtp-bench (--password-file): never on a command line
 
 
 def free_port():
@@ -47,6 +54,21 @@ def proc_status_kib(pid, key):
     except OSError:
         pass
     return None
+
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds the process (all its threads) has used, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def rollup_kib(pid):
@@ -88,6 +110,10 @@ class Daemon:
         self.build = build
         self.root = root
         self.port = free_port()
+        self.sub_port = free_port()
+        while self.sub_port == self.port:
+            self.sub_port = free_port()
+        self.password_file = os.path.join(root, "password")
         self.conf = os.path.join(root, "cursus.conf")
         self.log_path = os.path.join(root, "cursusd.log")
         self.maildir = os.path.join(root, "mail", "example.test", "alice")
@@ -105,6 +131,10 @@ class Daemon:
             "\taddress 127.0.0.1:%d" % self.port,
             "\ttls starttls",
             "}",
+            "listener submission {",
+            "\taddress 127.0.0.1:%d" % self.sub_port,
+            "\ttls starttls",
+            "}",
         ]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -113,6 +143,9 @@ class Daemon:
         if r.returncode != 0:
             raise RuntimeError("cursus user add failed (rc=%d): %s%s"
                                % (r.returncode, r.stdout, r.stderr))
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(PASSWORD)
 
     @property
     def pid(self):
@@ -149,21 +182,26 @@ class Daemon:
         finally:
             logf.close()
         deadline = time.monotonic() + timeout
+        waiting = [self.port, self.sub_port]
         while time.monotonic() < deadline:
             if not self.running():
                 raise RuntimeError("cursusd exited at start (rc=%s):\n%s"
                                    % (self.proc.returncode, self.log_tail()))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=5) as s:
                     s.settimeout(5)
                     if read_reply(s) == 220:
                         s.sendall(b"QUIT\r\n")
                         read_reply(s)
-                        return
+                        waiting.pop(0)
+                        if not waiting:
+                            return
+                        continue
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
-        raise RuntimeError("cursusd did not greet within %ss:\n%s" % (timeout, self.log_tail()))
+        raise RuntimeError("cursusd did not greet on port %d within %ss:\n%s"
+                           % (waiting[0], timeout, self.log_tail()))
 
     def stop(self, timeout=15.0):
         if self.proc is None or self.proc.poll() is not None:
@@ -194,8 +232,15 @@ def tls_client_context():
     return ctx
 
 
-def open_session(port, tls, ctx):
-    """A session that said EHLO (after STARTTLS when tls) and now stays idle."""
+def auth_plain_line():
+    """AUTH PLAIN with its initial response (RFC 4616: authzid NUL authcid NUL passwd)."""
+    resp = b"\0" + USER.encode() + b"\0" + PASSWORD.rstrip("\n").encode()
+    return b"AUTH PLAIN " + base64.b64encode(resp) + b"\r\n"
+
+
+def open_session(port, tls, ctx, auth=False):
+    """A session that said EHLO (after STARTTLS when tls; then AUTH PLAIN when auth) and
+    now stays idle."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         s.settimeout(10)
@@ -212,37 +257,53 @@ def open_session(port, tls, ctx):
             s.sendall(b"EHLO bench.example\r\n")
             if read_reply(s) != 250:
                 raise ConnectionError("EHLO after STARTTLS refused")
+        if auth:
+            s.sendall(auth_plain_line())
+            code = read_reply(s)
+            if code != 235:
+                raise ConnectionError("AUTH PLAIN answered %d" % code)
         return s
     except BaseException:
         s.close()
         raise
 
 
+IDLE_KINDS = (  # label, listener, TLS, AUTH PLAIN
+    ("plain", "smtp", False, False),
+    ("after STARTTLS", "smtp", True, False),
+    ("authenticated TLS (submission, STARTTLS + AUTH PLAIN)", "submission", True, True),
+)
+
+
 def idle_memory(daemon, count, settle=1.0):
     """The daemon's memory at rest, with count idle plain sessions, then with count
-    idle TLS sessions more. The plain ones stay open meanwhile, so the TLS sessions
-    cannot reuse memory the plain ones freed. Returns (steps, problems) with steps
-    [(label, sessions added, rollup before, rollup after)]."""
+    idle TLS sessions more, then with count authenticated TLS sessions more. The earlier
+    ones stay open meanwhile, so later sessions cannot reuse memory they freed. Returns
+    (steps, problems) with steps [(label, sessions added, rollup before, rollup after)]."""
     ctx = tls_client_context()
     problems = []
-    # Warm-up: first-use allocations (OpenSSL's tables, libevent's) and this script's
-    # own libssl pages belong to the baseline, not to the sessions.
-    for tls in (False, True):
+    ports = {"smtp": daemon.port, "submission": daemon.sub_port}
+    # Warm-up: first-use allocations (OpenSSL's tables, libevent's, the first password
+    # check) and this script's own libssl pages belong to the baseline, not to the
+    # sessions. The warm-up AUTH also puts alice's verification in the daemon's cache,
+    # so the idle sessions below measure memory, not yescrypt.
+    for _, listener, tls, auth in IDLE_KINDS:
         try:
-            s = open_session(daemon.port, tls, ctx)
+            s = open_session(ports[listener], tls, ctx, auth)
             s.sendall(b"QUIT\r\n")
             s.close()
         except (OSError, ValueError) as e:
-            problems.append("warm-up session (tls=%s): %s" % (tls, e))
+            problems.append("warm-up session (%s, tls=%s, auth=%s): %s"
+                            % (listener, tls, auth, e))
     time.sleep(settle)
     socks, steps = [], []
     try:
-        for label, tls in (("plain", False), ("after STARTTLS", True)):
+        for label, listener, tls, auth in IDLE_KINDS:
             before = rollup_kib(daemon.pid)
             n = 0
             for _ in range(count):
                 try:
-                    socks.append(open_session(daemon.port, tls, ctx))
+                    socks.append(open_session(ports[listener], tls, ctx, auth))
                     n += 1
                 except (OSError, ValueError) as e:
                     problems.append("idle %s session %d: %s" % (label, n, e))
@@ -258,10 +319,11 @@ def idle_memory(daemon, count, settle=1.0):
     return steps, problems
 
 
-def run_bench(bench, daemon, args, label, expect, timeout):
+def run_bench(bench, daemon, args, label, expect, timeout, port=None):
     """Runs smtp-bench; returns a dict of its RESULT line plus delivery timing."""
-    cmd = [bench, "-H", "127.0.0.1", "-p", str(daemon.port), "--rcpt", USER] + args
+    cmd = [bench, "-H", "127.0.0.1", "-p", str(port or daemon.port), "--rcpt", USER] + args
     before = daemon.delivered()
+    cpu0, ccpu0 = proc_cpu_s(daemon.pid), children_cpu_s()
     t0 = time.monotonic()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -271,6 +333,7 @@ def run_bench(bench, daemon, args, label, expect, timeout):
         err = "smtp-bench timed out after %ss" % timeout
         rc = "timeout"
     t_end = time.monotonic()
+    ccpu1 = children_cpu_s()   # smtp-bench was waited for (also when killed on timeout)
     res = {"label": label, "cmd": " ".join(shlex.quote(c) for c in cmd), "rc": rc,
            "stdout": out, "stderr": err}
     for line in out.splitlines():
@@ -285,6 +348,12 @@ def run_bench(bench, daemon, args, label, expect, timeout):
             and daemon.running():
         time.sleep(0.02)
     t_dlv = time.monotonic()
+    cpu1 = proc_cpu_s(daemon.pid)
+    # CPU per accepted message: where the 2 cores went (the daemon's figure includes
+    # the local delivery, which has finished by now).
+    res["cpu_daemon_ms"] = (cpu1 - cpu0) * 1e3 / accepted if accepted and cpu0 is not None \
+        and cpu1 is not None else None
+    res["cpu_client_ms"] = (ccpu1 - ccpu0) * 1e3 / accepted if accepted else None
     res["delivered"] = daemon.delivered() - before
     res["maildir_s"] = t_dlv - t0
     res["lag_s"] = t_dlv - t_end
@@ -338,6 +407,7 @@ def main():
     help_text = subprocess.run([bench, "--help"], capture_output=True, text=True,
                                timeout=10).stderr
     per_conn_ok = "--per-connection" in help_text
+    auth_ok = "--auth" in help_text
 
     root = tempfile.mkdtemp(prefix="cursus-bench-")
     daemon = Daemon(build, root)
@@ -362,16 +432,33 @@ def main():
                               ["-c", str(conc), "-n", str(total_conn // conc), "-s", str(size),
                                "--starttls", "--per-connection"],
                               conc * (total_conn // conc)))
+        if auth_ok:
+            # Submission: MAIL FROM must be an address alice owns (SPEC, SMTP AUTH).
+            sub = ["--starttls", "--from", USER, "--user", USER,
+                   "--password-file", daemon.password_file]
+            for tag, mech in (("d", "PLAIN"), ("e", "SCRAM-SHA-256")):
+                scenarios.append(("(%s) submission AUTH %s" % (tag, mech),
+                                  ["-c", str(conc), "-n", str(per), "-s", str(size),
+                                   "--auth", mech] + sub, conc * per))
+            for tag, mech in (("f", "PLAIN"), ("g", "SCRAM-SHA-256")):
+                scenarios.append(("(%s) per-conn submission AUTH %s" % (tag, mech),
+                                  ["-c", str(conc), "-n", str(total_conn // conc), "-s",
+                                   str(size), "--per-connection", "--auth", mech] + sub,
+                                  conc * (total_conn // conc)))
         for label, args, expect in scenarios:
             if not daemon.running():
                 problems.append("%s: not run: %s" % (label, death_note(daemon)))
                 continue
             print("running %s ..." % label, file=sys.stderr, flush=True)
-            r = run_bench(bench, daemon, args, label, expect, timeout=600)
+            r = run_bench(bench, daemon, args, label, expect, timeout=600,
+                          port=daemon.sub_port if "submission" in label else None)
             results.append(r)
-            if r["rc"] != 0 or int(r.get("errors", 0)) or r["delivered"] < expect:
-                problems.append("%s: rc=%s errors=%s accepted=%s delivered=%d of %d\n%s"
+            if r["rc"] != 0 or int(r.get("errors", 0)) or int(r.get("auth_failures", 0)) \
+                    or r["delivered"] < expect:
+                problems.append("%s: rc=%s errors=%s auth failures=%s accepted=%s "
+                                "delivered=%d of %d\n%s"
                                 % (label, r["rc"], fmt(r.get("errors"), "%d"),
+                                   fmt(r.get("auth_failures"), "%d"),
                                    fmt(r.get("messages"), "%d"), r["delivered"], expect,
                                    r["stderr"].strip()))
             if not r["alive"]:
@@ -400,17 +487,23 @@ def main():
     print("Command: `%s`" % " ".join(shlex.quote(x) for x in [sys.executable] + sys.argv))
     print()
     print("| scenario | sessions x msgs | accepted | errors | msgs/s | sessions/s | "
-          "p50 ms | p99 ms | all in Maildir (s) | lag after last 250 (s) | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "p50 ms | p99 ms | AUTH p50 / p99 ms | CPU ms/msg cursusd / smtp-bench | "
+          "all in Maildir (s) | lag after last 250 (s) | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         shape = "%d x %d" % (conc, per) if "per-conn" not in r["label"] \
             else "%d one-message sessions, %d at a time" % (total_conn // conc * conc, conc)
         dl = fmt(r["maildir_s"], "%.2f") if r["delivered"] >= r["expected"] \
             else "%d/%d after %.0f s" % (r["delivered"], r["expected"], r["maildir_s"])
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        authcol = "-" if not r.get("auths") else "%s / %s" % (
+            fmt(r.get("auth_p50_ms"), "%.2f"), fmt(r.get("auth_p99_ms"), "%.2f"))
+        cpucol = "%s / %s" % (fmt(r.get("cpu_daemon_ms"), "%.2f"),
+                              fmt(r.get("cpu_client_ms"), "%.2f"))
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["label"], shape, fmt(r.get("messages"), "%d"), fmt(r.get("errors"), "%d"),
             fmt(r.get("msgs_per_s")), fmt(r.get("sessions_per_s")) if "per-conn" in r["label"]
-            else "-", fmt(r.get("p50_ms"), "%.2f"), fmt(r.get("p99_ms"), "%.2f"), dl,
+            else "-", fmt(r.get("p50_ms"), "%.2f"), fmt(r.get("p99_ms"), "%.2f"), authcol,
+            cpucol, dl,
             fmt(r["lag_s"], "%.2f"),
             fmt(r["hwm_kib"] / 1024 if r["hwm_kib"] else None)))
     print()
@@ -437,6 +530,8 @@ def main():
         print("    %s" % r["cmd"])
     if per_conn_ok is False:
         print("\n(smtp-bench has no --per-connection: that scenario was skipped)")
+    if auth_ok is False:
+        print("\n(smtp-bench has no --auth: the submission scenarios were skipped)")
     if problems:
         print("\nPROBLEMS:")
         for p in problems:

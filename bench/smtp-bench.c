@@ -4,9 +4,15 @@
  * messages. Latency is measured per message from the write of the final "\r\n.\r\n" to
  * the reply; anything but 250 counts as an error. Every socket carries SO_RCVTIMEO and
  * SO_SNDTIMEO, so a silent server costs at most the timeout per operation, never a hang.
+ * With --auth, each session authenticates after its (last) EHLO: PLAIN with an initial
+ * response, or SCRAM-SHA-256 through GNU SASL's client side; the password comes from a
+ * file, never from argv, and is wiped at exit. A failed AUTH fails the session: its
+ * messages count as errors.
  * The last line of output is machine readable: "RESULT key=value ...". */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <gsasl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -40,6 +47,9 @@ struct bench_opts {
 	const char *from;
 	const char *helo;
 	unsigned timeout;          /* seconds, each socket operation */
+	const char *auth_mech;     /* "PLAIN" or "SCRAM-SHA-256"; NULL: no AUTH */
+	const char *user;
+	const char *password_file;
 };
 
 /* One SMTP connection: a socket, maybe a TLS layer over it, and a read buffer. */
@@ -60,6 +70,9 @@ struct bench_thread {
 	size_t n_lat;
 	double *sess;              /* ms, connect to 221, per-connection mode only */
 	size_t n_sess;
+	unsigned long auth_fail;   /* AUTH exchanges that did not end in 235 */
+	double *auth;              /* ms, AUTH command to 235, one per success */
+	size_t n_auth;
 };
 
 static struct bench_opts opts = {
@@ -73,6 +86,9 @@ static pthread_barrier_t bench_start;
 static pthread_mutex_t bench_err_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned bench_err_shown;
 static char bench_tls_info[128];
+static Gsasl *bench_gsasl;          /* shared: each session has its own Gsasl_session */
+static char *bench_password;
+static size_t bench_password_len;
 
 static double bench_now_ms(void)
 {
@@ -245,10 +261,105 @@ static int bench_ehlo(struct bench_conn *c, char *last, size_t lastsz, char *cap
 	return bench_cmd(c, cmd, 250, last, lastsz, caps, capsz);
 }
 
+/* Is mech among the mechanisms of the EHLO reply's AUTH line? */
+static int bench_auth_offered(const char *caps, const char *mech)
+{
+	size_t mlen = strlen(mech);
+	for (const char *l = caps; *l; ) {
+		const char *end = strchr(l, '\n');
+		size_t llen = end ? (size_t)(end - l) : strlen(l);
+		if (llen > 9 && strncasecmp(l + 4, "AUTH ", 5) == 0) {
+			for (const char *p = l + 9; p < l + llen; ) {
+				const char *sp = memchr(p, ' ', (size_t)(l + llen - p));
+				size_t tlen = sp ? (size_t)(sp - p) : (size_t)(l + llen - p);
+				if (tlen == mlen && strncasecmp(p, mech, mlen) == 0)
+					return 1;
+				p += tlen + 1;
+			}
+		}
+		if (!end)
+			break;
+		l = end + 1;
+	}
+	return 0;
+}
+
+/* Writes "prefix b64\r\n" (or just "b64\r\n" for a NULL prefix). */
+static int bench_write_auth_line(struct bench_conn *c, const char *prefix, const char *b64)
+{
+	size_t n = (prefix ? strlen(prefix) + 1 : 0) + strlen(b64) + 3;
+	char *out = xmalloc(n);
+	int len = snprintf(out, n, "%s%s%s\r\n", prefix ? prefix : "", prefix ? " " : "", b64);
+	int rc = bench_write(c, out, (size_t)len);
+	free(out);
+	return rc;
+}
+
+/* One AUTH exchange (RFC 4954 4) driven by GNU SASL's client: the initial response on
+ * the AUTH line, then one step per 334 challenge. SCRAM's server-final message arrives
+ * as a 334 challenge; the client verifies it and answers with an empty line. Returns 0
+ * on 235, with last describing the failure otherwise. */
+static int bench_auth(struct bench_conn *c, char *last, size_t lastsz)
+{
+	Gsasl_session *sx = NULL;
+	char *out = NULL, cmd[64];
+	int rc, code, steps = 0;
+
+	rc = gsasl_client_start(bench_gsasl, opts.auth_mech, &sx);
+	if (rc != GSASL_OK) {
+		snprintf(last, lastsz, "(gsasl_client_start: %s)", gsasl_strerror(rc));
+		return -1;
+	}
+	gsasl_property_set(sx, GSASL_AUTHID, opts.user);
+	gsasl_property_set(sx, GSASL_PASSWORD, bench_password);
+	rc = gsasl_step64(sx, "", &out);
+	if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
+		snprintf(last, lastsz, "(client first step: %s)", gsasl_strerror(rc));
+		goto fail;
+	}
+	snprintf(cmd, sizeof(cmd), "AUTH %s", opts.auth_mech);
+	/* RFC 4954 4: "=" stands for an initial response of zero length. */
+	if (bench_write_auth_line(c, cmd, out[0] ? out : "=") < 0) {
+		snprintf(last, lastsz, "(write failed: %s)", strerror(errno));
+		goto fail;
+	}
+	for (;;) {
+		gsasl_free(out);
+		out = NULL;
+		code = bench_reply(c, last, lastsz, NULL, 0);
+		if (code == 235 && rc == GSASL_OK)
+			break;
+		if (code != 334 || ++steps > 8) {
+			/* A 235 before the client has verified the server (SCRAM) is a failure
+			 * too: the server's proof was never checked. */
+			goto fail;
+		}
+		rc = gsasl_step64(sx, strlen(last) > 4 ? last + 4 : "", &out);
+		if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
+			snprintf(last, lastsz, "(client step after 334: %s)", gsasl_strerror(rc));
+			bench_write(c, "*\r\n", 3); /* RFC 4954 4: cancel the exchange */
+			bench_reply(c, cmd, sizeof(cmd), NULL, 0);
+			goto fail;
+		}
+		if (bench_write_auth_line(c, NULL, out) < 0) {
+			snprintf(last, lastsz, "(write failed: %s)", strerror(errno));
+			goto fail;
+		}
+	}
+	gsasl_finish(sx);
+	return 0;
+fail:
+	gsasl_free(out);
+	gsasl_finish(sx);
+	return -1;
+}
+
 /* Connects and brings the session to the point where MAIL may be sent. */
-static int bench_session_open(struct bench_conn *c, unsigned id)
+static int bench_session_open(struct bench_conn *c, struct bench_thread *t)
 {
 	char last[BENCH_LINE_MAX], caps[4096];
+	unsigned id = t->id;
+	double a0;
 
 	if (bench_conn_open(c, last, sizeof(last)) < 0) {
 		bench_report_error(id, "session", last);
@@ -263,7 +374,7 @@ static int bench_session_open(struct bench_conn *c, unsigned id)
 		goto fail;
 	}
 	if (!opts.starttls)
-		return 0;
+		goto auth;
 	if (!strstr(caps, "STARTTLS")) {
 		bench_report_error(id, "EHLO", "STARTTLS not advertised");
 		goto fail;
@@ -290,10 +401,25 @@ static int bench_session_open(struct bench_conn *c, unsigned id)
 		snprintf(bench_tls_info, sizeof(bench_tls_info), "%s %s", SSL_get_version(c->ssl),
 			 SSL_get_cipher_name(c->ssl));
 	pthread_mutex_unlock(&bench_err_lock);
-	if (bench_ehlo(c, last, sizeof(last), NULL, 0) < 0) {
+	if (bench_ehlo(c, last, sizeof(last), caps, sizeof(caps)) < 0) {
 		bench_report_error(id, "EHLO after STARTTLS", last);
 		goto fail;
 	}
+auth:
+	if (!opts.auth_mech)
+		return 0;
+	if (!bench_auth_offered(caps, opts.auth_mech)) {
+		t->auth_fail++;
+		bench_report_error(id, "EHLO", "the AUTH mechanism is not advertised");
+		goto fail;
+	}
+	a0 = bench_now_ms();
+	if (bench_auth(c, last, sizeof(last)) < 0) {
+		t->auth_fail++;
+		bench_report_error(id, "AUTH", last);
+		goto fail;
+	}
+	t->auth[t->n_auth++] = bench_now_ms() - a0;
 	return 0;
 fail:
 	bench_conn_close(c);
@@ -399,7 +525,7 @@ static void *bench_thread_main(void *arg)
 	if (opts.per_conn) {
 		for (unsigned i = 0; i < opts.per_session; i++) {
 			double s0 = bench_now_ms();
-			if (bench_session_open(c, t->id) < 0) {
+			if (bench_session_open(c, t) < 0) {
 				t->errors++;
 				continue;
 			}
@@ -414,7 +540,7 @@ static void *bench_thread_main(void *arg)
 		}
 	} else {
 		unsigned i = 0;
-		if (bench_session_open(c, t->id) == 0) {
+		if (bench_session_open(c, t) == 0) {
 			for (; i < opts.per_session; i++) {
 				if (bench_send_one(t, c, msg, seq++) == 0) {
 					t->sent++;
@@ -461,11 +587,14 @@ static void bench_usage(void)
 		"usage: smtp-bench [-H host] [-p port] [-c concurrency] [-n messages] [-s size]\n"
 		"                  [--starttls] [--per-connection] [--rcpt addr] [--from addr]\n"
 		"                  [--helo name] [-t timeout]\n"
+		"                  [--auth PLAIN|SCRAM-SHA-256 --user name --password-file file]\n"
 		"  -c N   concurrent sessions, one thread each (default 10)\n"
 		"  -n N   messages per session; with --per-connection, sessions per thread,\n"
 		"         each carrying one message (default 10)\n"
 		"  -s N   message size in octets, headers included (default 4096)\n"
-		"  -t N   seconds allowed for each socket operation (default 30)\n");
+		"  -t N   seconds allowed for each socket operation (default 30)\n"
+		"  --auth M           authenticate each session after its last EHLO\n"
+		"  --password-file F  the password: the first line of F (never on the command line)\n");
 	exit(2);
 }
 
@@ -483,7 +612,7 @@ static unsigned long bench_num(const char *s, unsigned long min, unsigned long m
 
 static void bench_parse_args(int argc, char **argv)
 {
-	enum { O_STARTTLS = 256, O_RCPT, O_FROM, O_PER_CONN, O_HELO };
+	enum { O_STARTTLS = 256, O_RCPT, O_FROM, O_PER_CONN, O_HELO, O_AUTH, O_USER, O_PWFILE };
 	static const struct option lo[] = {
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'p' },
@@ -496,6 +625,9 @@ static void bench_parse_args(int argc, char **argv)
 		{ "rcpt", required_argument, NULL, O_RCPT },
 		{ "from", required_argument, NULL, O_FROM },
 		{ "helo", required_argument, NULL, O_HELO },
+		{ "auth", required_argument, NULL, O_AUTH },
+		{ "user", required_argument, NULL, O_USER },
+		{ "password-file", required_argument, NULL, O_PWFILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -513,6 +645,9 @@ static void bench_parse_args(int argc, char **argv)
 		case O_RCPT: opts.rcpt = optarg; break;
 		case O_FROM: opts.from = optarg; break;
 		case O_HELO: opts.helo = optarg; break;
+		case O_AUTH: opts.auth_mech = optarg; break;
+		case O_USER: opts.user = optarg; break;
+		case O_PWFILE: opts.password_file = optarg; break;
 		default: bench_usage();
 		}
 	}
@@ -522,19 +657,94 @@ static void bench_parse_args(int argc, char **argv)
 		fprintf(stderr, "smtp-bench: address or HELO name too long\n");
 		exit(2);
 	}
+	if (opts.auth_mech) {
+		if (strcasecmp(opts.auth_mech, "PLAIN") == 0)
+			opts.auth_mech = "PLAIN";
+		else if (strcasecmp(opts.auth_mech, "SCRAM-SHA-256") == 0)
+			opts.auth_mech = "SCRAM-SHA-256";
+		else {
+			fprintf(stderr, "smtp-bench: --auth: PLAIN or SCRAM-SHA-256\n");
+			exit(2);
+		}
+		if (!opts.user || !opts.password_file) {
+			fprintf(stderr, "smtp-bench: --auth needs --user and --password-file\n");
+			exit(2);
+		}
+		if (strlen(opts.user) > 255) {
+			fprintf(stderr, "smtp-bench: user name too long\n");
+			exit(2);
+		}
+	} else if (opts.user || opts.password_file) {
+		fprintf(stderr, "smtp-bench: --user and --password-file go with --auth\n");
+		exit(2);
+	}
+}
+
+/* The password: the first line of the file (without its LF, nor a CR before it). Read
+ * with read(2) into one buffer, so no stdio buffer keeps a copy. */
+static void bench_read_password(const char *path)
+{
+	char buf[1024];
+	size_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "smtp-bench: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	while (n < sizeof(buf)) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	char *nl = memchr(buf, '\n', n);
+	if (nl)
+		n = (size_t)(nl - buf);
+	else if (n == sizeof(buf)) {
+		explicit_bzero(buf, sizeof(buf));
+		fprintf(stderr, "smtp-bench: %s: the password line is too long\n", path);
+		exit(2);
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	if (n == 0 || memchr(buf, '\0', n)) {
+		explicit_bzero(buf, sizeof(buf));
+		fprintf(stderr, "smtp-bench: %s: no password on the first line\n", path);
+		exit(2);
+	}
+	bench_password = xmalloc(n + 1);
+	memcpy(bench_password, buf, n);
+	bench_password[n] = '\0';
+	bench_password_len = n;
+	explicit_bzero(buf, sizeof(buf));
 }
 
 int main(int argc, char **argv)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct bench_thread *th;
-	unsigned long sent = 0, errors = 0, sessions = 0;
-	size_t n_lat = 0, n_sess = 0;
-	double *lat, *sess, t0, elapsed;
+	unsigned long sent = 0, errors = 0, sessions = 0, auth_fail = 0;
+	size_t n_lat = 0, n_sess = 0, n_auth = 0;
+	double *lat, *sess, *auth, t0, elapsed;
 	int rc;
 
 	bench_parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
+	if (opts.auth_mech) {
+		bench_read_password(opts.password_file);
+		if ((rc = gsasl_init(&bench_gsasl)) != GSASL_OK) {
+			fprintf(stderr, "smtp-bench: gsasl_init: %s\n", gsasl_strerror(rc));
+			return 1;
+		}
+		if (!gsasl_client_support_p(bench_gsasl, opts.auth_mech)) {
+			fprintf(stderr, "smtp-bench: GNU SASL lacks %s on the client side\n",
+				opts.auth_mech);
+			return 1;
+		}
+	}
 	if ((rc = getaddrinfo(opts.host, opts.port, &hints, &bench_ai)) != 0) {
 		fprintf(stderr, "smtp-bench: %s:%s: %s\n", opts.host, opts.port, gai_strerror(rc));
 		return 1;
@@ -561,6 +771,7 @@ int main(int argc, char **argv)
 		th[i].id = i;
 		th[i].lat = xcalloc(opts.per_session, sizeof(double));
 		th[i].sess = xcalloc(opts.per_session, sizeof(double));
+		th[i].auth = xcalloc(opts.per_session, sizeof(double));
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 256 * 1024);
 		rc = pthread_create(&th[i].tid, &attr, bench_thread_main, &th[i]);
@@ -578,6 +789,7 @@ int main(int argc, char **argv)
 
 	lat = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
 	sess = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
+	auth = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
 	for (unsigned i = 0; i < opts.concurrency; i++) {
 		sent += th[i].sent;
 		errors += th[i].errors;
@@ -586,18 +798,24 @@ int main(int argc, char **argv)
 		n_lat += th[i].n_lat;
 		memcpy(sess + n_sess, th[i].sess, th[i].n_sess * sizeof(double));
 		n_sess += th[i].n_sess;
+		memcpy(auth + n_auth, th[i].auth, th[i].n_auth * sizeof(double));
+		n_auth += th[i].n_auth;
+		auth_fail += th[i].auth_fail;
 		free(th[i].lat);
 		free(th[i].sess);
+		free(th[i].auth);
 	}
 	qsort(lat, n_lat, sizeof(double), bench_cmp_double);
 	qsort(sess, n_sess, sizeof(double), bench_cmp_double);
+	qsort(auth, n_auth, sizeof(double), bench_cmp_double);
 	if (elapsed <= 0)
 		elapsed = 1e-9;
 
 	double p50 = bench_pct(lat, n_lat, 50), p90 = bench_pct(lat, n_lat, 90);
 	double p99 = bench_pct(lat, n_lat, 99), pmax = n_lat ? lat[n_lat - 1] : 0;
-	printf("target        %s:%s%s%s, %u sessions x %u %s, %zu octets\n", opts.host, opts.port,
-	       opts.starttls ? " STARTTLS" : "", opts.per_conn ? " per-connection" : "",
+	printf("target        %s:%s%s%s%s%s, %u sessions x %u %s, %zu octets\n", opts.host,
+	       opts.port, opts.starttls ? " STARTTLS" : "", opts.auth_mech ? " AUTH " : "",
+	       opts.auth_mech ? opts.auth_mech : "", opts.per_conn ? " per-connection" : "",
 	       opts.concurrency, opts.per_session,
 	       opts.per_conn ? "connections of one message" : "messages", opts.size);
 	if (bench_tls_info[0])
@@ -613,18 +831,29 @@ int main(int argc, char **argv)
 		printf("session ms    p50 %.2f  p99 %.2f  max %.2f  (connect to 221)\n",
 		       bench_pct(sess, n_sess, 50), bench_pct(sess, n_sess, 99),
 		       n_sess ? sess[n_sess - 1] : 0);
+	if (opts.auth_mech)
+		printf("auth ms       p50 %.2f  p99 %.2f  max %.2f  (%zu ok, %lu failed; AUTH to 235)\n",
+		       bench_pct(auth, n_auth, 50), bench_pct(auth, n_auth, 99),
+		       n_auth ? auth[n_auth - 1] : 0, n_auth, auth_fail);
 	printf("RESULT messages=%lu errors=%lu elapsed=%.3f msgs_per_s=%.1f sessions=%lu "
 	       "sessions_per_s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f "
-	       "session_p50_ms=%.2f session_p99_ms=%.2f\n",
+	       "session_p50_ms=%.2f session_p99_ms=%.2f auths=%zu auth_failures=%lu "
+	       "auth_p50_ms=%.2f auth_p99_ms=%.2f\n",
 	       sent, errors, elapsed, (double)sent / elapsed, sessions, (double)sessions / elapsed,
-	       p50, p90, p99, pmax, bench_pct(sess, n_sess, 50), bench_pct(sess, n_sess, 99));
+	       p50, p90, p99, pmax, bench_pct(sess, n_sess, 50), bench_pct(sess, n_sess, 99),
+	       n_auth, auth_fail, bench_pct(auth, n_auth, 50), bench_pct(auth, n_auth, 99));
 
 	free(lat);
 	free(sess);
+	free(auth);
 	free(th);
+	if (bench_gsasl)
+		gsasl_done(bench_gsasl);
+	if (bench_password)
+		xfree_secret(bench_password, bench_password_len);
 	pthread_barrier_destroy(&bench_start);
 	if (bench_ssl_ctx)
 		SSL_CTX_free(bench_ssl_ctx);
 	freeaddrinfo(bench_ai);
-	return errors ? 1 : 0;
+	return errors || auth_fail ? 1 : 0;
 }

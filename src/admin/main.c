@@ -43,6 +43,9 @@ static const char admin_usage_text[] =
 	"  alias del ADDRESS [TARGET] delete one target, or all of ADDRESS's\n"
 	"  alias list                 list the aliases\n"
 	"  check                      validate the configuration\n"
+	"  trace list|clear           the sessions cursusd traces (protocol log)\n"
+	"  trace add|del client ADDRESS[/PREFIX] | user NAME\n"
+	"                             applied at once through SIGHUP\n"
 	"  help                       this text\n"
 	"\n"
 	"Passwords are read from the terminal without echo, or as one line from stdin\n"
@@ -58,6 +61,7 @@ static const struct admin_command admin_commands[] = {
 	{ "user", cmd_user },
 	{ "alias", cmd_alias },
 	{ "check", cmd_check },
+	{ "trace", cmd_trace },
 };
 
 void admin_error(const char *fmt, ...)

@@ -23,7 +23,8 @@
 
 /* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
 enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS,
-		T_FLAGS /* a set of choices, OR'ed into an unsigned */ };
+		T_FLAGS /* a set of choices, OR'ed into an unsigned */,
+		T_WORDS /* a list like T_LIST, of any words (addresses, names) */ };
 /* Where an option may appear, and so which struct its offset is into. */
 enum opt_scope {
 	S_GLOBAL,   /* struct config */
@@ -110,6 +111,14 @@ static const struct opt opt_table[] = {
 	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 3600, 30 * DAY, queue_lifetime),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
 	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
+	G_STR("pid_file", T_PATH, "var/cursusd.pid", pid_file),
+	/* Protocol trace: sessions of these clients (addresses or CIDR prefixes) or users
+	 * are logged command by command; more come from trace_file (`cursus trace`). */
+	{ "trace_clients", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_clients),
+	  offsetof(struct config, n_trace_clients), NULL },
+	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
+	  offsetof(struct config, n_trace_users), NULL },
+	G_STR("trace_file", T_PATH, "var/trace", trace_file),
 	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
 	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
 	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),
@@ -288,7 +297,7 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		cfg_error(p, p->line, "%s: missing value", o->name);
 		return;
 	}
-	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS) {
+	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS && o->type != T_WORDS) {
 		cfg_error(p, p->line, "%s: expected one value, got %zu (quote a value "
 			  "that contains spaces)", o->name, nv);
 		return;
@@ -361,18 +370,20 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		}
 		*(int *)f = c->value;
 		return;
-	case T_LIST: {
+	case T_LIST:
+	case T_WORDS: {
 		char ***arr = f;
 		size_t *cnt = field(o, p->cfg, l, o->off2);
 		for (size_t i = 0; i < nv; i++) {
-			if (!config_lex_domain_ok(v[i].s)) {
+			if (o->type == T_LIST && !config_lex_domain_ok(v[i].s)) {
 				cfg_error(p, p->line, "%s: \"%s\" is not a domain", o->name,
 					  esc(e, sizeof(e), v[i].s));
 				continue;
 			}
 			*arr = xrealloc(*arr, (*cnt + 1) * sizeof(**arr));
 			(*arr)[*cnt] = xstrdup(v[i].s);
-			/* Domains are case-insensitive (RFC 5321 2.4); lower once here. */
+			/* Domains and user names are case-insensitive (RFC 5321 2.4); lower
+			 * once here. */
 			for (char *q = (*arr)[*cnt]; *q; q++)
 				if (*q >= 'A' && *q <= 'Z')
 					*q = (char)(*q - 'A' + 'a');
@@ -518,7 +529,7 @@ static void parse_line(struct parser *p, char *text)
 			int *where = p->cur ? p->cur->opt_line : p->opt_line;
 			/* A list may be spread over several lines; anything else said twice is
 			 * a mistake: which one did the administrator mean? */
-			if ((*set & (1ULL << i)) && o->type != T_LIST) {
+			if ((*set & (1ULL << i)) && o->type != T_LIST && o->type != T_WORDS) {
 				cfg_error(p, p->line, "duplicate option \"%s\" (first set on "
 					  "line %d)", o->name, where[i]);
 			} else {
@@ -710,7 +721,7 @@ void config_free(struct config **cfgp)
 			continue;
 		if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH) {
 			free(*(char **)field(o, cfg, NULL, o->off));
-		} else if (o->type == T_LIST) {
+		} else if (o->type == T_LIST || o->type == T_WORDS) {
 			char **arr = *(char ***)field(o, cfg, NULL, o->off);
 			size_t n = *(size_t *)field(o, cfg, NULL, o->off2);
 			for (size_t j = 0; j < n; j++)

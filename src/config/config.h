@@ -84,6 +84,12 @@ struct config {
 	unsigned queue_lifetime;   /* seconds before a message is given up */
 	int log_debug;
 	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */
+	char *pid_file;            /* written at start, for `cursus trace` and scripts */
+	char **trace_clients;      /* addresses or CIDR prefixes whose sessions are traced */
+	size_t n_trace_clients;
+	char **trace_users;        /* users whose sessions are traced from AUTH on */
+	size_t n_trace_users;
+	char *trace_file;          /* more of both, one "client X" / "user Y" a line */
 	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;

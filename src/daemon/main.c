@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "deliver/deliver.h"
@@ -18,7 +19,9 @@
 #include "sasl/authlimit.h"
 #include "sasl/sasl.h"
 #include "smtp/session.h"
+#include "smtp/trace.h"
 #include "store/userdb.h"
+#include "util/fsutil.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
@@ -81,6 +84,33 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* SIGHUP: re-read the configuration for what can change at runtime: the protocol
+ * trace rules (trace_clients, trace_users, trace_file). Other changes need a restart. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct config *cfg = config_load(srv->cfg->path, stderr);
+	if (!cfg) {
+		log_warnx("reload event=failed path=%s (keeping the running configuration)", srv->cfg->path);
+		return;
+	}
+	trace_rules_free(&srv->trace);
+	srv->trace = trace_rules_load(cfg, stderr);
+	log_info("reload event=done trace_rules=%zu", trace_rules_count(srv->trace));
+	config_free(&cfg);
+}
+
+static void pid_file_write(const char *path)
+{
+	FILE *f = fs_mkparent(path, 0755) == 0 ? fopen(path, "w") : NULL;
+	if (!f) {
+		log_warn("pid_file %s", path);
+		return;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	fclose(f);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal=%d event=shutdown", (int)sig);
@@ -103,7 +133,7 @@ int main(int argc, char **argv)
 	size_t nl = 0;
 	struct config *cfg;
 	struct deliver *dl;
-	struct event *sigs[2];
+	struct event *sigs[3];
 	char *err = NULL;
 
 	while ((ch = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
@@ -135,6 +165,7 @@ int main(int argc, char **argv)
 	if (!srv.base)
 		fatalx("cannot create the event loop");
 	srv.cfg = cfg;
+	srv.trace = trace_rules_load(cfg, stderr);
 	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next)
 		need_tls |= lc->tls != TLS_NONE;
 	if (need_tls && !(srv.tls = tls_server_ctx_create(cfg)))
@@ -166,16 +197,20 @@ int main(int argc, char **argv)
 
 	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
 	sigs[1] = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
-	event_add(sigs[0], NULL);
-	event_add(sigs[1], NULL);
+	sigs[2] = evsignal_new(srv.base, SIGHUP, on_reload, &srv);
+	for (int i = 0; i < 3; i++)
+		event_add(sigs[i], NULL);
+	pid_file_write(cfg->pid_file);
 	event_base_dispatch(srv.base);
+	unlink(cfg->pid_file);
 
 	for (size_t i = 0; i < nl; i++) {
 		evconnlistener_free(ls[i]->evl);
 		free(ls[i]);
 	}
-	event_free(sigs[0]);
-	event_free(sigs[1]);
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	trace_rules_free(&srv.trace);
 	/* The queue first: its last commits still notify the deliverer. */
 	queue_destroy(&srv.queue);
 	deliver_destroy(&dl);

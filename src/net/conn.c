@@ -8,8 +8,11 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "util/xmalloc.h"
@@ -30,6 +33,8 @@ struct conn {
 	void *arg;
 	unsigned timeout;
 	int closing, paused, ended, throttled;
+	int client;               /* TLS handshakes as the client (conn_create_client) */
+	char *server_name;        /* client: SNI and the name the certificate must match */
 };
 
 static void conn_install(struct conn *c, struct bufferevent *bev);
@@ -51,6 +56,23 @@ static void conn_apply_read(struct conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/* Client side: SNI for a DNS name (RFC 6066 section 3: "Literal IPv4 and IPv6
+ * addresses are not permitted in HostName"), and the name or address the certificate
+ * must carry, which decides the handshake only when the context verifies peers. */
+static void conn_client_names(struct conn *c, SSL *ssl)
+{
+	unsigned char addr[16];
+	const char *n = c->server_name;
+	if (!n || !*n)
+		return;
+	if (inet_pton(AF_INET, n, addr) == 1 || inet_pton(AF_INET6, n, addr) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), n);
+		return;
+	}
+	SSL_set_tlsext_host_name(ssl, n);
+	SSL_set1_host(ssl, n);
+}
+
 static void conn_start_tls_now(struct conn *c)
 {
 	SSL *ssl = SSL_new(c->pending_tls);
@@ -60,10 +82,13 @@ static void conn_start_tls_now(struct conn *c)
 		conn_end(c, CONN_TLS_FAILED, "SSL_new failed");
 		return;
 	}
+	if (c->client)
+		conn_client_names(c, ssl);
 	/* The plain bufferevent does not own the socket, so freeing it keeps fd open. */
 	bufferevent_free(c->bev);
 	c->bev = NULL;
-	bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl,
+					     c->client ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
 		SSL_free(ssl);
@@ -150,8 +175,8 @@ static void conn_install(struct conn *c, struct bufferevent *bev)
 	conn_apply_read(c);
 }
 
-struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
-			 const struct conn_cbs *cbs, void *arg)
+static struct conn *conn_create_mode(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+				     const char *server_name, const struct conn_cbs *cbs, void *arg)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	struct bufferevent *bev;
@@ -159,6 +184,8 @@ struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
 	c->fd = fd;
 	c->cbs = cbs;
 	c->arg = arg;
+	c->client = server_name != NULL;
+	c->server_name = server_name ? xstrdup(server_name) : NULL;
 	evutil_make_socket_nonblocking(fd);
 	/* Replies are small and already batched per read; Nagle would hold a reply back
 	 * for the client's delayed ACK (about 40 ms after a TLS handshake). */
@@ -167,10 +194,15 @@ struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
 		c->ssl = SSL_new(tls_ctx);
 		if (!c->ssl) {
 			close(fd);
+			free(c->server_name);
 			free(c);
 			return NULL;
 		}
-		bev = bufferevent_openssl_socket_new(base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
+		if (c->client)
+			conn_client_names(c, c->ssl);
+		bev = bufferevent_openssl_socket_new(base, fd, c->ssl,
+						     c->client ? BUFFEREVENT_SSL_CONNECTING
+							       : BUFFEREVENT_SSL_ACCEPTING,
 						     BEV_OPT_CLOSE_ON_FREE);
 	} else {
 		bev = bufferevent_socket_new(base, fd, 0);
@@ -179,11 +211,24 @@ struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
 		if (c->ssl)
 			SSL_free(c->ssl);
 		close(fd);
+		free(c->server_name);
 		free(c);
 		return NULL;
 	}
 	conn_install(c, bev);
 	return c;
+}
+
+struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+			 const struct conn_cbs *cbs, void *arg)
+{
+	return conn_create_mode(base, fd, tls_ctx, NULL, cbs, arg);
+}
+
+struct conn *conn_create_client(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+				const char *server_name, const struct conn_cbs *cbs, void *arg)
+{
+	return conn_create_mode(base, fd, tls_ctx, server_name ? server_name : "", cbs, arg);
 }
 
 void conn_destroy(struct conn **cp)
@@ -199,6 +244,7 @@ void conn_destroy(struct conn **cp)
 	} else {
 		close(c->fd);
 	}
+	free(c->server_name);
 	free(c);
 	*cp = NULL;
 }
@@ -253,6 +299,14 @@ void conn_starttls(struct conn *c, SSL_CTX *ctx)
 	conn_apply_read(c);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		conn_start_tls_now(c);
+}
+
+void conn_starttls_client(struct conn *c, SSL_CTX *ctx)
+{
+	/* RFC 3207 section 4.2: "The client MUST discard any knowledge obtained from
+	 * the server ... which was not obtained from the TLS negotiation itself": bytes
+	 * the server sent after its 220 would otherwise be read as if protected. */
+	conn_starttls(c, ctx);
 }
 
 SSL *conn_ssl(struct conn *c) { return c->ssl; }

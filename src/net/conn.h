@@ -26,6 +26,13 @@ struct conn_cbs {
 /* Takes ownership of fd. With tls_ctx set, TLS starts at once (implicit TLS). */
 struct conn *conn_create(struct event_base *base, int fd, SSL_CTX *tls_ctx,
 			 const struct conn_cbs *cbs, void *arg);
+/* Client side (relay, LMTP, `cursus probe`): fd is a connected socket. TLS handshakes
+ * are made as the client; server_name (may be NULL) is sent as SNI unless it is an
+ * address literal, and becomes the name or address the certificate must match, which
+ * fails the handshake only when tls_ctx verifies peers (SSL_VERIFY_PEER). With tls_ctx
+ * set, TLS starts at once (implicit TLS); on_tls is called when it is up. */
+struct conn *conn_create_client(struct event_base *base, int fd, SSL_CTX *tls_ctx,
+				const char *server_name, const struct conn_cbs *cbs, void *arg);
 void conn_destroy(struct conn **c);
 
 struct evbuffer *conn_input(struct conn *c);
@@ -42,6 +49,9 @@ void conn_close_after_flush(struct conn *c);
  * (the 220 reply) is written. RFC 3207 section 6: the client's pre-TLS input must not
  * survive into the TLS session. on_tls is called when the handshake succeeds. */
 void conn_starttls(struct conn *c, SSL_CTX *ctx);
+/* Client side, after the server's 220 to STARTTLS: discards pending input and starts
+ * the handshake as client (with the name given to conn_create_client). */
+void conn_starttls_client(struct conn *c, SSL_CTX *ctx);
 /* The TLS session, NULL before TLS. */
 SSL *conn_ssl(struct conn *c);
 int conn_fd(struct conn *c);

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "sasl/sasl.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -26,23 +27,6 @@ static void tls_log_errors(const char *what)
 		ERR_error_string_n(e, buf, sizeof(buf));
 		log_warnx("tls: %s: %s", what, buf);
 	}
-}
-
-static int tls_mkdirs(const char *path)
-{
-	char *dir = xstrdup(path), *p;
-	for (p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-			free(dir);
-			return -1;
-		}
-		*p = '/';
-	}
-	free(dir);
-	return 0;
 }
 
 int tls_make_self_signed(const char *cert_path, const char *key_path, const char *hostname)
@@ -75,7 +59,7 @@ int tls_make_self_signed(const char *cert_path, const char *key_path, const char
 	X509_EXTENSION_free(ext);
 	if (!X509_sign(x, key, EVP_sha256()))
 		goto out;
-	if (tls_mkdirs(key_path) < 0 || tls_mkdirs(cert_path) < 0)
+	if (fs_mkparent(key_path, 0700) != 0 || fs_mkparent(cert_path, 0755) != 0)
 		goto out;
 	fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || !(f = fdopen(fd, "w"))) {

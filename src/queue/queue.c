@@ -23,6 +23,7 @@
 
 #include "queue/envelope.h"
 #include "queue/qfile.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
@@ -71,31 +72,10 @@ static void queue_list_push(struct queue_list *l, struct queue_job *j)
 	l->tail = j;
 }
 
-static int queue_mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-	int err = 0;
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-			*s = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-				err = errno;
-				break;
-			}
-			*s = c;
-			if (!c)
-				break;
-		}
-	}
-	free(p);
-	return err;
-}
-
 static int queue_open_dir(const char *dir, const char *sub)
 {
 	char *path = xasprintf("%s/%s", dir, sub);
-	int fd, err = queue_mkdir_p(path);
+	int fd, err = fs_mkdirs(path, 0700);
 	if (err)
 		fatalx("queue: cannot create %s: %s", path, strerror(err));
 	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -369,7 +349,7 @@ static int queue_is_id(const char *name)
 static void queue_move_corrupt(struct queue *q, const char *name, const char *why)
 {
 	char *path = xasprintf("%s/corrupt", q->dir);
-	int fd, err = queue_mkdir_p(path);
+	int fd, err = fs_mkdirs(path, 0700);
 	if (err || (fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		log_warnx("queue file=%s status=corrupt reason=\"%s\" (left in msg/: "
 			  "cannot open %s)", name, why, path);

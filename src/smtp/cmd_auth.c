@@ -10,6 +10,7 @@
 #include "sasl/authlimit.h"
 #include "sasl/sasl.h"
 #include "smtp/session.h"
+#include "smtp/trace.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
@@ -105,6 +106,8 @@ static void auth_done(void *arg)
 		break;
 	case SASL_OK:
 		s->user = xstrdup(sasl_exchange_user(s->sx));
+		if (!s->trace && (s->trace = trace_match_user(s->srv->trace, s->user)))
+			log_info("trace session=%s start user=%s client=%s", s->id, s->user, s->addr);
 		auth_log(s, "ok", NULL);
 		session_reply(s, 235, "2.7.0", "Authentication successful");
 		auth_finish(s);

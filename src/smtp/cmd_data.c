@@ -102,6 +102,11 @@ static void message_end(struct session *s)
 	size_t hlen, len;
 	struct commit *c;
 
+	if (s->trace) {
+		char note[64];
+		int n = snprintf(note, sizeof(note), "<message, %zu octets>", s->body_len);
+		session_trace(s, 'C', note, (size_t)n);
+	}
 	if (s->body_bad) {
 		if (s->body_bad & BODY_TOO_BIG)
 			session_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");

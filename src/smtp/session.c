@@ -17,6 +17,7 @@
 #include "net/conn.h"
 #include "net/tls.h"
 #include "sasl/authlimit.h"
+#include "smtp/trace.h"
 #include "smtp/command.h"
 #include "util/xmalloc.h"
 
@@ -81,6 +82,43 @@ void session_enter(struct session *s, enum smtp_state next)
 	linereader_init(&s->lr, session_line_limit(s, next));
 }
 
+void session_trace(const struct session *s, char dir, const char *text, size_t len)
+{
+	char esc[LOG_ESCAPE_BUFSZ];
+	if (s->trace)
+		log_info("trace session=%s %c: %s", s->id, dir, log_escape(esc, sizeof(esc), text, len));
+}
+
+/* The server's side of the trace: SASL challenges are AUTH payloads too. */
+static void session_trace_reply(const struct session *s, const char *line, size_t len)
+{
+	if (!s->trace)
+		return;
+	if (len >= 4 && memcmp(line, "334 ", 4) == 0 && len > 4)
+		session_trace(s, 'S', "334 <hidden>", 12);
+	else
+		session_trace(s, 'S', line, len);
+}
+
+/* The client's side: an AUTH initial response and every SASL response are hidden. */
+static void session_trace_command(const struct session *s, const char *line, size_t len)
+{
+	const char *sp;
+	if (!s->trace)
+		return;
+	if (s->state == S_AUTH) {
+		session_trace(s, 'C', "<hidden>", 8);
+		return;
+	}
+	if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0 && (sp = memchr(line + 5, ' ', len - 5))) {
+		char buf[64];
+		int n = snprintf(buf, sizeof(buf), "%.*s <hidden>", (int)(sp - line < 40 ? sp - line : 40), line);
+		session_trace(s, 'C', buf, (size_t)n);
+		return;
+	}
+	session_trace(s, 'C', line, len);
+}
+
 static void session_vreply(struct session *s, int code, const char *enh, const char *fmt, va_list ap)
 {
 	char text[1024];
@@ -94,10 +132,12 @@ static void session_vreply(struct session *s, int code, const char *enh, const c
 	if (n >= (int)sizeof(line))
 		n = sizeof(line) - 1, line[n - 2] = '\r', line[n - 1] = '\n';
 	conn_write(s->conn, line, (size_t)n);
+	session_trace_reply(s, line, (size_t)n - 2);
 	if (code >= 400 && code != 421 && ++s->errors >= s->limits->max_errors) {
 		n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many errors, closing connection\r\n",
 			     s->srv->cfg->hostname);
 		conn_write(s->conn, line, (size_t)n);
+		session_trace_reply(s, line, (size_t)n - 2);
 		log_info("smtp session=%s event=error-limit errors=%u", s->id, s->errors);
 		session_close(s);
 	}
@@ -117,8 +157,12 @@ void session_reply_lines(struct session *s, int code, const char *const *lines, 
 	if (!s->conn || s->state == S_CLOSING)
 		return;
 	out = evbuffer_new();
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		char line[600];
+		int len = snprintf(line, sizeof(line), "%d%c%s", code, i + 1 < n ? '-' : ' ', lines[i]);
+		session_trace_reply(s, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 		evbuffer_add_printf(out, "%d%c%s\r\n", code, i + 1 < n ? '-' : ' ', lines[i]);
+	}
 	size_t len = evbuffer_get_length(out);
 	conn_write(s->conn, evbuffer_pullup(out, -1), len);
 	evbuffer_free(out);
@@ -282,9 +326,12 @@ void session_process(struct session *s)
 			continue;
 		}
 		if (st != LINE_OK) {
+			session_trace(s, 'C', st == LINE_TOO_LONG ? "<line too long>" : "<line with bare CR or LF>",
+				      st == LINE_TOO_LONG ? 15 : 25);
 			session_line_error(s, st);
 			continue;
 		}
+		session_trace_command(s, line, len);
 		if (s->state == S_AUTH) {
 			auth_line(s, line, len);
 			explicit_bzero(line, len);
@@ -308,6 +355,8 @@ static void session_on_tls(struct conn *c, void *arg)
 	tls_channel(conn_ssl(c), &s->chan);
 	s->tls = 1;
 	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
+	if (s->trace)
+		log_info("trace session=%s tls=established %s", s->id, s->tls_info);
 	if (s->state == S_TLS) {
 		/* RFC 3207 4.2: "the server MUST discard any knowledge obtained from the
 		 * client, such as the argument to the EHLO command". */
@@ -326,6 +375,9 @@ static const char *const end_names[] = {"eof", "error", "timeout", "closed", "tl
 static void session_on_end(struct conn *c, void *arg, enum conn_end why, const char *detail)
 {
 	struct session *s = arg;
+	if (s->trace)
+		log_info("trace session=%s end=%s%s%s", s->id, end_names[why], detail && *detail ? " detail=" : "",
+			 detail ? detail : "");
 	log_info("smtp session=%s event=disconnect reason=%s%s%s commands=%u messages=%u", s->id,
 		 end_names[why], detail && *detail ? " detail=" : "", detail ? detail : "",
 		 s->commands, s->messages);
@@ -401,6 +453,8 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	conn_set_timeout(s->conn, lc->limits.command_timeout);
 	linereader_init(&s->lr, lc->limits.max_command_line);
 	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
+	if ((s->trace = trace_match_addr(srv->trace, sa)))
+		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);
 	if (l->nsessions > lc->limits.max_sessions) {
 		session_reply(s, 421, "4.3.2", "%s Too many sessions, try again later", srv->cfg->hostname);
 		session_close(s);

@@ -23,6 +23,7 @@ struct workers;
 struct queue;
 struct userdb;
 struct authlimit;
+struct trace_rules;
 
 /* What every session shares: the daemon's context. */
 struct smtp_server {
@@ -34,6 +35,7 @@ struct smtp_server {
 	struct userdb *users;
 	struct sasl_server *sasl;
 	struct authlimit *authlimit;
+	struct trace_rules *trace;   /* swapped on SIGHUP */
 	uint64_t next_id;
 	unsigned nsessions;
 };
@@ -79,6 +81,7 @@ struct session {
 	int tls;                     /* TLS is up */
 	char tls_info[128];
 	unsigned errors, commands;
+	int trace;                   /* log every command and reply (trace.h) */
 	char *user;                  /* authenticated user, NULL before AUTH */
 	struct sasl_channel chan;    /* channel binding and client certificate */
 	struct sasl_exchange *sx;    /* the AUTH exchange under way */
@@ -112,6 +115,9 @@ void session_reply(struct session *s, int code, const char *enhanced, const char
 /* Multi-line reply: lines[0..n) under one code (EHLO, HELP). */
 void session_reply_lines(struct session *s, int code, const char *const *lines, size_t n);
 void session_close(struct session *s);
+/* One protocol trace line, dir 'C' (client) or 'S' (server), when the session is
+ * traced; the text is escaped. Callers pass AUTH payloads as "<hidden>". */
+void session_trace(const struct session *s, char dir, const char *text, size_t len);
 /* Transitions are made only here, so every change can be traced. */
 void session_enter(struct session *s, enum smtp_state next);
 /* Drops the transaction (RSET, end of message, STARTTLS). */

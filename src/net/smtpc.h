@@ -1,0 +1,116 @@
+/* smtpc: an event-driven SMTP client on the one buffered I/O object (conn). It
+ * connects with a timeout, reads whole multi-line replies through the linereader,
+ * sends one command at a time, does STARTTLS and implicit TLS as the client, parses
+ * the EHLO capabilities, and runs SASL (GNU SASL, client side) over 334 challenges.
+ * It never blocks, and it sends a credential only when smtpc_auth() is called, only
+ * on its own connection: the caller decides whether the channel is good enough.
+ * Used by `cursus probe`; the relay client is meant to be built on it. */
+#ifndef CURSUS_SMTPC_H
+#define CURSUS_SMTPC_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+
+struct event_base;
+struct smtpc;
+
+/* Longest reply line accepted, CRLF included. RFC 5321 4.5.3.1.5 says 512; servers
+ * send longer EHLO lines and texts, so we allow more and call anything past this a
+ * broken peer. */
+#define SMTPC_LINE_MAX 4096
+/* Lines in one reply at most. */
+#define SMTPC_REPLY_LINES_MAX 256
+
+struct smtpc_reply {
+	int code;                /* 200..599 */
+	char enhanced[16];       /* "2.7.0" (RFC 3463) when the first line starts with one, else "" */
+	size_t n_lines;
+	char **lines;            /* text after "NNN-" / "NNN " (may be ""), NUL-terminated */
+};
+
+/* What an EHLO reply says. */
+struct smtpc_caps {
+	int valid;               /* parsed from a 250 reply to EHLO */
+	int starttls, pipelining, size, eightbitmime, chunking, smtputf8;
+	char *auth;              /* the "AUTH" line's mechanisms, space-separated; NULL without one */
+	char *auth_legacy;       /* the "AUTH=" line's (draft form, RFC 4954 predecessor), or NULL */
+	size_t n_lines;
+	char **lines;            /* every line after the greeting line, as sent */
+};
+
+enum smtpc_error {
+	SMTPC_ERR_CONNECT,       /* the TCP connection could not be made */
+	SMTPC_ERR_TIMEOUT,       /* no reply within the timeout */
+	SMTPC_ERR_CLOSED,        /* the server closed the connection */
+	SMTPC_ERR_IO,            /* read/write error */
+	SMTPC_ERR_TLS,           /* the TLS handshake failed */
+	SMTPC_ERR_PROTOCOL,      /* a malformed reply, or a line over SMTPC_LINE_MAX */
+};
+
+/* Transcript directions. */
+#define SMTPC_SENT '>'
+#define SMTPC_RECEIVED '<'
+#define SMTPC_INFO '*'       /* "connected", "TLS established ..." */
+
+struct smtpc_cbs {
+	/* The greeting, or the final reply to the last command. For smtpc_auth that is
+	 * 235 or the failure (334 challenges are answered inside); for smtpc_starttls
+	 * it is called only when the reply is not 220 (then on_tls follows instead). */
+	void (*on_reply)(struct smtpc *s, const struct smtpc_reply *r, void *arg);
+	/* TLS is up (implicit TLS before the greeting, or after STARTTLS). */
+	void (*on_tls)(struct smtpc *s, void *arg);
+	/* The connection is over (or never was); nothing more is called. The owner
+	 * destroys the client (now or later). */
+	void (*on_error)(struct smtpc *s, void *arg, enum smtpc_error err, const char *detail);
+	/* Every line sent and received, without CRLF; AUTH payloads (in both
+	 * directions) are replaced by "<hidden>". May be NULL. */
+	void (*transcript)(void *arg, char dir, const char *line);
+};
+
+struct smtpc_opts {
+	const char *server_name; /* SNI and certificate name (see conn_create_client) */
+	SSL_CTX *implicit_tls;   /* TLS at once (port 465), or NULL */
+	unsigned timeout;        /* seconds, for the connect and each reply; 0: 60 */
+};
+
+/* Starts connecting to sa; every outcome arrives through the callbacks (never from
+ * inside this call). The address is resolved by the caller. */
+struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+			   const struct smtpc_opts *opts, const struct smtpc_cbs *cbs, void *arg);
+void smtpc_destroy(struct smtpc **s);
+
+/* Sends one command line (without CRLF); its reply goes to on_reply. One command
+ * at a time: the caller waits for the reply before the next. */
+void smtpc_command(struct smtpc *s, const char *line);
+/* EHLO name; the reply is also parsed into smtpc_caps(). */
+void smtpc_ehlo(struct smtpc *s, const char *name);
+/* STARTTLS; on 220, a handshake with ctx, then on_tls. The capabilities are
+ * forgotten (RFC 3207 4.2): say EHLO again. */
+void smtpc_starttls(struct smtpc *s, SSL_CTX *ctx);
+/* AUTH mech as user with password (copied and wiped after use). Channel binding
+ * data for -PLUS mechanisms comes from the TLS session. Returns -1 (and sends
+ * nothing) when GNU SASL has no client for mech. */
+int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *password);
+/* After smtpc_auth: whether the server sent 330 where RFC 4954 says 334 (we went on
+ * as if it were 334). */
+int smtpc_auth_saw_330(const struct smtpc *s);
+/* Whether GNU SASL can run mech as a client. */
+int smtpc_mech_supported(const char *mech);
+
+const struct smtpc_caps *smtpc_caps(const struct smtpc *s);
+SSL *smtpc_ssl(const struct smtpc *s);
+/* Closes after the output is written; on_error(SMTPC_ERR_CLOSED) follows. */
+void smtpc_close(struct smtpc *s);
+
+/* Pure helpers, exposed for unit tests. */
+/* Parses one reply line; returns the code (and *more_r: a continuation follows), or
+ * -1 when the line is not "NNN", "NNN text" or "NNN-text" with NNN in 200..599. */
+int smtpc_parse_line(const char *line, size_t len, int *more_r, size_t *text_off_r);
+/* Fills caps from a 250 reply to EHLO; frees what caps held. */
+void smtpc_caps_parse(struct smtpc_caps *caps, const struct smtpc_reply *r);
+void smtpc_caps_clear(struct smtpc_caps *caps);
+/* Whether the space-separated list has mech (case-insensitive). */
+int smtpc_list_has(const char *list, const char *mech);
+
+#endif
