@@ -311,7 +311,18 @@ def idle_memory(daemon, count, settle=1.0):
             time.sleep(settle)
             steps.append((label, n, before, rollup_kib(daemon.pid)))
     finally:
+        # QUIT first, then read the 221s: a TLS session simply dropped would be logged
+        # as a failed one ("unexpected eof") and bury real trouble in the report.
         for s in socks:
+            try:
+                s.sendall(b"QUIT\r\n")
+            except OSError:
+                pass
+        for s in socks:
+            try:
+                read_reply(s)
+            except (OSError, ValueError):
+                pass
             try:
                 s.close()
             except OSError:
