@@ -172,7 +172,7 @@ void smtpc_caps_parse(struct smtpc_caps *caps, const struct smtpc_reply *r)
 	 * "ehlo-keyword *( SP ehlo-param )". */
 	for (size_t i = 1; i < r->n_lines; i++) {
 		const char *l = r->lines[i];
-		caps->lines = xreallocarray(caps->lines, caps->n_lines + 1, sizeof(char *));
+		caps->lines = xrealloc(caps->lines, (caps->n_lines + 1) * sizeof(char *));
 		caps->lines[caps->n_lines++] = xstrdup(l);
 		if (smtpc_keyword(l, "STARTTLS", &rest))
 			caps->starttls = 1;
@@ -242,7 +242,7 @@ static int smtpc_got_reply(struct smtpc *s)
 {
 	struct smtpc_reply r = s->cur;
 	memset(&s->cur, 0, sizeof(s->cur));
-	if (r.n_lines && s->cur.code == 0) {
+	if (r.n_lines) {
 		const char *t = r.lines[0];
 		if (t[0] == r.code / 100 + '0' && t[1] == '.' && isdigit((unsigned char)t[2])) {
 			size_t n = strspn(t, "0123456789.");
@@ -304,7 +304,7 @@ static int smtpc_line(struct smtpc *s, const char *line, size_t len)
 		return -1;
 	}
 	s->cur.code = code;
-	s->cur.lines = xreallocarray(s->cur.lines, s->cur.n_lines + 1, sizeof(char *));
+	s->cur.lines = xrealloc(s->cur.lines, (s->cur.n_lines + 1) * sizeof(char *));
 	s->cur.lines[s->cur.n_lines++] = xstrndup(line + off, len - off);
 	if (more)
 		return 0;

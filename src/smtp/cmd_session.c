@@ -69,9 +69,14 @@ void cmd_ehlo(struct session *s, const char *args, size_t len)
 			if (offered & MECH_BIT(i))
 				o += (size_t)snprintf(auth + o, sizeof(auth) - o, " %s", mechs[i].name);
 		lines[n++] = auth;
-		/* Outlook before 2000 only understood the draft's "AUTH=" form. */
-		if (s->limits->auth_legacy_line) {
-			snprintf(legacy, sizeof(legacy), "AUTH=%s", auth + 5);
+		/* Outlook Express and Outlook 2000 only understood the draft's "AUTH=" form,
+		 * and only for LOGIN and PLAIN: offer those there, when they are offered. */
+		unsigned old_mechs = offered & (MECH_BIT(MECH_LOGIN) | MECH_BIT(MECH_PLAIN));
+		if (s->limits->auth_legacy_line && old_mechs) {
+			snprintf(legacy, sizeof(legacy), "AUTH=%s%s%s",
+				 (old_mechs & MECH_BIT(MECH_LOGIN)) ? "LOGIN" : "",
+				 old_mechs == (MECH_BIT(MECH_LOGIN) | MECH_BIT(MECH_PLAIN)) ? " " : "",
+				 (old_mechs & MECH_BIT(MECH_PLAIN)) ? "PLAIN" : "");
 			lines[n++] = legacy;
 		}
 	}
