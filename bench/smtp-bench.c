@@ -329,11 +329,14 @@ static int bench_auth(struct bench_conn *c, char *last, size_t lastsz)
 		code = bench_reply(c, last, lastsz, NULL, 0);
 		if (code == 235 && rc == GSASL_OK)
 			break;
-		if (code != 334 || ++steps > 8) {
-			/* A 235 before the client has verified the server (SCRAM) is a failure
-			 * too: the server's proof was never checked. */
+		if (code == 235) {
+			/* Success before the client has verified the server (SCRAM's
+			 * server-final) is a failure: the server's proof was never checked. */
+			snprintf(last, lastsz, "(235 before the server's proof was verified)");
 			goto fail;
 		}
+		if (code != 334 || ++steps > 8)
+			goto fail;
 		rc = gsasl_step64(sx, strlen(last) > 4 ? last + 4 : "", &out);
 		if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
 			snprintf(last, lastsz, "(client step after 334: %s)", gsasl_strerror(rc));

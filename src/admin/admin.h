@@ -37,6 +37,9 @@ char *admin_password_read(int confirm);
 int cmd_user(const char *config_path, int argc, char **argv);
 int cmd_alias(const char *config_path, int argc, char **argv);
 int cmd_check(const char *config_path, int argc, char **argv);
+/* `cursus probe`: a client-side check of an SMTP submission server; it ignores
+ * config_path (it needs no configuration). */
+int cmd_probe(const char *config_path, int argc, char **argv);
 int cmd_trace(const char *config_path, int argc, char **argv);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */

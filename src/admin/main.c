@@ -43,6 +43,13 @@ static const char admin_usage_text[] =
 	"  alias del ADDRESS [TARGET] delete one target, or all of ADDRESS's\n"
 	"  alias list                 list the aliases\n"
 	"  check                      validate the configuration\n"
+	"  probe HOST[:PORT] [--starttls|--tls|--plain] [--ehlo NAME] [--user USER\n"
+	"        [--mech MECH]] [--allow-cleartext] [--timeout SECONDS] [--ca FILE]\n"
+	"        [--insecure] [--json]\n"
+	"                             check a submission server from the client side:\n"
+	"                             TLS, certificate, AUTH mechanisms (with --user, each\n"
+	"                             one tried); needs no configuration. Exit 0 nothing\n"
+	"                             wrong, 1 problems found, 2 cannot connect or usage\n"
 	"  trace list|clear           the sessions cursusd traces (protocol log)\n"
 	"  trace add|del client ADDRESS[/PREFIX] | user NAME\n"
 	"                             applied at once through SIGHUP\n"
@@ -61,6 +68,7 @@ static const struct admin_command admin_commands[] = {
 	{ "user", cmd_user },
 	{ "alias", cmd_alias },
 	{ "check", cmd_check },
+	{ "probe", cmd_probe },
 	{ "trace", cmd_trace },
 };
 

@@ -101,7 +101,8 @@ static int maildir_mkdir_p(char *path)
 
 static int maildir_create(const char *box)
 {
-	static const char *const subs[] = { "tmp", "new", "cur" };
+	/* tmp last: a concurrent delivery that finds tmp/ must also find new/. */
+	static const char *const subs[] = { "cur", "new", "tmp" };
 	for (int i = 0; i < 3; i++) {
 		char *p = xasprintf("%s/%s", box, subs[i]);
 		int err = maildir_mkdir_p(p);

@@ -370,8 +370,9 @@ static void smtpc_on_timeout(struct conn *c, void *arg)
 {
 	struct smtpc *s = arg;
 	smtpc_hold(s);
-	conn_close_after_flush(c);
+	/* Reported first: closing may end the conn at once, which reads as "closed". */
 	smtpc_fail(s, SMTPC_ERR_TIMEOUT, "no reply in time");
+	conn_close_after_flush(c);
 	smtpc_release(s);
 }
 
