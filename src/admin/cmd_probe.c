@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
-#include "net/smtpc.h"
+#include "client/smtpc.h"
 #include "util/xmalloc.h"
 
 #define PROBE_ADDRS_MAX 8
@@ -241,6 +241,10 @@ static void probe_on_error(struct smtpc *s, void *arg, enum smtpc_error err, con
 		} else if (err == SMTPC_ERR_TLS && p->discovery) {
 			pr->tls_failed = 1;
 			snprintf(pr->tls_error, sizeof(pr->tls_error), "%s", detail);
+		} else if (p->discovery && !pr->banner) {
+			/* Connected, but no SMTP greeting: as good as no connection. */
+			pr->connect_failed = 1;
+			snprintf(pr->connect_error, sizeof(pr->connect_error), "no greeting: %s", detail);
 		} else if (p->discovery) {
 			snprintf(pr->lost, sizeof(pr->lost), "%s", detail);
 		}

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/smtpc.h"
+#include "client/smtpc.h"
 #include "util/xmalloc.h"
 
 /* ---- TLS -------------------------------------------------------------------------- */

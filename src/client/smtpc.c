@@ -2,7 +2,7 @@
  * is handed to the owner only when its last line has arrived. Callbacks may destroy
  * the client: every entry point from the event loop holds it (busy) and frees it on
  * the way out when the owner asked to. */
-#include "net/smtpc.h"
+#include "client/smtpc.h"
 
 #include <ctype.h>
 #include <errno.h>
