@@ -105,7 +105,8 @@ void smtpc_close(struct smtpc *s);
 
 /* Pure helpers, exposed for unit tests. */
 /* Parses one reply line; returns the code (and *more_r: a continuation follows), or
- * -1 when the line is not "NNN", "NNN text" or "NNN-text" with NNN in 200..599. */
+ * -1 when the line is not "NNN", "NNN text" or "NNN-text" with NNN a reply code of
+ * RFC 5321 4.2 (2..5, 0..5, 0..9). */
 int smtpc_parse_line(const char *line, size_t len, int *more_r, size_t *text_off_r);
 /* Fills caps from a 250 reply to EHLO; frees what caps held. */
 void smtpc_caps_parse(struct smtpc_caps *caps, const struct smtpc_reply *r);
