@@ -131,7 +131,8 @@ static const struct opt opt_table[] = {
 	/* Limits: global defaults, overridable per listener. */
 	L_NUM("max_command_line", T_SIZE, 512, 512, 64 * KIB, max_command_line),
 	L_NUM("max_auth_line", T_SIZE, 12288, 512, 64 * KIB, max_auth_line),
-	L_NUM("max_text_line", T_SIZE, 1000, 1000, MIB, max_text_line),
+	/* Below the connection's 256 KiB input watermark, so a line always fits. */
+	L_NUM("max_text_line", T_SIZE, 1000, 1000, 128 * KIB, max_text_line),
 	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
 	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
 	L_NUM("max_errors", T_UINT, 10, 1, 1000, max_errors),

@@ -40,11 +40,35 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	session_accept(arg, fd, sa, salen);
 }
 
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	for (size_t i = 0; i < srv->n_listeners; i++)
+		evconnlistener_enable(srv->listeners[i]->evl);
+	log_info("smtp event=accept-resumed sessions=%u", srv->nsessions);
+}
+
 static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct smtp_listener *l = arg;
-	/* EMFILE and friends: keep serving the sessions we have. */
-	log_warn("smtp event=accept-error listener=%s", l->lc->name);
+	struct smtp_server *srv = l->srv;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {1, 0};
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		log_warn("smtp event=accept-error listener=%s", l->lc->name);
+		return;
+	}
+	/* Out of descriptors: the pending connection stays in the backlog and would make
+	 * accept fail again at once, forever. Keep serving the sessions we have and try
+	 * again in a second. */
+	if (evtimer_pending(srv->accept_resume, NULL))
+		return;
+	for (size_t i = 0; i < srv->n_listeners; i++)
+		evconnlistener_disable(srv->listeners[i]->evl);
+	log_warnx("smtp event=accept-paused reason=\"%s\" sessions=%u retry=1s",
+		  evutil_socket_error_to_string(err), srv->nsessions);
+	evtimer_add(srv->accept_resume, &tv);
 }
 
 static struct smtp_listener *listen_on(struct smtp_server *srv, const struct listener_conf *lc)
@@ -193,6 +217,9 @@ int main(int argc, char **argv)
 
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
 		ls[nl++] = listen_on(&srv, lc);
+	srv.listeners = ls;
+	srv.n_listeners = nl;
+	srv.accept_resume = evtimer_new(srv.base, accept_resume, &srv);
 	log_info("start event=ready hostname=%s queued=%zu", cfg->hostname, queue_recover(srv.queue));
 
 	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
@@ -204,6 +231,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 	unlink(cfg->pid_file);
 
+	event_free(srv.accept_resume);
 	for (size_t i = 0; i < nl; i++) {
 		evconnlistener_free(ls[i]->evl);
 		free(ls[i]);

@@ -44,7 +44,8 @@ static void conn_end(struct conn *c, enum conn_end why, const char *detail)
 	if (c->ended)
 		return;
 	c->ended = 1;
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	if (c->bev)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	c->cbs->on_end(c, c->arg, why, detail);
 }
 

@@ -24,6 +24,7 @@ struct auth_job {
 	size_t inlen;
 	enum sasl_status st;
 	char *out;
+	unsigned delay_ms;              /* for a failure: how long to hold the reply */
 };
 
 /* Runs on the worker. The argument is the session, not the job: the exchange keeps it
@@ -31,8 +32,12 @@ struct auth_job {
 static int auth_precheck(void *arg, const char *authid)
 {
 	const struct session *s = arg;
-	return authlimit_account_blocked(s->srv->authlimit, authid, (const struct sockaddr *)&s->sa,
-					 time(NULL)) > 0;
+	const struct sockaddr *sa = (const struct sockaddr *)&s->sa;
+	time_t now = time(NULL);
+	/* The address budget again, here: parallel sessions that all sent AUTH before
+	 * any failed must not each get a password checked. */
+	return authlimit_addr_blocked(s->srv->authlimit, sa, now) > 0 ||
+	       authlimit_account_blocked(s->srv->authlimit, authid, sa, now) > 0;
 }
 
 static void auth_work(void *arg)
@@ -46,6 +51,11 @@ static void auth_work(void *arg)
 		}
 	}
 	j->st = sasl_exchange_step(j->sx, j->in, j->inlen, &j->out);
+	/* Counted here, as soon as it is known, so that attempts still in flight on
+	 * other workers see it. */
+	if (j->st == SASL_FAIL)
+		j->delay_ms = authlimit_failure(j->s->srv->authlimit, (const struct sockaddr *)&j->s->sa,
+						sasl_exchange_authid(j->sx), time(NULL));
 }
 
 static void auth_log(struct session *s, const char *result, const char *reason)
@@ -114,8 +124,7 @@ static void auth_done(void *arg)
 		break;
 	case SASL_FAIL:
 		auth_log(s, "fail", sasl_exchange_reason(s->sx));
-		delay = authlimit_failure(s->srv->authlimit, (struct sockaddr *)&s->sa,
-					  sasl_exchange_authid(s->sx), time(NULL));
+		delay = j->delay_ms;
 		if (delay > 0) {
 			/* Slow down guessing; the session stays parked until the reply. */
 			struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
@@ -249,6 +258,19 @@ void auth_line(struct session *s, const char *line, size_t len)
 		return;
 	}
 	auth_submit(s, line, len);
+}
+
+void auth_line_error(struct session *s, enum line_status st)
+{
+	if (st == LINE_TOO_LONG) {
+		/* RFC 4954 6: 500 5.5.6 for an over-long authentication exchange line. */
+		auth_log(s, "aborted", "line-too-long");
+		session_reply(s, 500, "5.5.6", "Authentication Exchange line is too long");
+	} else {
+		auth_log(s, "bad-base64", "bare-cr-lf");
+		session_reply(s, 501, "5.5.2", "Invalid base64 data");
+	}
+	auth_finish(s);
 }
 
 void auth_cleanup(struct session *s)

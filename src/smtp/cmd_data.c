@@ -21,10 +21,10 @@ static void body_append(struct session *s, const char *p, size_t n)
 		size_t cap = s->body_cap ? s->body_cap : 8192;
 		while (cap < s->body_len + n)
 			cap *= 2;
-		s->body = xrealloc(s->body, cap);
+		s->body = xrealloc(s->body, BODY_HEADROOM + cap);
 		s->body_cap = cap;
 	}
-	memcpy(s->body + s->body_len, p, n);
+	memcpy(s->body + BODY_HEADROOM + s->body_len, p, n);
 	s->body_len += n;
 }
 
@@ -86,11 +86,11 @@ static char *submission_fields(const struct session *s)
 	struct tm tm;
 	if (!s->user || s->listener->lc->role == ROLE_SMTP)
 		return xstrdup("");
-	if (!header_has(s->body, s->body_len, "Date")) {
+	if (!header_has(SESSION_BODY(s), s->body_len, "Date")) {
 		localtime_r(&now, &tm);
 		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
 	}
-	if (!header_has(s->body, s->body_len, "Message-ID"))
+	if (!header_has(SESSION_BODY(s), s->body_len, "Message-ID"))
 		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
 	return xasprintf("%s%s", date, msgid);
 }
@@ -130,10 +130,20 @@ static void message_end(struct session *s)
 	}
 	hlen = strlen(hdr);
 	len = hlen + s->body_len;
-	msg = xmalloc(len);
-	memcpy(msg, hdr, hlen);
-	if (s->body_len)
-		memcpy(msg + hlen, s->body, s->body_len);
+	if (s->body && hlen <= BODY_HEADROOM) {
+		/* The header goes just before the message, and the whole slides to the
+		 * start of the allocation, which the queue then owns. */
+		memcpy(s->body + BODY_HEADROOM - hlen, hdr, hlen);
+		memmove(s->body, s->body + BODY_HEADROOM - hlen, len);
+		msg = s->body;
+		s->body = NULL;
+		s->body_len = s->body_cap = 0;
+	} else {
+		msg = xmalloc(len);
+		memcpy(msg, hdr, hlen);
+		if (s->body_len)
+			memcpy(msg + hlen, SESSION_BODY(s), s->body_len);
+	}
 	free(hdr);
 	c = xmalloc(sizeof(*c));
 	c->s = s;
@@ -269,7 +279,7 @@ void bdat_bytes(struct session *s, const char *p, size_t n)
 	if (s->bdat_prev == '\r')
 		s->body_bad |= BODY_BAD_EOL;
 	/* A message must end with CRLF for delivery and relaying. */
-	if (s->body_len >= 2 && memcmp(s->body + s->body_len - 2, "\r\n", 2) != 0)
+	if (s->body_len >= 2 && memcmp(SESSION_BODY(s) + s->body_len - 2, "\r\n", 2) != 0)
 		body_append(s, "\r\n", 2);
 	message_end(s);
 }

@@ -11,6 +11,16 @@
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
+/* RFC 5321 4.1.2: ESMTP parameters exist only in a session opened with EHLO. */
+static int params_after_helo(const struct session *s, const char *p, size_t len)
+{
+	if (s->esmtp)
+		return 0;
+	while (len > 0 && *p == ' ')
+		p++, len--;
+	return len > 0;
+}
+
 static int has_non_ascii(const char *s)
 {
 	for (; *s; s++)
@@ -106,6 +116,10 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 	if (address_parse_path(p, rest, 1, 1, &addr, &end, &why) < 0) {
 		session_reply(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
 		return;
+	}
+	if (params_after_helo(s, p + end, rest - end)) {
+		session_reply(s, 555, "5.5.4", "MAIL parameters need EHLO, not HELO");
+		goto out;
 	}
 	if (params_parse_mail(p + end, rest - end, &mp, &perr) < 0) {
 		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
@@ -230,6 +244,10 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	} else if (address_parse_path(p, rest, 0, 1, &addr, &end, &why) < 0) {
 		session_reply(s, 501, "5.1.3", "Bad recipient address syntax: %s", why);
 		return;
+	}
+	if (params_after_helo(s, p + end, rest - end)) {
+		session_reply(s, 555, "5.5.4", "RCPT parameters need EHLO, not HELO");
+		goto out;
 	}
 	if (params_parse_rcpt(p + end, rest - end, &rp, &perr) < 0) {
 		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);

@@ -70,7 +70,9 @@ static size_t session_line_limit(const struct session *s, enum smtp_state st)
 
 void session_enter(struct session *s, enum smtp_state next)
 {
-	if (s->state == next)
+	/* Closing is final: a handler that finishes after a 421 must not revive the
+	 * session and let pipelined commands run. */
+	if (s->state == next || s->state == S_CLOSING)
 		return;
 	log_debug("smtp session=%s state=%s->%s", s->id, state_names[s->state], state_names[next]);
 	s->state = next;
@@ -113,6 +115,15 @@ static void session_trace_command(const struct session *s, const char *line, siz
 	if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0 && (sp = memchr(line + 5, ' ', len - 5))) {
 		char buf[64];
 		int n = snprintf(buf, sizeof(buf), "%.*s <hidden>", (int)(sp - line < 40 ? sp - line : 40), line);
+		session_trace(s, 'C', buf, (size_t)n);
+		return;
+	}
+	/* A line that is no command may be a SASL response sent after the exchange
+	 * ended (a pipelined password after a 538): never log its content. */
+	struct smtp_command cmd;
+	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+		char buf[64];
+		int n = snprintf(buf, sizeof(buf), "<unrecognized, %zu octets>", len);
 		session_trace(s, 'C', buf, (size_t)n);
 		return;
 	}
@@ -328,7 +339,10 @@ void session_process(struct session *s)
 		if (st != LINE_OK) {
 			session_trace(s, 'C', st == LINE_TOO_LONG ? "<line too long>" : "<line with bare CR or LF>",
 				      st == LINE_TOO_LONG ? 15 : 25);
-			session_line_error(s, st);
+			if (s->state == S_AUTH)
+				auth_line_error(s, st);
+			else
+				session_line_error(s, st);
 			continue;
 		}
 		session_trace_command(s, line, len);

@@ -36,6 +36,9 @@ struct smtp_server {
 	struct sasl_server *sasl;
 	struct authlimit *authlimit;
 	struct trace_rules *trace;   /* swapped on SIGHUP */
+	struct smtp_listener **listeners;
+	size_t n_listeners;
+	struct event *accept_resume; /* out of descriptors: accepting resumes later */
 	uint64_t next_id;
 	unsigned nsessions;
 };
@@ -59,6 +62,11 @@ enum smtp_state {
 	S_TLS,         /* STARTTLS accepted, handshake pending */
 	S_CLOSING,     /* QUIT, error or timeout: writing the last reply */
 };
+
+/* Room kept before the message for the trace and submission header fields, so the
+ * queue gets header and body in one buffer without a second copy of the message. */
+#define BODY_HEADROOM 4096
+#define SESSION_BODY(s) ((s)->body ? (s)->body + BODY_HEADROOM : "")
 
 /* Why a message being received will be refused at its end. */
 #define BODY_BAD_EOL   0x1   /* bare CR or LF */
@@ -92,8 +100,8 @@ struct session {
 	/* the transaction */
 	struct envelope env;
 	size_t declared_size;
-	char *body;
-	size_t body_len, body_cap;
+	char *body;                  /* allocation: BODY_HEADROOM octets, then the message */
+	size_t body_len, body_cap;   /* of the message part */
 	unsigned body_bad;
 	int data_crlf;               /* the last DATA line ended in CRLF: "." may end it */
 	int bdat_used;               /* CHUNKING in this transaction: DATA refused */
@@ -157,6 +165,8 @@ void cmd_auth(struct session *s, const char *args, size_t len);
 
 /* A line of an AUTH exchange (cmd_auth.c). */
 void auth_line(struct session *s, const char *line, size_t len);
+/* A bad line inside an exchange (too long, bare CR or LF) ends it. */
+void auth_line_error(struct session *s, enum line_status st);
 /* Frees what AUTH holds (session end). */
 void auth_cleanup(struct session *s);
 
