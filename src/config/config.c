@@ -19,6 +19,7 @@
 #include "config/config_lex.h"
 #include "sasl/sasl.h"
 #include "util/log.h"
+#include "util/netlist.h"
 #include "util/xmalloc.h"
 
 /* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
@@ -119,6 +120,9 @@ static const struct opt opt_table[] = {
 	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
 	  offsetof(struct config, n_trace_users), NULL },
 	G_STR("trace_file", T_PATH, "var/trace", trace_file),
+	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
+	  offsetof(struct config, client_limit_exempt),
+	  offsetof(struct config, n_client_limit_exempt), NULL },
 	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
 	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
 	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),
@@ -140,6 +144,7 @@ static const struct opt opt_table[] = {
 	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
 	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
 	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
+	L_NUM("max_client_sessions", T_UINT, 50, 1, 1000000, max_client_sessions),
 	{ "auth_mechanisms", T_FLAGS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
 	  offsetof(struct limits, auth_mechanisms), 0, mech_choices },
 	{ "auth_cleartext_mechanisms", T_FLAGS, S_BOTH, NULL, 0, 0, 0,
@@ -610,6 +615,30 @@ static void check_listener(struct parser *p, struct lstate *s)
 	}
 }
 
+/* Local programs (loopback) are not capped by default; "none" caps everyone. */
+static void check_exempt(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	size_t i_ex = opt_index("client_limit_exempt");
+	char e[LOG_ESCAPE_BUFSZ];
+
+	if (!(p->set & (1ULL << i_ex))) {
+		cfg->client_limit_exempt = xcalloc(2, sizeof(char *));
+		cfg->client_limit_exempt[0] = xstrdup("127.0.0.0/8");
+		cfg->client_limit_exempt[1] = xstrdup("::1");
+		cfg->n_client_limit_exempt = 2;
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++) {
+		struct netlist l = {0};
+		const char *w = cfg->client_limit_exempt[i];
+		if (strcmp(w, "none") != 0 && netlist_add(&l, w) < 0)
+			cfg_error(p, p->opt_line[i_ex], "client_limit_exempt: \"%s\" is not an "
+				  "address or CIDR prefix", esc(e, sizeof(e), w));
+		netlist_clear(&l);
+	}
+}
+
 static void check_all(struct parser *p)
 {
 	struct config *cfg = p->cfg;
@@ -633,6 +662,7 @@ static void check_all(struct parser *p)
 		else
 			cfg->hostname = xstrdup(h);
 	}
+	check_exempt(p);
 	if (p->n_ls == 0)
 		cfg_error(p, eof, "no listener defined (e.g. listener smtp { address "
 			  "127.0.0.1:25 })");

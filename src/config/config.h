@@ -38,6 +38,7 @@ struct limits {
 	unsigned data_timeout;     /* seconds waiting for the next DATA/BDAT bytes: 300 */
 	unsigned session_timeout;  /* seconds a whole session may last */
 	unsigned max_sessions;     /* concurrent sessions on this listener; 421 4.3.2 beyond */
+	unsigned max_client_sessions; /* concurrent sessions of one client address; 421 4.7.0 */
 	/* SMTP AUTH policy: sets of MECH_BIT(enum sasl_mech_id). */
 	unsigned auth_mechanisms;  /* enabled (offered under TLS) */
 	unsigned auth_cleartext;   /* also offered and accepted without TLS: default none */
@@ -90,6 +91,8 @@ struct config {
 	char **trace_users;        /* users whose sessions are traced from AUTH on */
 	size_t n_trace_users;
 	char *trace_file;          /* more of both, one "client X" / "user Y" a line */
+	char **client_limit_exempt; /* addresses/CIDR free of max_client_sessions */
+	size_t n_client_limit_exempt;
 	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;

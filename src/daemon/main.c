@@ -21,6 +21,7 @@
 #include "smtp/session.h"
 #include "smtp/trace.h"
 #include "store/userdb.h"
+#include "util/addrcount.h"
 #include "util/fsutil.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
@@ -190,6 +191,9 @@ int main(int argc, char **argv)
 		fatalx("cannot create the event loop");
 	srv.cfg = cfg;
 	srv.trace = trace_rules_load(cfg, stderr);
+	srv.clients = addrcount_create();
+	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++)
+		(void)netlist_add(&srv.client_exempt, cfg->client_limit_exempt[i]); /* "none" adds nothing */
 	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next)
 		need_tls |= lc->tls != TLS_NONE;
 	if (need_tls && !(srv.tls = tls_server_ctx_create(cfg)))
@@ -239,6 +243,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	trace_rules_free(&srv.trace);
+	addrcount_destroy(&srv.clients);
+	netlist_clear(&srv.client_exempt);
 	/* The queue first: its last commits still notify the deliverer. */
 	queue_destroy(&srv.queue);
 	deliver_destroy(&dl);

@@ -18,6 +18,7 @@
 #include "net/tls.h"
 #include "sasl/authlimit.h"
 #include "smtp/trace.h"
+#include "util/addrcount.h"
 #include "smtp/command.h"
 #include "util/xmalloc.h"
 
@@ -429,6 +430,7 @@ static void session_free(struct session *s)
 	free(s->helo);
 	s->listener->nsessions--;
 	s->srv->nsessions--;
+	addrcount_dec(s->srv->clients, (struct sockaddr *)&s->sa);
 	free(s);
 }
 
@@ -445,6 +447,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	const struct listener_conf *lc = l->lc;
 	struct session *s = xcalloc(1, sizeof(*s));
 	struct timeval tv;
+	unsigned nclient;
 
 	s->srv = srv;
 	s->listener = l;
@@ -457,6 +460,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->addr, sizeof(s->addr));
 	l->nsessions++;
 	srv->nsessions++;
+	nclient = addrcount_inc(srv->clients, sa);
 	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
 	if (!s->conn) {
 		log_warnx("smtp event=accept-failed client=%s", s->addr);
@@ -471,6 +475,15 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);
 	if (l->nsessions > lc->limits.max_sessions) {
 		session_reply(s, 421, "4.3.2", "%s Too many sessions, try again later", srv->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	if (nclient > lc->limits.max_client_sessions && !netlist_match(&srv->client_exempt, sa)) {
+		/* One client must not hold every slot of the server. */
+		log_info("smtp session=%s event=refused reason=client-sessions client=%s count=%u", s->id,
+			 s->addr, nclient);
+		session_reply(s, 421, "4.7.0", "%s Too many connections from your address, try again later",
+			      srv->cfg->hostname);
 		session_close(s);
 		return;
 	}

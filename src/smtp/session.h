@@ -14,6 +14,7 @@
 #include "sasl/sasl.h"
 #include "smtp/params.h"
 #include "util/linereader.h"
+#include "util/netlist.h"
 #include "util/log.h"
 
 struct event_base;
@@ -24,6 +25,7 @@ struct queue;
 struct userdb;
 struct authlimit;
 struct trace_rules;
+struct addrcount;
 
 /* What every session shares: the daemon's context. */
 struct smtp_server {
@@ -39,6 +41,8 @@ struct smtp_server {
 	struct smtp_listener **listeners;
 	size_t n_listeners;
 	struct event *accept_resume; /* out of descriptors: accepting resumes later */
+	struct addrcount *clients;   /* sessions per client address */
+	struct netlist client_exempt; /* not held to max_client_sessions */
 	uint64_t next_id;
 	unsigned nsessions;
 };

@@ -22,14 +22,15 @@ PASSWORD = "correct horse battery"
 # listener_opts={"smtp": {...}}.
 LIMITS = ("max_command_line", "max_auth_line", "max_text_line", "max_message_size",
           "max_recipients", "max_errors", "command_timeout", "data_timeout",
-          "session_timeout", "max_sessions")
+          "session_timeout", "max_sessions", "max_client_sessions")
 # SMTP AUTH options that also live in struct limits (global or per listener).
 LIMITS += ("auth_mechanisms", "auth_cleartext_mechanisms", "auth_legacy_line",
            "received_hide_client", "received_show_user")
 # SMTP AUTH options that are global only.
 AUTH_GLOBAL_OPTS = ("auth_client_ca", "auth_fail_addr_budget", "auth_fail_account_budget",
                     "auth_fail_window", "auth_fail_cooldown", "auth_fail_delay_after",
-                    "auth_fail_delay_base", "auth_fail_delay_max", "auth_fail_max_entries")
+                    "auth_fail_delay_base", "auth_fail_delay_max", "auth_fail_max_entries",
+                    "client_limit_exempt")
 
 
 def free_port():

@@ -155,3 +155,37 @@ def test_parameters_need_ehlo(start_server):
         c.expect("MAIL FROM:<a@example.test>", 250, "2.1.0")
         c.expect("RCPT TO:<alice@example.test> NOTIFY=NEVER", 555, "5.5.4")
         c.expect("RCPT TO:<alice@example.test>", 250, "2.1.5")
+
+
+def test_one_client_cannot_hold_every_session(start_server):
+    # loopback is exempt by default (local programs); "none" holds it to the limit too
+    srv = start_server(max_client_sessions=3, client_limit_exempt="none")
+    held = [srv.smtp() for _ in range(3)]
+    try:
+        c = AuthSmtp(srv.ports["smtp"])
+        c.expect(None, 421, "4.7.0")
+        c.wait_closed()
+        # the limit is per address: another client address is served
+        with AuthSmtp(srv.ports["smtp"], source="127.0.0.2") as other:
+            other.expect(None, 220)
+        held.pop().close()
+        # once the server has seen that close, the address has a free slot again
+
+        def served():
+            c = AuthSmtp(srv.ports["smtp"])
+            try:
+                return c.reply().code == 220
+            finally:
+                c.close()
+        wait_until(served, 10, interval=0.2, what="a slot freed by the close")
+    finally:
+        for h in held:
+            h.close()
+
+
+def test_loopback_exempt_from_client_limit_by_default(start_server):
+    srv = start_server(max_client_sessions=2)
+    held = [srv.smtp() for _ in range(5)]
+    for h in held:
+        h.expect("NOOP", 250, "2.0.0")
+        h.close()

@@ -3,6 +3,7 @@
  * development and example configurations load. Runs from the repository root. */
 #include "unit.h"
 #include "config/config.h"
+#include "sasl/sasl.h"
 #include "util/xmalloc.h"
 
 #include <stdlib.h>
@@ -431,8 +432,33 @@ static void test_shipped(void)
 	config_free(&cfg);
 }
 
+/* Options added with SMTP AUTH, the trace and the per-client limit. */
+static void test_auth_trace_client_options(void)
+{
+	struct config *cfg = loads(BASE);
+	CHECK(cfg && cfg->limits.auth_cleartext == 0 && cfg->limits.auth_mechanisms != 0);
+	CHECK(cfg && cfg->n_client_limit_exempt == 2 && cfg->limits.max_client_sessions == 50);
+	CHECK(cfg && cfg->auth.addr_budget == 10 && cfg->auth.account_budget == 30);
+	config_free(&cfg);
+	cfg = loads("auth_mechanisms PLAIN login\nclient_limit_exempt none\n"
+		    "trace_clients 192.0.2.1 2001:db8::/32\ntrace_users a@example.test\n" BASE);
+	CHECK(cfg && cfg->limits.auth_mechanisms == (MECH_BIT(MECH_PLAIN) | MECH_BIT(MECH_LOGIN)));
+	CHECK(cfg && cfg->n_client_limit_exempt == 1 && cfg->n_trace_clients == 2 && cfg->n_trace_users == 1);
+	CHECK(cfg && cfg->listeners->limits.auth_mechanisms == cfg->limits.auth_mechanisms);
+	config_free(&cfg);
+	fails("auth_mechanisms PLAIN FOO\n" BASE,
+	      "F:1: auth_mechanisms: unknown value \"FOO\" (expected SCRAM-SHA-256-PLUS, "
+	      "SCRAM-SHA-256, SCRAM-SHA-1-PLUS, SCRAM-SHA-1, PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5, "
+	      "EXTERNAL, none)\n");
+	fails("client_limit_exempt 10.0.0.0/40\n" BASE,
+	      "F:1: client_limit_exempt: \"10.0.0.0/40\" is not an address or CIDR prefix\n");
+	fails("auth_fail_addr_budget 2000\n" BASE,
+	      "F:1: auth_fail_addr_budget: 2000 is above the maximum 1024\n");
+}
+
 void unit_main(void)
 {
+	test_auth_trace_client_options();
 	test_defaults();
 	test_overrides();
 	test_suffixes_and_bounds();
