@@ -104,6 +104,7 @@ static const struct opt opt_table[] = {
 	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
 	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
 	  offsetof(struct config, tls_min_version), 0, tlsver_choices },
+	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),
 	G_NUM("worker_threads", T_UINT, 4, 1, 256, worker_threads),
 	G_NUM("queue_threads", T_UINT, 16, 1, 1024, queue_threads),
 	G_NUM("delivery_threads", T_UINT, 4, 1, 1024, delivery_threads),

@@ -77,6 +77,7 @@ struct config {
 	char *tls_key;
 	int tls_self_signed;       /* make cert/key when missing (development) */
 	char *tls_min_version;     /* "TLSv1.2" or "TLSv1.3" */
+	size_t max_inflight_bytes; /* message data held by all sessions at once; 452 4.3.1 beyond */
 	unsigned worker_threads;   /* SQLite, hashing */
 	unsigned queue_threads;    /* parallel queue writes+fsyncs (group commit) */
 	unsigned delivery_threads;

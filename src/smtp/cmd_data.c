@@ -11,7 +11,7 @@
 
 static void body_append(struct session *s, const char *p, size_t n)
 {
-	if (s->body_bad & BODY_TOO_BIG)
+	if (s->body_bad & (BODY_TOO_BIG | BODY_NO_MEMORY))
 		return;
 	if (s->body_len + n > s->limits->max_message_size) {
 		s->body_bad |= BODY_TOO_BIG;
@@ -21,7 +21,14 @@ static void body_append(struct session *s, const char *p, size_t n)
 		size_t cap = s->body_cap ? s->body_cap : 8192;
 		while (cap < s->body_len + n)
 			cap *= 2;
+		if (s->srv->inflight + (cap - s->body_cap) > s->srv->cfg->max_inflight_bytes) {
+			/* Many large messages at once must not exhaust memory: refuse this one
+			 * for now rather than let the allocator end the daemon. */
+			s->body_bad |= BODY_NO_MEMORY;
+			return;
+		}
 		s->body = xrealloc(s->body, BODY_HEADROOM + cap);
+		s->srv->inflight += cap - s->body_cap;
 		s->body_cap = cap;
 	}
 	memcpy(s->body + BODY_HEADROOM + s->body_len, p, n);
@@ -108,7 +115,9 @@ static void message_end(struct session *s)
 		session_trace(s, 'C', note, (size_t)n);
 	}
 	if (s->body_bad) {
-		if (s->body_bad & BODY_TOO_BIG)
+		if (s->body_bad & BODY_NO_MEMORY)
+			session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+		else if (s->body_bad & BODY_TOO_BIG)
 			session_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		else if (s->body_bad & BODY_BAD_EOL)
 			/* RFC 5321 2.3.8; refusing it closes the SMTP smuggling hole. */
@@ -137,6 +146,7 @@ static void message_end(struct session *s)
 		memmove(s->body, s->body + BODY_HEADROOM - hlen, len);
 		msg = s->body;
 		s->body = NULL;
+		s->srv->inflight -= s->body_cap;
 		s->body_len = s->body_cap = 0;
 	} else {
 		msg = xmalloc(len);

@@ -43,6 +43,7 @@ struct smtp_server {
 	struct event *accept_resume; /* out of descriptors: accepting resumes later */
 	struct addrcount *clients;   /* sessions per client address */
 	struct netlist client_exempt; /* not held to max_client_sessions */
+	size_t inflight;             /* message buffers of all sessions, octets */
 	uint64_t next_id;
 	unsigned nsessions;
 };
@@ -76,6 +77,7 @@ enum smtp_state {
 #define BODY_BAD_EOL   0x1   /* bare CR or LF */
 #define BODY_TOO_LONG  0x2   /* a line over max_text_line */
 #define BODY_TOO_BIG   0x4   /* over max_message_size */
+#define BODY_NO_MEMORY 0x8   /* over the server's max_inflight_bytes */
 
 struct session {
 	struct smtp_server *srv;

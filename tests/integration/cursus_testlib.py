@@ -30,7 +30,7 @@ LIMITS += ("auth_mechanisms", "auth_cleartext_mechanisms", "auth_legacy_line",
 AUTH_GLOBAL_OPTS = ("auth_client_ca", "auth_fail_addr_budget", "auth_fail_account_budget",
                     "auth_fail_window", "auth_fail_cooldown", "auth_fail_delay_after",
                     "auth_fail_delay_base", "auth_fail_delay_max", "auth_fail_max_entries",
-                    "client_limit_exempt")
+                    "client_limit_exempt", "max_inflight_bytes")
 
 
 def free_port():

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cursus_testlib import (CURSUSD, PASSWORD, AuthSmtp, Server, b64, plain_response,
+from cursus_testlib import (CURSUSD, PASSWORD, AuthSmtp, Server, b64, make_body, plain_response,
                             wait_until)
 
 ALICE = "alice@example.test"
@@ -189,3 +189,16 @@ def test_loopback_exempt_from_client_limit_by_default(start_server):
     for h in held:
         h.expect("NOOP", 250, "2.0.0")
         h.close()
+
+
+def test_inflight_message_memory_is_bounded(start_server, token):
+    srv = start_server(max_inflight_bytes="1M", max_message_size="4M")
+    with srv.smtp() as c:
+        c.ehlo()
+        big = make_body(token + "big", text=("x" * 998 + "\r\n") * 1500)   # ~1.5 MB
+        c.send_message("s@example.test", ["alice@example.test"], big,
+                       data_code=452, data_enhanced="4.3.1")
+        # the refusal frees the memory: a normal message is accepted at once
+        c.send_message("s@example.test", ["alice@example.test"], make_body(token))
+    srv.wait_message("alice@example.test", token)
+    assert not srv.messages_with("alice@example.test", token + "big")
