@@ -45,6 +45,8 @@ struct probe {
 };
 
 static void probe_next(struct probe *p);
+#define PROBE_MECHS_MAX 16
+
 static void probe_plan(struct probe *p);
 
 static void probe_transcript(void *arg, char dir, const char *line)
@@ -301,11 +303,19 @@ static void probe_plan(struct probe *p)
 		p->mechs[p->n_mechs++] = xstrdup(p->mech);
 		return;
 	}
-	for (const char *s = list; s && *s;) {
+	/* The server's list is its word: each name once, and never more attempts (each
+	 * one sends the password) than there are mechanisms we know. */
+	for (const char *s = list; s && *s && p->n_mechs < PROBE_MECHS_MAX;) {
 		size_t w = strcspn(s, " ");
-		if (w) {
+		char *m = xstrndup(s, w);
+		int dup = 0;
+		for (size_t i = 0; i < p->n_mechs; i++)
+			dup |= strcasecmp(p->mechs[i], m) == 0;
+		if (w && !dup) {
 			p->mechs = xrealloc(p->mechs, (p->n_mechs + 1) * sizeof(char *));
-			p->mechs[p->n_mechs++] = xstrndup(s, w);
+			p->mechs[p->n_mechs++] = m;
+		} else {
+			free(m);
 		}
 		s += w + (s[w] == ' ');
 	}

@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "smtp/trace.h"
+#include "store/username.h"
 #include "util/fsutil.h"
 #include "util/xmalloc.h"
 
@@ -23,15 +24,17 @@ struct trace_lines {
 
 static void trace_lines_read(const char *path, struct trace_lines *tl)
 {
-	char line[512];
+	char *line = NULL;
+	size_t cap = 0;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &cap, f) >= 0) {
 		line[strcspn(line, "\r\n")] = '\0';
 		tl->v = xrealloc(tl->v, (tl->n + 1) * sizeof(*tl->v));
 		tl->v[tl->n++] = xstrdup(line);
 	}
+	free(line);
 	fclose(f);
 }
 
@@ -63,6 +66,18 @@ static void trace_signal(const char *pid_file)
 		if (fscanf(f, "%ld", &pid) != 1)
 			pid = 0;
 		fclose(f);
+	}
+	/* A stale pid file may name another program by now: signal only cursusd. */
+	if (pid > 0) {
+		char path[64], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+		if ((f = fopen(path, "r"))) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = '\0';
+			fclose(f);
+		}
+		if (strncmp(comm, "cursusd", 7) != 0)
+			pid = 0;
 	}
 	if (pid > 0 && kill((pid_t)pid, SIGHUP) == 0)
 		printf("cursusd (pid %ld) reloads the trace rules\n", pid);
@@ -113,7 +128,22 @@ int cmd_trace(const char *config_path, int argc, char **argv)
 		rc = ADMIN_EXIT_FAIL;
 		goto out;
 	}
-	entry = xasprintf("%s %s", argv[2], argv[3]);
+	char *value = xstrdup(argv[3]);
+	if (strcmp(argv[2], "user") == 0) {
+		/* One rule a line: a name is checked as the store checks user names. */
+		char *err = NULL, *name = username_normalize(argv[3], "user name", &err);
+		if (!name) {
+			admin_error("%s", err);
+			free(err);
+			free(value);
+			rc = ADMIN_EXIT_FAIL;
+			goto out;
+		}
+		free(value);
+		value = name;
+	}
+	entry = xasprintf("%s %s", argv[2], value);
+	free(value);
 	size_t found = tl.n;
 	for (size_t i = 0; i < tl.n; i++)
 		if (strcasecmp(tl.v[i], entry) == 0)

@@ -82,12 +82,15 @@ static int cmd_user_app(struct userdb *db, int argc, char **argv)
 		xfree_secret(pw, strlen(pw));
 		return ADMIN_EXIT_OK;
 	}
-	if (strcmp(sub, "list") == 0 && argc == 4)
-		return cmd_user_auth_done(userdb_app_password_list(db, argv[3], cmd_user_app_print,
-								   NULL, &err), err, NULL);
-	if (strcmp(sub, "revoke") == 0 && argc == 5)
-		return cmd_user_auth_done(userdb_app_password_revoke(db, argv[3], argv[4], &err), err,
-					  "app password revoked");
+	/* The store's result first: err is set by the call, not before it. */
+	if (strcmp(sub, "list") == 0 && argc == 4) {
+		int rc = userdb_app_password_list(db, argv[3], cmd_user_app_print, NULL, &err);
+		return cmd_user_auth_done(rc, err, NULL);
+	}
+	if (strcmp(sub, "revoke") == 0 && argc == 5) {
+		int rc = userdb_app_password_revoke(db, argv[3], argv[4], &err);
+		return cmd_user_auth_done(rc, err, "app password revoked");
+	}
 	return admin_usage_error();
 }
 
@@ -164,12 +167,13 @@ int cmd_user_auth(const char *config_path, int argc, char **argv)
 		ret = cmd_user_grant(db, strcmp(sub, "grant") == 0, argv[2], argv[3], argv[4]);
 	else if (strcmp(sub, "app-password") == 0)
 		ret = cmd_user_app(db, argc, argv);
-	else if (strcmp(sub, "cert") == 0 && strcmp(argv[2], "add") == 0)
-		ret = cmd_user_auth_done(userdb_cert_add(db, argv[3], argv[4], &err), err,
-					 "certificate mapping added");
-	else if (strcmp(sub, "cert") == 0)
-		ret = cmd_user_auth_done(userdb_cert_del(db, argv[3], argv[4], &err), err,
-					 "certificate mapping deleted");
+	else if (strcmp(sub, "cert") == 0 && strcmp(argv[2], "add") == 0) {
+		int rc = userdb_cert_add(db, argv[3], argv[4], &err);
+		ret = cmd_user_auth_done(rc, err, "certificate mapping added");
+	} else if (strcmp(sub, "cert") == 0) {
+		int rc = userdb_cert_del(db, argv[3], argv[4], &err);
+		ret = cmd_user_auth_done(rc, err, "certificate mapping deleted");
+	}
 	else
 		ret = cmd_user_show(db, argv[2]);
 	userdb_close(&db);

@@ -48,8 +48,14 @@ struct smtpc {
 	Gsasl *gctx;
 	Gsasl_session *gs;
 	int saw_330;
+	unsigned auth_rounds;      /* challenges answered in this exchange */
+	struct event *ev_reply;    /* a whole reply (or handshake) must come within timeout */
 	int ended, busy, doomed;
 };
+
+/* A server may not keep an exchange going for ever: SCRAM needs 2 challenges,
+ * DIGEST-MD5 2; beyond this many the client cancels. */
+#define SMTPC_AUTH_ROUNDS_MAX 8
 
 static void smtpc_free(struct smtpc *s);
 
@@ -196,8 +202,18 @@ void smtpc_caps_parse(struct smtpc_caps *caps, const struct smtpc_reply *r)
 	}
 }
 
+/* The idle timeout of the connection is reset by every byte; this one is not, so a
+ * server that drips a reply (or a handshake) byte by byte still ends in time. */
+static void smtpc_reply_deadline(struct smtpc *s)
+{
+	struct timeval tv = {s->timeout, 0};
+	if (s->ev_reply)
+		evtimer_add(s->ev_reply, &tv);
+}
+
 static void smtpc_send(struct smtpc *s, const char *line, const char *shown)
 {
+	smtpc_reply_deadline(s);
 	smtpc_trace(s, SMTPC_SENT, shown ? shown : line);
 	conn_write(s->conn, line, strlen(line));
 	conn_write(s->conn, "\r\n", 2);
@@ -218,6 +234,11 @@ static void smtpc_auth_challenge(struct smtpc *s, const struct smtpc_reply *r)
 	int rc;
 	if (r->code == 330)
 		s->saw_330 = 1;
+	if (++s->auth_rounds > SMTPC_AUTH_ROUNDS_MAX) {
+		smtpc_trace(s, SMTPC_INFO, "too many AUTH challenges: cancelling the exchange");
+		smtpc_send(s, "*", NULL);
+		return;
+	}
 	/* RFC 4954 4: "A server challenge is sent as a 334 reply with the text part
 	 * containing the [BASE64] encoded string supplied by the SASL mechanism." */
 	rc = gsasl_step64(s->gs, r->n_lines ? r->lines[0] : "", &out);
@@ -242,6 +263,7 @@ static int smtpc_got_reply(struct smtpc *s)
 {
 	struct smtpc_reply r = s->cur;
 	memset(&s->cur, 0, sizeof(s->cur));
+	evtimer_del(s->ev_reply);
 	if (r.n_lines) {
 		const char *t = r.lines[0];
 		if (t[0] == r.code / 100 + '0' && t[1] == '.' && isdigit((unsigned char)t[2])) {
@@ -266,6 +288,7 @@ static int smtpc_got_reply(struct smtpc *s)
 			 * the server, such as the list of SMTP service extensions". */
 			smtpc_caps_clear(&s->caps);
 			s->state = ST_HANDSHAKE;
+			smtpc_reply_deadline(s);
 			conn_starttls_client(s->conn, s->starttls_ctx);
 			return s->doomed ? -1 : 0;
 		}
@@ -337,6 +360,8 @@ static void smtpc_on_read(struct conn *c, void *arg)
 			continue;
 		}
 		evbuffer_drain(in, consumed);
+		if (st == LINE_NEED_MORE && s->lr.skipping)
+			st = LINE_TOO_LONG; /* no server reply line is that long: stop now */
 		if (st == LINE_TOO_LONG || st == LINE_BARE_CR) {
 			smtpc_fail(s, SMTPC_ERR_PROTOCOL, st == LINE_TOO_LONG ? "reply line too long"
 				   : "bare CR in a reply line");
@@ -357,6 +382,9 @@ static void smtpc_on_tls(struct conn *c, void *arg)
 	snprintf(info, sizeof(info), "TLS established: %s %s", SSL_get_version(ssl),
 		 SSL_get_cipher_name(ssl));
 	smtpc_trace(s, SMTPC_INFO, info);
+	evtimer_del(s->ev_reply);
+	if (s->state == ST_TLS_IMPLICIT)
+		smtpc_reply_deadline(s); /* now the greeting */
 	s->state = ST_READY;
 	if (!s->ended && !s->doomed && s->cbs->on_tls)
 		s->cbs->on_tls(s, s->arg);
@@ -387,6 +415,16 @@ static void smtpc_on_end(struct conn *c, void *arg, enum conn_end why, const cha
 	smtpc_hold(s);
 	smtpc_fail(s, map[why], detail && *detail ? detail
 		   : why == CONN_EOF ? "connection closed by the server" : "connection closed");
+	smtpc_release(s);
+}
+
+static void smtpc_reply_late(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpc *s = arg;
+	smtpc_hold(s);
+	smtpc_fail(s, SMTPC_ERR_TIMEOUT, "no complete reply in time");
+	if (s->conn)
+		conn_close_after_flush(s->conn);
 	smtpc_release(s);
 }
 
@@ -424,6 +462,7 @@ static void smtpc_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	conn_set_timeout(s->conn, s->timeout);
+	smtpc_reply_deadline(s); /* the greeting, or the implicit TLS handshake */
 	s->state = s->implicit_tls ? ST_TLS_IMPLICIT : ST_READY;
 	if (s->implicit_tls) {
 		snprintf(info, sizeof(info), "TLS handshake (implicit TLS)");
@@ -453,6 +492,7 @@ struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, s
 	else if (connect(s->fd, sa, salen) < 0 && errno != EINPROGRESS)
 		s->connect_errno = errno;
 	s->ev_connect = event_new(base, s->fd, EV_WRITE, smtpc_connected, s);
+	s->ev_reply = evtimer_new(base, smtpc_reply_late, s);
 	/* Even an immediate failure is reported from the loop, never from here. */
 	if (s->connect_errno)
 		event_active(s->ev_connect, EV_WRITE, 0);
@@ -465,6 +505,8 @@ static void smtpc_free(struct smtpc *s)
 {
 	if (s->ev_connect)
 		event_free(s->ev_connect);
+	if (s->ev_reply)
+		event_free(s->ev_reply);
 	conn_destroy(&s->conn);
 	if (s->fd >= 0)
 		close(s->fd);
@@ -566,6 +608,7 @@ int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *
 		return -1;
 	if (!gsasl_client_support_p(s->gctx, mech) || gsasl_client_start(s->gctx, mech, &s->gs) != GSASL_OK)
 		return -1;
+	s->auth_rounds = 0;
 	gsasl_property_set(s->gs, GSASL_AUTHID, user);
 	gsasl_property_set(s->gs, GSASL_PASSWORD, password);
 	gsasl_property_set(s->gs, GSASL_SERVICE, "smtp");

@@ -157,6 +157,10 @@ int userdb_verify_password(struct userdb *u, const char *name, const char *passw
 	}
 	for (size_t i = 0; i < n && !found; i++) {
 		const char *pw = c[i].app_id && has_app_form ? app : password;
+		/* Something that cannot be an app password is not hashed against each one:
+		 * that would cost a yescrypt per app password on every wrong guess. */
+		if (c[i].app_id && !has_app_form)
+			continue;
 		if (password_verify(c[i].hash, pw)) {
 			authcache_key(lname, pw, c[i].hash, key);
 			authcache_store(u->cache, key);

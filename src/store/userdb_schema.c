@@ -4,12 +4,16 @@
  * database made by any earlier release is brought up to date on open and a crash
  * mid-way leaves the old version whole; a database newer than this program is
  * refused, never written; the per-database secret comes from OpenSSL's generator. */
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/authcache.h"
 #include "store/userdb_sqlite.h"
@@ -147,6 +151,25 @@ fail:
 	return -1;
 }
 
+/* The file holds hashes, SCRAM keys and legacy secrets: owner only, whoever makes it
+ * (SQLite gives its -wal and -shm files the same mode). */
+static int userdb_protect(const char *path, int create, char **err)
+{
+	struct stat st;
+	int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (fd < 0) {
+		*err = xasprintf("cannot open user database %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
+		log_warnx("userdb path=%s mode=%03o event=tightened to 600", path, (unsigned)(st.st_mode & 0777));
+		if (fchmod(fd, 0600) < 0)
+			log_warn("userdb chmod %s", path);
+	}
+	close(fd);
+	return 0;
+}
+
 struct userdb *userdb_open(const char *path, int create, char **err)
 {
 	struct userdb *u;
@@ -156,6 +179,8 @@ struct userdb *userdb_open(const char *path, int create, char **err)
 
 	if (create)
 		flags |= SQLITE_OPEN_CREATE;
+	if (userdb_protect(path, create, err) < 0)
+		return NULL;
 	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
 		*err = xasprintf("cannot open user database %s: %s", path,
 				 db ? sqlite3_errmsg(db) : "out of memory");

@@ -202,3 +202,17 @@ def test_inflight_message_memory_is_bounded(start_server, token):
         c.send_message("s@example.test", ["alice@example.test"], make_body(token))
     srv.wait_message("alice@example.test", token)
     assert not srv.messages_with("alice@example.test", token + "big")
+
+
+def test_user_database_is_owner_only(start_server):
+    import stat
+    srv = start_server(users=())            # the daemon makes the database itself
+    db = os.path.join(srv.root, "users.db")
+    srv.admin("user", "add", ALICE, stdin=PASSWORD + "\n")
+    for path in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(path):
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    # a database left readable by others is tightened when opened
+    os.chmod(db, 0o644)
+    srv.admin("user", "list")
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600

@@ -129,3 +129,13 @@ def test_bad_trace_rule_refused(start_server):
     assert r.returncode == 2
     r = srv.admin("trace", "del", "client", "10.0.0.1", check=False)
     assert r.returncode == 1 and "no trace rule" in r.stderr
+
+
+def test_trace_user_rule_is_one_valid_name(start_server):
+    srv = start_server()
+    r = srv.admin("trace", "add", "user", "x@example.test\nclient 0.0.0.0/0", check=False)
+    assert r.returncode == 1 and "invalid user name" in r.stderr
+    r = srv.admin("trace", "add", "user", "", check=False)
+    assert r.returncode == 1
+    srv.admin("trace", "add", "user", "Alice@Example.Test")
+    assert srv.admin("trace", "list").stdout.strip() == "user alice@example.test"
