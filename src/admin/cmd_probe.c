@@ -49,15 +49,41 @@ static void probe_next(struct probe *p);
 
 static void probe_plan(struct probe *p);
 
+/* A server's words go to the administrator's terminal and into JSON: control bytes
+ * (escape sequences) and bytes that are not UTF-8 become '?'. Returns a copy. */
+static char *probe_clean(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = xstrdup(s), *o = out;
+	while (*p) {
+		size_t n = 1;
+		if (*p >= 0xc2 && *p <= 0xf4)
+			n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+		int ok = *p >= 0x20 && *p != 0x7f && (*p < 0x80 || n > 1);
+		for (size_t i = 1; ok && i < n; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		if (!ok) {
+			*o++ = '?';
+			p++;
+			continue;
+		}
+		memcpy(o, p, n);
+		o += n;
+		p += n;
+	}
+	*o = '\0';
+	return out;
+}
+
 static void probe_transcript(void *arg, char dir, const char *line)
 {
 	struct probe *p = arg;
 	struct probe_result *pr = &p->res;
 	char d = dir == SMTPC_SENT ? 'C' : dir == SMTPC_RECEIVED ? 'S' : '*';
 	pr->lines = xrealloc(pr->lines, (pr->n_lines + 1) * sizeof(*pr->lines));
-	pr->lines[pr->n_lines++] = (struct probe_line){ p->conn_no, d, xstrdup(line) };
+	pr->lines[pr->n_lines++] = (struct probe_line){ p->conn_no, d, probe_clean(line) };
 	if (!pr->json)
-		printf("  %c: %s\n", d, line);
+		printf("  %c: %s\n", d, pr->lines[pr->n_lines - 1].text);
 }
 
 static void probe_note(struct probe *p, const char *line)
@@ -68,8 +94,11 @@ static void probe_note(struct probe *p, const char *line)
 static void probe_reply_text(const struct smtpc_reply *r, char *buf, size_t bufsz)
 {
 	size_t o = (size_t)snprintf(buf, bufsz, "%d", r->code);
-	for (size_t i = 0; i < r->n_lines && o < bufsz; i++)
-		o += (size_t)snprintf(buf + o, bufsz - o, "%s%s", i ? " / " : " ", r->lines[i]);
+	for (size_t i = 0; i < r->n_lines && o < bufsz; i++) {
+		char *clean = probe_clean(r->lines[i]);
+		o += (size_t)snprintf(buf + o, bufsz - o, "%s%s", i ? " / " : " ", clean);
+		free(clean);
+	}
 }
 
 static void probe_save_caps(struct probe_caps *dst, const struct smtpc_caps *c)
@@ -79,9 +108,9 @@ static void probe_save_caps(struct probe_caps *dst, const struct smtpc_caps *c)
 	dst->n_lines = c->n_lines;
 	dst->lines = xcalloc(c->n_lines + 1, sizeof(char *));
 	for (size_t i = 0; i < c->n_lines; i++)
-		dst->lines[i] = xstrdup(c->lines[i]);
-	dst->auth = c->auth ? xstrdup(c->auth) : NULL;
-	dst->auth_legacy = c->auth_legacy ? xstrdup(c->auth_legacy) : NULL;
+		dst->lines[i] = probe_clean(c->lines[i]);
+	dst->auth = c->auth ? probe_clean(c->auth) : NULL;
+	dst->auth_legacy = c->auth_legacy ? probe_clean(c->auth_legacy) : NULL;
 }
 
 static void probe_quit(struct probe *p)

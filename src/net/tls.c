@@ -160,8 +160,18 @@ void tls_channel(SSL *ssl, struct sasl_channel *chan)
 		if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1)
 			for (unsigned i = 0; i < mdlen && i < 32; i++)
 				snprintf(chan->cert_fingerprint + 2 * i, 3, "%02x", md[i]);
-		X509_NAME_oneline(X509_get_subject_name(peer), chan->cert_subject,
-				  sizeof(chan->cert_subject));
+		/* RFC 2253 ("CN=alice,O=Example"), escaped, so that no crafted value can
+		 * read as another subject; one that does not fit is not used at all. */
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+			char *data;
+			long n = BIO_get_mem_data(b, &data);
+			if (n > 0 && (size_t)n < sizeof(chan->cert_subject)) {
+				memcpy(chan->cert_subject, data, (size_t)n);
+				chan->cert_subject[n] = '\0';
+			}
+		}
+		BIO_free(b);
 	}
 	X509_free(peer);
 }

@@ -280,3 +280,20 @@ def test_zz_no_secret_in_log(srv):
     assert re.search(r' auth session=\S+ client=127\.0\.0\.1 listener=submissions '
                      r'mechanism=SCRAM-SHA-256-PLUS authid="alice@example.test" .*result=ok',
                      log), log[-3000:]
+
+
+def test_external_mapped_by_subject(srv, pki):
+    """The subject in RFC 2253 form ("CN=...,O=..."), as `cursus user cert add` documents."""
+    carol = "carol@example.test"
+    srv.admin("user", "cert", "add", carol, "CN=%s" % carol)
+    try:
+        with connect(srv, client_ctx(pki, "carol")) as c:
+            c.expect("AUTH EXTERNAL =", 235, "2.7.0")
+        # the old one-line form is not what is compared
+        srv.admin("user", "cert", "del", carol, "CN=%s" % carol)
+        srv.admin("user", "cert", "add", carol, "/CN=%s" % carol)
+        with connect(srv, client_ctx(pki, "carol")) as c:
+            c.expect("AUTH EXTERNAL =", 535, "5.7.8")
+    finally:
+        srv.admin("user", "cert", "del", carol, "/CN=%s" % carol, check=False)
+        srv.admin("user", "cert", "del", carol, "CN=%s" % carol, check=False)

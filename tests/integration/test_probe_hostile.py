@@ -156,3 +156,31 @@ def test_repeated_mechanisms_are_tried_once():
         assert srv.connections <= 3, srv.connections
     finally:
         srv.close()
+
+
+def test_server_text_is_cleaned_for_terminal_and_json():
+    import json
+
+    def evil(conn, srv):
+        conn.sendall(b"220 evil\x1b[2J\x1b]0;pwned\x07 \xff\xfe caf\xc3\xa9\r\n")
+        for line in srv.lines(conn):
+            if line.upper().startswith("EHLO"):
+                conn.sendall(b"250-evil\x1b[31m\r\n250 HELP\r\n")
+            elif line.upper().startswith("QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    srv = Hostile(evil)
+    try:
+        r, _ = run_probe(srv.port)
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+        data = json.loads(r.stdout)          # valid JSON despite the invalid UTF-8
+        assert "café" in data["banner"], data["banner"]
+        env = {k: v for k, v in os.environ.items() if k != "CURSUS_CONFIG"}
+        text = subprocess.run([lib.CURSUS, "probe", "127.0.0.1:%d" % srv.port, "--plain",
+                               "--timeout", "2"], capture_output=True, timeout=60, env=env,
+                              cwd="/").stdout
+        assert b"\x1b" not in text and b"\x07" not in text and b"\xff" not in text
+    finally:
+        srv.close()
