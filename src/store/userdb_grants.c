@@ -4,7 +4,8 @@
  * Promises: every name and address is validated and lower-cased like the users
  * table's; a grant, app password or certificate is only ever attached to an
  * existing user; an app password comes from OpenSSL's generator, is stored only as
- * a yescrypt hash and is handed back once; nothing here logs a secret. */
+ * a keyed SHA-256 digest (userdb_app_digest) and is handed back once; nothing here
+ * logs a secret. */
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -208,12 +209,7 @@ char *userdb_app_password_add(struct userdb *u, const char *user, const char *la
 	if (!userdb_label_ok(label, err) || !(usr = userdb_existing_user(u, user, err)))
 		return NULL;
 	pw = userdb_app_generate();
-	if (!(hash = password_hash(pw))) {
-		*err = xstrdup("cannot hash the password (yescrypt unavailable?)");
-		xfree_secret(pw, strlen(pw));
-		free(usr);
-		return NULL;
-	}
+	hash = userdb_app_digest(u, pw);
 	pthread_mutex_lock(&u->mu);
 	st = userdb_prepare(u, "INSERT INTO app_passwords (user, label, hash, created, last_used) "
 			       "VALUES (?1, ?2, ?3, ?4, NULL)");

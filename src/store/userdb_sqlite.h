@@ -48,4 +48,8 @@ int userdb_write(struct userdb *u, const char *sql, const char *p1, const char *
  * not one. */
 char *userdb_cert_fingerprint(const char *s);
 
+/* The stored form of an app password: "$hmac-sha256$" and the hex HMAC keyed with the
+ * database secret (userdb_auth.c). malloc'd. */
+char *userdb_app_digest(struct userdb *u, const char *app_password);
+
 #endif

@@ -216,3 +216,24 @@ def test_user_database_is_owner_only(start_server):
     os.chmod(db, 0o644)
     srv.admin("user", "list")
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+
+def test_app_passwords_stored_as_keyed_digests(start_server):
+    import sqlite3
+    srv = start_server()
+    r = srv.admin("user", "app-password", "add", ALICE, "phone")
+    pw = [w for w in r.stdout.split() if w.count("-") == 3][0]
+    db = sqlite3.connect(os.path.join(srv.root, "users.db"))
+    try:
+        (stored,) = db.execute("SELECT hash FROM app_passwords WHERE label = 'phone'").fetchone()
+    finally:
+        db.close()
+    assert stored.startswith("$hmac-sha256$") and pw not in stored
+    with AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.greeting()
+        c.ehlo()
+        c.auth_plain(ALICE, pw)
+    with AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.greeting()
+        c.ehlo()
+        c.auth_plain(ALICE, pw[:-1] + ("a" if pw[-1] != "a" else "b"), code=535, enhanced="5.7.8")
