@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
 libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
-swaks curl msmtp gsasl python3-cryptography"
+swaks curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

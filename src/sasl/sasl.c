@@ -499,6 +499,15 @@ enum sasl_status sasl_exchange_step(struct sasl_exchange *x, const char *in, siz
 	 * password) are wiped. */
 	if (in != NULL && gsasl_base64_from(in, len, &raw, &rawlen) != GSASL_OK)
 		return sasl_finish(x, SASL_BAD_BASE64, "bad-base64");
+	if (raw) {
+		/* Always NUL-terminated: libgsasl's DIGEST-MD5 reads a zero length as "a C
+		 * string" and would run past the decoder's unterminated buffer. */
+		char *z = xmalloc(rawlen + 1);
+		memcpy(z, raw, rawlen);
+		z[rawlen] = '\0';
+		xfree_secret(raw, rawlen);
+		raw = z;
+	}
 	x->steps++;
 
 	if (x->ok_pending) {

@@ -23,6 +23,7 @@ void log_init(const char *ident, int foreground)
 void log_set_debug(int on) { log_debugging = on; }
 int log_debug_enabled(void) { return log_debugging; }
 
+__attribute__((format(printf, 2, 0)))
 static void log_vemit(int prio, const char *fmt, va_list ap, const char *suffix)
 {
 	char line[2048];

@@ -237,3 +237,19 @@ def test_app_passwords_stored_as_keyed_digests(start_server):
         c.greeting()
         c.ehlo()
         c.auth_plain(ALICE, pw[:-1] + ("a" if pw[-1] != "a" else "b"), code=535, enhanced="5.7.8")
+
+
+def test_digest_md5_initial_response_then_empty_line(start_server):
+    """Found by fuzzing the SASL glue: libgsasl's DIGEST-MD5 read past an unterminated
+    buffer for an empty response (the sanitizer build of `make check` catches a relapse)."""
+    srv = start_server(auth_mechanisms="PLAIN DIGEST-MD5")
+    srv.admin("user", "passwd", ALICE, "--legacy-mechanisms", stdin=PASSWORD + "\n")
+    with AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.greeting()
+        c.ehlo()
+        r = c.cmd("AUTH DIGEST-MD5 " + b64("abc"))
+        if r.code == 334:
+            r = c.cmd("")
+        assert r.code in (501, 535), r
+        c.expect("NOOP", 250, "2.0.0")
+        c.auth_plain(ALICE, PASSWORD)
