@@ -91,8 +91,6 @@ static char *submission_fields(const struct session *s)
 	char date[64] = "", msgid[200] = "";
 	time_t now = time(NULL);
 	struct tm tm;
-	if (!s->user || s->listener->lc->role == ROLE_SMTP)
-		return xstrdup("");
 	if (!header_has(SESSION_BODY(s), s->body_len, "Date")) {
 		localtime_r(&now, &tm);
 		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
@@ -131,11 +129,12 @@ static void message_end(struct session *s)
 	}
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
-	{
-		char *trace = received_header(s), *extra = submission_fields(s);
-		hdr = xasprintf("%s%s", trace, extra);
-		free(trace);
+	hdr = received_header(s);
+	if (s->user && s->listener->lc->role != ROLE_SMTP) {
+		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
+		free(hdr);
 		free(extra);
+		hdr = both;
 	}
 	hlen = strlen(hdr);
 	len = hlen + s->body_len;

@@ -169,11 +169,15 @@ void session_reply_lines(struct session *s, int code, const char *const *lines, 
 	if (!s->conn || s->state == S_CLOSING)
 		return;
 	out = evbuffer_new();
-	for (size_t i = 0; i < n; i++) {
-		char line[600];
-		int len = snprintf(line, sizeof(line), "%d%c%s", code, i + 1 < n ? '-' : ' ', lines[i]);
-		session_trace_reply(s, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+	for (size_t i = 0; i < n; i++)
 		evbuffer_add_printf(out, "%d%c%s\r\n", code, i + 1 < n ? '-' : ' ', lines[i]);
+	if (s->trace) {
+		/* Traced only when asked: EHLO is on every session's path. */
+		for (size_t i = 0; i < n; i++) {
+			char line[600];
+			int len = snprintf(line, sizeof(line), "%d%c%s", code, i + 1 < n ? '-' : ' ', lines[i]);
+			session_trace_reply(s, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+		}
 	}
 	size_t len = evbuffer_get_length(out);
 	conn_write(s->conn, evbuffer_pullup(out, -1), len);
