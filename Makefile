@@ -5,7 +5,8 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
-PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt
+PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt \
+            libunbound
 CFLAGS   ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (the sanitizer build) keeps them.
 ALL_CFLAGS = $(CFLAGS) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter \
@@ -13,7 +14,8 @@ ALL_CFLAGS = $(CFLAGS) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 LIB_SRC   = $(wildcard src/util/*.c src/config/*.c src/net/*.c src/smtp/*.c src/store/*.c \
-                       src/sasl/*.c src/queue/*.c src/deliver/*.c src/client/*.c)
+                       src/sasl/*.c src/queue/*.c src/route/*.c src/deliver/*.c src/dsn/*.c \
+                       src/relay/*.c src/client/*.c)
 D_SRC     = $(wildcard src/daemon/*.c)
 A_SRC     = $(wildcard src/admin/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)

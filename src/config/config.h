@@ -24,6 +24,12 @@
 
 enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
+/* Outbound TLS policy (relay_tls): none: never STARTTLS; may: whenever offered, going on
+ * in clear if it is not; encrypt: TLS required, any certificate; verify: TLS required
+ * with a certificate that verifies (chain, name, expiry). */
+enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY };
+/* relay_ip_family: any | ipv4 | ipv6 | prefer-ipv4 | prefer-ipv6 */
+enum ip_family { IPF_ANY, IPF_V4_ONLY, IPF_V6_ONLY, IPF_PREFER_V4, IPF_PREFER_V6 };
 
 /* Every limit and policy of a session; global values are the defaults for each
  * listener, and a listener block may override any of them. */
@@ -65,6 +71,28 @@ struct listener_conf {
 	struct listener_conf *next;
 };
 
+/* A next hop as written in relay_host: "host", "host:port", "[host]" or "[host]:port". */
+struct nexthop_conf {
+	char *host;                /* without brackets, lower case; NULL: not set */
+	unsigned port;             /* 0: relay_port */
+	int literal;               /* bracketed: no MX lookup of host */
+	char *text;                /* as written, lower case (credentials are stored under it) */
+};
+
+/* route DOMAIN { ... } (recipient domain; ".example.org" also matches subdomains) and
+ * sender_route ADDRESS|@DOMAIN { ... }. Unset fields take the global value. */
+struct route_conf {
+	char *match;               /* lower case */
+	int by_sender;
+	char *name;                /* "route example.org" / "sender_route @example.test" */
+	struct nexthop_conf relay_host; /* host NULL: MX delivery of the recipient's domain */
+	int relay_tls;             /* enum relay_tls, or -1: global */
+	char *relay_ca;            /* NULL: global */
+	int relay_auth_unverified; /* -1: global */
+	int line;
+	struct route_conf *next;
+};
+
 struct config {
 	char *path;
 	char *hostname;
@@ -83,7 +111,30 @@ struct config {
 	unsigned delivery_threads;
 	unsigned retry_min;        /* seconds, first retry after a temporary failure */
 	unsigned retry_max;        /* backoff cap */
-	unsigned queue_lifetime;   /* seconds before a message is given up */
+	unsigned queue_lifetime;   /* seconds before a message is given up (and bounced) */
+	unsigned delay_warning_time; /* seconds before a delay DSN (once); 0: never */
+	/* Outbound delivery (SPEC "Queue and delivery"). */
+	struct nexthop_conf relay_host;  /* global smart host; host NULL: MX delivery */
+	enum relay_tls relay_tls;        /* default may */
+	char *relay_ca;                  /* NULL: the system's default CA store */
+	int relay_auth_unverified;       /* send credentials over unverified TLS (never in clear) */
+	char *dns_resolver;              /* "ADDRESS[@PORT]": forward every lookup there; NULL: resolv.conf */
+	unsigned relay_port;             /* TCP port of MX delivery and of relay_host without one: 25 */
+	enum ip_family relay_ip_family;
+	unsigned relay_max_addresses;    /* addresses tried per delivery before deferring: 10 */
+	unsigned relay_concurrency_init; /* connections per destination at first: 5 */
+	unsigned relay_concurrency_max;  /* grows by one per success up to this: 20 */
+	unsigned relay_rcpts_per_transaction; /* RCPTs in one transaction: 50 */
+	unsigned relay_connect_timeout;  /* seconds: 30 */
+	unsigned relay_greeting_timeout; /* 220 greeting, RFC 5321 4.5.3.2.1: 300 */
+	unsigned relay_command_timeout;  /* EHLO, MAIL, RCPT, ...: 300 */
+	unsigned relay_data_timeout;     /* each block of the message written: 180 */
+	unsigned relay_dot_timeout;      /* the reply to the final dot, 4.5.3.2.6: 600 */
+	unsigned relay_idle_time;        /* seconds an unused connection is kept for reuse: 2 */
+	unsigned relay_reuse_limit;      /* messages sent over one connection at most: 100 */
+	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
+	char *control_socket;            /* UNIX socket of `cursus queue`: var/cursusd.sock */
+	struct route_conf *routes;       /* route and sender_route blocks, in file order */
 	int log_debug;
 	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */
 	char *pid_file;            /* written at start, for `cursus trace` and scripts */

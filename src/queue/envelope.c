@@ -23,7 +23,20 @@ struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *address,
 	r->notify = notify;
 	r->mailbox = mailbox ? xstrdup(mailbox) : NULL;
 	r->done = 0;
+	r->state = RCPT_PENDING;
+	r->route = r->diag = r->remote_mta = NULL;
+	r->attempts = 0;
+	r->last_attempt = r->next_attempt = 0;
+	r->status[0] = '\0';
+	r->delay_warned = 0;
 	return r;
+}
+
+void envelope_set_str(char **field, const char *value)
+{
+	char *v = value ? xstrdup(value) : NULL;
+	free(*field);
+	*field = v;
 }
 
 void envelope_clear(struct envelope *env)
@@ -32,6 +45,9 @@ void envelope_clear(struct envelope *env)
 		free(env->rcpts[i].address);
 		free(env->rcpts[i].orcpt);
 		free(env->rcpts[i].mailbox);
+		free(env->rcpts[i].route);
+		free(env->rcpts[i].diag);
+		free(env->rcpts[i].remote_mta);
 	}
 	free(env->rcpts);
 	free(env->helo);

@@ -14,12 +14,31 @@
 enum dsn_ret { DSN_RET_UNSET, DSN_RET_FULL, DSN_RET_HDRS };
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
+/* Where a recipient stands; the queue's journal (queue/qstore.h) records each change. */
+enum rcpt_state {
+	RCPT_PENDING,      /* not tried yet */
+	RCPT_DEFERRED,     /* a temporary failure; tried again at next_attempt */
+	RCPT_DELIVERED,    /* final: accepted by the mailbox or a next hop that does DSN */
+	RCPT_RELAYED,      /* final: accepted by a next hop without DSN (RFC 3461 "relayed") */
+	RCPT_FAILED,       /* final: permanent failure, expiry, or bounced by the admin */
+};
+
 struct env_rcpt {
 	char *address;     /* as given in RCPT TO, without <> */
 	char *orcpt;       /* ORCPT= as "addr-type;xtext-decoded", or NULL */
 	unsigned notify;   /* DSN_NOTIFY_* bits, 0 when not given */
 	char *mailbox;     /* local delivery target "domain/local-part", NULL if remote */
-	int done;          /* delivered (or finally failed); kept across retries */
+	int done;          /* final (delivered, relayed or failed); kept across retries */
+	/* Delivery state, replayed from the journal; all zero/NULL for a new message. */
+	enum rcpt_state state;
+	char *route;       /* the route (deliver/route.h text form), NULL until routed */
+	unsigned attempts;
+	time_t last_attempt;
+	time_t next_attempt; /* wall clock; 0: now */
+	char status[16];   /* enhanced status code of the last outcome, e.g. "4.4.1" */
+	char *diag;        /* the last remote reply or local reason, verbatim; NULL: none */
+	char *remote_mta;  /* the host that gave diag, NULL when local */
+	int delay_warned;  /* a delay DSN went out for it */
 };
 
 struct envelope {
@@ -40,6 +59,8 @@ struct envelope {
 /* Appends a recipient (strings copied, NULL allowed for optional ones). */
 struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *address,
 				   const char *orcpt, unsigned notify, const char *mailbox);
+/* Sets *field to a copy of value (NULL allowed), freeing the old one. */
+void envelope_set_str(char **field, const char *value);
 /* Frees every member and zeroes *env (the struct itself is not freed). */
 void envelope_clear(struct envelope *env);
 

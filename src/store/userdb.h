@@ -117,4 +117,25 @@ int userdb_cert_del(struct userdb *db, const char *user, const char *fingerprint
 int userdb_cert_list(struct userdb *db, const char *user, void (*fn)(void *arg, const char *match),
 		     void *arg, char **err);
 
+/* Relay credentials (`cursus relay-auth`): what cursus sends to a smart host. nexthop
+ * is the route's name for it (route_nexthop(): "[host]:port" or "host:port", lower
+ * case); sender NULL for the next hop's default, else an envelope sender address
+ * (lower case) that has its own account there. The password is stored as given (it
+ * must be sent), readable by the daemon only (the database is 0600). Setting
+ * replaces. */
+int userdb_relay_auth_set(struct userdb *db, const char *nexthop, const char *sender,
+			  const char *user, const char *password, char **err);
+/* Returns 1 when deleted, 0 when there was none, -1 on error. */
+int userdb_relay_auth_del(struct userdb *db, const char *nexthop, const char *sender, char **err);
+/* Calls fn for each entry (sender NULL for a default); never passes the password. */
+int userdb_relay_auth_list(struct userdb *db,
+			   void (*fn)(void *arg, const char *nexthop, const char *sender,
+				      const char *user),
+			   void *arg, char **err);
+/* The credentials for mail from sender to nexthop: the sender's own, else the next
+ * hop's default. Returns 1 (both malloc'd; wipe the password after use), 0 when none,
+ * -1 on error. */
+int userdb_relay_auth_find(struct userdb *db, const char *nexthop, const char *sender,
+			   char **user_r, char **password_r);
+
 #endif

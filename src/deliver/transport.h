@@ -1,0 +1,82 @@
+/* transport: one interface for every way a message leaves the queue (Maildir, SMTP,
+ * later LMTP). The scheduler hands a transport one delivery: one message, the
+ * recipients of it that share one destination; the transport fills in a result per
+ * recipient and calls done on the loop thread. Transports never touch queue files and
+ * never log per-recipient outcomes: the scheduler records and logs them in one place.
+ * Blocking file work runs on worker threads; network work is event-driven. */
+#ifndef CURSUS_TRANSPORT_H
+#define CURSUS_TRANSPORT_H
+
+#include <stddef.h>
+
+#include "route/route.h"
+
+struct envelope;
+
+enum delivery_result {
+	DR_NONE,        /* not tried (the transport never got to it): counts as deferred */
+	DR_DELIVERED,   /* accepted; final */
+	DR_TEMPFAIL,    /* try again later */
+	DR_PERMFAIL,    /* final failure: bounce */
+};
+
+struct delivery_rcpt {
+	size_t index;                 /* into env->rcpts */
+	enum delivery_result result;
+	char status[16];              /* enhanced status code, e.g. "2.0.0", "5.1.1" */
+	char *diag;                   /* the remote reply verbatim ("550 5.1.1 <x>: unknown")
+				       * or a local reason; malloc'd, owned by the delivery */
+};
+
+struct delivery {
+	const char *id;
+	const struct envelope *env;
+	const struct route *route;    /* the destination's: every rcpt here has it */
+	const char *sender;           /* env->mail_from ("" for the null sender) */
+	const char *body;             /* the message as queued (CRLF line ends) */
+	size_t bodylen;
+	size_t n_rcpts;
+	struct delivery_rcpt *rcpts;
+	/* Filled by the transport, for the log and the DSN: */
+	char *remote_host;            /* the host that answered last (NULL: local / none) */
+	char *remote_addr;            /* its address */
+	char *tls;                    /* "TLSv1.3" or NULL for clear text */
+	int tls_verified;             /* the certificate verified */
+	int dsn_passed;               /* the next hop took DSN parameters (else "relayed") */
+	/* Whether the destination itself worked: 0 when it could not be reached or refused
+	 * the whole session (connection refused, 421, TLS failure, DNS failure): the
+	 * scheduler backs the destination off, not just this message. */
+	int dest_ok;
+};
+
+typedef void (*delivery_done_fn)(struct delivery *d, void *arg);
+
+struct transport {
+	const char *name;             /* "maildir", "smtp" */
+	/* Starts the delivery; done is called later on the loop thread, exactly once,
+	 * with a result for every rcpt (DR_NONE counts as a temporary failure). */
+	void (*deliver)(struct transport *t, struct delivery *d, delivery_done_fn done, void *arg);
+	/* Connections cached for reuse are closed; deliveries in flight end with DR_NONE. */
+	void (*destroy)(struct transport *t);
+};
+
+/* Frees what the transport put in d (diag strings, remote_*, tls), not d itself. */
+void delivery_clear_results(struct delivery *d);
+/* Sets rcpt's outcome (diag copied). */
+void delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
+		  const char *diag);
+
+struct config;
+struct workers;
+struct event_base;
+struct dns;
+struct userdb;
+
+/* Maildir under cfg->mail_dir, on worker threads. */
+struct transport *transport_maildir_create(const struct config *cfg, struct workers *w);
+/* SMTP to MX hosts and smart hosts (relay/smtp_transport.c). users gives relay
+ * credentials (looked up on a worker thread). */
+struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
+					struct workers *w, struct dns *dns, struct userdb *users);
+
+#endif

@@ -1,0 +1,71 @@
+/* dns: asynchronous lookups through libunbound, on the event loop (ub_fd watched by
+ * libevent; nothing blocks). Used by the SMTP transport to find where a domain's mail
+ * goes: MX records (RFC 5321 5.1), the implicit MX, null MX (RFC 7505), and the
+ * addresses of each host. */
+#ifndef CURSUS_DNS_H
+#define CURSUS_DNS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+
+struct event_base;
+struct dns;
+struct dns_query;
+
+/* resolver: "ADDRESS[@PORT]" to forward every query to (tests, a local unbound), or
+ * NULL for the system's resolv.conf. Returns NULL with *err_r (malloc'd) on failure. */
+struct dns *dns_create(struct event_base *base, const char *resolver, char **err_r);
+/* Cancels every query in flight (their callbacks are not called). */
+void dns_destroy(struct dns **d);
+
+enum dns_status {
+	DNS_OK,          /* targets has at least one address */
+	DNS_NXDOMAIN,    /* the domain (or, for an implicit MX, its address) does not exist: permanent */
+	DNS_NODATA,      /* the name exists with no usable MX/A/AAAA: permanent */
+	DNS_NULLMX,      /* "MX 0 ." (RFC 7505): the domain accepts no mail: permanent, 5.1.10 */
+	DNS_LOOP,        /* the best MX is this host itself: permanent, 5.4.6 */
+	DNS_TEMPFAIL,    /* SERVFAIL, timeout, no answer: temporary */
+};
+
+/* One address to try, in the order to try them. */
+struct dns_target {
+	char *host;                 /* the MX host name (or the domain, implicit MX) */
+	unsigned pref;              /* MX preference (0 for an implicit MX or a host lookup) */
+	struct sockaddr_storage addr; /* with the port set */
+	socklen_t addrlen;
+};
+
+struct dns_result {
+	enum dns_status status;
+	char detail[256];           /* why, for logs and DSNs: "SERVFAIL looking up MX of x" */
+	int implicit_mx;            /* no MX: the domain's own A/AAAA */
+	struct dns_target *targets; /* MX by preference, equal preferences shuffled; each
+				     * host's addresses in the order of the family policy */
+	size_t n_targets;
+	/* Hosts whose addresses could not be found temporarily: if no target answers,
+	 * the delivery is deferred, not bounced. */
+	size_t n_host_tempfail;
+};
+
+/* Called on the loop thread, once, unless cancelled; res is the callee's to
+ * dns_result_free. */
+typedef void (*dns_cb)(void *arg, struct dns_result *res);
+
+/* The MX hosts of domain and their addresses (A and/or AAAA as fam says), each with
+ * port. MX hosts named self_hostname, and every MX of a preference equal to or above
+ * it, are dropped (RFC 5321 5.1); when that leaves none: DNS_LOOP. At most max_targets
+ * addresses. */
+struct dns_query *dns_resolve_mx(struct dns *d, const char *domain, enum ip_family fam,
+				 unsigned port, const char *self_hostname, size_t max_targets,
+				 dns_cb cb, void *arg);
+/* Only the addresses of host (a bracketed smart host); an address literal answers at
+ * once (still through cb, never from inside this call). */
+struct dns_query *dns_resolve_host(struct dns *d, const char *host, enum ip_family fam,
+				   unsigned port, size_t max_targets, dns_cb cb, void *arg);
+void dns_cancel(struct dns_query *q);
+void dns_result_free(struct dns_result *res);
+const char *dns_status_name(enum dns_status st);
+
+#endif

@@ -1,0 +1,39 @@
+/* route: where one recipient's mail goes. A route is data: chosen once by the router
+ * (route/router.h), stored in the queue's journal in text form, and read back by the
+ * scheduler, which queues deliveries per destination (the next hop). Policy (TLS,
+ * certificates, credentials) is not part of it: that is looked up at delivery time,
+ * so fixing the configuration helps mail already queued. */
+#ifndef CURSUS_ROUTE_H
+#define CURSUS_ROUTE_H
+
+enum route_kind {
+	ROUTE_LOCAL,    /* a local Maildir: target is the mailbox "domain/local-part" */
+	ROUTE_MX,       /* MX delivery: target is the recipient's domain */
+	ROUTE_RELAY,    /* a smart host: target is its name or address */
+};
+
+struct route {
+	enum route_kind kind;
+	char *target;
+	unsigned port;     /* MX, RELAY */
+	int literal;       /* RELAY: written "[host]": no MX lookup of the host */
+	char *policy;      /* MX, RELAY: the route block that chose it ("route example.org",
+			    * "sender_route @example.test"), or "-" for the global options */
+};
+
+/* Text form, one line without spaces in fields: "local <mailbox>",
+ * "mx <domain> <port> <policy>", "relay <host> <port> <literal 0|1> <policy>", fields
+ * xtext-encoded (RFC 3461). Returns a malloc'd string. */
+char *route_format(const struct route *r);
+/* Parses route_format's output into r (owned strings). Returns 0, or -1 (r zeroed). */
+int route_parse(const char *text, struct route *r);
+void route_clear(struct route *r);
+/* The destination a scheduler queue stands for: "local", "mx:<domain>:<port>",
+ * "relay:[host]:<port>" or "relay:host:<port>" (malloc'd; lower case). Recipients of one
+ * message with the same destination go in one transaction. */
+char *route_dest(const struct route *r);
+/* The name credentials are stored under for a relay route (`cursus relay-auth add
+ * NEXTHOP`): "[host]:port" when literal, else "host:port"; lower case, malloc'd. */
+char *route_nexthop(const struct route *r);
+
+#endif
