@@ -119,6 +119,7 @@ struct config {
 	char *relay_ca;                  /* NULL: the system's default CA store */
 	int relay_auth_unverified;       /* send credentials over unverified TLS (never in clear) */
 	char *dns_resolver;              /* "ADDRESS[@PORT]": forward every lookup there; NULL: resolv.conf */
+	unsigned dns_timeout;            /* seconds a lookup may take before it is a temporary failure: 10 */
 	unsigned relay_port;             /* TCP port of MX delivery and of relay_host without one: 25 */
 	enum ip_family relay_ip_family;
 	unsigned relay_max_addresses;    /* addresses tried per delivery before deferring: 10 */

@@ -33,6 +33,12 @@ struct delivery {
 	const struct envelope *env;
 	const struct route *route;    /* the destination's: every rcpt here has it */
 	const char *sender;           /* env->mail_from ("" for the null sender) */
+	const struct relay_policy *policy; /* MX, RELAY: TLS policy (router_policy()) */
+	/* RELAY with credentials for this next hop and sender (looked up by the scheduler
+	 * on a worker): sent only as relay_policy allows. NULL otherwise. A transport that
+	 * reuses connections keys them by destination and auth_user. */
+	const char *auth_user;
+	const char *auth_password;
 	const char *body;             /* the message as queued (CRLF line ends) */
 	size_t bodylen;
 	size_t n_rcpts;
@@ -70,13 +76,11 @@ struct config;
 struct workers;
 struct event_base;
 struct dns;
-struct userdb;
 
 /* Maildir under cfg->mail_dir, on worker threads. */
 struct transport *transport_maildir_create(const struct config *cfg, struct workers *w);
-/* SMTP to MX hosts and smart hosts (relay/smtp_transport.c). users gives relay
- * credentials (looked up on a worker thread). */
+/* SMTP to MX hosts and smart hosts (relay/smtp_transport.c). */
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
-					struct workers *w, struct dns *dns, struct userdb *users);
+					struct dns *dns);
 
 #endif

@@ -21,6 +21,13 @@ struct route {
 			    * "sender_route @example.test"), or "-" for the global options */
 };
 
+/* The TLS policy of a route, decided at delivery time (router_policy()). */
+struct relay_policy {
+	int tls;                   /* enum relay_tls (config/config.h) */
+	const char *ca;            /* CA file; NULL: the system's default store */
+	int auth_unverified;       /* credentials may go over TLS without a verified certificate */
+};
+
 /* Text form, one line without spaces in fields: "local <mailbox>",
  * "mx <domain> <port> <policy>", "relay <host> <port> <literal 0|1> <policy>", fields
  * xtext-encoded (RFC 3461). Returns a malloc'd string. */

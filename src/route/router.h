@@ -18,13 +18,9 @@ struct envelope;
 int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 		 struct route *r);
 
-/* What applies to a route at delivery time: its block's settings where that block
- * still exists and sets them, else the global ones. Strings point into cfg. */
-struct relay_policy {
-	enum relay_tls tls;
-	const char *ca;            /* CA file; NULL: the system's default store */
-	int auth_unverified;       /* credentials may go over TLS without a verified certificate */
-};
+/* What applies to a route at delivery time (struct relay_policy, route.h): its
+ * block's settings where that block still exists and sets them, else the global ones.
+ * Strings point into cfg. */
 void router_policy(const struct config *cfg, const struct route *r, struct relay_policy *p);
 
 #endif

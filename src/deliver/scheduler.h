@@ -1,0 +1,47 @@
+/* scheduler: the delivery scheduler, on the event loop. Messages are loaded (on
+ * workers) from the queue, each recipient routed once, and deliveries queued per
+ * destination (the next hop): several recipients of one message to one destination in
+ * one transaction, a concurrency per destination that starts at relay_concurrency_init
+ * and grows while deliveries succeed, backoff per destination (a dead one is not
+ * hammered) and per message (exponential from retry_min to retry_max, kept in the
+ * queue's journal so it survives a restart), expiry after queue_lifetime, delay
+ * warnings after delay_warning_time, and DSNs queued from the null sender. */
+#ifndef CURSUS_SCHEDULER_H
+#define CURSUS_SCHEDULER_H
+
+struct config;
+struct event_base;
+struct workers;
+struct qstore;
+struct queue;
+struct transport;
+struct userdb;
+struct sched;
+
+struct sched *sched_create(const struct config *cfg, struct event_base *base,
+			   struct workers *w, struct qstore *qs, struct queue *q,
+			   struct userdb *users, struct transport *local, struct transport *smtp);
+/* Stops starting deliveries; those in flight end as deferred; what is left stays
+ * queued for the next start. */
+void sched_destroy(struct sched **s);
+
+/* A message to look at now: committed, or found at start. Callable from any thread
+ * (it is the queue's notify function: queue_set_notify(q, sched_enqueue_cb, s)). */
+void sched_enqueue(struct sched *s, const char *id);
+void sched_enqueue_cb(void *s, const char *id);
+
+/* Requests of `cursus queue` (through the control socket), on the loop thread. cb is
+ * called once on the loop thread: err 0 and a one-line text ("flushed 3 messages"),
+ * or an errno value (ENOENT: no such message) and why. */
+typedef void (*sched_ctl_cb)(void *arg, int err, const char *text);
+/* Attempts now: one message (id), a domain's (domain: every message with a pending
+ * recipient there), or everything (both NULL); destination backoff is forgotten too. */
+void sched_flush(struct sched *s, const char *id, const char *domain, sched_ctl_cb cb, void *arg);
+void sched_hold(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
+void sched_release(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
+/* Removes the message; no DSN. */
+void sched_delete(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
+/* Fails every pending recipient (5.0.0, "returned by the postmaster") and sends the DSN. */
+void sched_bounce(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
+
+#endif
