@@ -65,10 +65,11 @@ static void qfile_puts(struct qfile_buf *b, const char *s)
 	qfile_put(b, s, strlen(s));
 }
 
+/* A lone "-" is written "+2D", since "-" alone stands for NULL. */
 static void qfile_put_xtext(struct qfile_buf *b, const char *s)
 {
-	char *e = xmalloc(xtext_len(s) + 1);
-	qfile_put(b, e, xtext_encode(e, s));
+	char *e = strcmp(s, "-") == 0 ? xstrdup("+2D") : xtext_encode(s, strlen(s));
+	qfile_puts(b, e);
 	free(e);
 }
 
