@@ -146,6 +146,9 @@ void qstore_apply(struct qmsg *m, const struct qev *ev)
 	case QEV_WARNED:
 		r->delay_warned = 1;
 		return;
+	case QEV_NOTIFIED:
+		r->notified = 1;
+		return;
 	case QEV_DELIVERED: r->state = RCPT_DELIVERED; break;
 	case QEV_RELAYED: r->state = RCPT_RELAYED; break;
 	case QEV_FAILED: r->state = RCPT_FAILED; break;
@@ -161,7 +164,13 @@ void qstore_apply(struct qmsg *m, const struct qev *ev)
 	envelope_set_str(&r->remote_mta, ev->remote);
 }
 
-static const char qev_letters[] = "RDLFTWHU"; /* in enum qev_kind order */
+static const char qev_letters[] = "RDLFTWHUN"; /* in enum qev_kind order */
+
+/* Events with a time but no status, remote or diagnostic. */
+static int qstore_bare(enum qev_kind k)
+{
+	return k == QEV_WARNED || k == QEV_HOLD || k == QEV_RELEASE || k == QEV_NOTIFIED;
+}
 
 static void qstore_put_str(char **p, size_t *len, size_t *cap, const char *s)
 {
@@ -208,7 +217,7 @@ static void qstore_encode(const struct qev *ev, char **p, size_t *len, size_t *c
 			snprintf(num, sizeof(num), " %lld", (long long)ev->next);
 			qstore_put_str(p, len, cap, num);
 		}
-		if (ev->kind != QEV_WARNED && ev->kind != QEV_HOLD && ev->kind != QEV_RELEASE) {
+		if (!qstore_bare(ev->kind)) {
 			qstore_put_opt(p, len, cap, ev->status);
 			qstore_put_opt(p, len, cap, ev->remote);
 			qstore_put_opt(p, len, cap, ev->diag);
@@ -278,7 +287,7 @@ static int qstore_replay_line(struct qmsg *m, char *line)
 	if (ev.kind == QEV_DEFERRED && (k >= n || qstore_num(w[k++], &next) < 0))
 		return -1;
 	ev.next = (time_t)next;
-	if (ev.kind != QEV_WARNED && ev.kind != QEV_HOLD && ev.kind != QEV_RELEASE) {
+	if (!qstore_bare(ev.kind)) {
 		if (k + 3 != n || qstore_opt(w[k], &status) < 0 ||
 		    qstore_opt(w[k + 1], &remote) < 0 || qstore_opt(w[k + 2], &diag) < 0)
 			goto out;

@@ -56,9 +56,10 @@ static void test_journal(struct qstore *qs)
 		  .remote = "mx.dest.example", .diag = "550 5.1.1 <r1@dest.example>: no \xff\t$ such" },
 		{ .kind = QEV_WARNED, .rcpt = 0, .when = 102 },
 		{ .kind = QEV_HOLD, .when = 103 },
+		{ .kind = QEV_NOTIFIED, .rcpt = 1, .when = 103 },
 	};
 	put_message(id, 3);
-	CHECK(qstore_record(qs, id, evs, 6) == 0);
+	CHECK(qstore_record(qs, id, evs, 7) == 0);
 	CHECK(qstore_load(qs, id, 0, &m) == 0);
 	CHECK(m.held == 1);
 	CHECK(m.body == NULL && m.size == 18);
@@ -69,6 +70,7 @@ static void test_journal(struct qstore *qs)
 	CHECK(m.env.rcpts[0].remote_mta == NULL && m.env.rcpts[0].delay_warned);
 	CHECK_STR(m.env.rcpts[0].status, "4.4.1");
 	CHECK(m.env.rcpts[1].state == RCPT_FAILED && m.env.rcpts[1].done);
+	CHECK(m.env.rcpts[1].notified && !m.env.rcpts[0].notified);
 	CHECK_STR(m.env.rcpts[1].diag, "550 5.1.1 <r1@dest.example>: no \xff\t$ such");
 	CHECK_STR(m.env.rcpts[1].remote_mta, "mx.dest.example");
 	CHECK(m.env.rcpts[2].state == RCPT_PENDING && m.env.rcpts[2].attempts == 0);
