@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include "queue/envelope.h"
+#include "util/xtext.h"
 
 struct mail_params {
 	size_t size;           /* SIZE=, 0 when absent */
@@ -34,10 +35,5 @@ int params_parse_mail(const char *s, size_t len, struct mail_params *p, struct p
 int params_parse_rcpt(const char *s, size_t len, struct rcpt_params *p, struct param_error *err);
 void mail_params_clear(struct mail_params *p);
 void rcpt_params_clear(struct rcpt_params *p);
-
-/* xtext (RFC 3461 4): decode returns a malloc'd string, or NULL when malformed (bad
- * "+XX", a decoded NUL, or a char outside "!".."~" other than as "+XX"). */
-char *xtext_decode(const char *s, size_t len);
-char *xtext_encode(const char *s, size_t len);
 
 #endif
