@@ -109,7 +109,7 @@ static void test_defaults(void)
 	CHECK(cfg->tls_self_signed == 1);
 	CHECK_STR(cfg->tls_min_version, "TLSv1.2");
 	CHECK(cfg->worker_threads == 4 && cfg->queue_threads == 16 && cfg->delivery_threads == 4);
-	CHECK(cfg->retry_min == 60 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);
+	CHECK(cfg->retry_min == 300 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);
 	CHECK(cfg->log_debug == 0);
 	CHECK(cfg->limits.max_command_line == 512 && cfg->limits.max_auth_line == 12288);
 	CHECK(cfg->limits.max_text_line == 1000 && cfg->limits.max_message_size == 36700160);
@@ -329,7 +329,7 @@ static void test_errors(void)
 	      "F:5: \"address\" is only allowed inside a listener block\n");
 	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\nhostname x.test\n}\n",
 	      "F:4: \"hostname\" is a global option, not allowed inside listener \"smtp\"\n");
-	fails(BASE "}\n", "F:5: unexpected '}' outside a listener block\n");
+	fails(BASE "}\n", "F:5: unexpected '}' outside a block\n");
 	fails("local_domains a.test\nlistener smtp\naddress 127.0.0.1:25\n}\n",
 	      "F:2: listener \"smtp\": expected '{' after the name (listener NAME {)\n");
 	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\n"
