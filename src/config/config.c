@@ -406,14 +406,14 @@ static void block_header(struct parser *p, struct config_token *t, size_t n)
 {
 	char e[LOG_ESCAPE_BUFSZ], e2[LOG_ESCAPE_BUFSZ];
 	const char *kw = t[0].s, *arg = n >= 2 && !is_bare(&t[1], "{") ? t[1].s : "", *why;
-	int by_sender = strcmp(kw, "sender_route") == 0;
+	int by_sender = strcmp(kw, "sender_route") == 0, listener = strcmp(kw, "listener") == 0;
 	char *match = NULL;
 
 	if (p->cur)
-		cfg_error(p, p->line, "%s%s%s%s inside %s (missing '}' on an earlier line?)",
-			  kw, kw[0] == 'l' ? " \"" : " ", esc(e, sizeof(e), arg),
-			  kw[0] == 'l' ? "\"" : "", block_name(p->cur, e2, sizeof(e2)));
-	if (kw[0] == 'l') {
+		cfg_error(p, p->line, "%s %s%s%s inside %s (missing '}' on an earlier line?)", kw,
+			  listener ? "\"" : "", esc(e, sizeof(e), arg), listener ? "\"" : "",
+			  block_name(p->cur, e2, sizeof(e2)));
+	if (listener) {
 		int ok = config_lex_name_ok(arg);
 		if (!ok)
 			cfg_error(p, p->line, "listener: missing or bad name \"%s\" "
