@@ -148,7 +148,8 @@ static void dsn_copy_crlf(struct dsn_buf *b, const char *m, size_t len, int fold
 		n = i - start;
 		if (i == len && n == 0)
 			break;
-		for (size_t k = 0; fold && n > DSN_LINE_MAX; k++) {
+		/* Each piece after the first gains the fold's space. */
+		while (fold && n > DSN_LINE_MAX - 1) {
 			dsn_buf_add(b, m + start, 900);
 			dsn_buf_add(b, "\r\n ", 3);
 			start += 900;
@@ -431,9 +432,9 @@ char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 	dsn_buf_str(&out, "\r\n");
 	if (orig.len)
 		dsn_buf_add(&out, orig.p, orig.len);
-	/* The CRLF that ends the returned content doubles as the one RFC 2046 puts
-	 * before the closing delimiter. */
-	dsn_buf_printf(&out, "%s--%s--\r\n", orig.len ? "" : "\r\n", boundary);
+	/* RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, so one
+	 * more keeps the returned content's last line end, as in the other parts. */
+	dsn_buf_printf(&out, "\r\n--%s--\r\n", boundary);
 
 	free(host);
 	free(to);

@@ -267,7 +267,7 @@ static void test_several(void)
 	HAS(m, len, "We have stopped trying");
 	/* RET=HDRS: the header, without the body. */
 	HAS(m, len, "Content-Type: text/rfc822-headers\r\n\r\nReceived: from client");
-	HAS(m, len, "Message-ID: <lunch.1@cursus.test>\r\n--");
+	HAS(m, len, "Message-ID: <lunch.1@cursus.test>\r\n\r\n--");
 	HASNT(m, len, "Shall we meet");
 	free(m);
 	envelope_clear(&env);
@@ -292,7 +292,7 @@ static void test_8bit(void)
 	set_state(&env, "5.6.7", "553 5.6.7 cannot take 8-bit", "mx.example.org", T_ATTEMPT);
 	m = build("eightbit", &env, body_only8, strlen(body_only8), &it, 1, &len);
 	HAS(m, len, "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-		    "Subject: plain\r\n\r\nna\xc3\xafve\r\n--");
+		    "Subject: plain\r\n\r\nna\xc3\xafve\r\n\r\n--");
 	free(m);
 	envelope_clear(&env);
 
@@ -314,7 +314,7 @@ static void test_8bit(void)
 	env.ret = DSN_RET_HDRS;
 	m = build("utf8hdrs", &env, hdr8, strlen(hdr8), &it, 1, &len);
 	HAS(m, len, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-		    "From: =?utf-8?q?Jos=C3=A9?= <jose@cursus.test>\r\nSubject: \xc3\xa9t\xc3\xa9\r\n--");
+		    "From: =?utf-8?q?Jos=C3=A9?= <jose@cursus.test>\r\nSubject: \xc3\xa9t\xc3\xa9\r\n\r\n--");
 	free(m);
 	envelope_clear(&env);
 }
@@ -361,7 +361,7 @@ static void test_long_and_nasty(void)
 	/* Bare LF in the original becomes CRLF. */
 	bare = strdup("Subject: lf\n\nline one\nline two\n");
 	m = build("barelf", &env, bare, strlen(bare), &it, 1, &len);
-	HAS(m, len, "Subject: lf\r\n\r\nline one\r\nline two\r\n--");
+	HAS(m, len, "Subject: lf\r\n\r\nline one\r\nline two\r\n\r\n--");
 	free(m);
 	free(bare);
 
@@ -371,8 +371,23 @@ static void test_long_and_nasty(void)
 	memset(longline + o, 'y', 2000);
 	strcpy(longline + o + 2000, "\r\n");
 	m = build("longline", &env, longline, strlen(longline), &it, 1, &len);
-	HAS(m, len, "Content-Type: text/rfc822-headers\r\n\r\nSubject: long\r\n--");
+	HAS(m, len, "Content-Type: text/rfc822-headers\r\n\r\nSubject: long\r\n\r\n--");
 	HAS(m, len, "The header of your message is attached below.");
+	free(m);
+	free(longline);
+
+	/* RET=HDRS with a header line over 998 octets: folded, the only change a header
+	 * allows. */
+	longline = malloc(3000);
+	o = (size_t)snprintf(longline, 3000, "X-Long: ");
+	memset(longline + o, 'z', 1990);
+	strcpy(longline + o + 1990, "\r\nSubject: after\r\n\r\nbody\r\n");
+	env.ret = DSN_RET_HDRS;
+	m = build("longheader", &env, longline, strlen(longline), &it, 1, &len);
+	HAS(m, len, "X-Long: zzzz");
+	HAS(m, len, "zzzz\r\n zzzz");
+	HAS(m, len, "zzzz\r\nSubject: after\r\n\r\n--");
+	env.ret = DSN_RET_FULL;
 	free(m);
 	free(longline);
 
