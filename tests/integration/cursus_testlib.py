@@ -33,6 +33,15 @@ AUTH_GLOBAL_OPTS = ("auth_client_ca", "auth_fail_addr_budget", "auth_fail_accoun
                     "client_limit_exempt", "max_inflight_bytes")
 
 
+# Outbound delivery (the relay issue): global options a test may set.
+DELIVERY_OPTS = ("relay_host", "relay_tls", "relay_ca", "relay_auth_unverified", "dns_resolver",
+                 "dns_timeout", "relay_port", "relay_ip_family", "relay_max_addresses",
+                 "relay_concurrency_init", "relay_concurrency_max", "relay_rcpts_per_transaction",
+                 "relay_connect_timeout", "relay_greeting_timeout", "relay_command_timeout",
+                 "relay_data_timeout", "relay_dot_timeout", "relay_idle_time", "relay_reuse_limit",
+                 "max_received_headers", "delay_warning_time", "queue_lifetime", "control_socket")
+
+
 def free_port():
     """A loopback port free right now (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -225,7 +234,7 @@ class Server:
     """One cursusd in a temporary directory; see conftest.start_server."""
 
     def __init__(self, root, hostname="localhost", aliases=(), listener_opts=None,
-                 users=USERS, **global_opts):
+                 users=USERS, extra_conf="", **global_opts):
         self.root = str(root)
         os.makedirs(self.root, exist_ok=True)
         self.hostname = hostname
@@ -237,10 +246,12 @@ class Server:
         self.proc = None
         self.starts = 0
         for k in global_opts:
-            assert k in LIMITS or k in AUTH_GLOBAL_OPTS or k in ("worker_threads", "queue_threads", "delivery_threads",
-                                        "retry_min", "retry_max", "log_debug"), \
+            assert k in LIMITS or k in AUTH_GLOBAL_OPTS or k in DELIVERY_OPTS or k in (
+                "worker_threads", "queue_threads", "delivery_threads", "retry_min", "retry_max",
+                "log_debug"), \
                 "unknown option %s" % k
         self.global_opts = global_opts
+        self.extra_conf = extra_conf  # blocks such as route DOMAIN { ... }, as written
         self.listener_opts = listener_opts or {}
         for name, opts in self.listener_opts.items():
             for k in opts:
@@ -272,6 +283,8 @@ class Server:
             for k, v in self.listener_opts.get(name, {}).items():
                 lines.append("\t%s %s" % (k, v))
             lines.append("}")
+        if self.extra_conf:
+            lines.append(self.extra_conf)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
