@@ -223,11 +223,34 @@ static const char *dns_family_word(enum ip_family fam)
 	return fam == IPF_V4_ONLY ? "IPv4 " : fam == IPF_V6_ONLY ? "IPv6 " : "";
 }
 
+/* The first temporary failure among the hosts, preferring one that left its host
+ * without any address (that one may hide the best target). */
+static void dns_first_tempfail(const struct dns_query *q, const struct dns_host **host_r,
+			       const char **why_r, const char **fam_r)
+{
+	*host_r = NULL;
+	for (int pass = 0; pass < 2 && !*host_r; pass++) {
+		for (size_t i = 0; i < q->n_hosts && !*host_r; i++) {
+			const struct dns_lookup *lk = q->hosts[i].lk;
+			if (pass == 0 && lk[0].n_addrs + lk[1].n_addrs)
+				continue;
+			for (int f = 0; f < 2 && !*host_r; f++) {
+				if (lk[f].outcome != LK_TEMPFAIL)
+					continue;
+				*host_r = &q->hosts[i];
+				*why_r = lk[f].why;
+				/* Only when the other family answered is the family worth saying. */
+				*fam_r = pass == 0 ? "" : f == DNS_LK_A ? "IPv4 " : "IPv6 ";
+			}
+		}
+	}
+}
+
 void dns_targets_build(struct dns_query *q)
 {
 	struct dns_result *res = q->res;
-	const struct dns_host *tf_host = NULL;
-	const char *tf_why = NULL;
+	const struct dns_host *tf_host;
+	const char *tf_why = NULL, *tf_fam = NULL;
 	size_t n_nx = 0;
 
 	for (size_t i = 0; i < q->n_hosts; i++) {
@@ -238,23 +261,20 @@ void dns_targets_build(struct dns_query *q)
 			continue;
 		}
 		/* No address: skipped, but a temporary failure may hide one. */
-		for (int f = 0; f < 2; f++) {
-			if (lk[f].outcome == LK_TEMPFAIL && !tf_why)
-				tf_why = lk[f].why, tf_host = h;
-		}
 		if (lk[0].outcome == LK_TEMPFAIL || lk[1].outcome == LK_TEMPFAIL)
 			res->n_host_tempfail++;
 		else if ((lk[0].outcome == LK_NXDOMAIN || lk[0].outcome == LK_NONE) &&
 			 (lk[1].outcome == LK_NXDOMAIN || lk[1].outcome == LK_NONE))
 			n_nx++;
 	}
+	dns_first_tempfail(q, &tf_host, &tf_why, &tf_fam);
 	if (res->n_targets) {
 		if (tf_host)
-			dns_query_finish(q, DNS_OK, "%s looking up the address of %s", tf_why,
-					 tf_host->name);
+			dns_query_finish(q, DNS_OK, "%s looking up the %saddress of %s", tf_why,
+					 tf_fam, tf_host->name);
 		else
 			dns_query_finish(q, DNS_OK, NULL);
-	} else if (tf_host) {
+	} else if (res->n_host_tempfail) {
 		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up the address of %s", tf_why,
 				 tf_host->name);
 	} else if (!q->want_mx && n_nx == q->n_hosts) {
