@@ -95,12 +95,13 @@ struct dns *dns_create(struct event_base *base, const char *resolver, char **err
 		char *fwd = xasprintf("%s@%lu", addr, port);
 		err = ub_ctx_set_fwd(d->ctx, fwd);
 		free(fwd);
-		/* Unbound refuses to send queries to 127.0.0.1 and ::1 unless told. */
-		if (!err)
-			err = ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no");
 	} else {
 		err = ub_ctx_resolvconf(d->ctx, NULL);
 	}
+	/* Unbound refuses to send queries to 127.0.0.1 and ::1 unless told: a test
+	 * server, or resolv.conf's local resolver (127.0.0.53, a local unbound). */
+	if (!err)
+		err = ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no");
 	/* A thread, not a forked process: the daemon's descriptors stay its own. */
 	if (!err)
 		err = ub_ctx_async(d->ctx, 1);
