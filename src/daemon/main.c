@@ -160,6 +160,7 @@ int main(int argc, char **argv)
 	size_t nl = 0;
 	struct config *cfg;
 	struct qstore *qs;
+	struct workers *dwork;
 	struct sched *sched;
 	struct transport *local, *smtp = NULL;
 	struct event *sigs[3];
@@ -222,14 +223,15 @@ int main(int argc, char **argv)
 	if ((ch = qstore_lock(qs)) != 0)
 		fatalx("queue: %s is in use by another cursusd (lock: %s)", cfg->queue_dir,
 		       strerror(ch));
-	/* Delivery work (Maildir writes, journal fsyncs) shares the workers with SQLite
-	 * and hashing; queue_threads and delivery_threads bound each kind. */
-	srv.workers = workers_create(srv.base, cfg->worker_threads + cfg->delivery_threads);
+	srv.workers = workers_create(srv.base, cfg->worker_threads);
+	/* Delivery's file work (Maildir writes, journal fsyncs) on its own threads, so it
+	 * never delays a session's AUTH, nor widens how many passwords are checked at once. */
+	dwork = workers_create(srv.base, cfg->delivery_threads);
 	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
 	if (!srv.queue)
 		fatalx("queue: cannot use %s", cfg->queue_dir);
-	local = transport_maildir_create(cfg, srv.workers);
-	sched = sched_create(cfg, srv.base, srv.workers, qs, srv.queue, srv.users, local, smtp);
+	local = transport_maildir_create(cfg, dwork);
+	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.users, local, smtp);
 	queue_set_notify(srv.queue, sched_enqueue_cb, sched);
 
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
@@ -263,6 +265,7 @@ int main(int argc, char **argv)
 	 * transports (no callbacks from them any more), then the scheduler. */
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
+	workers_destroy(&dwork);
 	if (smtp)
 		smtp->destroy(smtp);
 	sched_destroy(&sched);
