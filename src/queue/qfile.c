@@ -16,6 +16,7 @@
 
 #include "queue/envelope.h"
 #include "util/xmalloc.h"
+#include "util/xtext.h"
 
 static uint32_t qfile_crc_table[256];
 static pthread_once_t qfile_crc_once = PTHREAD_ONCE_INIT;
@@ -64,25 +65,12 @@ static void qfile_puts(struct qfile_buf *b, const char *s)
 	qfile_put(b, s, strlen(s));
 }
 
-/* RFC 3461 4: xtext = *( xchar / hexchar ); xchar = any ASCII CHAR between "!" (33)
- * and "~" (126) inclusive, except for "+" and "="; hexchar = "+" 2(%x30-39 / %x41-46).
- * The lone string "-" is written "+2D" since "-" alone stands for NULL. */
+/* A lone "-" is written "+2D", since "-" alone stands for NULL. */
 static void qfile_put_xtext(struct qfile_buf *b, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	if (strcmp(s, "-") == 0) {
-		qfile_puts(b, "+2D");
-		return;
-	}
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 33 && c <= 126 && c != '+' && c != '=') {
-			qfile_put(b, (const char *)&c, 1);
-		} else {
-			char e[3] = { '+', hex[c >> 4], hex[c & 15] };
-			qfile_put(b, e, 3);
-		}
-	}
+	char *e = strcmp(s, "-") == 0 ? xstrdup("+2D") : xtext_encode(s, strlen(s));
+	qfile_puts(b, e);
+	free(e);
 }
 
 static void qfile_put_field(struct qfile_buf *b, const char *key, const char *val)
@@ -167,47 +155,6 @@ char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
 	return out;
 }
 
-static int qfile_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Decodes xtext s[0..n) into a new string; NULL when malformed or when it would
- * hold a NUL byte (which a C string cannot carry: never truncate silently). */
-static char *qfile_get_xtext(const char *s, size_t n)
-{
-	char *out = xmalloc(n + 1), *o = out;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '+') {
-			int hi, lo;
-			if (i + 2 >= n)
-				goto bad;
-			hi = qfile_hexval(s[i + 1]);
-			lo = qfile_hexval(s[i + 2]);
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-				goto bad;
-			*o++ = (char)(hi << 4 | lo);
-			i += 2;
-		} else if (c >= 33 && c <= 126 && c != '=') {
-			*o++ = (char)c;
-		} else {
-			goto bad;
-		}
-	}
-	*o = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
 /* Strict unsigned decimal: digits only, no sign, no leading zeros, no overflow. */
 static int qfile_get_num(const char *s, size_t n, uint64_t max, uint64_t *v_r)
 {
@@ -237,7 +184,7 @@ static int qfile_get_opt(const char *s, size_t n, char **out)
 		*out = NULL;
 		return 0;
 	}
-	*out = qfile_get_xtext(s, n);
+	*out = xtext_decode(s, n);
 	return *out ? 0 : -1;
 }
 
@@ -277,7 +224,7 @@ static int qfile_set_str(char **field, const char *v, size_t vn)
 {
 	if (*field)
 		return -1;
-	*field = qfile_get_xtext(v, vn);
+	*field = xtext_decode(v, vn);
 	return *field ? 0 : -1;
 }
 

@@ -5,6 +5,8 @@
 #define CURSUS_PARAMS_H
 
 #include <stddef.h>
+
+#include "util/xtext.h"
 #include "queue/envelope.h"
 
 struct mail_params {
@@ -35,9 +37,5 @@ int params_parse_rcpt(const char *s, size_t len, struct rcpt_params *p, struct p
 void mail_params_clear(struct mail_params *p);
 void rcpt_params_clear(struct rcpt_params *p);
 
-/* xtext (RFC 3461 4): decode returns a malloc'd string, or NULL when malformed (bad
- * "+XX", a decoded NUL, or a char outside "!".."~" other than as "+XX"). */
-char *xtext_decode(const char *s, size_t len);
-char *xtext_encode(const char *s, size_t len);
 
 #endif
