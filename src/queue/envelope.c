@@ -29,6 +29,7 @@ struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *address,
 	r->last_attempt = r->next_attempt = 0;
 	r->status[0] = '\0';
 	r->delay_warned = 0;
+	r->notified = 0;
 	return r;
 }
 

@@ -39,6 +39,7 @@ struct env_rcpt {
 	char *diag;        /* the last remote reply or local reason, verbatim; NULL: none */
 	char *remote_mta;  /* the host that gave diag, NULL when local */
 	int delay_warned;  /* a delay DSN went out for it */
+	int notified;      /* its final state was reported (DSN queued), or needs no report */
 };
 
 struct envelope {

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "queue/envelope.h"
+#include "util/fsutil.h"
+#include "util/log.h"
 #include "util/xmalloc.h"
 #include "util/xtext.h"
 
@@ -460,4 +462,25 @@ int qfile_done_append(const char *path, int dirfd, size_t index)
 	if (!err && created && dirfd >= 0 && fsync(dirfd) < 0)
 		err = errno;
 	return err;
+}
+
+void qfile_move_corrupt(const char *qdir, int msgfd, const char *name, const char *why)
+{
+	char *path = xasprintf("%s/corrupt", qdir);
+	int fd, err = fs_mkdirs(path, 0700);
+	if (err || (fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		log_warnx("queue file=%s status=corrupt reason=\"%s\" (left in msg/: "
+			  "cannot open %s)", name, why, path);
+		free(path);
+		return;
+	}
+	if (renameat(msgfd, name, fd, name) < 0)
+		log_warn("queue file=%s status=corrupt reason=\"%s\" cannot move to %s",
+			 name, why, path);
+	else
+		log_warnx("queue file=%s status=corrupt reason=\"%s\" moved to %s/%s",
+			  name, why, path, name);
+	fsync(fd);
+	close(fd);
+	free(path);
 }

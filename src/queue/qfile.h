@@ -61,4 +61,8 @@ int qfile_done_load(const char *path, struct envelope *env);
  * fsyncs dirfd (its directory) unless dirfd < 0. Returns 0 or an errno value. */
 int qfile_done_append(const char *path, int dirfd, size_t index);
 
+/* Moves msg/<name> (msgfd is msg/ of the queue at qdir) into <qdir>/corrupt/ and logs
+ * why; on failure it stays and the failure is logged. */
+void qfile_move_corrupt(const char *qdir, int msgfd, const char *name, const char *why);
+
 #endif

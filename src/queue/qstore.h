@@ -5,7 +5,8 @@
  *   <dir>/tmp/<id>        being written (queue.c)
  *   <dir>/msg/<id>        committed message, never changed (qfile.h format)
  *   <dir>/msg/<id>.state  the message's journal: one line per event (routed, delivered,
- *                         failed, deferred, warned, held, released), appended and fsync'd;
+ *                         failed, deferred, warned, held, released, notified), appended
+ *                         and fsync'd;
  *                         replaying it gives every recipient's state after a restart
  *   <dir>/msg/<id>.done   the journal of older versions ("<index> done"), still read
  *   <dir>/corrupt/        torn or malformed files, moved aside
@@ -62,6 +63,7 @@ enum qev_kind {
 	QEV_WARNED,     /* rcpt: a delay DSN was sent */
 	QEV_HOLD,       /* the message */
 	QEV_RELEASE,    /* the message */
+	QEV_NOTIFIED,   /* rcpt: its final state was reported to the sender (DSN queued) */
 };
 
 struct qev {

@@ -346,27 +346,6 @@ static int queue_is_id(const char *name)
 	return n == 16 && name[16] == '\0';
 }
 
-static void queue_move_corrupt(struct queue *q, const char *name, const char *why)
-{
-	char *path = xasprintf("%s/corrupt", q->dir);
-	int fd, err = fs_mkdirs(path, 0700);
-	if (err || (fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		log_warnx("queue file=%s status=corrupt reason=\"%s\" (left in msg/: "
-			  "cannot open %s)", name, why, path);
-		free(path);
-		return;
-	}
-	if (renameat(q->msgfd, name, fd, name) < 0)
-		log_warn("queue file=%s status=corrupt reason=\"%s\" cannot move to %s",
-			 name, why, path);
-	else
-		log_warnx("queue file=%s status=corrupt reason=\"%s\" moved to %s/%s",
-			  name, why, path, name);
-	fsync(fd);
-	close(fd);
-	free(path);
-}
-
 size_t queue_recover(struct queue *q)
 {
 	DIR *d;
@@ -402,19 +381,20 @@ size_t queue_recover(struct queue *q)
 	for (size_t i = 0; i < n; i++) {
 		const char *name = names[i];
 		size_t len = strlen(name);
-		if (len == 21 && strcmp(name + 16, ".done") == 0) {
+		if ((len == 21 && strcmp(name + 16, ".done") == 0) ||
+		    (len == 22 && strcmp(name + 16, ".state") == 0)) {
 			char id[17];
 			memcpy(id, name, 16);
 			id[16] = '\0';
-			/* The message was removed before its sidecar (a crash between
-			 * the two unlinks): the sidecar is of no use any more. */
+			/* The message was removed before its journal (a crash between
+			 * the two unlinks): the journal is of no use any more. */
 			if (queue_is_id(id) && faccessat(q->msgfd, id, F_OK, 0) < 0 &&
 			    errno == ENOENT)
 				unlinkat(q->msgfd, name, 0);
 			continue;
 		}
 		if (!queue_is_id(name)) {
-			queue_move_corrupt(q, name, "not a queue file name");
+			qfile_move_corrupt(q->dir, q->msgfd, name, "not a queue file name");
 			continue;
 		}
 		char *buf;
@@ -429,11 +409,14 @@ size_t queue_recover(struct queue *q)
 		}
 		if (qfile_decode(buf, blen, &env, &body, &bodylen) < 0 ||
 		    strcmp(env.id, name) != 0) {
-			char *done = xasprintf("%s.done", name);
-			queue_move_corrupt(q, name, "torn or malformed");
-			if (faccessat(q->msgfd, done, F_OK, 0) == 0)
-				queue_move_corrupt(q, done, "sidecar of a corrupt file");
-			free(done);
+			qfile_move_corrupt(q->dir, q->msgfd, name, "torn or malformed");
+			for (int k = 0; k < 2; k++) {
+				char *side = xasprintf("%s.%s", name, k ? "state" : "done");
+				if (faccessat(q->msgfd, side, F_OK, 0) == 0)
+					qfile_move_corrupt(q->dir, q->msgfd, side,
+							   "journal of a corrupt file");
+				free(side);
+			}
 		} else {
 			found++;
 			if (q->notify)
