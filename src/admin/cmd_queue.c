@@ -112,8 +112,8 @@ static int queue_change(struct qstore *qs, const char *socket_path, const struct
 		return ADMIN_EXIT_FAIL;
 	}
 	if (r->verb == QCTL_FLUSH || r->verb == QCTL_BOUNCE) {
-		admin_error("the daemon is not running: %s needs it (messages are attempted "
-			    "when it starts)", qctl_verb_name(r->verb));
+		admin_error("the daemon is not running: %s needs it%s", qctl_verb_name(r->verb),
+			    r->verb == QCTL_FLUSH ? " (it attempts every message when it starts)" : "");
 		return ADMIN_EXIT_TEMPFAIL;
 	}
 	return queue_direct(qs, r);

@@ -71,8 +71,8 @@ static const char admin_usage_text[] =
 	"                             message, 75 the daemon is not reachable\n"
 	"  help                       this text\n"
 	"\n"
-	"Passwords (user and relay-auth) are read from the terminal without echo, or as one line from stdin\n"
-	"when it is not a terminal; never from the command line.\n"
+	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
+	"line from stdin when it is not a terminal; never from the command line.\n"
 	"The configuration is FILE, else $CURSUS_CONFIG, else " ADMIN_DEFAULT_CONFIG ".\n";
 
 struct admin_command {

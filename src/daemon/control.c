@@ -32,6 +32,7 @@ struct control_client {
 	struct control *ctl;      /* NULL once the control socket is gone */
 	struct conn *conn;        /* NULL once the connection ended */
 	int pending;              /* a request is with the scheduler */
+	int skipping;             /* an overlong line is being discarded */
 	struct qctl_req req;
 	struct control_client *prev, *next;
 };
@@ -120,6 +121,8 @@ static void control_dispatch(struct control_client *cl)
 	}
 }
 
+/* An overlong request is skipped to its line end and then refused, so the client,
+ * still writing, reads the refusal instead of a reset connection. */
 static void control_on_read(struct conn *c, void *arg)
 {
 	struct control_client *cl = arg;
@@ -133,13 +136,13 @@ static void control_on_read(struct conn *c, void *arg)
 		return;
 	eol = evbuffer_search(in, "\n", 1, NULL);
 	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > QCTL_LINE_MAX + 1) {
+		if (cl->skipping || evbuffer_get_length(in) > QCTL_LINE_MAX + 1) {
+			cl->skipping = 1;
 			evbuffer_drain(in, evbuffer_get_length(in));
-			control_reply(cl, "error", "request too long");
 		}
 		return;
 	}
-	if ((size_t)eol.pos > QCTL_LINE_MAX + 1) {
+	if (cl->skipping || (size_t)eol.pos > QCTL_LINE_MAX + 1) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		control_reply(cl, "error", "request too long");
 		return;
