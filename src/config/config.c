@@ -2,8 +2,9 @@
  * type, default, bounds, where it lives, where it may appear) and one loop parses and
  * validates them all, so adding an option is adding a row. Promises: a returned config
  * is complete (every default applied, every path absolute, every listener with a role,
- * a numeric address and its limits); otherwise every error found has been printed as
- * "file:line: message" and NULL is returned. */
+ * a numeric address and its limits, routes in file order with unset policy -1/NULL);
+ * otherwise every error found has been printed as "file:line: message" and NULL is
+ * returned. */
 #include "config/config.h"
 
 #include <arpa/inet.h>
@@ -17,161 +18,25 @@
 #include <unistd.h>
 
 #include "config/config_lex.h"
+#include "config/config_relay.h"
+#include "config/config_table.h"
 #include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/netlist.h"
 #include "util/xmalloc.h"
 
-/* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
-enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS,
-		T_FLAGS /* a set of choices, OR'ed into an unsigned */,
-		T_WORDS /* a list like T_LIST, of any words (addresses, names) */ };
-/* Where an option may appear, and so which struct its offset is into. */
-enum opt_scope {
-	S_GLOBAL,   /* struct config */
-	S_LISTENER, /* struct listener_conf */
-	S_BOTH,     /* struct limits: global default, listener override */
+/* Which options a scope set, and where: one entry per row of opt_table. */
+struct optset {
+	unsigned char set[N_OPTS];
+	int line[N_OPTS];
 };
 
-struct opt_choice {
-	const char *name;
-	int value;
-};
-
-struct opt {
-	const char *name;
-	enum opt_type type;
-	enum opt_scope scope;
-	const char *def_s;            /* string/path/enum default; NULL: computed or none */
-	unsigned long long def_n;     /* number/bool default */
-	unsigned long long min, max;
-	size_t off;
-	size_t off2;                  /* T_LIST: the count; T_ADDRESS: the port */
-	const struct opt_choice *choices; /* T_ENUM; T_STRING restricted to these names */
-};
-
-static const struct opt_choice role_choices[] = {
-	{ "smtp", ROLE_SMTP }, { "submission", ROLE_SUBMISSION },
-	{ "submissions", ROLE_SUBMISSIONS }, { NULL, 0 },
-};
-static const struct opt_choice tls_choices[] = {
-	{ "none", TLS_NONE }, { "starttls", TLS_STARTTLS }, { "implicit", TLS_IMPLICIT },
-	{ NULL, 0 },
-};
-static const struct opt_choice tlsver_choices[] = {
-	{ "TLSv1.2", 0 }, { "TLSv1.3", 1 }, { NULL, 0 },
-};
-
-/* Mechanism names as in sasl.h; "none" is the empty set. */
-static const struct opt_choice mech_choices[] = {
-	{ "SCRAM-SHA-256-PLUS", MECH_BIT(MECH_SCRAM_SHA_256_PLUS) },
-	{ "SCRAM-SHA-256", MECH_BIT(MECH_SCRAM_SHA_256) },
-	{ "SCRAM-SHA-1-PLUS", MECH_BIT(MECH_SCRAM_SHA_1_PLUS) },
-	{ "SCRAM-SHA-1", MECH_BIT(MECH_SCRAM_SHA_1) },
-	{ "PLAIN", MECH_BIT(MECH_PLAIN) },
-	{ "LOGIN", MECH_BIT(MECH_LOGIN) },
-	{ "CRAM-MD5", MECH_BIT(MECH_CRAM_MD5) },
-	{ "DIGEST-MD5", MECH_BIT(MECH_DIGEST_MD5) },
-	{ "EXTERNAL", MECH_BIT(MECH_EXTERNAL) },
-	{ "none", 0 },
-	{ NULL, 0 },
-};
-/* Without a password-equivalent secret on disk: CRAM-MD5 and DIGEST-MD5 are opt-in. */
-#define MECHS_DEFAULT (MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_256) | \
-		       MECH_BIT(MECH_SCRAM_SHA_1_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1) | \
-		       MECH_BIT(MECH_PLAIN) | MECH_BIT(MECH_LOGIN))
-
-#define DAY 86400ULL
-
-#define G_STR(n, t, d, f) { n, t, S_GLOBAL, d, 0, 0, 0, offsetof(struct config, f), 0, NULL }
-#define G_NUM(n, t, d, lo, hi, f) \
-	{ n, t, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, f), 0, NULL }
-#define L_NUM(n, t, d, lo, hi, f) \
-	{ n, t, S_BOTH, NULL, d, lo, hi, offsetof(struct limits, f), 0, NULL }
-#define A_NUM(n, d, lo, hi, f) \
-	{ n, T_UINT, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, auth.f), 0, NULL }
-
-static const struct opt opt_table[] = {
-	/* Global. */
-	G_STR("hostname", T_HOST, NULL, hostname),
-	{ "local_domains", T_LIST, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, local_domains),
-	  offsetof(struct config, n_local_domains), NULL },
-	G_STR("queue_dir", T_PATH, "var/queue", queue_dir),
-	G_STR("mail_dir", T_PATH, "var/mail", mail_dir),
-	G_STR("user_db", T_PATH, "var/users.db", user_db),
-	G_STR("tls_cert", T_PATH, "var/tls/cert.pem", tls_cert),
-	G_STR("tls_key", T_PATH, "var/tls/key.pem", tls_key),
-	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
-	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
-	  offsetof(struct config, tls_min_version), 0, tlsver_choices },
-	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),
-	G_NUM("worker_threads", T_UINT, 4, 1, 256, worker_threads),
-	G_NUM("queue_threads", T_UINT, 16, 1, 1024, queue_threads),
-	G_NUM("delivery_threads", T_UINT, 4, 1, 1024, delivery_threads),
-	G_NUM("retry_min", T_UINT, 60, 1, DAY, retry_min),
-	G_NUM("retry_max", T_UINT, 3600, 1, 7 * DAY, retry_max),
-	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 3600, 30 * DAY, queue_lifetime),
-	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
-	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
-	G_STR("pid_file", T_PATH, "var/cursusd.pid", pid_file),
-	/* Protocol trace: sessions of these clients (addresses or CIDR prefixes) or users
-	 * are logged command by command; more come from trace_file (`cursus trace`). */
-	{ "trace_clients", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_clients),
-	  offsetof(struct config, n_trace_clients), NULL },
-	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
-	  offsetof(struct config, n_trace_users), NULL },
-	G_STR("trace_file", T_PATH, "var/trace", trace_file),
-	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
-	  offsetof(struct config, client_limit_exempt),
-	  offsetof(struct config, n_client_limit_exempt), NULL },
-	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
-	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
-	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),
-	A_NUM("auth_fail_window", 900, 1, DAY, window),
-	A_NUM("auth_fail_cooldown", 900, 1, DAY, cooldown),
-	A_NUM("auth_fail_delay_after", 3, 0, 1000, delay_after),
-	A_NUM("auth_fail_delay_base", 500, 0, 60000, delay_base_ms),
-	A_NUM("auth_fail_delay_max", 8000, 0, 600000, delay_max_ms),
-	A_NUM("auth_fail_max_entries", 65536, 16, 16777216, max_entries),
-	/* Limits: global defaults, overridable per listener. */
-	L_NUM("max_command_line", T_SIZE, 512, 512, 64 * KIB, max_command_line),
-	L_NUM("max_auth_line", T_SIZE, 12288, 512, 64 * KIB, max_auth_line),
-	/* Below the connection's 256 KiB input watermark, so a line always fits. */
-	L_NUM("max_text_line", T_SIZE, 1000, 1000, 128 * KIB, max_text_line),
-	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
-	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
-	L_NUM("max_errors", T_UINT, 10, 1, 1000, max_errors),
-	L_NUM("command_timeout", T_UINT, 300, 1, DAY, command_timeout),
-	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
-	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
-	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
-	L_NUM("max_client_sessions", T_UINT, 50, 1, 1000000, max_client_sessions),
-	{ "auth_mechanisms", T_FLAGS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
-	  offsetof(struct limits, auth_mechanisms), 0, mech_choices },
-	{ "auth_cleartext_mechanisms", T_FLAGS, S_BOTH, NULL, 0, 0, 0,
-	  offsetof(struct limits, auth_cleartext), 0, mech_choices },
-	L_NUM("auth_legacy_line", T_BOOL, 0, 0, 1, auth_legacy_line),
-	L_NUM("received_hide_client", T_BOOL, 0, 0, 1, received_hide_client),
-	L_NUM("received_show_user", T_BOOL, 0, 0, 1, received_show_user),
-	/* Listener only; their defaults depend on the listener, see check_listener(). */
-	{ "role", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, role), 0,
-	  role_choices },
-	{ "address", T_ADDRESS, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, host),
-	  offsetof(struct listener_conf, port), NULL },
-	{ "tls", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, tls), 0,
-	  tls_choices },
-};
-#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
-_Static_assert(N_OPTS <= 64, "the set masks are uint64_t");
-_Static_assert(sizeof(enum listener_role) == sizeof(int) && sizeof(enum tls_mode) == sizeof(int),
-	       "T_ENUM stores an int");
-
-/* A listener while parsing: which options it set and where. */
-struct lstate {
-	struct listener_conf *l;
-	int bad_name;           /* already reported; its other checks would be noise */
-	uint64_t set;
-	int opt_line[N_OPTS];
+/* A block while parsing: a listener, or a route / sender_route. */
+struct block {
+	struct listener_conf *l;   /* exactly one of l and r */
+	struct route_conf *r;
+	int bad_name;              /* already reported; its other checks would be noise */
+	struct optset opts;
 };
 
 struct parser {
@@ -180,11 +45,12 @@ struct parser {
 	int errors;
 	int line;
 	struct config *cfg;
-	uint64_t set;           /* global options seen */
-	int opt_line[N_OPTS];
-	struct lstate *ls;      /* listeners in file order */
+	struct optset opts;     /* global options seen */
+	struct block *ls;       /* listeners in file order */
 	size_t n_ls;
-	struct lstate *cur;     /* open block, or NULL */
+	struct block *rs;       /* route and sender_route blocks in file order */
+	size_t n_rs;
+	struct block *cur;      /* open block (in ls or rs), or NULL */
 	int cur_line;
 };
 
@@ -216,13 +82,22 @@ static const struct opt *opt_find(const char *name)
 	return NULL;
 }
 
-static void *field(const struct opt *o, struct config *cfg, struct listener_conf *l, size_t off)
+static int is_set(const struct optset *s, size_t i)
 {
-	if (o->scope == S_GLOBAL)
+	return s->set[i];
+}
+
+/* Where an option's value lives: in block b when given there, else in cfg. off is the
+ * option's off or off2 (never used by S_RELAY options). */
+static void *field(const struct opt *o, struct config *cfg, const struct block *b, size_t off)
+{
+	if (b && b->r)
+		return (char *)b->r + o->roff;
+	if (o->scope == S_GLOBAL || o->scope == S_RELAY)
 		return (char *)cfg + off;
 	if (o->scope == S_LISTENER)
-		return (char *)l + off;
-	return (char *)(l ? &l->limits : &cfg->limits) + off;
+		return (char *)b->l + off;
+	return (char *)(b ? &b->l->limits : &cfg->limits) + off;
 }
 
 static const struct opt_choice *choice_find(const struct opt_choice *c, const char *s)
@@ -292,13 +167,14 @@ static int parse_address(struct parser *p, const char *s, char **host_r, char **
 }
 
 /* Sets one option from its values; the caller has checked scope and duplicates. */
-static void opt_set(struct parser *p, const struct opt *o, struct listener_conf *l,
+static void opt_set(struct parser *p, const struct opt *o, const struct block *b,
 		    struct config_token *v, size_t nv)
 {
 	char e[LOG_ESCAPE_BUFSZ], list[256];
-	void *f = field(o, p->cfg, l, o->off);
+	void *f = field(o, p->cfg, b, o->off);
 	unsigned long long n;
 	const struct opt_choice *c;
+	const char *why;
 
 	if (nv == 0) {
 		cfg_error(p, p->line, "%s: missing value", o->name);
@@ -380,7 +256,7 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 	case T_LIST:
 	case T_WORDS: {
 		char ***arr = f;
-		size_t *cnt = field(o, p->cfg, l, o->off2);
+		size_t *cnt = field(o, p->cfg, b, o->off2);
 		for (size_t i = 0; i < nv; i++) {
 			if (o->type == T_LIST && !config_lex_domain_ok(v[i].s)) {
 				cfg_error(p, p->line, "%s: \"%s\" is not a domain", o->name,
@@ -413,7 +289,7 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		return;
 	}
 	case T_ADDRESS: {
-		char **host = f, **port = field(o, p->cfg, l, o->off2), *h, *pt;
+		char **host = f, **port = field(o, p->cfg, b, o->off2), *h, *pt;
 		if (parse_address(p, v[0].s, &h, &pt) == 0) {
 			free(*host);
 			free(*port);
@@ -422,6 +298,26 @@ static void opt_set(struct parser *p, const struct opt *o, struct listener_conf 
 		}
 		return;
 	}
+	case T_NEXTHOP: {
+		struct nexthop_conf nh;
+		if ((why = config_relay_nexthop(v[0].s, &nh))) {
+			cfg_error(p, p->line, "%s: \"%s\": %s", o->name, esc(e, sizeof(e), v[0].s),
+				  why);
+			return;
+		}
+		config_relay_nexthop_clear(f);
+		*(struct nexthop_conf *)f = nh;
+		return;
+	}
+	case T_RESOLVER:
+		if ((why = config_relay_resolver(v[0].s))) {
+			cfg_error(p, p->line, "%s: \"%s\": %s", o->name, esc(e, sizeof(e), v[0].s),
+				  why);
+			return;
+		}
+		free(*(char **)f);
+		*(char **)f = xstrdup(v[0].s);
+		return;
 	}
 }
 
@@ -436,12 +332,14 @@ static void opt_defaults(struct config *cfg)
 		case T_STRING:
 		case T_HOST:
 		case T_PATH:
+		case T_RESOLVER:
 			*(char **)f = o->def_s ? xstrdup(o->def_s) : NULL;
 			break;
 		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
 		case T_UINT:
 		case T_FLAGS: *(unsigned *)f = (unsigned)o->def_n; break;
-		case T_BOOL: *(int *)f = (int)o->def_n; break;
+		case T_BOOL:
+		case T_ENUM: *(int *)f = (int)o->def_n; break;
 		default: break;
 		}
 	}
@@ -452,23 +350,164 @@ static int is_bare(const struct config_token *t, const char *s)
 	return !t->quoted && strcmp(t->s, s) == 0;
 }
 
-static void block_open(struct parser *p, const char *name)
+/* How a block is named in messages: listener "smtp", route example.org. */
+static const char *block_name(const struct block *b, char *buf, size_t sz)
+{
+	char e[LOG_ESCAPE_BUFSZ];
+	if (b->l)
+		snprintf(buf, sz, "listener \"%s\"", esc(e, sizeof(e), b->l->name));
+	else
+		snprintf(buf, sz, "%s", esc(e, sizeof(e), b->r->name));
+	return buf;
+}
+
+static struct block *block_push(struct parser *p, struct block **arr, size_t *n)
+{
+	*arr = xrealloc(*arr, (*n + 1) * sizeof(**arr));
+	p->cur = &(*arr)[(*n)++];
+	memset(p->cur, 0, sizeof(*p->cur));
+	p->cur_line = p->line;
+	return p->cur;
+}
+
+static void listener_open(struct parser *p, const char *name)
 {
 	struct listener_conf *l = xcalloc(1, sizeof(*l));
 	l->name = xstrdup(name);
 	l->line = p->line;
 	l->role = (enum listener_role)-1;
 	l->tls = (enum tls_mode)-1;
-	p->ls = xrealloc(p->ls, (p->n_ls + 1) * sizeof(*p->ls));
-	p->cur = &p->ls[p->n_ls++];
-	memset(p->cur, 0, sizeof(*p->cur));
-	p->cur->l = l;
-	p->cur_line = p->line;
+	block_push(p, &p->ls, &p->n_ls)->l = l;
+}
+
+/* match is the route's (lower case), or NULL after an error already reported. */
+static void route_open(struct parser *p, const char *kw, int by_sender, char *match)
+{
+	struct route_conf *r = xcalloc(1, sizeof(*r));
+	r->match = match ? match : xstrdup("?");
+	r->by_sender = by_sender;
+	r->name = xasprintf("%s %s", kw, r->match);
+	r->relay_tls = -1;
+	r->relay_auth_unverified = -1;
+	r->line = p->line;
+	for (size_t i = 0; match && i < p->n_rs; i++) {
+		const struct route_conf *o = p->rs[i].r;
+		if (!p->rs[i].bad_name && o->by_sender == by_sender && strcmp(o->match, match) == 0)
+			cfg_error(p, p->line, "duplicate %s (first on line %d)", r->name, o->line);
+	}
+	block_push(p, &p->rs, &p->n_rs)->r = r;
+	p->cur->bad_name = !match;
+}
+
+/* "listener NAME {", "route DOMAIN {" or "sender_route ADDRESS {". The block is opened
+ * even after an error so that its lines are checked as what they are and its '}' is not
+ * reported a second time. */
+static void block_header(struct parser *p, struct config_token *t, size_t n)
+{
+	char e[LOG_ESCAPE_BUFSZ], e2[LOG_ESCAPE_BUFSZ];
+	const char *kw = t[0].s, *arg = n >= 2 && !is_bare(&t[1], "{") ? t[1].s : "", *why;
+	int by_sender = strcmp(kw, "sender_route") == 0, listener = strcmp(kw, "listener") == 0;
+	char *match = NULL;
+
+	if (p->cur)
+		cfg_error(p, p->line, "%s %s%s%s inside %s (missing '}' on an earlier line?)", kw,
+			  listener ? "\"" : "", esc(e, sizeof(e), arg), listener ? "\"" : "",
+			  block_name(p->cur, e2, sizeof(e2)));
+	if (listener) {
+		int ok = config_lex_name_ok(arg);
+		if (!ok)
+			cfg_error(p, p->line, "listener: missing or bad name \"%s\" "
+				  "(letters, digits, '_' and '-')", esc(e, sizeof(e), arg));
+		else if (n != 3 || !is_bare(&t[2], "{"))
+			cfg_error(p, p->line, "listener \"%s\": expected '{' after the name "
+				  "(listener NAME {)", arg);
+		listener_open(p, ok ? arg : "?");
+		p->cur->bad_name = !ok;
+		return;
+	}
+	if ((why = config_relay_match(arg, by_sender, &match)))
+		cfg_error(p, p->line, "%s: \"%s\": %s", kw, esc(e, sizeof(e), arg), why);
+	else if (n != 3 || !is_bare(&t[2], "{"))
+		cfg_error(p, p->line, "%s %s: expected '{' after the %s (%s)", kw, match,
+			  by_sender ? "address" : "domain",
+			  by_sender ? "sender_route ADDRESS {" : "route DOMAIN {");
+	route_open(p, kw, by_sender, match);
+}
+
+/* Whether o may be set where the parser is; if not, says why. */
+static int scope_ok(struct parser *p, const struct opt *o)
+{
+	char b[LOG_ESCAPE_BUFSZ + 16];
+	if (!p->cur) {
+		if (o->scope != S_LISTENER)
+			return 1;
+		cfg_error(p, p->line, "\"%s\" is only allowed inside a listener block", o->name);
+	} else if (p->cur->r) {
+		if (o->scope == S_RELAY)
+			return 1;
+		cfg_error(p, p->line, "\"%s\" is not allowed inside %s (only relay_host, relay_tls, "
+			  "relay_ca, relay_auth_unverified)", o->name, block_name(p->cur, b, sizeof(b)));
+	} else {
+		if (o->scope == S_LISTENER || o->scope == S_BOTH)
+			return 1;
+		cfg_error(p, p->line, "\"%s\" is a global option, not allowed inside %s%s", o->name,
+			  block_name(p->cur, b, sizeof(b)),
+			  o->scope == S_RELAY ? " (set it per destination in a route block)" : "");
+	}
+	return 0;
+}
+
+static void unknown_option(struct parser *p, const char *name)
+{
+	char e[LOG_ESCAPE_BUFSZ];
+	const char *best = NULL;
+	size_t bestd = 3;
+	for (size_t i = 0; i < N_OPTS; i++) {
+		size_t d = config_lex_distance(name, opt_table[i].name);
+		/* Close relative to the length: "nope" is not a typo of "role". */
+		if (d < bestd && d * 3 < strlen(name)) {
+			bestd = d;
+			best = opt_table[i].name;
+		}
+	}
+	if (best)
+		cfg_error(p, p->line, "unknown option \"%s\" (did you mean \"%s\"?)",
+			  esc(e, sizeof(e), name), best);
+	else
+		cfg_error(p, p->line, "unknown option \"%s\"", esc(e, sizeof(e), name));
+}
+
+static void option_line(struct parser *p, struct config_token *t, size_t n)
+{
+	const struct opt *o = opt_find(t[0].s);
+	struct optset *set = p->cur ? &p->cur->opts : &p->opts;
+	size_t i;
+	int before = p->errors;
+
+	if (!o) {
+		unknown_option(p, t[0].s);
+		return;
+	}
+	if (!scope_ok(p, o))
+		return;
+	i = (size_t)(o - opt_table);
+	/* A list may be spread over several lines; anything else said twice is a mistake:
+	 * which one did the administrator mean? */
+	if (is_set(set, i) && o->type != T_LIST && o->type != T_WORDS) {
+		cfg_error(p, p->line, "duplicate option \"%s\" (first set on line %d)", o->name,
+			  set->line[i]);
+		return;
+	}
+	opt_set(p, o, p->cur, t + 1, n - 1);
+	if (p->errors == before && !is_set(set, i)) {
+		set->line[i] = p->line;
+		set->set[i] = 1;
+	}
 }
 
 static void parse_line(struct parser *p, char *text)
 {
-	char e[LOG_ESCAPE_BUFSZ], e2[LOG_ESCAPE_BUFSZ];
+	char e[LOG_ESCAPE_BUFSZ];
 	struct config_token *t;
 	size_t n;
 	const char *lexerr;
@@ -482,73 +521,18 @@ static void parse_line(struct parser *p, char *text)
 	}
 	if (is_bare(&t[0], "}")) {
 		if (!p->cur)
-			cfg_error(p, p->line, "unexpected '}' outside a listener block");
+			cfg_error(p, p->line, "unexpected '}' outside a block");
 		else if (n > 1)
 			cfg_error(p, p->line, "unexpected text after '}'");
 		p->cur = NULL;
-	} else if (is_bare(&t[0], "listener")) {
-		const char *name = n >= 2 && !is_bare(&t[1], "{") ? t[1].s : "";
-		if (p->cur)
-			cfg_error(p, p->line, "listener \"%s\" inside listener \"%s\" "
-				  "(missing '}' on an earlier line?)", esc(e, sizeof(e), name),
-				  esc(e2, sizeof(e2), p->cur->l->name));
-		if (!config_lex_name_ok(name))
-			cfg_error(p, p->line, "listener: missing or bad name \"%s\" "
-				  "(letters, digits, '_' and '-')", esc(e, sizeof(e), name));
-		else if (n != 3 || !is_bare(&t[2], "{"))
-			cfg_error(p, p->line, "listener \"%s\": expected '{' after the name "
-				  "(listener NAME {)", name);
-		/* Open the block even after an error so its lines are checked as listener
-		 * options and its '}' is not reported a second time. */
-		block_open(p, config_lex_name_ok(name) ? name : "?");
-		p->cur->bad_name = !config_lex_name_ok(name);
+	} else if (is_bare(&t[0], "listener") || is_bare(&t[0], "route") ||
+		   is_bare(&t[0], "sender_route")) {
+		block_header(p, t, n);
 	} else if (t[0].quoted || is_bare(&t[0], "{")) {
 		cfg_error(p, p->line, "expected an option name, not \"%s\"",
 			  esc(e, sizeof(e), t[0].s));
 	} else {
-		const struct opt *o = opt_find(t[0].s);
-		if (!o) {
-			const char *best = NULL;
-			size_t bestd = 3;
-			for (size_t i = 0; i < N_OPTS; i++) {
-				size_t d = config_lex_distance(t[0].s, opt_table[i].name);
-				/* Close relative to the length: "nope" is not a typo of "role". */
-				if (d < bestd && d * 3 < strlen(t[0].s)) {
-					bestd = d;
-					best = opt_table[i].name;
-				}
-			}
-			if (best)
-				cfg_error(p, p->line, "unknown option \"%s\" (did you mean \"%s\"?)",
-					  esc(e, sizeof(e), t[0].s), best);
-			else
-				cfg_error(p, p->line, "unknown option \"%s\"",
-					  esc(e, sizeof(e), t[0].s));
-		} else if (o->scope == S_GLOBAL && p->cur) {
-			cfg_error(p, p->line, "\"%s\" is a global option, not allowed inside "
-				  "listener \"%s\"", o->name, p->cur->l->name);
-		} else if (o->scope == S_LISTENER && !p->cur) {
-			cfg_error(p, p->line, "\"%s\" is only allowed inside a listener block",
-				  o->name);
-		} else {
-			size_t i = (size_t)(o - opt_table);
-			uint64_t *set = p->cur ? &p->cur->set : &p->set;
-			int *where = p->cur ? p->cur->opt_line : p->opt_line;
-			/* A list may be spread over several lines; anything else said twice is
-			 * a mistake: which one did the administrator mean? */
-			if ((*set & (1ULL << i)) && o->type != T_LIST && o->type != T_WORDS) {
-				cfg_error(p, p->line, "duplicate option \"%s\" (first set on "
-					  "line %d)", o->name, where[i]);
-			} else {
-				int before = p->errors;
-				opt_set(p, o, p->cur ? p->cur->l : NULL, t + 1, n - 1);
-				if (p->errors == before) {
-					if (!(*set & (1ULL << i)))
-						where[i] = p->line;
-					*set |= 1ULL << i;
-				}
-			}
-		}
+		option_line(p, t, n);
 	}
 	free(t);
 }
@@ -582,26 +566,26 @@ static int addr_overlap(const struct listener_conf *a, const struct listener_con
 			    strcmp(b->host, b6 ? "::" : "0.0.0.0") == 0);
 }
 
-static void check_listener(struct parser *p, struct lstate *s)
+static void check_listener(struct parser *p, struct block *s)
 {
 	struct listener_conf *l = s->l;
 	const struct opt_choice *c;
 	size_t i_role = opt_index("role"), i_tls = opt_index("tls");
 	if (s->bad_name)
 		return;
-	if (!(s->set & (1ULL << i_role))) {
+	if (!is_set(&s->opts, i_role)) {
 		if ((c = choice_find(role_choices, l->name)) && strcmp(c->name, l->name) == 0)
 			l->role = (enum listener_role)c->value;
 		else
 			cfg_error(p, l->line, "listener \"%s\": missing role (the name is not "
 				  "smtp, submission or submissions)", l->name);
 	}
-	if (!(s->set & (1ULL << i_tls)))
+	if (!is_set(&s->opts, i_tls))
 		l->tls = l->role == ROLE_SUBMISSIONS ? TLS_IMPLICIT : TLS_STARTTLS;
 	/* RFC 8314 3.3: "When a TCP connection is established for the "submissions"
 	 * service (default port 465), a TLS handshake begins immediately." */
 	else if (l->role == ROLE_SUBMISSIONS && l->tls != TLS_IMPLICIT)
-		cfg_error(p, s->opt_line[i_tls], "listener \"%s\": role submissions requires "
+		cfg_error(p, s->opts.line[i_tls], "listener \"%s\": role submissions requires "
 			  "tls implicit (RFC 8314), not tls %s", l->name,
 			  l->tls == TLS_NONE ? "none" : "starttls");
 	if (!l->host)
@@ -609,7 +593,7 @@ static void check_listener(struct parser *p, struct lstate *s)
 	/* A limit not set in the block is the global value, wherever in the file it is. */
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt *o = &opt_table[i];
-		if (o->scope != S_BOTH || (s->set & (1ULL << i)))
+		if (o->scope != S_BOTH || is_set(&s->opts, i))
 			continue;
 		memcpy((char *)&l->limits + o->off, (char *)&p->cfg->limits + o->off,
 		       o->type == T_SIZE ? sizeof(size_t) : sizeof(unsigned));
@@ -623,7 +607,7 @@ static void check_exempt(struct parser *p)
 	size_t i_ex = opt_index("client_limit_exempt");
 	char e[LOG_ESCAPE_BUFSZ];
 
-	if (!(p->set & (1ULL << i_ex))) {
+	if (!is_set(&p->opts, i_ex)) {
 		cfg->client_limit_exempt = xcalloc(2, sizeof(char *));
 		cfg->client_limit_exempt[0] = xstrdup("127.0.0.0/8");
 		cfg->client_limit_exempt[1] = xstrdup("::1");
@@ -634,7 +618,7 @@ static void check_exempt(struct parser *p)
 		struct netlist l = {0};
 		const char *w = cfg->client_limit_exempt[i];
 		if (strcmp(w, "none") != 0 && netlist_add(&l, w) < 0)
-			cfg_error(p, p->opt_line[i_ex], "client_limit_exempt: \"%s\" is not an "
+			cfg_error(p, p->opts.line[i_ex], "client_limit_exempt: \"%s\" is not an "
 				  "address or CIDR prefix", esc(e, sizeof(e), w));
 		netlist_clear(&l);
 	}
@@ -645,17 +629,25 @@ static void check_all(struct parser *p)
 	struct config *cfg = p->cfg;
 	int eof = p->line > 0 ? p->line : 1;
 	size_t i_rmin = opt_index("retry_min"), i_rmax = opt_index("retry_max");
+	size_t i_cinit = opt_index("relay_concurrency_init");
+	size_t i_cmax = opt_index("relay_concurrency_max");
+	char b[LOG_ESCAPE_BUFSZ + 16];
 
 	if (p->cur)
-		cfg_error(p, p->cur_line, "listener \"%s\": unterminated block (missing '}')",
-			  p->cur->l->name);
+		cfg_error(p, p->cur_line, "%s: unterminated block (missing '}')",
+			  block_name(p->cur, b, sizeof(b)));
 	if (cfg->n_local_domains == 0)
 		cfg_error(p, eof, "missing local_domains (at least one domain this server "
 			  "receives mail for)");
 	if (cfg->retry_min > cfg->retry_max)
-		cfg_error(p, (p->set & (1ULL << i_rmax)) ? p->opt_line[i_rmax]
-			  : p->opt_line[i_rmin], "retry_max %u is below retry_min %u",
+		cfg_error(p, is_set(&p->opts, i_rmax) ? p->opts.line[i_rmax]
+			  : p->opts.line[i_rmin], "retry_max %u is below retry_min %u",
 			  cfg->retry_max, cfg->retry_min);
+	if (cfg->relay_concurrency_init > cfg->relay_concurrency_max)
+		cfg_error(p, is_set(&p->opts, i_cmax) ? p->opts.line[i_cmax]
+			  : p->opts.line[i_cinit], "relay_concurrency_max %u is below "
+			  "relay_concurrency_init %u", cfg->relay_concurrency_max,
+			  cfg->relay_concurrency_init);
 	if (!cfg->hostname) {
 		char h[256] = "";
 		if (gethostname(h, sizeof(h) - 1) < 0 || !config_lex_domain_ok(h))
@@ -678,7 +670,7 @@ static void check_all(struct parser *p)
 				cfg_error(p, l->line, "duplicate listener \"%s\" (first on line %d)",
 					  l->name, m->line);
 			else if (l->host && m->host && addr_overlap(l, m))
-				cfg_error(p, p->ls[i].opt_line[opt_index("address")],
+				cfg_error(p, p->ls[i].opts.line[opt_index("address")],
 					  "listener \"%s\": address %s%s%s:%s is already used by "
 					  "listener \"%s\" (line %d)", l->name,
 					  strchr(l->host, ':') ? "[" : "", l->host,
@@ -717,6 +709,12 @@ struct config *config_load(const char *path, FILE *errs)
 		p.cfg->listeners = p.ls[i].l;
 	}
 	free(p.ls);
+	/* The router takes the first sender_route that matches: file order matters. */
+	for (size_t i = p.n_rs; i-- > 0;) {
+		p.rs[i].r->next = p.cfg->routes;
+		p.cfg->routes = p.rs[i].r;
+	}
+	free(p.rs);
 
 	/* The daemon may chdir later; paths are fixed now, against where it was started. */
 	if (!(cwd = getcwd(NULL, 0))) {
@@ -731,6 +729,13 @@ struct config *config_load(const char *path, FILE *errs)
 			char *abs = resolve_path(cwd, *fp);
 			free(*fp);
 			*fp = abs;
+		}
+		for (struct route_conf *r = p.cfg->routes; r; r = r->next) {
+			if (!r->relay_ca)
+				continue;
+			char *abs = resolve_path(cwd, r->relay_ca);
+			free(r->relay_ca);
+			r->relay_ca = abs;
 		}
 		p.cfg->path = resolve_path(cwd, path);
 		free(cwd);
@@ -749,9 +754,12 @@ void config_free(struct config **cfgp)
 		return;
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt *o = &opt_table[i];
-		if (o->scope != S_GLOBAL)
+		if (o->scope != S_GLOBAL && o->scope != S_RELAY)
 			continue;
-		if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH) {
+		if (o->type == T_NEXTHOP) {
+			config_relay_nexthop_clear(field(o, cfg, NULL, o->off));
+		} else if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH ||
+			   o->type == T_RESOLVER) {
 			free(*(char **)field(o, cfg, NULL, o->off));
 		} else if (o->type == T_LIST || o->type == T_WORDS) {
 			char **arr = *(char ***)field(o, cfg, NULL, o->off);
@@ -768,6 +776,15 @@ void config_free(struct config **cfgp)
 		free(l->host);
 		free(l->port);
 		free(l);
+	}
+	while (cfg->routes) {
+		struct route_conf *r = cfg->routes;
+		cfg->routes = r->next;
+		free(r->match);
+		free(r->name);
+		config_relay_nexthop_clear(&r->relay_host);
+		free(r->relay_ca);
+		free(r);
 	}
 	free(cfg->path);
 	free(cfg);

@@ -8,6 +8,7 @@
 
 #include "util/xtext.h"
 #include "queue/envelope.h"
+#include "util/xtext.h"
 
 struct mail_params {
 	size_t size;           /* SIZE=, 0 when absent */
@@ -36,6 +37,5 @@ int params_parse_mail(const char *s, size_t len, struct mail_params *p, struct p
 int params_parse_rcpt(const char *s, size_t len, struct rcpt_params *p, struct param_error *err);
 void mail_params_clear(struct mail_params *p);
 void rcpt_params_clear(struct rcpt_params *p);
-
 
 #endif

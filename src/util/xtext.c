@@ -1,6 +1,5 @@
-/* xtext: RFC 3461 4: xtext = *( xchar / hexchar ); xchar = any ASCII CHAR between "!"
- * (33) and "~" (126) inclusive, except for "+" and "="; hexchar = ASCII "+" immediately
- * followed by two upper case hexadecimal digits. */
+/* xtext: RFC 3461 section 4, shared by every text format that must carry any byte in
+ * a space-separated field. Promises: encode's output always decodes to its input. */
 #include "util/xtext.h"
 
 #include <stdlib.h>
@@ -16,6 +15,9 @@ static int xtext_hexval(char c)
 	return -1;
 }
 
+/* RFC 3461 4: xtext = *( xchar / hexchar ); xchar = any ASCII CHAR between "!"
+ * (33) and "~" (126) inclusive, except for "+" and "="; hexchar = ASCII "+"
+ * immediately followed by two upper case hexadecimal digits. */
 char *xtext_decode(const char *s, size_t len)
 {
 	char *out = xmalloc(len + 1);

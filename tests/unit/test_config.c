@@ -109,7 +109,7 @@ static void test_defaults(void)
 	CHECK(cfg->tls_self_signed == 1);
 	CHECK_STR(cfg->tls_min_version, "TLSv1.2");
 	CHECK(cfg->worker_threads == 4 && cfg->queue_threads == 16 && cfg->delivery_threads == 4);
-	CHECK(cfg->retry_min == 60 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);
+	CHECK(cfg->retry_min == 300 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);
 	CHECK(cfg->log_debug == 0);
 	CHECK(cfg->limits.max_command_line == 512 && cfg->limits.max_auth_line == 12288);
 	CHECK(cfg->limits.max_text_line == 1000 && cfg->limits.max_message_size == 36700160);
@@ -329,7 +329,7 @@ static void test_errors(void)
 	      "F:5: \"address\" is only allowed inside a listener block\n");
 	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\nhostname x.test\n}\n",
 	      "F:4: \"hostname\" is a global option, not allowed inside listener \"smtp\"\n");
-	fails(BASE "}\n", "F:5: unexpected '}' outside a listener block\n");
+	fails(BASE "}\n", "F:5: unexpected '}' outside a block\n");
 	fails("local_domains a.test\nlistener smtp\naddress 127.0.0.1:25\n}\n",
 	      "F:2: listener \"smtp\": expected '{' after the name (listener NAME {)\n");
 	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\n"
@@ -456,8 +456,331 @@ static void test_auth_trace_client_options(void)
 	      "F:1: auth_fail_addr_budget: 2000 is above the maximum 1024\n");
 }
 
+/* Outbound delivery options: defaults. */
+static void test_relay_defaults(void)
+{
+	char cwd[4096], want[4200];
+	struct config *cfg = loads(BASE);
+	if (!cfg)
+		return;
+	CHECK(cfg->relay_host.host == NULL && cfg->relay_host.text == NULL);
+	CHECK(cfg->relay_host.port == 0 && cfg->relay_host.literal == 0);
+	CHECK(cfg->relay_tls == RELAY_TLS_MAY && cfg->relay_ca == NULL);
+	CHECK(cfg->relay_auth_unverified == 0 && cfg->dns_resolver == NULL);
+	CHECK(cfg->dns_timeout == 10 && cfg->relay_port == 25);
+	CHECK(cfg->relay_ip_family == IPF_ANY && cfg->relay_max_addresses == 10);
+	CHECK(cfg->relay_concurrency_init == 5 && cfg->relay_concurrency_max == 20);
+	CHECK(cfg->relay_rcpts_per_transaction == 50);
+	CHECK(cfg->relay_connect_timeout == 30 && cfg->relay_greeting_timeout == 300);
+	CHECK(cfg->relay_command_timeout == 300 && cfg->relay_data_timeout == 180);
+	CHECK(cfg->relay_dot_timeout == 600 && cfg->relay_idle_time == 2);
+	CHECK(cfg->relay_reuse_limit == 100 && cfg->max_received_headers == 100);
+	CHECK(cfg->delay_warning_time == 14400);
+	CHECK(cfg->routes == NULL);
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	snprintf(want, sizeof(want), "%s/var/cursusd.sock", cwd);
+	CHECK_STR(cfg->control_socket, want);
+	config_free(&cfg);
+}
+
+static void test_relay_options(void)
+{
+	char cwd[4096], want[4200];
+	struct config *cfg = loads(
+		"relay_tls VERIFY\nrelay_ca ca.pem\nrelay_auth_unverified yes\n"
+		"dns_resolver 127.0.0.1@5353\ndns_timeout 1\nrelay_port 2525\n"
+		"relay_ip_family prefer-ipv6\nrelay_max_addresses 3\nrelay_concurrency_init 1\n"
+		"relay_concurrency_max 1\nrelay_rcpts_per_transaction 2\nrelay_connect_timeout 1\n"
+		"relay_greeting_timeout 2\nrelay_command_timeout 3\nrelay_data_timeout 4\n"
+		"relay_dot_timeout 5\nrelay_idle_time 0\nrelay_reuse_limit 7\n"
+		"max_received_headers 30\ndelay_warning_time 0\ncontrol_socket /run/c.sock\n"
+		"queue_lifetime 1\n" BASE);
+	if (!cfg)
+		return;
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	CHECK(cfg->relay_tls == RELAY_TLS_VERIFY && cfg->relay_auth_unverified == 1);
+	snprintf(want, sizeof(want), "%s/ca.pem", cwd);
+	CHECK_STR(cfg->relay_ca, want);
+	CHECK_STR(cfg->dns_resolver, "127.0.0.1@5353");
+	CHECK(cfg->dns_timeout == 1 && cfg->relay_port == 2525);
+	CHECK(cfg->relay_ip_family == IPF_PREFER_V6 && cfg->relay_max_addresses == 3);
+	CHECK(cfg->relay_concurrency_init == 1 && cfg->relay_concurrency_max == 1);
+	CHECK(cfg->relay_rcpts_per_transaction == 2 && cfg->relay_connect_timeout == 1);
+	CHECK(cfg->relay_greeting_timeout == 2 && cfg->relay_command_timeout == 3);
+	CHECK(cfg->relay_data_timeout == 4 && cfg->relay_dot_timeout == 5);
+	CHECK(cfg->relay_idle_time == 0 && cfg->relay_reuse_limit == 7);
+	CHECK(cfg->max_received_headers == 30 && cfg->delay_warning_time == 0);
+	CHECK_STR(cfg->control_socket, "/run/c.sock");
+	CHECK(cfg->queue_lifetime == 1);
+	config_free(&cfg);
+
+	static const struct { const char *v; int fam; } fams[] = {
+		{ "any", IPF_ANY }, { "ipv4", IPF_V4_ONLY }, { "ipv6", IPF_V6_ONLY },
+		{ "prefer-ipv4", IPF_PREFER_V4 }, { "prefer-ipv6", IPF_PREFER_V6 },
+	};
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "relay_ip_family %s\n" BASE, fams[i].v);
+		cfg = loads(text);
+		CHECK(cfg && (int)cfg->relay_ip_family == fams[i].fam);
+		config_free(&cfg);
+	}
+	static const struct { const char *v; int tls; } tlss[] = {
+		{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY },
+		{ "encrypt", RELAY_TLS_ENCRYPT }, { "verify", RELAY_TLS_VERIFY },
+	};
+	for (size_t i = 0; i < sizeof(tlss) / sizeof(tlss[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "relay_tls %s\n" BASE, tlss[i].v);
+		cfg = loads(text);
+		CHECK(cfg && (int)cfg->relay_tls == tlss[i].tls);
+		config_free(&cfg);
+	}
+	static const char *const resolvers[] = { "192.0.2.53", "::1", "::1@53", "2001:db8::1@65535" };
+	for (size_t i = 0; i < sizeof(resolvers) / sizeof(resolvers[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "dns_resolver %s\n" BASE, resolvers[i]);
+		cfg = loads(text);
+		CHECK(cfg && strcmp(cfg->dns_resolver, resolvers[i]) == 0);
+		config_free(&cfg);
+	}
+}
+
+/* Every form of relay_host. */
+static void test_relay_host(void)
+{
+	static const struct {
+		const char *in, *host, *text;
+		unsigned port;
+		int literal;
+	} ok[] = {
+		{ "smtp.example.org", "smtp.example.org", "smtp.example.org", 0, 0 },
+		{ "Smtp.Example.ORG:587", "smtp.example.org", "smtp.example.org:587", 587, 0 },
+		{ "[Smtp.Example.org]", "smtp.example.org", "[smtp.example.org]", 0, 1 },
+		{ "[smtp.example.org]:2525", "smtp.example.org", "[smtp.example.org]:2525", 2525, 1 },
+		{ "[127.0.0.1]:2525", "127.0.0.1", "[127.0.0.1]:2525", 2525, 1 },
+		{ "[::1]:25", "::1", "[::1]:25", 25, 1 },
+		{ "[2001:DB8::1]", "2001:db8::1", "[2001:db8::1]", 0, 1 },
+		/* An address without brackets is still not looked up as an MX. */
+		{ "127.0.0.1:26", "127.0.0.1", "127.0.0.1:26", 26, 1 },
+		{ "localhost:65535", "localhost", "localhost:65535", 65535, 0 },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "relay_host %s\n" BASE, ok[i].in);
+		struct config *cfg = loads(text);
+		if (!cfg)
+			continue;
+		CHECK_STR(cfg->relay_host.host, ok[i].host);
+		CHECK_STR(cfg->relay_host.text, ok[i].text);
+		CHECK(cfg->relay_host.port == ok[i].port);
+		CHECK(cfg->relay_host.literal == ok[i].literal);
+		config_free(&cfg);
+	}
+	static const struct { const char *in, *why; } bad[] = {
+		{ "\"\"", "\"\": empty host" },
+		{ "[]", "\"[]\": empty host" },
+		{ "[]:25", "\"[]:25\": empty host" },
+		{ ":25", "\":25\": empty host" },
+		{ "host:", "\"host:\": bad port (1-65535)" },
+		{ "host:0", "\"host:0\": bad port (1-65535)" },
+		{ "host:65536", "\"host:65536\": bad port (1-65535)" },
+		{ "host:2x", "\"host:2x\": bad port (1-65535)" },
+		{ "[host", "\"[host\": missing ']' (e.g. [192.0.2.1]:587)" },
+		{ "[host]x", "\"[host]x\": unexpected text after ']' (expected [HOST] or [HOST]:PORT)" },
+		{ "::1", "\"::1\": an IPv6 address needs brackets, e.g. [2001:db8::1]:25" },
+		{ "a_b.test", "\"a_b.test\": not a host name or IP address" },
+		{ "host]:25", "\"host]:25\": not a host name or IP address" },
+		{ "a..b", "\"a..b\": not a host name or IP address" },
+		{ "\"a b\"", "\"a b\": not a host name or IP address" },
+		{ "user@host", "\"user@host\": not a host name or IP address" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256], want[256];
+		snprintf(text, sizeof(text), "relay_host %s\n" BASE, bad[i].in);
+		snprintf(want, sizeof(want), "F:1: relay_host: %s\n", bad[i].why);
+		fails(text, want);
+	}
+	fails("relay_host a.test b.test\n" BASE, "F:1: relay_host: expected one value, got 2 "
+	      "(quote a value that contains spaces)\n");
+	fails("relay_host\n" BASE, "F:1: relay_host: missing value\n");
+	fails("relay_host a.test\nrelay_host b.test\n" BASE,
+	      "F:2: duplicate option \"relay_host\" (first set on line 1)\n");
+}
+
+static void test_routes(void)
+{
+	char cwd[4096], want[4200];
+	const struct route_conf *r;
+	struct config *cfg = loads(
+		"relay_host [smart.example.org]:587\n"
+		"route Example.ORG {\n  relay_host [mx.example.org]\n  relay_tls verify\n}\n"
+		"route .example.net {\n  relay_ca ca/net.pem\n  relay_auth_unverified yes\n}\n"
+		"sender_route @Example.Test {\n  relay_host smtp.example.test:2525\n"
+		"  relay_tls encrypt\n}\n"
+		"sender_route Bob@example.test {\n}\n"
+		"route example.net {\n}\n" BASE);
+	if (!cfg)
+		return;
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	CHECK_STR(cfg->relay_host.host, "smart.example.org");
+	r = cfg->routes;
+	CHECK(r && !r->by_sender && r->line == 2);
+	if (!r)
+		goto out;
+	CHECK_STR(r->match, "example.org");
+	CHECK_STR(r->name, "route example.org");
+	CHECK_STR(r->relay_host.host, "mx.example.org");
+	CHECK(r->relay_host.literal == 1 && r->relay_host.port == 0);
+	CHECK(r->relay_tls == RELAY_TLS_VERIFY && r->relay_ca == NULL);
+	CHECK(r->relay_auth_unverified == -1);
+	r = r->next;
+	CHECK(r && !r->by_sender);
+	if (!r)
+		goto out;
+	CHECK_STR(r->match, ".example.net");
+	CHECK_STR(r->name, "route .example.net");
+	CHECK(r->relay_host.host == NULL && r->relay_tls == -1 && r->relay_auth_unverified == 1);
+	snprintf(want, sizeof(want), "%s/ca/net.pem", cwd);
+	CHECK_STR(r->relay_ca, want);
+	r = r->next;
+	CHECK(r && r->by_sender);
+	if (!r)
+		goto out;
+	CHECK_STR(r->match, "@example.test");
+	CHECK_STR(r->name, "sender_route @example.test");
+	CHECK_STR(r->relay_host.text, "smtp.example.test:2525");
+	CHECK(r->relay_host.port == 2525 && r->relay_host.literal == 0);
+	CHECK(r->relay_tls == RELAY_TLS_ENCRYPT);
+	r = r->next;
+	CHECK(r && r->by_sender);
+	if (!r)
+		goto out;
+	CHECK_STR(r->name, "sender_route bob@example.test");
+	CHECK(r->relay_host.host == NULL && r->relay_tls == -1 && r->relay_ca == NULL &&
+	      r->relay_auth_unverified == -1);
+	r = r->next;
+	CHECK(r && !r->by_sender && r->next == NULL);
+	if (r)
+		CHECK_STR(r->name, "route example.net");
+out:
+	config_free(&cfg);
+
+	/* Errors. */
+	fails(BASE "route example.org {\nrelay_hots x.test\n}\n",
+	      "F:6: unknown option \"relay_hots\" (did you mean \"relay_host\"?)\n");
+	fails(BASE "route example.org {\nfrobnicate 1\n}\n", "F:6: unknown option \"frobnicate\"\n");
+	fails(BASE "route example.org {\n}\nroute EXAMPLE.org {\n}\n",
+	      "F:7: duplicate route example.org (first on line 5)\n");
+	fails(BASE "sender_route @a.test {\n}\nsender_route @A.test {\n}\n",
+	      "F:7: duplicate sender_route @a.test (first on line 5)\n");
+	fails(BASE "route example.org {\nrelay_tls none\nrelay_tls may\n}\n",
+	      "F:7: duplicate option \"relay_tls\" (first set on line 6)\n");
+	fails(BASE "route example..org {\n}\n", "F:5: route: \"example..org\": not a domain "
+	      "(example.org, or .example.org for its subdomains too)\n");
+	fails(BASE "route @example.org {\n}\n", "F:5: route: \"@example.org\": not a domain "
+	      "(example.org, or .example.org for its subdomains too)\n");
+	fails(BASE "route {\n}\n", "F:5: route: \"\": not a domain "
+	      "(example.org, or .example.org for its subdomains too)\n");
+	fails(BASE "route example.org\n}\n",
+	      "F:5: route example.org: expected '{' after the domain (route DOMAIN {)\n");
+	fails(BASE "sender_route example.org {\n}\n", "F:5: sender_route: \"example.org\": "
+	      "not an address (user@example.org or @example.org)\n");
+	fails(BASE "sender_route a@ {\n}\n", "F:5: sender_route: \"a@\": "
+	      "bad domain (user@example.org or @example.org)\n");
+	fails(BASE "sender_route \"a b@x.test\" {\n}\n", "F:5: sender_route: \"a b@x.test\": "
+	      "bad local part (user@example.org or @example.org)\n");
+	fails(BASE "sender_route a@x.test\n}\n", "F:5: sender_route a@x.test: expected '{' after "
+	      "the address (sender_route ADDRESS {)\n");
+	fails(BASE "route example.org {\nmax_recipients 5\naddress 127.0.0.1:25\n"
+	      "hostname x.test\n}\n",
+	      "F:6: \"max_recipients\" is not allowed inside route example.org (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n"
+	      "F:7: \"address\" is not allowed inside route example.org (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n"
+	      "F:8: \"hostname\" is not allowed inside route example.org (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n");
+	fails(BASE "sender_route @x.test {\nrelay_port 26\n}\n",
+	      "F:6: \"relay_port\" is not allowed inside sender_route @x.test (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\nrelay_tls verify\n}\n",
+	      "F:4: \"relay_tls\" is a global option, not allowed inside listener \"smtp\" "
+	      "(set it per destination in a route block)\n");
+	fails(BASE "route example.org {\nrelay_tls sometimes\n}\n",
+	      "F:6: relay_tls: unknown relay_tls \"sometimes\" (expected none, may, encrypt, "
+	      "verify)\n");
+	fails(BASE "route example.org {\nrelay_host \"\"\n}\n",
+	      "F:6: relay_host: \"\": empty host\n");
+	fails(BASE "route example.org {\nroute example.net {\n}\n",
+	      "F:6: route example.net inside route example.org (missing '}' on an earlier "
+	      "line?)\n");
+	fails("local_domains a.test\nlistener smtp {\naddress 127.0.0.1:25\n"
+	      "sender_route @a.test {\n}\n",
+	      "F:4: sender_route @a.test inside listener \"smtp\" (missing '}' on an earlier "
+	      "line?)\n");
+	fails(BASE "route example.org {\nrelay_tls none\n",
+	      "F:5: route example.org: unterminated block (missing '}')\n");
+	fails(BASE "route example.org {\n} x\n", "F:6: unexpected text after '}'\n");
+}
+
+static void test_relay_errors(void)
+{
+	fails("relay_concurrency_init 30\n" BASE,
+	      "F:1: relay_concurrency_max 20 is below relay_concurrency_init 30\n");
+	fails("relay_concurrency_init 8\nrelay_concurrency_max 7\n" BASE,
+	      "F:2: relay_concurrency_max 7 is below relay_concurrency_init 8\n");
+	fails("relay_tls always\n" BASE, "F:1: relay_tls: unknown relay_tls \"always\" "
+	      "(expected none, may, encrypt, verify)\n");
+	fails("relay_ip_family inet\n" BASE, "F:1: relay_ip_family: unknown relay_ip_family "
+	      "\"inet\" (expected any, ipv4, ipv6, prefer-ipv4, prefer-ipv6)\n");
+	fails("relay_auth_unverified maybe\n" BASE,
+	      "F:1: relay_auth_unverified: \"maybe\" is not yes or no\n");
+	fails("dns_resolver localhost\n" BASE, "F:1: dns_resolver: \"localhost\": not a numeric "
+	      "IPv4 or IPv6 address (ADDRESS or ADDRESS@PORT)\n");
+	fails("dns_resolver @53\n" BASE, "F:1: dns_resolver: \"@53\": not a numeric "
+	      "IPv4 or IPv6 address (ADDRESS or ADDRESS@PORT)\n");
+	fails("dns_resolver [::1]:53\n" BASE, "F:1: dns_resolver: \"[::1]:53\": not a numeric "
+	      "IPv4 or IPv6 address (ADDRESS or ADDRESS@PORT)\n");
+	fails("dns_resolver 127.0.0.1@0\n" BASE,
+	      "F:1: dns_resolver: \"127.0.0.1@0\": bad port (1-65535)\n");
+	fails("dns_resolver 127.0.0.1@\n" BASE,
+	      "F:1: dns_resolver: \"127.0.0.1@\": bad port (1-65535)\n");
+	fails("dns_resolver 127.0.0.1@65536\n" BASE,
+	      "F:1: dns_resolver: \"127.0.0.1@65536\": bad port (1-65535)\n");
+	fails("dns_timeout 0\n" BASE, "F:1: dns_timeout: 0 is below the minimum 1\n");
+	fails("relay_port 0\n" BASE, "F:1: relay_port: 0 is below the minimum 1\n");
+	fails("relay_port 65536\n" BASE, "F:1: relay_port: 65536 is above the maximum 65535\n");
+	fails("relay_max_addresses 0\n" BASE, "F:1: relay_max_addresses: 0 is below the minimum 1\n");
+	fails("relay_concurrency_init 0\n" BASE,
+	      "F:1: relay_concurrency_init: 0 is below the minimum 1\n");
+	fails("relay_rcpts_per_transaction 0\n" BASE,
+	      "F:1: relay_rcpts_per_transaction: 0 is below the minimum 1\n");
+	static const char *const timeouts[] = {
+		"relay_connect_timeout", "relay_greeting_timeout", "relay_command_timeout",
+		"relay_data_timeout", "relay_dot_timeout",
+	};
+	for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+		char text[256], want[256];
+		snprintf(text, sizeof(text), "%s 0\n" BASE, timeouts[i]);
+		snprintf(want, sizeof(want), "F:1: %s: 0 is below the minimum 1\n", timeouts[i]);
+		fails(text, want);
+	}
+	fails("relay_reuse_limit 0\n" BASE, "F:1: relay_reuse_limit: 0 is below the minimum 1\n");
+	fails("max_received_headers 0\n" BASE,
+	      "F:1: max_received_headers: 0 is below the minimum 1\n");
+	fails("queue_lifetime 0\n" BASE, "F:1: queue_lifetime: 0 is below the minimum 1\n");
+	fails("delay_warning_time -1\n" BASE,
+	      "F:1: delay_warning_time: \"-1\" is not a number\n");
+	fails("control_socket \"\"\n" BASE, "F:1: control_socket: empty value\n");
+}
+
 void unit_main(void)
 {
+	test_relay_defaults();
+	test_relay_options();
+	test_relay_host();
+	test_routes();
+	test_relay_errors();
 	test_auth_trace_client_options();
 	test_defaults();
 	test_overrides();

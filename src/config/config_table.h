@@ -1,0 +1,197 @@
+/* config_table: every option of the configuration file as one row of data (name, type,
+ * default, bounds, where it lives, where it may appear). Included by config.c only, so
+ * that N_OPTS is a constant there; adding an option is adding a row here (and its
+ * documentation in etc/cursus.conf.example). */
+#ifndef CURSUS_CONFIG_TABLE_H
+#define CURSUS_CONFIG_TABLE_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "config/config_lex.h"
+#include "sasl/sasl.h"
+
+/* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
+enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS,
+		T_FLAGS /* a set of choices, OR'ed into an unsigned */,
+		T_WORDS /* a list like T_LIST, of any words (addresses, names) */,
+		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */ };
+/* Where an option may appear, and so which struct its offset is into. */
+enum opt_scope {
+	S_GLOBAL,   /* struct config */
+	S_LISTENER, /* struct listener_conf */
+	S_BOTH,     /* struct limits: global default, listener override */
+	S_RELAY,    /* struct config: global default, route and sender_route override */
+};
+
+struct opt_choice {
+	const char *name;
+	int value;
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	enum opt_scope scope;
+	const char *def_s;            /* string/path/enum default; NULL: computed or none */
+	unsigned long long def_n;     /* number/bool default */
+	unsigned long long min, max;
+	size_t off;
+	size_t off2;                  /* T_LIST: the count; T_ADDRESS: the port */
+	const struct opt_choice *choices; /* T_ENUM; T_STRING restricted to these names */
+	size_t roff;                  /* S_RELAY: the field in struct route_conf */
+};
+
+static const struct opt_choice role_choices[] = {
+	{ "smtp", ROLE_SMTP }, { "submission", ROLE_SUBMISSION },
+	{ "submissions", ROLE_SUBMISSIONS }, { NULL, 0 },
+};
+static const struct opt_choice tls_choices[] = {
+	{ "none", TLS_NONE }, { "starttls", TLS_STARTTLS }, { "implicit", TLS_IMPLICIT },
+	{ NULL, 0 },
+};
+static const struct opt_choice relay_tls_choices[] = {
+	{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY }, { "encrypt", RELAY_TLS_ENCRYPT },
+	{ "verify", RELAY_TLS_VERIFY }, { NULL, 0 },
+};
+static const struct opt_choice ipf_choices[] = {
+	{ "any", IPF_ANY }, { "ipv4", IPF_V4_ONLY }, { "ipv6", IPF_V6_ONLY },
+	{ "prefer-ipv4", IPF_PREFER_V4 }, { "prefer-ipv6", IPF_PREFER_V6 }, { NULL, 0 },
+};
+static const struct opt_choice tlsver_choices[] = {
+	{ "TLSv1.2", 0 }, { "TLSv1.3", 1 }, { NULL, 0 },
+};
+
+/* Mechanism names as in sasl.h; "none" is the empty set. */
+static const struct opt_choice mech_choices[] = {
+	{ "SCRAM-SHA-256-PLUS", MECH_BIT(MECH_SCRAM_SHA_256_PLUS) },
+	{ "SCRAM-SHA-256", MECH_BIT(MECH_SCRAM_SHA_256) },
+	{ "SCRAM-SHA-1-PLUS", MECH_BIT(MECH_SCRAM_SHA_1_PLUS) },
+	{ "SCRAM-SHA-1", MECH_BIT(MECH_SCRAM_SHA_1) },
+	{ "PLAIN", MECH_BIT(MECH_PLAIN) },
+	{ "LOGIN", MECH_BIT(MECH_LOGIN) },
+	{ "CRAM-MD5", MECH_BIT(MECH_CRAM_MD5) },
+	{ "DIGEST-MD5", MECH_BIT(MECH_DIGEST_MD5) },
+	{ "EXTERNAL", MECH_BIT(MECH_EXTERNAL) },
+	{ "none", 0 },
+	{ NULL, 0 },
+};
+/* Without a password-equivalent secret on disk: CRAM-MD5 and DIGEST-MD5 are opt-in. */
+#define MECHS_DEFAULT (MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_256) | \
+		       MECH_BIT(MECH_SCRAM_SHA_1_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1) | \
+		       MECH_BIT(MECH_PLAIN) | MECH_BIT(MECH_LOGIN))
+
+#define DAY 86400ULL
+
+#define G_STR(n, t, d, f) { n, t, S_GLOBAL, d, 0, 0, 0, offsetof(struct config, f), 0, NULL, 0 }
+#define G_NUM(n, t, d, lo, hi, f) \
+	{ n, t, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, f), 0, NULL, 0 }
+#define L_NUM(n, t, d, lo, hi, f) \
+	{ n, t, S_BOTH, NULL, d, lo, hi, offsetof(struct limits, f), 0, NULL, 0 }
+#define A_NUM(n, d, lo, hi, f) \
+	{ n, T_UINT, S_GLOBAL, NULL, d, lo, hi, offsetof(struct config, auth.f), 0, NULL, 0 }
+#define R_OPT(n, t, d, f, ch) { n, t, S_RELAY, NULL, d, 0, 1, offsetof(struct config, f), 0, \
+				ch, offsetof(struct route_conf, f) }
+
+static const struct opt opt_table[] = {
+	/* Global. */
+	G_STR("hostname", T_HOST, NULL, hostname),
+	{ "local_domains", T_LIST, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, local_domains),
+	  offsetof(struct config, n_local_domains), NULL , 0 },
+	G_STR("queue_dir", T_PATH, "var/queue", queue_dir),
+	G_STR("mail_dir", T_PATH, "var/mail", mail_dir),
+	G_STR("user_db", T_PATH, "var/users.db", user_db),
+	G_STR("tls_cert", T_PATH, "var/tls/cert.pem", tls_cert),
+	G_STR("tls_key", T_PATH, "var/tls/key.pem", tls_key),
+	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
+	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
+	  offsetof(struct config, tls_min_version), 0, tlsver_choices , 0 },
+	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),
+	G_NUM("worker_threads", T_UINT, 4, 1, 256, worker_threads),
+	G_NUM("queue_threads", T_UINT, 16, 1, 1024, queue_threads),
+	G_NUM("delivery_threads", T_UINT, 4, 1, 1024, delivery_threads),
+	G_NUM("retry_min", T_UINT, 300, 1, DAY, retry_min),
+	G_NUM("retry_max", T_UINT, 3600, 1, 7 * DAY, retry_max),
+	/* The minimum of 1 is for tests that expire mail; in production, days. */
+	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 1, 30 * DAY, queue_lifetime),
+	G_NUM("delay_warning_time", T_UINT, 4 * 3600, 0, 30 * DAY, delay_warning_time),
+	G_NUM("max_received_headers", T_UINT, 100, 1, 1000, max_received_headers),
+	G_STR("control_socket", T_PATH, "var/cursusd.sock", control_socket),
+	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
+	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),
+	R_OPT("relay_tls", T_ENUM, RELAY_TLS_MAY, relay_tls, relay_tls_choices),
+	R_OPT("relay_ca", T_PATH, 0, relay_ca, NULL),
+	R_OPT("relay_auth_unverified", T_BOOL, 0, relay_auth_unverified, NULL),
+	G_STR("dns_resolver", T_RESOLVER, NULL, dns_resolver),
+	G_NUM("dns_timeout", T_UINT, 10, 1, 300, dns_timeout),
+	G_NUM("relay_port", T_UINT, 25, 1, 65535, relay_port),
+	{ "relay_ip_family", T_ENUM, S_GLOBAL, NULL, IPF_ANY, 0, 0,
+	  offsetof(struct config, relay_ip_family), 0, ipf_choices, 0 },
+	G_NUM("relay_max_addresses", T_UINT, 10, 1, 100, relay_max_addresses),
+	G_NUM("relay_concurrency_init", T_UINT, 5, 1, 1000, relay_concurrency_init),
+	G_NUM("relay_concurrency_max", T_UINT, 20, 1, 1000, relay_concurrency_max),
+	G_NUM("relay_rcpts_per_transaction", T_UINT, 50, 1, 100000, relay_rcpts_per_transaction),
+	G_NUM("relay_connect_timeout", T_UINT, 30, 1, 3600, relay_connect_timeout),
+	G_NUM("relay_greeting_timeout", T_UINT, 300, 1, DAY, relay_greeting_timeout),
+	G_NUM("relay_command_timeout", T_UINT, 300, 1, DAY, relay_command_timeout),
+	G_NUM("relay_data_timeout", T_UINT, 180, 1, DAY, relay_data_timeout),
+	G_NUM("relay_dot_timeout", T_UINT, 600, 1, DAY, relay_dot_timeout),
+	/* 0: a connection is closed as soon as its deliveries are done. */
+	G_NUM("relay_idle_time", T_UINT, 2, 0, 3600, relay_idle_time),
+	G_NUM("relay_reuse_limit", T_UINT, 100, 1, 100000, relay_reuse_limit),
+	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
+	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
+	G_STR("pid_file", T_PATH, "var/cursusd.pid", pid_file),
+	/* Protocol trace: sessions of these clients (addresses or CIDR prefixes) or users
+	 * are logged command by command; more come from trace_file (`cursus trace`). */
+	{ "trace_clients", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_clients),
+	  offsetof(struct config, n_trace_clients), NULL , 0 },
+	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
+	  offsetof(struct config, n_trace_users), NULL , 0 },
+	G_STR("trace_file", T_PATH, "var/trace", trace_file),
+	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
+	  offsetof(struct config, client_limit_exempt),
+	  offsetof(struct config, n_client_limit_exempt), NULL , 0 },
+	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
+	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
+	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),
+	A_NUM("auth_fail_window", 900, 1, DAY, window),
+	A_NUM("auth_fail_cooldown", 900, 1, DAY, cooldown),
+	A_NUM("auth_fail_delay_after", 3, 0, 1000, delay_after),
+	A_NUM("auth_fail_delay_base", 500, 0, 60000, delay_base_ms),
+	A_NUM("auth_fail_delay_max", 8000, 0, 600000, delay_max_ms),
+	A_NUM("auth_fail_max_entries", 65536, 16, 16777216, max_entries),
+	/* Limits: global defaults, overridable per listener. */
+	L_NUM("max_command_line", T_SIZE, 512, 512, 64 * KIB, max_command_line),
+	L_NUM("max_auth_line", T_SIZE, 12288, 512, 64 * KIB, max_auth_line),
+	/* Below the connection's 256 KiB input watermark, so a line always fits. */
+	L_NUM("max_text_line", T_SIZE, 1000, 1000, 128 * KIB, max_text_line),
+	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
+	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
+	L_NUM("max_errors", T_UINT, 10, 1, 1000, max_errors),
+	L_NUM("command_timeout", T_UINT, 300, 1, DAY, command_timeout),
+	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
+	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
+	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
+	L_NUM("max_client_sessions", T_UINT, 50, 1, 1000000, max_client_sessions),
+	{ "auth_mechanisms", T_FLAGS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
+	  offsetof(struct limits, auth_mechanisms), 0, mech_choices , 0 },
+	{ "auth_cleartext_mechanisms", T_FLAGS, S_BOTH, NULL, 0, 0, 0,
+	  offsetof(struct limits, auth_cleartext), 0, mech_choices , 0 },
+	L_NUM("auth_legacy_line", T_BOOL, 0, 0, 1, auth_legacy_line),
+	L_NUM("received_hide_client", T_BOOL, 0, 0, 1, received_hide_client),
+	L_NUM("received_show_user", T_BOOL, 0, 0, 1, received_show_user),
+	/* Listener only; their defaults depend on the listener, see check_listener(). */
+	{ "role", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, role), 0,
+	  role_choices , 0 },
+	{ "address", T_ADDRESS, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, host),
+	  offsetof(struct listener_conf, port), NULL , 0 },
+	{ "tls", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, tls), 0,
+	  tls_choices , 0 },
+};
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+_Static_assert(sizeof(enum listener_role) == sizeof(int) && sizeof(enum tls_mode) == sizeof(int)
+	       && sizeof(enum relay_tls) == sizeof(int) && sizeof(enum ip_family) == sizeof(int),
+	       "T_ENUM stores an int");
+
+#endif

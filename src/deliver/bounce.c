@@ -1,0 +1,120 @@
+/* bounce: DSN messages into the queue. The DSN is an ordinary queued message from "<>",
+ * so it is delivered, retried and listed like any other; being from the null sender,
+ * its own failure never produces another DSN (RFC 5321 6.1, no loops). */
+#include "deliver/bounce.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "queue/envelope.h"
+#include "queue/qstore.h"
+#include "queue/queue.h"
+#include "store/userdb.h"
+#include "util/log.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+struct bounce_job {
+	const struct config *cfg;
+	struct queue *q;
+	struct userdb *users;
+	const struct qmsg *m;
+	const struct dsn_item *items;
+	size_t n_items;
+	time_t retry_until;
+	void (*done)(void *arg, int err);
+	void *arg;
+	int err;
+	int queued;
+	int refs;      /* the worker's completion and the commit's: both on the loop */
+};
+
+static void bounce_finish(struct bounce_job *j)
+{
+	j->done(j->arg, j->err);
+	free(j);
+}
+
+static void bounce_committed(void *arg, int err)
+{
+	struct bounce_job *j = arg;
+	j->err = err;
+	if (--j->refs == 0)
+		bounce_finish(j);
+}
+
+static const char *bounce_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : "";
+}
+
+static void bounce_work(void *arg)
+{
+	struct bounce_job *j = arg;
+	const char *to = j->m->env.mail_from;
+	struct dsn_params p = {
+		.reporting_mta = j->cfg->hostname, .msgid_domain = j->cfg->hostname,
+		.now = time(NULL), .retry_until = j->retry_until,
+	};
+	struct envelope env = { 0 };
+	char **boxes = NULL, *text;
+	size_t nboxes = 0, len;
+	const char *box = NULL;
+
+	if (config_is_local_domain(j->cfg, bounce_domain(to))) {
+		int found = userdb_resolve(j->users, to, &boxes, &nboxes);
+		if (found < 0) {
+			j->err = EAGAIN;
+			return;
+		}
+		if (found == 0 || nboxes == 0) {
+			log_warnx("dsn id=%s to=<%s> status=discarded reason=\"no such local "
+				  "mailbox\"", j->m->id, to);
+			return;
+		}
+		box = boxes[0];
+	}
+	text = dsn_build(&j->m->env, j->m->body, j->m->bodylen, j->items, j->n_items, &p, &len);
+	env.received = p.now;
+	env.helo = xstrdup(j->cfg->hostname);
+	env.mail_from = xstrdup("");
+	/* The returned message may hold 8-bit text: say so to the next hop. */
+	env.body = j->m->env.body == BODY_7BIT ? BODY_7BIT : BODY_8BITMIME;
+	env.smtputf8 = j->m->env.smtputf8;
+	envelope_add_rcpt(&env, to, NULL, DSN_NOTIFY_NEVER, box);
+	queue_new_id(j->q, &env);
+	log_info("dsn id=%s dsn_id=%s to=<%s> items=%zu", j->m->id, env.id, to, j->n_items);
+	j->queued = 1;
+	j->refs = 2;
+	queue_commit(j->q, &env, text, len, bounce_committed, j);
+	envelope_clear(&env);
+	userdb_free_list(boxes, nboxes);
+}
+
+static void bounce_after(void *arg)
+{
+	struct bounce_job *j = arg;
+	if (!j->queued || --j->refs == 0)
+		bounce_finish(j);
+}
+
+void bounce_send(const struct config *cfg, struct workers *w, struct queue *q,
+		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
+		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg)
+{
+	struct bounce_job *j = xcalloc(1, sizeof(*j));
+	j->cfg = cfg;
+	j->q = q;
+	j->users = users;
+	j->m = m;
+	j->items = items;
+	j->n_items = n_items;
+	j->retry_until = retry_until;
+	j->done = done;
+	j->arg = arg;
+	workers_submit(w, bounce_work, bounce_after, j);
+}

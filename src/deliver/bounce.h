@@ -1,0 +1,24 @@
+/* bounce: queues a DSN (dsn/dsn.h) for a message, from the null sender to its envelope
+ * sender, through the same durable queue as any other mail. The DSN is built, and a
+ * local sender's mailbox looked up, on a worker thread. */
+#ifndef CURSUS_BOUNCE_H
+#define CURSUS_BOUNCE_H
+
+#include <stddef.h>
+
+#include "dsn/dsn.h"
+
+struct config;
+struct queue;
+struct userdb;
+struct workers;
+struct qmsg;
+
+/* done(arg, err) on the loop thread: 0 when the DSN is safely queued (or needs no
+ * sending: a local sender without a mailbox, logged), else an errno value (try again
+ * later). m (with its body) and items must stay valid until done. */
+void bounce_send(const struct config *cfg, struct workers *w, struct queue *q,
+		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
+		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg);
+
+#endif

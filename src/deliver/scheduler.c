@@ -1,0 +1,924 @@
+/* scheduler: see scheduler.h. Everything here runs on the loop thread; file work
+ * (loading a message, recording outcomes, removing it) goes to workers, and the loop
+ * learns the result in a completion.
+ *
+ * A message's life is a series of rounds: load it from disk (routing any recipient
+ * not yet routed, recorded at once), queue one job per destination for the recipients
+ * that are due, and when every job has come back and its outcomes are recorded, end
+ * the round: report what became final or late (DSNs), then remove the message or
+ * sleep until its next attempt. Promises: one round per message at a time; an outcome
+ * is acted upon (reported, removed) only after it is recorded; the next attempt of a
+ * deferred recipient is in the journal before the round ends. */
+#include "deliver/scheduler.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "deliver/bounce.h"
+#include "deliver/sched_dest.h"
+#include "deliver/transport.h"
+#include "dsn/dsn.h"
+#include "queue/envelope.h"
+#include "queue/qstore.h"
+#include "route/route.h"
+#include "route/router.h"
+#include "store/userdb.h"
+#include "util/log.h"
+#include "util/workers.h"
+#include "util/xmalloc.h"
+
+#define SCHED_BUCKETS 4096
+
+struct smsg {
+	char id[24];
+	struct sched *s;
+	struct qmsg m;          /* the last loaded state; m.buf holds the body in a round */
+	int loaded, busy;       /* busy: a round (or a load, or an admin change) runs */
+	int again;              /* asked for while busy: a new round when this one ends */
+	int flush_now;          /* next round: every recipient is due */
+	int bounce_now;         /* next round: fail every pending recipient (admin) */
+	int doomed;             /* deleted by the admin: removed when the round ends */
+	unsigned pending;       /* jobs and records of this round not yet back */
+	unsigned load_failures;
+	struct dsn_item *items; /* DSN being queued */
+	size_t n_items;
+	struct event *timer;
+	struct smsg *hnext;
+};
+
+struct sjob {
+	struct sched *s;
+	struct smsg *msg;
+	struct sdest *dest;
+	struct route route;
+	struct relay_policy policy;
+	char *auth_user, *auth_password;
+	struct delivery d;
+	struct qev *evs;        /* the outcomes to record */
+	size_t n_evs;
+	int err;
+	struct sjob *next, *prev; /* every live job, for sched_destroy */
+};
+
+struct sched {
+	const struct config *cfg;
+	struct event_base *base;
+	struct workers *w;
+	struct qstore *qs;
+	struct queue *q;
+	struct userdb *users;
+	struct transport *local, *smtp;
+	struct smsg *buckets[SCHED_BUCKETS];
+	struct sdests *dests;
+	struct sjob *jobs;
+	int stopping;
+};
+
+static void sched_round(struct smsg *msg);
+static void sched_round_end(struct smsg *msg);
+static void sched_load(struct smsg *msg);
+
+/* ---- messages ------------------------------------------------------------ */
+
+static size_t sched_hash(const char *id)
+{
+	uint32_t h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % SCHED_BUCKETS;
+}
+
+static struct smsg **sched_find(struct sched *s, const char *id)
+{
+	struct smsg **pp = &s->buckets[sched_hash(id)];
+	while (*pp && strcmp((*pp)->id, id) != 0)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void sched_timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct smsg *msg = arg;
+	if (msg->busy)
+		msg->again = 1;
+	else
+		sched_load(msg);
+}
+
+static struct smsg *sched_msg_get(struct sched *s, const char *id)
+{
+	struct smsg **pp = sched_find(s, id), *msg = *pp;
+	if (msg)
+		return msg;
+	msg = xcalloc(1, sizeof(*msg));
+	snprintf(msg->id, sizeof(msg->id), "%s", id);
+	msg->s = s;
+	msg->timer = evtimer_new(s->base, sched_timer_fired, msg);
+	*pp = msg;
+	return msg;
+}
+
+static void sched_msg_free(struct smsg *msg)
+{
+	struct smsg **pp = sched_find(msg->s, msg->id);
+	*pp = msg->hnext;
+	event_free(msg->timer);
+	qmsg_clear(&msg->m);
+	free(msg->items);
+	free(msg);
+}
+
+static unsigned sched_backoff(const struct config *cfg, unsigned attempts)
+{
+	unsigned lo = cfg->retry_min ? cfg->retry_min : 1;
+	unsigned hi = cfg->retry_max > lo ? cfg->retry_max : lo;
+	unsigned b = lo;
+	for (unsigned i = 1; i < attempts && b < hi; i++)
+		b = b > hi / 2 ? hi : 2 * b;
+	return b;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+struct load_job {
+	struct smsg *msg;
+	struct qmsg m;
+	int err;
+};
+
+/* On a worker: read the message and route every recipient that has no route yet;
+ * the routes are recorded before anything is delivered, so they are chosen once. */
+static void sched_load_work(void *arg)
+{
+	struct load_job *lj = arg;
+	struct sched *s = lj->msg->s;
+	struct qev *evs;
+	char **texts;
+	size_t n = 0;
+
+	if ((lj->err = qstore_load(s->qs, lj->msg->id, QSTORE_BODY, &lj->m)) != 0)
+		return;
+	evs = xcalloc(lj->m.env.n_rcpts, sizeof(*evs));
+	texts = xcalloc(lj->m.env.n_rcpts, sizeof(*texts));
+	for (size_t i = 0; i < lj->m.env.n_rcpts; i++) {
+		struct env_rcpt *r = &lj->m.env.rcpts[i];
+		struct route rt;
+		if (r->done || r->route)
+			continue;
+		if (router_route(s->cfg, &lj->m.env, i, &rt) < 0) {
+			evs[n] = (struct qev){ .kind = QEV_FAILED, .rcpt = i, .when = time(NULL),
+					       .status = "5.1.3",
+					       .diag = "the address has no domain to route it to" };
+		} else {
+			texts[n] = route_format(&rt);
+			route_clear(&rt);
+			evs[n] = (struct qev){ .kind = QEV_ROUTE, .rcpt = i, .route = texts[n] };
+		}
+		n++;
+	}
+	if (n && (lj->err = qstore_record(s->qs, lj->msg->id, evs, n)) != 0)
+		log_warnx("queue id=%s cannot record routes: %s", lj->msg->id, strerror(lj->err));
+	else
+		for (size_t k = 0; k < n; k++)
+			qstore_apply(&lj->m, &evs[k]);
+	for (size_t k = 0; k < n; k++)
+		free(texts[k]);
+	free(texts);
+	free(evs);
+	if (lj->err)
+		qmsg_clear(&lj->m);
+}
+
+static void sched_load_done(void *arg)
+{
+	struct load_job *lj = arg;
+	struct smsg *msg = lj->msg;
+	struct sched *s = msg->s;
+	int err = lj->err;
+
+	if (err == ENOENT || err == EBADMSG) {
+		/* Removed meanwhile, or moved aside as corrupt (logged by qstore). */
+		msg->busy = 0;
+		sched_msg_free(msg);
+	} else if (err) {
+		unsigned wait = sched_backoff(s->cfg, ++msg->load_failures);
+		struct timeval tv = { (time_t)wait, 0 };
+		log_warnx("queue id=%s status=deferred reason=\"read: %s\" retry_in=%us", msg->id,
+			  strerror(err), wait);
+		msg->busy = 0;
+		evtimer_add(msg->timer, &tv);
+	} else {
+		msg->load_failures = 0;
+		qmsg_clear(&msg->m);
+		msg->m = lj->m;
+		msg->loaded = 1;
+		sched_round(msg);
+	}
+	free(lj);
+}
+
+static void sched_load(struct smsg *msg)
+{
+	struct load_job *lj;
+	if (msg->s->stopping)
+		return;
+	lj = xcalloc(1, sizeof(*lj));
+	lj->msg = msg;
+	msg->busy = 1;
+	msg->again = 0;
+	evtimer_del(msg->timer);
+	workers_submit(msg->s->w, sched_load_work, sched_load_done, lj);
+}
+
+/* ---- recording outcomes ---------------------------------------------------- */
+
+static void sched_job_free(struct sjob *j)
+{
+	struct sched *s = j->s;
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		s->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	delivery_clear_results(&j->d);
+	free(j->d.rcpts);
+	for (size_t i = 0; i < j->n_evs; i++) {
+		free((char *)j->evs[i].status);
+		free((char *)j->evs[i].remote);
+		free((char *)j->evs[i].diag);
+	}
+	free(j->evs);
+	route_clear(&j->route);
+	free(j->auth_user);
+	if (j->auth_password)
+		xfree_secret(j->auth_password, strlen(j->auth_password));
+	free(j);
+}
+
+static struct sjob *sched_job_new(struct sched *s, struct smsg *msg)
+{
+	struct sjob *j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->msg = msg;
+	j->next = s->jobs;
+	if (s->jobs)
+		s->jobs->prev = j;
+	s->jobs = j;
+	msg->pending++;
+	return j;
+}
+
+static void sched_record_work(void *arg)
+{
+	struct sjob *j = arg;
+	j->err = qstore_record(j->s->qs, j->msg->id, j->evs, j->n_evs);
+}
+
+static void sched_record_done(void *arg)
+{
+	struct sjob *j = arg;
+	struct smsg *msg = j->msg;
+	if (j->err)
+		log_warnx("queue id=%s outcome not recorded (may be delivered again): %s",
+			  msg->id, strerror(j->err));
+	/* Applied even when not recorded: retrying at once would not help either. */
+	for (size_t i = 0; i < j->n_evs; i++)
+		qstore_apply(&msg->m, &j->evs[i]);
+	sched_job_free(j);
+	if (--msg->pending == 0)
+		sched_round_end(msg);
+}
+
+static void sched_record(struct sjob *j)
+{
+	workers_submit(j->s->w, sched_record_work, sched_record_done, j);
+}
+
+static struct qev *sched_ev_add(struct sjob *j, enum qev_kind kind, size_t rcpt, time_t when)
+{
+	struct qev *ev;
+	j->evs = xrealloc(j->evs, (j->n_evs + 1) * sizeof(*j->evs));
+	ev = &j->evs[j->n_evs++];
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->rcpt = rcpt;
+	ev->when = when;
+	return ev;
+}
+
+static char *sched_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void sched_log_attempt(struct sjob *j, const struct env_rcpt *r, const char *result,
+			      const char *status, const char *diag, time_t now, unsigned retry)
+{
+	char rcpt[LOG_ESCAPE_BUFSZ], why[LOG_ESCAPE_BUFSZ], route[LOG_ESCAPE_BUFSZ];
+	char host[LOG_ESCAPE_BUFSZ], retry_s[32] = "";
+	const struct delivery *d = &j->d;
+	log_escape(rcpt, sizeof(rcpt), r->address, strlen(r->address));
+	log_escape(why, sizeof(why), diag ? diag : "", diag ? strlen(diag) : 0);
+	log_escape(route, sizeof(route), r->route ? r->route : "-", strlen(r->route ? r->route : "-"));
+	if (d->remote_host)
+		log_escape(host, sizeof(host), d->remote_host, strlen(d->remote_host));
+	else
+		strcpy(host, "-");
+	if (retry)
+		snprintf(retry_s, sizeof(retry_s), " retry_in=%us", retry);
+	log_info("delivery id=%s rcpt=\"%s\" route=\"%s\" relay=%s[%s] tls=%s verified=%s "
+		 "result=%s status=%s delay=%llds attempts=%u%s reply=\"%s\"",
+		 j->msg->id, rcpt, route, host, d->remote_addr ? d->remote_addr : "-",
+		 d->tls ? d->tls : "none", d->tls ? (d->tls_verified ? "yes" : "no") : "-",
+		 result, status && *status ? status : "-",
+		 (long long)(now - j->msg->m.env.received), r->attempts + 1, retry_s, why);
+}
+
+/* Turns a delivery's results into journal events and logs one line per recipient. */
+static void sched_outcomes(struct sjob *j)
+{
+	struct sched *s = j->s;
+	const struct config *cfg = s->cfg;
+	struct delivery *d = &j->d;
+	time_t now = time(NULL);
+	int expired = now - j->msg->m.env.received >= (time_t)cfg->queue_lifetime;
+	time_t dest_ready = sched_dest_ready_at(j->dest);
+
+	for (size_t i = 0; i < d->n_rcpts; i++) {
+		struct delivery_rcpt *dr = &d->rcpts[i];
+		const struct env_rcpt *r = &j->msg->m.env.rcpts[dr->index];
+		const char *status = dr->status;
+		enum qev_kind kind;
+		unsigned retry = 0;
+		struct qev *ev;
+
+		switch (dr->result) {
+		case DR_DELIVERED:
+			kind = d->dsn_passed || j->route.kind == ROUTE_LOCAL ? QEV_DELIVERED
+									     : QEV_RELAYED;
+			break;
+		case DR_PERMFAIL:
+			kind = QEV_FAILED;
+			break;
+		default:
+			if (!dr->diag)
+				delivery_set(dr, DR_TEMPFAIL, "4.4.1", "delivery not attempted");
+			status = dr->status[0] ? dr->status : "4.0.0";
+			if (expired) {
+				/* RFC 3463 4.4.7, reported as the final failure it now is. */
+				kind = QEV_FAILED;
+				status = "5.4.7";
+			} else {
+				kind = QEV_DEFERRED;
+				retry = sched_backoff(cfg, r->attempts + 1);
+			}
+		}
+		ev = sched_ev_add(j, kind, dr->index, now);
+		ev->status = sched_dup(status);
+		ev->remote = sched_dup(d->remote_host);
+		if (kind == QEV_FAILED && expired && dr->result != DR_PERMFAIL) {
+			char *why = xasprintf("%s (gave up: the message was %lld hours in the queue)",
+					      dr->diag, (long long)(now - j->msg->m.env.received) / 3600);
+			ev->diag = why;
+		} else {
+			ev->diag = sched_dup(dr->diag);
+		}
+		if (kind == QEV_DEFERRED) {
+			ev->next = now + retry;
+			/* A destination that is down is not tried before it is due. */
+			if (dest_ready > ev->next)
+				ev->next = dest_ready;
+		}
+		sched_log_attempt(j, r, kind == QEV_DELIVERED ? "delivered" :
+					kind == QEV_RELAYED ? "relayed" :
+					kind == QEV_FAILED ? (expired && dr->result != DR_PERMFAIL ?
+							      "expired" : "failed") : "deferred",
+				  ev->status, ev->diag, now, kind == QEV_DEFERRED ?
+				  (unsigned)(ev->next - now) : 0);
+	}
+}
+
+/* ---- deliveries -------------------------------------------------------------- */
+
+static void sched_delivered(struct delivery *d, void *arg)
+{
+	struct sjob *j = arg;
+	sched_dest_done(j->dest, d->dest_ok, d->rcpts[0].diag);
+	sched_outcomes(j);
+	sched_record(j);
+}
+
+static void sched_start_delivery(struct sjob *j)
+{
+	struct transport *t = j->route.kind == ROUTE_LOCAL ? j->s->local : j->s->smtp;
+	j->d.auth_user = j->auth_user;
+	j->d.auth_password = j->auth_password;
+	t->deliver(t, &j->d, sched_delivered, j);
+}
+
+static void sched_cred_work(void *arg)
+{
+	struct sjob *j = arg;
+	char *nexthop = route_nexthop(&j->route);
+	const char *sender = j->msg->m.env.mail_from;
+	if (userdb_relay_auth_find(j->s->users, nexthop, *sender ? sender : NULL, &j->auth_user,
+				   &j->auth_password) < 0)
+		j->err = EIO;
+	free(nexthop);
+}
+
+static void sched_cred_done(void *arg)
+{
+	struct sjob *j = arg;
+	if (j->err) {
+		/* Not sent without the credentials it may need: deferred. */
+		for (size_t i = 0; i < j->d.n_rcpts; i++)
+			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0",
+				     "cannot read the relay credentials");
+		j->d.dest_ok = 1; /* not the destination's fault */
+		sched_delivered(&j->d, j);
+		return;
+	}
+	sched_start_delivery(j);
+}
+
+/* Called by the destination when the job may run (or must be deferred unrun). */
+static void sched_job_run(struct sjob *j, const char *suspended)
+{
+	if (suspended) {
+		for (size_t i = 0; i < j->d.n_rcpts; i++)
+			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.4.1", suspended);
+		sched_outcomes(j);
+		sched_record(j);
+		return;
+	}
+	if (j->route.kind == ROUTE_RELAY && j->s->users)
+		workers_submit(j->s->w, sched_cred_work, sched_cred_done, j);
+	else
+		sched_start_delivery(j);
+}
+
+static void sched_dest_run_cb(void *job, const char *suspended)
+{
+	sched_job_run(job, suspended);
+}
+
+/* ---- rounds ---------------------------------------------------------------- */
+
+static int sched_due(const struct smsg *msg, const struct env_rcpt *r, time_t now)
+{
+	return !r->done && (msg->flush_now || r->next_attempt <= now);
+}
+
+/* The admin's bounce: every pending recipient fails now; round_end sends the DSN. */
+static void sched_round_bounce(struct smsg *msg, time_t now)
+{
+	struct envelope *env = &msg->m.env;
+	struct sjob *j = sched_job_new(msg->s, msg);
+	msg->bounce_now = 0;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		struct qev *ev;
+		if (env->rcpts[i].done)
+			continue;
+		ev = sched_ev_add(j, QEV_FAILED, i, now);
+		ev->status = xstrdup("5.0.0");
+		ev->diag = xstrdup("returned to the sender by the postmaster");
+		sched_log_attempt(j, &env->rcpts[i], "failed", ev->status, ev->diag, now, 0);
+	}
+	sched_record(j);
+}
+
+static struct sjob *sched_job_for(struct smsg *msg, struct route *rt)
+{
+	struct sched *s = msg->s;
+	struct sjob *j = sched_job_new(s, msg);
+	char *key = route_dest(rt);
+	j->route = *rt;
+	memset(rt, 0, sizeof(*rt));
+	j->dest = sched_dest_get(s->dests, key, j->route.kind == ROUTE_LOCAL);
+	free(key);
+	router_policy(s->cfg, &j->route, &j->policy);
+	j->d.id = msg->id;
+	j->d.env = &msg->m.env;
+	j->d.route = &j->route;
+	j->d.sender = msg->m.env.mail_from;
+	j->d.policy = &j->policy;
+	j->d.body = msg->m.body;
+	j->d.bodylen = msg->m.bodylen;
+	return j;
+}
+
+/* Groups the due recipients by destination into jobs (a transaction each, at most
+ * relay_rcpts_per_transaction recipients for SMTP) and queues them. */
+static void sched_round(struct smsg *msg)
+{
+	struct sched *s = msg->s;
+	struct envelope *env = &msg->m.env;
+	time_t now = time(NULL);
+	struct sjob **jobs = NULL;
+	size_t n_jobs = 0;
+
+	msg->pending++; /* the round itself, until every job is queued */
+	if (msg->bounce_now && !msg->doomed) {
+		sched_round_bounce(msg, now);
+	} else if (!msg->doomed && !msg->m.held) {
+		for (size_t i = 0; i < env->n_rcpts; i++) {
+			struct env_rcpt *r = &env->rcpts[i];
+			struct sjob *j = NULL;
+			struct route rt;
+			if (!sched_due(msg, r, now) || !r->route)
+				continue;
+			if (route_parse(r->route, &rt) < 0) {
+				log_warnx("queue id=%s rcpt_index=%zu unreadable route \"%s\"",
+					  msg->id, i, r->route);
+				continue;
+			}
+			for (size_t k = 0; k < n_jobs && !j; k++) {
+				struct sjob *o = jobs[k];
+				if (o->route.kind == rt.kind && o->route.port == rt.port &&
+				    o->route.literal == rt.literal &&
+				    strcasecmp(o->route.policy ? o->route.policy : "",
+					       rt.policy ? rt.policy : "") == 0 &&
+				    (rt.kind == ROUTE_LOCAL ||
+				     (strcasecmp(o->route.target, rt.target) == 0 &&
+				      o->d.n_rcpts < s->cfg->relay_rcpts_per_transaction)))
+					j = o;
+			}
+			if (j) {
+				route_clear(&rt);
+			} else {
+				j = sched_job_for(msg, &rt);
+				jobs = xrealloc(jobs, (n_jobs + 1) * sizeof(*jobs));
+				jobs[n_jobs++] = j;
+			}
+			j->d.rcpts = xrealloc(j->d.rcpts, (j->d.n_rcpts + 1) * sizeof(*j->d.rcpts));
+			memset(&j->d.rcpts[j->d.n_rcpts], 0, sizeof(*j->d.rcpts));
+			j->d.rcpts[j->d.n_rcpts++].index = i;
+		}
+	}
+	msg->flush_now = 0;
+	/* Queued only now: a destination may run a job at once, even finish it. */
+	for (size_t k = 0; k < n_jobs; k++)
+		sched_dest_push(jobs[k]->dest, jobs[k]);
+	free(jobs);
+	if (--msg->pending == 0)
+		sched_round_end(msg);
+}
+
+static void sched_removed_work(void *arg)
+{
+	struct smsg *msg = arg;
+	int err = qstore_remove(msg->s->qs, msg->id);
+	if (err && err != ENOENT)
+		log_warnx("queue id=%s cannot remove: %s", msg->id, strerror(err));
+}
+
+static void sched_removed_done(void *arg)
+{
+	struct smsg *msg = arg;
+	log_info("queue id=%s status=removed", msg->id);
+	msg->busy = 0;
+	sched_msg_free(msg);
+}
+
+static void sched_notified(void *arg, int err);
+
+/* What the sender must hear of now: final recipients not yet reported, and late
+ * ones not yet warned about. Returns the number of items (msg->items). */
+static size_t sched_collect_dsn(struct smsg *msg, time_t now, struct qev **evs_r, size_t *nev_r)
+{
+	const struct config *cfg = msg->s->cfg;
+	const struct envelope *env = &msg->m.env;
+	size_t n = 0, nev = 0;
+	struct qev *evs = xcalloc(env->n_rcpts ? env->n_rcpts : 1, sizeof(*evs));
+	free(msg->items);
+	msg->items = xcalloc(env->n_rcpts ? env->n_rcpts : 1, sizeof(*msg->items));
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+		enum dsn_kind kind;
+		if (r->done && !r->notified) {
+			kind = r->state == RCPT_FAILED ? DSN_FAILED :
+			       r->state == RCPT_RELAYED ? DSN_RELAYED : DSN_DELIVERED;
+			evs[nev++] = (struct qev){ .kind = QEV_NOTIFIED, .rcpt = i, .when = now };
+		} else if (!r->done && r->state == RCPT_DEFERRED && !r->delay_warned &&
+			   cfg->delay_warning_time &&
+			   now - env->received >= (time_t)cfg->delay_warning_time) {
+			kind = DSN_DELAYED;
+			evs[nev++] = (struct qev){ .kind = QEV_WARNED, .rcpt = i, .when = now };
+		} else {
+			continue;
+		}
+		if (dsn_wanted(env, i, kind))
+			msg->items[n++] = (struct dsn_item){ .rcpt = i, .kind = kind };
+	}
+	msg->n_items = n;
+	*evs_r = evs;
+	*nev_r = nev;
+	return n;
+}
+
+static void sched_notify_record(struct smsg *msg, struct qev *evs, size_t nev)
+{
+	struct sjob *j = sched_job_new(msg->s, msg);
+	j->evs = evs;
+	j->n_evs = nev;
+	sched_record(j);
+}
+
+static void sched_round_end(struct smsg *msg)
+{
+	struct sched *s = msg->s;
+	time_t now = time(NULL), next = 0;
+	struct qev *evs;
+	size_t nev;
+
+	if (s->stopping)
+		return;
+	if (msg->doomed) {
+		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
+		return;
+	}
+	if (!msg->m.held) {
+		if (sched_collect_dsn(msg, now, &evs, &nev) > 0) {
+			/* Recorded once the DSN is safely queued: a crash in between
+			 * sends it twice rather than never. */
+			msg->pending++;
+			free(evs);
+			bounce_send(s->cfg, s->w, s->q, s->users, &msg->m, msg->items,
+				    msg->n_items,
+				    msg->m.env.received + (time_t)s->cfg->queue_lifetime,
+				    sched_notified, msg);
+			return;
+		}
+		if (nev > 0) {
+			sched_notify_record(msg, evs, nev);
+			return;
+		}
+		free(evs);
+	}
+	free(msg->m.buf);
+	msg->m.buf = NULL;
+	msg->m.body = NULL;
+	if (msg->again || msg->flush_now || msg->bounce_now) {
+		sched_load(msg);
+		return;
+	}
+	if (qmsg_finished(&msg->m)) {
+		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
+		return;
+	}
+	msg->busy = 0;
+	if (msg->m.held)
+		return;
+	for (size_t i = 0; i < msg->m.env.n_rcpts; i++) {
+		const struct env_rcpt *r = &msg->m.env.rcpts[i];
+		if (!r->done && (next == 0 || r->next_attempt < next))
+			next = r->next_attempt;
+	}
+	{
+		struct timeval tv = { next > now ? next - now : 0, 0 };
+		evtimer_add(msg->timer, &tv);
+	}
+}
+
+static void sched_notified(void *arg, int err)
+{
+	struct smsg *msg = arg;
+	time_t now = time(NULL);
+	struct qev *evs;
+	size_t nev;
+	msg->pending--;
+	if (err) {
+		unsigned wait = sched_backoff(msg->s->cfg, 1);
+		struct timeval tv = { (time_t)wait, 0 };
+		log_warnx("queue id=%s cannot queue the DSN: %s (retry in %us)", msg->id,
+			  strerror(err), wait);
+		free(msg->m.buf);
+		msg->m.buf = NULL;
+		msg->m.body = NULL;
+		msg->busy = 0;
+		evtimer_add(msg->timer, &tv);
+		return;
+	}
+	sched_collect_dsn(msg, now, &evs, &nev);
+	sched_notify_record(msg, evs, nev);
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+struct enqueue_req {
+	struct sched *s;
+	char id[24];
+};
+
+static void sched_enqueue_loop(void *arg)
+{
+	struct enqueue_req *req = arg;
+	struct sched *s = req->s;
+	if (!s->stopping) {
+		struct smsg *msg = sched_msg_get(s, req->id);
+		if (msg->busy)
+			msg->again = 1;
+		else
+			sched_load(msg);
+	}
+	free(req);
+}
+
+void sched_enqueue(struct sched *s, const char *id)
+{
+	struct enqueue_req *req = xcalloc(1, sizeof(*req));
+	req->s = s;
+	snprintf(req->id, sizeof(req->id), "%s", id);
+	workers_post(s->w, sched_enqueue_loop, req);
+}
+
+void sched_enqueue_cb(void *s, const char *id)
+{
+	sched_enqueue(s, id);
+}
+
+struct sched *sched_create(const struct config *cfg, struct event_base *base,
+			   struct workers *w, struct qstore *qs, struct queue *q,
+			   struct userdb *users, struct transport *local, struct transport *smtp)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+	s->cfg = cfg;
+	s->base = base;
+	s->w = w;
+	s->qs = qs;
+	s->q = q;
+	s->users = users;
+	s->local = local;
+	s->smtp = smtp;
+	s->dests = sched_dests_create(cfg, base, sched_dest_run_cb);
+	return s;
+}
+
+void sched_destroy(struct sched **sp)
+{
+	struct sched *s = *sp;
+	if (!s)
+		return;
+	s->stopping = 1;
+	while (s->jobs)
+		sched_job_free(s->jobs);
+	sched_dests_destroy(&s->dests);
+	for (size_t b = 0; b < SCHED_BUCKETS; b++)
+		while (s->buckets[b])
+			sched_msg_free(s->buckets[b]);
+	free(s);
+	*sp = NULL;
+}
+
+/* ---- `cursus queue` ----------------------------------------------------------- */
+
+static int sched_msg_has_domain(const struct smsg *msg, const char *domain)
+{
+	for (size_t i = 0; i < msg->m.env.n_rcpts; i++) {
+		const struct env_rcpt *r = &msg->m.env.rcpts[i];
+		const char *at = strrchr(r->address, '@');
+		if (!r->done && at && strcasecmp(at + 1, domain) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void sched_kick(struct smsg *msg)
+{
+	msg->flush_now = 1;
+	if (msg->busy)
+		msg->again = 1;
+	else
+		sched_load(msg);
+}
+
+void sched_flush(struct sched *s, const char *id, const char *domain, sched_ctl_cb cb, void *arg)
+{
+	size_t n = 0;
+	char text[64];
+	if (id) {
+		struct smsg *msg = *sched_find(s, id);
+		if (!msg) {
+			cb(arg, ENOENT, "no such message");
+			return;
+		}
+		sched_dest_forget_backoff_all(s->dests);
+		sched_kick(msg);
+		cb(arg, 0, "flushed 1 message");
+		return;
+	}
+	sched_dest_forget_backoff_all(s->dests);
+	for (size_t b = 0; b < SCHED_BUCKETS; b++)
+		for (struct smsg *msg = s->buckets[b]; msg; msg = msg->hnext)
+			if (!msg->m.held && (!domain || (msg->loaded && sched_msg_has_domain(msg, domain)))) {
+				sched_kick(msg);
+				n++;
+			}
+	snprintf(text, sizeof(text), "flushed %zu message%s", n, n == 1 ? "" : "s");
+	cb(arg, 0, text);
+}
+
+/* Hold and release are recorded before they are acknowledged. */
+struct ctl_job {
+	struct smsg *msg;
+	struct qev ev;
+	int err;
+	sched_ctl_cb cb;
+	void *arg;
+};
+
+static void sched_ctl_work(void *arg)
+{
+	struct ctl_job *c = arg;
+	c->err = qstore_record(c->msg->s->qs, c->msg->id, &c->ev, 1);
+}
+
+static void sched_ctl_done(void *arg)
+{
+	struct ctl_job *c = arg;
+	struct smsg *msg = c->msg;
+	if (c->err) {
+		c->cb(c->arg, c->err, strerror(c->err));
+	} else {
+		qstore_apply(&msg->m, &c->ev);
+		log_info("queue id=%s status=%s", msg->id, msg->m.held ? "held" : "released");
+		if (msg->m.held)
+			evtimer_del(msg->timer);
+		else if (!msg->busy)
+			sched_load(msg);
+		c->cb(c->arg, 0, msg->m.held ? "held" : "released");
+	}
+	free(c);
+}
+
+static void sched_hold_release(struct sched *s, const char *id, enum qev_kind kind,
+			       sched_ctl_cb cb, void *arg)
+{
+	struct smsg *msg = *sched_find(s, id);
+	struct ctl_job *c;
+	if (!msg || !msg->loaded) {
+		cb(arg, ENOENT, "no such message");
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->msg = msg;
+	c->ev.kind = kind;
+	c->ev.when = time(NULL);
+	c->cb = cb;
+	c->arg = arg;
+	workers_submit(s->w, sched_ctl_work, sched_ctl_done, c);
+}
+
+void sched_hold(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
+{
+	sched_hold_release(s, id, QEV_HOLD, cb, arg);
+}
+
+void sched_release(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
+{
+	sched_hold_release(s, id, QEV_RELEASE, cb, arg);
+}
+
+void sched_delete(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
+{
+	struct smsg *msg = *sched_find(s, id);
+	if (!msg) {
+		cb(arg, ENOENT, "no such message");
+		return;
+	}
+	log_info("queue id=%s status=deleted by=admin", msg->id);
+	msg->doomed = 1;
+	if (!msg->busy) {
+		msg->busy = 1;
+		evtimer_del(msg->timer);
+		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
+		cb(arg, 0, "deleted");
+	} else {
+		cb(arg, 0, "deleted (after the attempt in progress)");
+	}
+}
+
+void sched_bounce(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
+{
+	struct smsg *msg = *sched_find(s, id);
+	if (!msg) {
+		cb(arg, ENOENT, "no such message");
+		return;
+	}
+	log_info("queue id=%s status=bounced by=admin", msg->id);
+	msg->bounce_now = 1;
+	if (msg->busy)
+		msg->again = 1;
+	else
+		sched_load(msg);
+	cb(arg, 0, "bounced");
+}
