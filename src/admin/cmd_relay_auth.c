@@ -4,61 +4,35 @@
  * configuration's relay_port when no port is written), so what is stored here is what
  * the delivery looks up. The password comes from admin_password_read, never argv, and
  * is never printed. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin/admin.h"
 #include "config/config.h"
+#include "config/config_relay.h"
 #include "store/username.h"
 #include "util/xmalloc.h"
 
-#define RELAY_AUTH_DEFAULT_PORT 25
+#define RELAY_AUTH_DEFAULT_PORT 25    /* relay_port's default */
 
-/* "host", "host:port", "[host]" or "[host]:port" (an IPv6 address only in brackets)
- * as route_nexthop() writes it. NULL, after saying why, when it is not one. */
+/* NEXTHOP parsed as relay_host is (config_relay_nexthop: an IP address is literal
+ * even without brackets), then named as route_nexthop() names the route the router
+ * makes of it. NULL, after saying why, when it is not a next hop. */
 static char *relay_auth_nexthop(const char *arg, unsigned default_port)
 {
-	const char *host = arg, *end, *port = NULL;
-	int literal = arg[0] == '[';
-	unsigned long p = default_port;
+	struct nexthop_conf nh;
+	const char *why = config_relay_nexthop(arg, &nh);
 	char *out;
 
-	if (literal) {
-		host = arg + 1;
-		if (!(end = strchr(host, ']')) || (end[1] && end[1] != ':'))
-			goto bad;
-		if (end[1] == ':')
-			port = end + 2;
-	} else {
-		end = strchr(arg, ':');
-		if (end) {
-			port = end + 1;
-		} else {
-			end = arg + strlen(arg);
-		}
+	if (why) {
+		admin_error("\"%s\" is not a next hop: %s", arg, why);
+		return NULL;
 	}
-	if (end == host || end - host > 255)
-		goto bad;
-	for (const char *c = host; c < end; c++)
-		if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-' && !(literal && *c == ':'))
-			goto bad;
-	if (port) {
-		char *stop;
-		if (!isdigit((unsigned char)*port))
-			goto bad;
-		p = strtoul(port, &stop, 10);
-		if (*stop || p == 0 || p > 65535)
-			goto bad;
-	}
-	out = xasprintf("%s%.*s%s:%lu", literal ? "[" : "", (int)(end - host), host,
-			literal ? "]" : "", p);
-	username_lower(out);
+	out = xasprintf("%s%s%s:%u", nh.literal ? "[" : "", nh.host, nh.literal ? "]" : "",
+			nh.port ? nh.port : default_port);
+	config_relay_nexthop_clear(&nh);
 	return out;
-bad:
-	admin_error("\"%s\" is not a next hop (host, host:port, [host] or [host]:port)", arg);
-	return NULL;
 }
 
 /* The envelope sender an entry is for: local@domain, lower case. */

@@ -64,14 +64,26 @@ def test_nexthop_forms(srv):
                           ("[smart.example]", "[smart.example]:25"),
                           ("Smart.Example:2525", "smart.example:2525"),
                           ("[127.0.0.5]:587", "[127.0.0.5]:587"),
+                          # An address is literal even unbracketed, as in relay_host.
+                          ("127.0.0.6:587", "[127.0.0.6]:587"),
                           ("[::1]:465", "[::1]:465")):
         srv.admin("relay-auth", "add", given, "u", stdin="pw\n")
         assert (stored, "", "u", "pw") in rows(srv), given
+        r = srv.admin("relay-auth", "del", given)
+        assert r.stdout == "relay credentials for %s (sender default) deleted\n" % stored
     for bad in ("", "host:0", "host:70000", "host:x", "[host", "[host]x", "bad host",
                 "a/b:25", "::1"):
         r = srv.admin("relay-auth", "add", bad, "u", stdin="pw\n", check=False)
         assert r.returncode == 2, (bad, r)
-    assert len(rows(srv)) == 5
+    assert rows(srv) == []
+
+
+def test_relay_port_default(srv):
+    # Without a port, the configuration's relay_port.
+    with open(srv.conf, "a") as f:
+        f.write("relay_port 2525\n")
+    srv.admin("relay-auth", "add", "smart.example", "u", stdin="pw\n")
+    assert rows(srv) == [("smart.example:2525", "", "u", "pw")]
 
 
 def test_per_sender(srv):
