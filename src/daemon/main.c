@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "deliver/deliver.h"
+#include "deliver/scheduler.h"
+#include "deliver/transport.h"
 #include "net/tls.h"
+#include "queue/qstore.h"
 #include "queue/queue.h"
 #include "sasl/authlimit.h"
 #include "sasl/sasl.h"
@@ -157,7 +159,9 @@ int main(int argc, char **argv)
 	struct smtp_listener *ls[64];
 	size_t nl = 0;
 	struct config *cfg;
-	struct deliver *dl;
+	struct qstore *qs;
+	struct sched *sched;
+	struct transport *local, *smtp = NULL;
 	struct event *sigs[3];
 	char *err = NULL;
 
@@ -212,12 +216,21 @@ int main(int argc, char **argv)
 		};
 		srv.authlimit = authlimit_create(&ac);
 	}
-	srv.workers = workers_create(srv.base, cfg->worker_threads);
+	if (!(qs = qstore_open(cfg->queue_dir, &err)))
+		fatalx("queue: %s", err);
+	/* Two daemons on one queue would both deliver every message. */
+	if ((ch = qstore_lock(qs)) != 0)
+		fatalx("queue: %s is in use by another cursusd (lock: %s)", cfg->queue_dir,
+		       strerror(ch));
+	/* Delivery work (Maildir writes, journal fsyncs) shares the workers with SQLite
+	 * and hashing; queue_threads and delivery_threads bound each kind. */
+	srv.workers = workers_create(srv.base, cfg->worker_threads + cfg->delivery_threads);
 	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
 	if (!srv.queue)
 		fatalx("queue: cannot use %s", cfg->queue_dir);
-	dl = deliver_create(cfg, cfg->delivery_threads);
-	queue_set_notify(srv.queue, deliver_enqueue_cb, dl);
+	local = transport_maildir_create(cfg, srv.workers);
+	sched = sched_create(cfg, srv.base, srv.workers, qs, srv.queue, srv.users, local, smtp);
+	queue_set_notify(srv.queue, sched_enqueue_cb, sched);
 
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
 		ls[nl++] = listen_on(&srv, lc);
@@ -245,10 +258,16 @@ int main(int argc, char **argv)
 	trace_rules_free(&srv.trace);
 	addrcount_destroy(&srv.clients);
 	netlist_clear(&srv.client_exempt);
-	/* The queue first: its last commits still notify the deliverer. */
+	/* The queue first: its last commits still notify the scheduler. The workers
+	 * next, so that no file work still uses what the scheduler owns; then the
+	 * transports (no callbacks from them any more), then the scheduler. */
 	queue_destroy(&srv.queue);
-	deliver_destroy(&dl);
 	workers_destroy(&srv.workers);
+	if (smtp)
+		smtp->destroy(smtp);
+	sched_destroy(&sched);
+	local->destroy(local);
+	qstore_close(&qs);
 	sasl_server_destroy(&srv.sasl);
 	authlimit_destroy(&srv.authlimit);
 	userdb_close(&srv.users);

@@ -3,7 +3,6 @@
  * and retry. */
 #include "unit.h"
 #include "config/config.h"
-#include "deliver/deliver.h"
 #include "queue/envelope.h"
 #include "queue/qfile.h"
 #include "queue/queue.h"
@@ -86,17 +85,6 @@ static char *make_body(int i)
 	return b;
 }
 
-/* Waits up to secs for dir to hold `want` files (not counting sidecars). */
-static int wait_count(const char *dir, size_t want, int secs)
-{
-	for (int i = 0; i < secs * 100; i++) {
-		if (count_files(dir, NULL) - count_files(dir, ".done") == want)
-			return 1;
-		usleep(10000);
-	}
-	return 0;
-}
-
 static void commit_one(struct queue *q, const char *rcpts[], const char *boxes[], size_t n,
 		       char id_r[24], int *err_r, int i)
 {
@@ -121,8 +109,6 @@ void unit_main(void)
 	static int errs[N_MSGS];
 	struct workers *w;
 	struct queue *q;
-	struct deliver *d;
-	struct config cfg;
 	struct timespec t0, t1;
 	int fd;
 
@@ -218,118 +204,10 @@ void unit_main(void)
 	snprintf(path, sizeof(path), "%s/corrupt/00000000000000ff", qdir);
 	CHECK(access(path, F_OK) == 0);
 
-	/* Delivery of everything recovered. */
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.queue_dir = qdir;
-	snprintf(path, sizeof(path), "%s/mail", root);
-	cfg.mail_dir = strdup(path);
-	cfg.delivery_threads = 4;
-	cfg.retry_min = 1;
-	cfg.retry_max = 2;
-	cfg.queue_lifetime = 3600;
-	d = deliver_create(&cfg, cfg.delivery_threads);
-	queue_set_notify(q, deliver_enqueue_cb, d);
-	CHECK(queue_recover(q) == N_MSGS);
-	CHECK(wait_count(msgdir, 0, 30));
-	CHECK(count_files(msgdir, NULL) == 0);
-	for (int u = 0; u < 3; u++) {
-		snprintf(path, sizeof(path), "%s/example.test/user%d/new", cfg.mail_dir, u);
-		CHECK(count_files(path, NULL) == (size_t)(N_MSGS / 3 + (u < N_MSGS % 3)));
-	}
-	{
-		/* Message 5 went to user2: its file holds exactly the body. */
-		char *want = make_body(5), got[256];
-		DIR *dd;
-		struct dirent *de;
-		int found = 0;
-		snprintf(path, sizeof(path), "%s/example.test/user2/new", cfg.mail_dir);
-		dd = opendir(path);
-		while (dd && (de = readdir(dd))) {
-			char p2[1024];
-			ssize_t n;
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(p2, sizeof(p2), "%s/%s", path, de->d_name);
-			fd = open(p2, O_RDONLY);
-			n = read(fd, got, sizeof(got));
-			close(fd);
-			if (n == (ssize_t)strlen(want) && memcmp(got, want, (size_t)n) == 0)
-				found++;
-		}
-		if (dd)
-			closedir(dd);
-		CHECK(found == 1);
-		free(want);
-		snprintf(path, sizeof(path), "%s/example.test/user2/tmp", cfg.mail_dir);
-		CHECK(count_files(path, NULL) == 0);
-	}
-
-	/* Partial progress: two local recipients done (and recorded), a remote one
-	 * left; a mailbox that is a regular file defers; fixing it lets the retry in. */
-	{
-		const char *rcpts[] = { "a@example.test", "b@example.test", "far@remote.test" };
-		const char *boxes[] = { "example.test/a", "example.test/b", NULL };
-		const char *brcpt = "blocked@example.test", *bbox = "example.test/blocked";
-		char pid[24], bid[24];
-		int perr = -1, berr = -1;
-		struct envelope env;
-		char *buf;
-		size_t len, blen;
-		const char *body;
-
-		snprintf(path, sizeof(path), "%s/example.test/blocked", cfg.mail_dir);
-		fd = open(path, O_CREAT | O_WRONLY, 0600);
-		close(fd);
-		n_done = 0;
-		commit_one(q, rcpts, boxes, 3, pid, &perr, 1000);
-		commit_one(q, &brcpt, &bbox, 1, bid, &berr, 1001);
-		run_loop(2);
-		CHECK(perr == 0 && berr == 0);
-		sleep(1);
-		CHECK(count_files(msgdir, ".done") == 1);
-		CHECK(count_files(msgdir, NULL) == 3);
-		fd = open(msgdir, O_RDONLY | O_DIRECTORY);
-		CHECK(qfile_read_at(fd, pid, &buf, &len) == 0);
-		close(fd);
-		CHECK(qfile_decode(buf, len, &env, &body, &blen) == 0);
-		snprintf(path, sizeof(path), "%s/%s.done", msgdir, pid);
-		CHECK(qfile_done_load(path, &env) == 0);
-		CHECK(env.rcpts[0].done && env.rcpts[1].done && !env.rcpts[2].done);
-		envelope_clear(&env);
-		free(buf);
-		snprintf(path, sizeof(path), "%s/example.test/a/new", cfg.mail_dir);
-		CHECK(count_files(path, NULL) == 1);
-
-		snprintf(path, sizeof(path), "%s/%s", msgdir, bid);
-		CHECK(access(path, F_OK) == 0); /* deferred, still queued */
-		snprintf(path, sizeof(path), "%s/example.test/blocked", cfg.mail_dir);
-		CHECK(unlink(path) == 0);
-		CHECK(wait_count(msgdir, 1, 10)); /* the retry delivered it */
-		snprintf(path, sizeof(path), "%s/example.test/blocked/new", cfg.mail_dir);
-		CHECK(count_files(path, NULL) == 1);
-	}
-
-	/* Past the queue lifetime a message is given up (logged as failed), not kept. */
-	{
-		struct envelope env = { 0 };
-		int err = -1;
-		queue_new_id(q, &env);
-		env.received = time(NULL) - 7200;
-		env.mail_from = strdup("old@remote.test");
-		envelope_add_rcpt(&env, "far@remote.test", NULL, 0, NULL);
-		n_done = 0;
-		queue_commit(q, &env, strdup("old"), 3, on_commit, &err);
-		envelope_clear(&env);
-		run_loop(1);
-		CHECK(err == 0);
-		CHECK(wait_count(msgdir, 1, 10)); /* only the partial message is left */
-	}
-	deliver_destroy(&d);
-	CHECK(d == NULL);
+	/* Delivery is the scheduler's: tests/integration/test_delivery.py. */
 	queue_destroy(&q);
 	workers_destroy(&w);
 	event_base_free(base);
-	free(cfg.mail_dir);
 	if (!unit_failed) {
 		snprintf(path, sizeof(path), "rm -rf '%s'", root);
 		if (system(path) != 0)
