@@ -56,12 +56,13 @@ static int queue_via_daemon(const char *socket_path, const struct qctl_req *r)
 		return ADMIN_EXIT_TEMPFAIL;
 	}
 	if (strncmp(reply, "ok", 2) == 0 && (reply[2] == ' ' || !reply[2])) {
-		printf("%s\n", reply[2] ? reply + 3 : "ok");
+		qctl_clean(line, sizeof(line), reply[2] ? reply + 3 : "ok");
+		printf("%s%s%s\n", r->id, r->id[0] ? ": " : "", line);
 		free(reply);
 		return ADMIN_EXIT_OK;
 	}
 	qctl_clean(line, sizeof(line), strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
-	admin_error("%s", line);
+	admin_error("%s%s%s", r->id, r->id[0] ? ": " : "", line);
 	free(reply);
 	return ADMIN_EXIT_FAIL;
 }
@@ -74,7 +75,7 @@ static int queue_direct(struct qstore *qs, const struct qctl_req *r)
 	int err = qstore_load(qs, r->id, 0, &m);
 
 	if (err == ENOENT || err == EBADMSG) {
-		admin_error("no such message: %s", r->id);
+		admin_error("%s: no such message", r->id);
 		return ADMIN_EXIT_FAIL;
 	}
 	if (err) {
@@ -84,7 +85,7 @@ static int queue_direct(struct qstore *qs, const struct qctl_req *r)
 	if (r->verb == QCTL_DELETE) {
 		err = qstore_remove(qs, r->id);
 	} else if ((r->verb == QCTL_HOLD) == (m.held != 0)) {
-		printf("%s: %s\n", r->id, m.held ? "already on hold" : "not on hold");
+		printf("%s: %s (the daemon is not running)\n", r->id, m.held ? "held" : "released");
 		qmsg_clear(&m);
 		return ADMIN_EXIT_OK;
 	} else {
@@ -97,7 +98,7 @@ static int queue_direct(struct qstore *qs, const struct qctl_req *r)
 		return err == ENOENT ? ADMIN_EXIT_FAIL : ADMIN_EXIT_TEMPFAIL;
 	}
 	printf("%s: %s (the daemon is not running)\n", r->id,
-	       r->verb == QCTL_DELETE ? "deleted" : r->verb == QCTL_HOLD ? "on hold" : "released");
+	       r->verb == QCTL_DELETE ? "deleted" : r->verb == QCTL_HOLD ? "held" : "released");
 	return ADMIN_EXIT_OK;
 }
 

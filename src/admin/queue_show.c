@@ -273,7 +273,7 @@ int admin_queue_show(struct qstore *qs, const char *id)
 	int err = qstore_load(qs, id, QSTORE_BODY, &m);
 
 	if (err == ENOENT || err == EBADMSG) {
-		admin_error("no such message: %s", id);
+		admin_error("%s: no such message", id);
 		return ADMIN_EXIT_FAIL;
 	}
 	if (err) {
