@@ -111,7 +111,7 @@ def test_list(srv):
     text = srv.queue("list", check=True).stdout.splitlines()
     assert text[0].startswith(qid + "  ")
     assert text[0].endswith("<alice@example.test>")
-    assert text[1].split() == ["bob@example.test", "delivered"]
+    assert text[1].split()[:3] == ["bob@example.test", "delivered", "attempts=1"]
     assert text[2].split()[:3] == [REMOTE, "deferred", "attempts=1"]
     assert "next=in 59m" in text[2] or "next=in 1h00m" in text[2]
     assert len(text) == 3
@@ -128,7 +128,7 @@ def test_show(srv):
     assert "    Subject: queue test tok-show" in lines
     assert "    Message-ID: <tok-show@test.example>" in lines
     rc = lines.index("recipients")
-    assert lines[rc + 1].split() == ["bob@example.test", "delivered"]
+    assert lines[rc + 1].split()[:2] == ["bob@example.test", "delivered"]
     assert lines.index("header") > rc
     assert any(l.split()[:2] == [REMOTE, "deferred"] for l in lines[rc:])
 
@@ -245,6 +245,14 @@ def control(path, data, timeout=10):
         c.close()
 
 
+def try_control(path, data):
+    """control(), with a connection closed unanswered (reset or not) as b""."""
+    try:
+        return control(path, data)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
 def test_control_socket(srv):
     path = srv.sock_path
     assert stat.S_ISSOCK(os.stat(path).st_mode)
@@ -260,12 +268,25 @@ def test_control_socket(srv):
     # One request per connection: the second line is ignored.
     assert control(path, b"flush\nbogus\n") == b"ok flushed 0 messages\n"
     # A client that goes away before the answer costs nothing.
-    for _ in range(20):
+    for _ in range(10):
         c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         c.connect(path)
         c.sendall(b"flush\n")
         c.close()
     assert control(path, b"flush\n") == b"ok flushed 0 messages\n"
+    # At most 16 connections at once: the 17th is closed unanswered, and once the
+    # others are gone the socket serves again.
+    idle = []
+    try:
+        for _ in range(16):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(path)
+            idle.append(c)
+        assert try_control(path, b"flush\n") == b""
+    finally:
+        for c in idle:
+            c.close()
+    assert lib.wait_until(lambda: try_control(path, b"flush\n") == b"ok flushed 0 messages\n", 10)
     assert srv.running()
 
 
