@@ -14,6 +14,7 @@
 #define ADMIN_EXIT_OK 0
 #define ADMIN_EXIT_FAIL 1
 #define ADMIN_EXIT_USAGE 2
+#define ADMIN_EXIT_TEMPFAIL 75   /* sysexits EX_TEMPFAIL: the daemon is unreachable */
 
 /* Longest password accepted, in octets. */
 #define ADMIN_PASSWORD_MAX 1024
@@ -33,6 +34,16 @@ struct userdb *admin_userdb_open(const char *config_path);
  * long, no input). */
 char *admin_password_read(int confirm);
 
+/* Sends one request line (LF-terminated) to the control socket at path and reads the
+ * one-line reply (*reply_r malloc'd, without the LF). Returns 0, or an errno value:
+ * ENOENT/ECONNREFUSED when nobody listens, ETIMEDOUT, EPROTO for a broken reply. */
+int admin_control_request(const char *path, const char *request, char **reply_r);
+
+struct qstore;
+/* `cursus queue list [--json]` and `cursus queue show ID` (queue_show.c). */
+int admin_queue_list(struct qstore *qs, int json);
+int admin_queue_show(struct qstore *qs, const char *id);
+
 /* The command groups: argv[0] is the group name. Each returns an exit code. */
 int cmd_user(const char *config_path, int argc, char **argv);
 int cmd_alias(const char *config_path, int argc, char **argv);
@@ -44,6 +55,8 @@ int cmd_trace(const char *config_path, int argc, char **argv);
 /* `cursus mx DOMAIN`: the MX targets outbound delivery would try (DNS only, no
  * configuration). Exit 75 for a temporary DNS failure. */
 int cmd_mx(const char *config_path, int argc, char **argv);
+int cmd_relay_auth(const char *config_path, int argc, char **argv);
+int cmd_queue(const char *config_path, int argc, char **argv);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */
 int cmd_user_auth(const char *config_path, int argc, char **argv);

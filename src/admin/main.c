@@ -60,10 +60,25 @@ static const char admin_usage_text[] =
 	"  trace list|clear           the sessions cursusd traces (protocol log)\n"
 	"  trace add|del client ADDRESS[/PREFIX] | user NAME\n"
 	"                             applied at once through SIGHUP\n"
+	"  relay-auth add NEXTHOP USER [--sender ADDRESS]\n"
+	"                             credentials sent to a smart host (NEXTHOP host,\n"
+	"                             host:port, [host] or [host]:port as in relay_host;\n"
+	"                             without a port, relay_port); with --sender only for\n"
+	"                             mail from ADDRESS; replaces an earlier entry\n"
+	"  relay-auth del NEXTHOP [--sender ADDRESS]\n"
+	"  relay-auth list            the entries, without their passwords\n"
+	"  queue list [--json]        the queued messages and each recipient's state\n"
+	"  queue show ID              one message: envelope, header, recipients\n"
+	"  queue flush [ID|--domain DOMAIN]\n"
+	"                             attempt delivery now\n"
+	"  queue hold|release|delete|bounce ID\n"
+	"                             keep from delivery, deliver again, remove (no DSN),\n"
+	"                             return to the sender now (DSN). Exit 1 no such\n"
+	"                             message, 75 the daemon is not reachable\n"
 	"  help                       this text\n"
 	"\n"
-	"Passwords are read from the terminal without echo, or as one line from stdin\n"
-	"when it is not a terminal; never from the command line.\n"
+	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
+	"line from stdin when it is not a terminal; never from the command line.\n"
 	"The configuration is FILE, else $CURSUS_CONFIG, else " ADMIN_DEFAULT_CONFIG ".\n";
 
 struct admin_command {
@@ -78,6 +93,8 @@ static const struct admin_command admin_commands[] = {
 	{ "probe", cmd_probe },
 	{ "trace", cmd_trace },
 	{ "mx", cmd_mx },
+	{ "relay-auth", cmd_relay_auth },
+	{ "queue", cmd_queue },
 };
 
 void admin_error(const char *fmt, ...)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "daemon/control.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
 #include "net/tls.h"
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
 	struct config *cfg;
 	struct qstore *qs;
 	struct workers *dwork;
+	struct control *ctl;
 	struct sched *sched;
 	struct transport *local, *smtp = NULL;
 	struct event *sigs[3];
@@ -233,6 +235,8 @@ int main(int argc, char **argv)
 	local = transport_maildir_create(cfg, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.users, local, smtp);
 	queue_set_notify(srv.queue, sched_enqueue_cb, sched);
+	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
+		fatalx("control socket: cannot serve %s", cfg->control_socket);
 
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
 		ls[nl++] = listen_on(&srv, lc);
@@ -248,6 +252,7 @@ int main(int argc, char **argv)
 		event_add(sigs[i], NULL);
 	pid_file_write(cfg->pid_file);
 	event_base_dispatch(srv.base);
+	control_destroy(&ctl);
 	unlink(cfg->pid_file);
 
 	event_free(srv.accept_resume);

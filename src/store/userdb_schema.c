@@ -20,7 +20,7 @@
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define USERDB_SCHEMA_VERSION 2
+#define USERDB_SCHEMA_VERSION 3
 #define USERDB_BUSY_TIMEOUT_MS 5000
 
 /* The schema as a list of steps: userdb_migrations[v] takes a database from
@@ -65,9 +65,21 @@ static const char userdb_schema_v2_sql[] =
 	" key TEXT PRIMARY KEY NOT NULL,"
 	" value BLOB NOT NULL);";
 
+/* Version 3: what cursus sends to a smart host (`cursus relay-auth`). The password
+ * is kept as given because it must be sent; sender '' is the next hop's default, so
+ * the key is one plain PRIMARY KEY (a NULL would never conflict). */
+static const char userdb_schema_v3_sql[] =
+	"CREATE TABLE relay_auth ("
+	" nexthop TEXT NOT NULL,"
+	" sender TEXT NOT NULL DEFAULT '',"
+	" user TEXT NOT NULL,"
+	" password TEXT NOT NULL,"
+	" PRIMARY KEY (nexthop, sender));";
+
 static const char *const userdb_migrations[USERDB_SCHEMA_VERSION] = {
 	userdb_schema_v1_sql,
 	userdb_schema_v2_sql,
+	userdb_schema_v3_sql,
 };
 
 /* PRAGMA user_version, or -1. */

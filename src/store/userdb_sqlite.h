@@ -2,7 +2,8 @@
  * outside src/store/: everyone else goes through userdb.h. The backend is split by
  * concern: userdb_schema.c (open, schema and migrations), userdb_sqlite.c (users,
  * aliases, passwords), userdb_auth.c (the checks SMTP AUTH makes), userdb_grants.c
- * (administration of grants, app passwords and certificates). */
+ * (administration of grants, app passwords and certificates), userdb_relay.c (the
+ * credentials cursus sends to smart hosts). */
 #ifndef CURSUS_USERDB_SQLITE_H
 #define CURSUS_USERDB_SQLITE_H
 

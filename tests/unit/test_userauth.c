@@ -469,7 +469,7 @@ static void test_migration(void)
 		free(err);
 		return;
 	}
-	CHECK(pragma_version(path) == 2);
+	CHECK(pragma_version(path) == 3);
 	CHECK(verify(db, "olga@example.test", "old secret", "olga@example.test") == 1);
 	CHECK(userdb_scram_keys(db, "olga@example.test", "SHA-256", &fake1, &exists) == 0);
 	CHECK(exists == 1);
@@ -535,7 +535,7 @@ void unit_main(void)
 	test_grants(db);
 	test_certs(db);
 	userdb_close(&db);
-	CHECK(pragma_version(dbpath) == 2);
+	CHECK(pragma_version(dbpath) == 3);
 	cleanup(dbpath);
 	test_migration();
 	rmdir(tmpdir);

@@ -1,0 +1,196 @@
+/* Tests of the relay credentials in the user database (SQLite, a real temporary file):
+ * set, replace, per-sender entries and their fallback to the default, delete, listing
+ * without passwords, key validation, and the upgrade of a version 2 database. */
+#include "unit.h"
+#include "store/userdb.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+
+static void remove_db(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		char p[200];
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		unlink(p);
+	}
+}
+
+/* The listing, one "nexthop|sender|user;" per entry ("-" for no sender). */
+static void collect(void *arg, const char *nexthop, const char *sender, const char *user)
+{
+	char *buf = arg;
+	size_t len = strlen(buf);
+	snprintf(buf + len, 1024 - len, "%s|%s|%s;", nexthop, sender ? sender : "-", user);
+}
+
+/* 1 with the user and password found, else the find's return value. */
+static int find(struct userdb *db, const char *nexthop, const char *sender, const char *want_user,
+		const char *want_password)
+{
+	char *user = NULL, *password = NULL;
+	int rc = userdb_relay_auth_find(db, nexthop, sender, &user, &password);
+	if (rc == 1) {
+		CHECK_STR(user, want_user);
+		CHECK_STR(password, want_password);
+	} else {
+		CHECK(user == NULL && password == NULL);
+	}
+	free(user);
+	free(password);
+	return rc;
+}
+
+static int set(struct userdb *db, const char *nexthop, const char *sender, const char *user,
+	       const char *password)
+{
+	char *err = NULL;
+	int rc = userdb_relay_auth_set(db, nexthop, sender, user, password, &err);
+	if (rc < 0) {
+		CHECK(err != NULL);
+		/* The reason never quotes the password. */
+		CHECK(err && (!*password || !strstr(err, password)));
+	}
+	free(err);
+	return rc;
+}
+
+static void test_set_find(struct userdb *db)
+{
+	char list[1024] = "", *err = NULL;
+
+	CHECK(find(db, "[smart.example]:587", NULL, NULL, NULL) == 0);
+	CHECK(set(db, "[Smart.Example]:587", NULL, "relay-user", "s3cret pw") == 0);
+	CHECK(find(db, "[smart.example]:587", NULL, "relay-user", "s3cret pw") == 1);
+	/* Any sender without an entry of its own gets the default. */
+	CHECK(find(db, "[smart.example]:587", "carol@example.test", "relay-user", "s3cret pw") == 1);
+	CHECK(find(db, "[smart.example]:587", "", "relay-user", "s3cret pw") == 1);
+	/* Another port or the unbracketed name is another next hop. */
+	CHECK(find(db, "[smart.example]:25", NULL, NULL, NULL) == 0);
+	CHECK(find(db, "smart.example:587", NULL, NULL, NULL) == 0);
+
+	/* Setting again replaces. */
+	CHECK(set(db, "[smart.example]:587", NULL, "other-user", "new pw") == 0);
+	CHECK(find(db, "[smart.example]:587", NULL, "other-user", "new pw") == 1);
+
+	/* A sender's own entry wins for that sender only. */
+	CHECK(set(db, "[smart.example]:587", "Alice@Example.Test", "alice-there", "alice pw") == 0);
+	CHECK(find(db, "[smart.example]:587", "alice@example.test", "alice-there", "alice pw") == 1);
+	CHECK(find(db, "[smart.example]:587", "ALICE@example.test", "alice-there", "alice pw") == 1);
+	CHECK(find(db, "[smart.example]:587", "bob@example.test", "other-user", "new pw") == 1);
+	CHECK(find(db, "[smart.example]:587", NULL, "other-user", "new pw") == 1);
+
+	CHECK(set(db, "mx.example.org:25", NULL, "u2", "p2") == 0);
+	CHECK(userdb_relay_auth_list(db, collect, list, &err) == 0);
+	CHECK_STR(list, "[smart.example]:587|-|other-user;"
+			"[smart.example]:587|alice@example.test|alice-there;"
+			"mx.example.org:25|-|u2;");
+
+	/* Deleting the default leaves the sender's entry, and the others fall back to none. */
+	CHECK(userdb_relay_auth_del(db, "[smart.example]:587", NULL, &err) == 1);
+	CHECK(userdb_relay_auth_del(db, "[smart.example]:587", NULL, &err) == 0);
+	CHECK(find(db, "[smart.example]:587", "bob@example.test", NULL, NULL) == 0);
+	CHECK(find(db, "[smart.example]:587", "alice@example.test", "alice-there", "alice pw") == 1);
+	CHECK(userdb_relay_auth_del(db, "[SMART.example]:587", "alice@EXAMPLE.test", &err) == 1);
+	CHECK(find(db, "[smart.example]:587", "alice@example.test", NULL, NULL) == 0);
+	CHECK(userdb_relay_auth_del(db, "mx.example.org:25", NULL, &err) == 1);
+	list[0] = '\0';
+	CHECK(userdb_relay_auth_list(db, collect, list, &err) == 0);
+	CHECK_STR(list, "");
+}
+
+static void test_invalid(struct userdb *db)
+{
+	char *err = NULL, long_hop[400];
+
+	CHECK(set(db, "", NULL, "u", "Pw-XyZ") < 0);
+	CHECK(set(db, "bad host:25", NULL, "u", "Pw-XyZ") < 0);
+	CHECK(set(db, "host:25\n", NULL, "u", "Pw-XyZ") < 0);
+	CHECK(set(db, "host:25", "a b@example.test", "u", "Pw-XyZ") < 0);
+	CHECK(set(db, "host:25", "", "u", "Pw-XyZ") < 0);
+	CHECK(set(db, "host:25", NULL, "", "p") < 0);
+	CHECK(set(db, "host:25", NULL, "u", "") < 0);
+	CHECK(set(db, "host:25", NULL, "u", "line\nbreak") < 0);
+	memset(long_hop, 'a', sizeof(long_hop) - 1);
+	long_hop[sizeof(long_hop) - 1] = '\0';
+	CHECK(set(db, long_hop, NULL, "u", "Pw-XyZ") < 0);
+	CHECK(userdb_relay_auth_del(db, "", NULL, &err) == -1);
+	free(err);
+	CHECK(find(db, "host:25", NULL, NULL, NULL) == 0);
+}
+
+/* A version 2 database (this one, brought back: version 3 only added the table) is
+ * upgraded on open, keeping its users. */
+static void test_upgrade(void)
+{
+	char path[160], *err = NULL;
+	struct userdb *db;
+	sqlite3 *s = NULL;
+	sqlite3_stmt *st = NULL;
+	int version = -1;
+
+	snprintf(path, sizeof(path), "%s/v2.db", tmpdir);
+	db = userdb_open(path, 1, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		free(err);
+		return;
+	}
+	CHECK(userdb_user_add(db, "olga@example.test", "pw of olga", &err) == 0);
+	userdb_close(&db);
+	CHECK(sqlite3_open(path, &s) == SQLITE_OK);
+	CHECK(sqlite3_exec(s, "DROP TABLE relay_auth; PRAGMA user_version = 2;", NULL, NULL,
+			   NULL) == SQLITE_OK);
+	sqlite3_close(s);
+
+	db = userdb_open(path, 0, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		free(err);
+		return;
+	}
+	CHECK(set(db, "[relay.example]:25", NULL, "u", "p") == 0);
+	CHECK(find(db, "[relay.example]:25", NULL, "u", "p") == 1);
+	CHECK(userdb_verify_password(db, "olga@example.test", "pw of olga", &err) == 1);
+	free(err); /* the canonical user name here */
+	userdb_close(&db);
+	s = NULL;
+	if (sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(s, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(s);
+	CHECK(version == 3);
+	remove_db(path);
+}
+
+void unit_main(void)
+{
+	char path[160], *err = NULL;
+	struct userdb *db;
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cursus-relayauth-XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/users.db", tmpdir);
+	db = userdb_open(path, 1, &err);
+	CHECK(db != NULL);
+	if (db) {
+		test_set_find(db);
+		test_invalid(db);
+		userdb_close(&db);
+	} else {
+		fprintf(stderr, "open: %s\n", err);
+		free(err);
+	}
+	remove_db(path);
+	test_upgrade();
+	rmdir(tmpdir);
+}
