@@ -41,6 +41,9 @@ int cmd_check(const char *config_path, int argc, char **argv);
  * config_path (it needs no configuration). */
 int cmd_probe(const char *config_path, int argc, char **argv);
 int cmd_trace(const char *config_path, int argc, char **argv);
+/* `cursus mx DOMAIN`: the MX targets outbound delivery would try (DNS only, no
+ * configuration). Exit 75 for a temporary DNS failure. */
+int cmd_mx(const char *config_path, int argc, char **argv);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */
 int cmd_user_auth(const char *config_path, int argc, char **argv);

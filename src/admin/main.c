@@ -51,6 +51,12 @@ static const char admin_usage_text[] =
 	"                             TLS, certificate, AUTH mechanisms (with --user, each\n"
 	"                             one tried); needs no configuration. Exit 0 nothing\n"
 	"                             wrong, 1 problems found, 2 cannot connect or usage\n"
+	"  mx DOMAIN [--resolver ADDRESS[@PORT]] [--port N] [--ipv4|--ipv6|\n"
+	"        --prefer-ipv4|--prefer-ipv6] [--self NAME] [--timeout SECONDS] [--host]\n"
+	"                             where mail for DOMAIN would go: the DNS status,\n"
+	"                             then PREF HOST ADDRESS PORT per line, in order;\n"
+	"                             needs no configuration. Exit 0 found, 1 permanent\n"
+	"                             failure, 75 temporary failure\n"
 	"  trace list|clear           the sessions cursusd traces (protocol log)\n"
 	"  trace add|del client ADDRESS[/PREFIX] | user NAME\n"
 	"                             applied at once through SIGHUP\n"
@@ -71,6 +77,7 @@ static const struct admin_command admin_commands[] = {
 	{ "check", cmd_check },
 	{ "probe", cmd_probe },
 	{ "trace", cmd_trace },
+	{ "mx", cmd_mx },
 };
 
 void admin_error(const char *fmt, ...)

@@ -19,6 +19,10 @@ struct dns_query;
 struct dns *dns_create(struct event_base *base, const char *resolver, char **err_r);
 /* Cancels every query in flight (their callbacks are not called). */
 void dns_destroy(struct dns **d);
+/* How long one dns_resolve_* may take, all its lookups included (default 10000 ms);
+ * past it the query answers DNS_TEMPFAIL (or, once the MX are known, with the
+ * addresses found so far). Applies to queries started afterwards. */
+void dns_set_timeout(struct dns *d, unsigned ms);
 
 enum dns_status {
 	DNS_OK,          /* targets has at least one address */
@@ -50,13 +54,13 @@ struct dns_result {
 };
 
 /* Called on the loop thread, once, unless cancelled; res is the callee's to
- * dns_result_free. */
+ * dns_result_free. The query handle is already freed when cb runs: do not cancel it. */
 typedef void (*dns_cb)(void *arg, struct dns_result *res);
 
 /* The MX hosts of domain and their addresses (A and/or AAAA as fam says), each with
  * port. MX hosts named self_hostname, and every MX of a preference equal to or above
  * it, are dropped (RFC 5321 5.1); when that leaves none: DNS_LOOP. At most max_targets
- * addresses. */
+ * addresses (0: no limit). */
 struct dns_query *dns_resolve_mx(struct dns *d, const char *domain, enum ip_family fam,
 				 unsigned port, const char *self_hostname, size_t max_targets,
 				 dns_cb cb, void *arg);
