@@ -239,20 +239,3 @@ int main(int argc, char **argv)
 	free(body);
 	return 0;
 }
-
-/* ---- temporary: until src/net/dns.c (branch wt-dns) is merged ---- */
-#ifndef HAVE_DNS
-struct dns *dns_create(struct event_base *b, const char *resolver, char **err_r)
-{
-	*err_r = xstrdup("no DNS yet (stub)");
-	return NULL;
-}
-void dns_destroy(struct dns **d) { *d = NULL; }
-struct dns_query *dns_resolve_mx(struct dns *d, const char *domain, enum ip_family fam,
-				 unsigned port, const char *self_hostname, size_t max_targets,
-				 dns_cb cb, void *arg) { return NULL; }
-struct dns_query *dns_resolve_host(struct dns *d, const char *host, enum ip_family fam,
-				   unsigned port, size_t max_targets, dns_cb cb, void *arg) { return NULL; }
-void dns_cancel(struct dns_query *q) {}
-void dns_result_free(struct dns_result *res) {}
-#endif
