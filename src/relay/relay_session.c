@@ -287,9 +287,12 @@ static void relay_tx_finish(struct relay_sess *s)
 	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t))
 		relay_sess_close(s);
 	else {
+		/* In the cache at once: the next message may come before the RSET reply,
+		 * and then waits for it. */
 		s->phase = PH_RSET;
 		smtpc_set_timeout(s->c, s->cfg->relay_command_timeout);
 		smtpc_command(s->c, "RSET");
+		relay_cache_put(s->t, s);
 	}
 	relay_job_tx_done(j);
 }
@@ -416,6 +419,8 @@ void relay_sess_transact(struct relay_sess *s, struct relay_job *j)
 	s->job = j;
 	if (s->ev_idle)
 		evtimer_del(s->ev_idle);
+	if (s->phase == PH_RSET)
+		return; /* the RSET reply starts it */
 	relay_sess_describe(s, d);
 	d->dsn_passed = relay_cap(smtpc_caps(s->c), "DSN") != NULL;
 	s->n_rcpts = d->n_rcpts;
@@ -539,11 +544,20 @@ static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *a
 		return;
 	case PH_RSET:
 		if (r->code != 250) {
+			if (s->job) {
+				text = relay_reply_text(r);
+				relay_temp_status(r, st);
+				relay_sess_fail(s, st, 0, 0, "RSET: %s", text);
+				free(text);
+				return;
+			}
+			relay_cache_drop(s->t, s);
 			relay_sess_close(s);
 			return;
 		}
 		s->phase = PH_IDLE;
-		relay_cache_put(s->t, s);
+		if (s->job)
+			relay_sess_transact(s, s->job);
 		return;
 	case PH_QUIT:
 		smtpc_close(c);
