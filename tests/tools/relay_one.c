@@ -218,9 +218,12 @@ int main(int argc, char **argv)
 	t->destroy(t);
 	dns_destroy(&dns);
 	/* Let the idle connections' QUIT go out, a bounded while. */
-	struct timeval tv = { 3, 0 };
-	event_base_loopexit(base, &tv);
-	event_base_dispatch(base);
+	for (int k = 0; k < 30 && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+							    EVENT_BASE_COUNT_ACTIVE) > 0; k++) {
+		struct timeval tv = { 0, 100000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
 	event_base_free(base);
 	if (password) {
 		explicit_bzero(password, strlen(password));

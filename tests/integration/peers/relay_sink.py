@@ -68,6 +68,14 @@ class RecordingSMTP(SMTP):
         record(ev="connect")
         super().connection_made(transport)
 
+    async def smtp_MAIL(self, arg):
+        # aiosmtpd 1.4 knows no AUTH= (RFC 4954 5) and takes SIZE= itself: the raw
+        # parameters are recorded here, and AUTH= kept out of its way.
+        record(ev="mail_raw", arg=arg)
+        if arg:
+            arg = " ".join(w for w in arg.split(" ") if not w.upper().startswith("AUTH="))
+        return await super().smtp_MAIL(arg)
+
 
 class SinkController(Controller):
     def factory(self):
