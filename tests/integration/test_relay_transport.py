@@ -380,3 +380,24 @@ def test_auth_535_defers(sinks, msgfile, certs):
     assert r.startswith("tempfail 4.7.8 127.0.0.66[127.0.0.66]: authentication failed: 535 5.7.8")
     assert facts(out)["dest_ok"] == "0"
     assert [e for e in events() if e["ev"] in ("mail", "mail_raw")] == []
+
+
+def test_may_handshake_failure_retries_in_clear(msgfile, certs):
+    """A peer whose TLS stops at 1.1: the handshake fails (we need 1.2), and in may
+    mode the same address is tried once more without STARTTLS."""
+    sys.path.insert(0, PEERS)
+    import broken_smtp
+    peer = broken_smtp.Peer("330", certs["good"][0], certs["good"][1], old_tls=True)
+    try:
+        out = relay("relay 127.0.0.1 %d 1 -" % peer.port, msgfile, "--tls", "may")
+        assert rcpts(out) == ["permfail 5.7.0 530 5.7.0 Authentication required"]
+        assert facts(out)["tls"] == "-"
+        verbs = [(l.split()[0].upper(), tls) for l, tls in peer.lines()]
+        assert ("STARTTLS", False) in verbs
+        assert [v for v in verbs if v[0] in ("STARTTLS", "MAIL")] == [
+            ("STARTTLS", False), ("MAIL", False)]
+        out = relay("relay 127.0.0.1 %d 1 -" % peer.port, msgfile, "--tls", "encrypt")
+        [r] = rcpts(out)
+        assert r.startswith("tempfail 4.7.5 127.0.0.1[127.0.0.1]: TLS handshake failed: ")
+    finally:
+        peer.stop()
