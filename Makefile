@@ -28,7 +28,7 @@ UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps run check check-sanitize bench install clean
 # Keep the unit tests' objects: they are not intermediate files to delete.
 .SECONDARY:
-all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN)
+all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one
 
 deps:
 	@sh scripts/deps.sh
@@ -48,6 +48,11 @@ $(BUILD)/cursus: $(A_OBJ) $(BUILD)/libcursus.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/smtp-bench: $(BUILD)/bench/smtp-bench.o $(BUILD)/libcursus.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Test drivers (tests/tools/): small programs the integration tests run.
+$(BUILD)/tests/relay-one: $(BUILD)/tests/tools/relay_one.o $(BUILD)/libcursus.a
+	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(BUILD)/libcursus.a

@@ -17,6 +17,7 @@
 
 #include "admin/admin.h"
 #include "client/smtpc.h"
+#include "net/tls_client.h"
 #include "util/xmalloc.h"
 
 #define PROBE_ADDRS_MAX 8
@@ -417,21 +418,13 @@ static int probe_split_host(const char *arg, char **host_r, unsigned *port_r)
 	return 0;
 }
 
+/* Accept what the server has, old versions included, so that we can report it; the
+ * certificate is checked after the handshake (net/tls_client). */
 static SSL_CTX *probe_ssl_ctx(const char *ca)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx)
-		return NULL;
-	/* Accept what the server has, old versions included, so that we can report it;
-	 * the probe verifies the certificate itself after the handshake. */
-	SSL_CTX_set_security_level(ctx, 0);
-	SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
-	       : SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
+	char *err = NULL;
+	SSL_CTX *ctx = tls_client_ctx_create(ca, 1, &err);
+	free(err);
 	return ctx;
 }
 

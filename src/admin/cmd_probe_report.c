@@ -1,8 +1,7 @@
 /* cmd_probe_report: what `cursus probe` concludes and how it says it. Each finding
  * has a stable identifier (scripts read them from --json) and a plain-words
  * explanation; a "problem" finding makes the exit status 1, an "info" one does not.
- * The TLS inspection verifies the chain itself (the handshake accepts any
- * certificate), so that every fault is seen, not only the last one OpenSSL met. */
+ * The TLS inspection is net/tls_client's, shared with the relay. */
 #include "admin/cmd_probe.h"
 
 #include <arpa/inet.h>
@@ -14,101 +13,32 @@
 #include <string.h>
 
 #include "client/smtpc.h"
+#include "net/tls_client.h"
 #include "util/xmalloc.h"
 
 /* ---- TLS -------------------------------------------------------------------------- */
 
-static void probe_bio_string(BIO *b, char *out, size_t outsz)
-{
-	int n = BIO_read(b, out, (int)outsz - 1);
-	out[n > 0 ? n : 0] = '\0';
-}
-
-static void probe_name(X509_NAME *name, char *out, size_t outsz)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-	probe_bio_string(b, out, outsz);
-	BIO_free(b);
-}
-
-static void probe_time(const ASN1_TIME *t, char *out, size_t outsz)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	ASN1_TIME_print(b, t);
-	probe_bio_string(b, out, outsz);
-	BIO_free(b);
-}
-
-static int probe_verify_cb(int ok, X509_STORE_CTX *sctx)
-{
-	struct probe_tls *t = X509_STORE_CTX_get_app_data(sctx);
-	int err = X509_STORE_CTX_get_error(sctx);
-	if (ok)
-		return 1;
-	switch (err) {
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		t->expired = 1;
-		break;
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		t->not_yet_valid = 1;
-		break;
-	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-		t->self_signed = 1;
-		break;
-	default:
-		t->untrusted = 1;
-		break;
-	}
-	if (!t->verify_error[0])
-		snprintf(t->verify_error, sizeof(t->verify_error), "%s",
-			 X509_verify_cert_error_string(err));
-	/* Go on: we want every fault, not the first. */
-	return 1;
-}
-
 void probe_tls_inspect(SSL *ssl, const char *host, struct probe_tls *t)
 {
-	X509 *peer = SSL_get1_peer_certificate(ssl);
-	unsigned char addr[16];
-	X509_STORE_CTX *sctx;
-	int ok;
-
+	struct tls_check c;
+	tls_client_check(ssl, host, &c);
 	memset(t, 0, sizeof(*t));
 	t->done = 1;
-	t->proto = SSL_version(ssl);
-	snprintf(t->version, sizeof(t->version), "%s", SSL_get_version(ssl));
-	snprintf(t->cipher, sizeof(t->cipher), "%s", SSL_get_cipher_name(ssl));
-	if (!peer) {
-		t->untrusted = 1;
-		snprintf(t->verify_error, sizeof(t->verify_error), "no certificate");
-		return;
-	}
-	t->have_cert = 1;
-	probe_name(X509_get_subject_name(peer), t->subject, sizeof(t->subject));
-	probe_name(X509_get_issuer_name(peer), t->issuer, sizeof(t->issuer));
-	probe_time(X509_get0_notBefore(peer), t->not_before, sizeof(t->not_before));
-	probe_time(X509_get0_notAfter(peer), t->not_after, sizeof(t->not_after));
-	/* RFC 6125 6.4: the DNS names of subjectAltName (the CN only without any). */
-	if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
-		t->name_match = X509_check_ip_asc(peer, host, 0) == 1;
-	else
-		t->name_match = X509_check_host(peer, host, 0, 0, NULL) == 1;
-	sctx = X509_STORE_CTX_new();
-	if (sctx && X509_STORE_CTX_init(sctx, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), peer,
-					SSL_get_peer_cert_chain(ssl)) == 1) {
-		X509_STORE_CTX_set_default(sctx, "ssl_server");
-		X509_STORE_CTX_set_app_data(sctx, t);
-		X509_STORE_CTX_set_verify_cb(sctx, probe_verify_cb);
-		ok = X509_verify_cert(sctx);
-		t->chain_ok = ok == 1 && !t->expired && !t->not_yet_valid && !t->self_signed &&
-			      !t->untrusted;
-	} else {
-		t->untrusted = 1;
-	}
-	X509_STORE_CTX_free(sctx);
-	X509_free(peer);
+	t->proto = c.proto;
+	memcpy(t->version, c.version, sizeof(t->version));
+	memcpy(t->cipher, c.cipher, sizeof(t->cipher));
+	memcpy(t->subject, c.subject, sizeof(t->subject));
+	memcpy(t->issuer, c.issuer, sizeof(t->issuer));
+	memcpy(t->not_before, c.not_before, sizeof(t->not_before));
+	memcpy(t->not_after, c.not_after, sizeof(t->not_after));
+	t->have_cert = c.have_cert;
+	t->name_match = c.name_match;
+	t->chain_ok = c.chain_ok;
+	t->expired = c.expired;
+	t->not_yet_valid = c.not_yet_valid;
+	t->self_signed = c.self_signed;
+	t->untrusted = c.untrusted;
+	memcpy(t->verify_error, c.verify_error, sizeof(t->verify_error));
 }
 
 /* ---- findings --------------------------------------------------------------------- */

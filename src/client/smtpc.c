@@ -1,5 +1,6 @@
-/* smtpc: the SMTP client (see smtpc.h). One command is outstanding at a time; a reply
- * is handed to the owner only when its last line has arrived. Callbacks may destroy
+/* smtpc: the SMTP client (see smtpc.h). Commands sent wait in a FIFO for their
+ * replies (PIPELINING); a reply is handed to the owner only when its last line has
+ * arrived, and a reply with nothing outstanding is the greeting (or unsolicited). Callbacks may destroy
  * the client: every entry point from the event loop holds it (busy) and frees it on
  * the way out when the owner asked to. */
 #include "client/smtpc.h"
@@ -26,7 +27,20 @@ enum smtpc_state {
 	ST_STARTTLS,       /* STARTTLS sent */
 	ST_HANDSHAKE,      /* 220 received, TLS handshake running */
 	ST_AUTH,           /* inside an AUTH exchange */
+	ST_BODY,           /* streaming the message after 354 */
 };
+
+/* What a command's reply means to the client itself. */
+enum smtpc_kind { K_CMD, K_EHLO, K_HELO };
+
+struct smtpc_pend {
+	enum smtpc_kind kind;
+	unsigned timeout;
+};
+
+/* Output kept queued while streaming a body, and the block of it dot-stuffed at once. */
+#define SMTPC_BODY_WATERMARK (64 * 1024)
+#define SMTPC_BODY_BLOCK (16 * 1024)
 
 struct smtpc {
 	struct event_base *base;
@@ -43,7 +57,16 @@ struct smtpc {
 	struct linereader lr;
 	struct smtpc_reply cur;    /* lines of the reply being read */
 	int cur_more;
-	int expect_ehlo;
+	struct smtpc_pend *pend;   /* FIFO of commands awaiting replies */
+	size_t n_pend, cap_pend;
+	int helo_fallback, used_helo;
+	char *ehlo_name;
+	unsigned connect_timeout;
+	/* ST_BODY */
+	const char *body;
+	size_t body_len, body_off;
+	int body_bol;
+	unsigned dot_timeout;
 	struct smtpc_caps caps;
 	Gsasl *gctx;
 	Gsasl_session *gs;
@@ -219,6 +242,23 @@ static void smtpc_send(struct smtpc *s, const char *line, const char *shown)
 	conn_write(s->conn, "\r\n", 2);
 }
 
+/* A command whose reply is awaited in turn. */
+static void smtpc_push(struct smtpc *s, enum smtpc_kind kind, const char *line)
+{
+	if (s->n_pend == s->cap_pend) {
+		s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 8;
+		s->pend = xrealloc(s->pend, s->cap_pend * sizeof(*s->pend));
+	}
+	s->pend[s->n_pend++] = (struct smtpc_pend){ kind, s->timeout };
+	/* The deadline runs for the oldest reply awaited; later ones start theirs
+	 * when it comes. */
+	if (s->n_pend == 1)
+		smtpc_reply_deadline(s);
+	smtpc_trace(s, SMTPC_SENT, line);
+	conn_write(s->conn, line, strlen(line));
+	conn_write(s->conn, "\r\n", 2);
+}
+
 static void smtpc_auth_end(struct smtpc *s)
 {
 	if (s->gs)
@@ -297,9 +337,25 @@ static int smtpc_got_reply(struct smtpc *s)
 	default:
 		break;
 	}
-	if (s->expect_ehlo) {
-		s->expect_ehlo = 0;
-		smtpc_caps_parse(&s->caps, &r);
+	if (s->n_pend) {
+		enum smtpc_kind kind = s->pend[0].kind;
+		memmove(s->pend, s->pend + 1, (s->n_pend - 1) * sizeof(*s->pend));
+		s->n_pend--;
+		if (s->n_pend) {
+			struct timeval tv = {s->pend[0].timeout, 0};
+			evtimer_add(s->ev_reply, &tv);
+		}
+		if (kind == K_EHLO && r.code / 100 == 5 && s->helo_fallback) {
+			char line[600];
+			smtpc_reply_clear(&r);
+			snprintf(line, sizeof(line), "HELO %s", s->ehlo_name);
+			smtpc_caps_clear(&s->caps);
+			s->used_helo = 1;
+			smtpc_push(s, K_HELO, line);
+			return s->doomed ? -1 : 0;
+		}
+		if (kind == K_EHLO)
+			smtpc_caps_parse(&s->caps, &r);
 	}
 	if (!s->ended)
 		s->cbs->on_reply(s, &r, s->arg);
@@ -428,7 +484,60 @@ static void smtpc_reply_late(evutil_socket_t fd, short what, void *arg)
 	smtpc_release(s);
 }
 
+size_t smtpc_dot_stuff(const char *src, size_t len, char *dst, int *at_bol)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		/* RFC 5321 4.5.2: "Before sending a line of mail text, the SMTP client
+		 * checks the first character of the line. If it is a period, one
+		 * additional period is inserted at the beginning of the line." */
+		if (*at_bol && src[i] == '.')
+			dst[o++] = '.';
+		dst[o++] = src[i];
+		*at_bol = src[i] == '\n';
+	}
+	return o;
+}
+
+/* Writes body blocks while the output is under the watermark; the final dot once
+ * the body is all out. */
+static void smtpc_body_fill(struct smtpc *s)
+{
+	char out[2 * SMTPC_BODY_BLOCK];
+	int wrote = 0;
+	while (s->body_off < s->body_len && conn_output_length(s->conn) < SMTPC_BODY_WATERMARK) {
+		size_t n = s->body_len - s->body_off;
+		if (n > SMTPC_BODY_BLOCK)
+			n = SMTPC_BODY_BLOCK;
+		size_t o = smtpc_dot_stuff(s->body + s->body_off, n, out, &s->body_bol);
+		conn_write(s->conn, out, o);
+		s->body_off += n;
+		wrote = 1;
+	}
+	if (wrote)
+		smtpc_reply_deadline(s); /* one more block left: a new block_timeout */
+	if (s->body_off < s->body_len)
+		return;
+	if (s->body_len > 0 && !s->body_bol)
+		conn_write(s->conn, "\r\n", 2);
+	s->state = ST_READY;
+	s->body = NULL;
+	smtpc_set_timeout(s, s->dot_timeout);
+	smtpc_push(s, K_CMD, ".");
+}
+
+static void smtpc_on_drain(struct conn *c, void *arg)
+{
+	struct smtpc *s = arg;
+	if (s->state != ST_BODY || s->ended || s->doomed)
+		return;
+	smtpc_hold(s);
+	smtpc_body_fill(s);
+	smtpc_release(s);
+}
+
 static const struct conn_cbs smtpc_conn_cbs = {
+	.on_drain = smtpc_on_drain,
 	.on_read = smtpc_on_read,
 	.on_tls = smtpc_on_tls,
 	.on_timeout = smtpc_on_timeout,
@@ -482,9 +591,11 @@ struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, s
 	s->server_name = xstrdup(opts->server_name ? opts->server_name : "");
 	s->implicit_tls = opts->implicit_tls;
 	s->timeout = opts->timeout ? opts->timeout : 60;
+	s->connect_timeout = opts->connect_timeout ? opts->connect_timeout : s->timeout;
+	s->helo_fallback = opts->helo_fallback;
 	s->state = ST_CONNECTING;
 	linereader_init(&s->lr, SMTPC_LINE_MAX);
-	tv.tv_sec = s->timeout;
+	tv.tv_sec = s->connect_timeout;
 	tv.tv_usec = 0;
 	s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0)
@@ -516,6 +627,8 @@ static void smtpc_free(struct smtpc *s)
 		gsasl_done(s->gctx);
 	smtpc_reply_clear(&s->cur);
 	smtpc_caps_clear(&s->caps);
+	free(s->pend);
+	free(s->ehlo_name);
 	free(s->server_name);
 	free(s);
 }
@@ -537,7 +650,33 @@ void smtpc_command(struct smtpc *s, const char *line)
 {
 	if (!s->conn || s->ended)
 		return;
-	smtpc_send(s, line, NULL);
+	smtpc_push(s, K_CMD, line);
+}
+
+size_t smtpc_pending(const struct smtpc *s) { return s->n_pend; }
+int smtpc_used_helo(const struct smtpc *s) { return s->used_helo; }
+
+void smtpc_set_timeout(struct smtpc *s, unsigned seconds)
+{
+	s->timeout = seconds ? seconds : 60;
+	if (s->conn)
+		conn_set_timeout(s->conn, s->timeout);
+}
+
+void smtpc_send_body(struct smtpc *s, const char *body, size_t len, unsigned block_timeout,
+		     unsigned dot_timeout)
+{
+	if (!s->conn || s->ended)
+		return;
+	s->state = ST_BODY;
+	s->body = body;
+	s->body_len = len;
+	s->body_off = 0;
+	s->body_bol = 1;
+	s->dot_timeout = dot_timeout;
+	smtpc_set_timeout(s, block_timeout);
+	smtpc_trace(s, SMTPC_INFO, "message body");
+	smtpc_body_fill(s);
 }
 
 void smtpc_ehlo(struct smtpc *s, const char *name)
@@ -546,8 +685,10 @@ void smtpc_ehlo(struct smtpc *s, const char *name)
 	if (!s->conn || s->ended)
 		return;
 	snprintf(line, sizeof(line), "EHLO %s", name);
-	s->expect_ehlo = 1;
-	smtpc_send(s, line, NULL);
+	free(s->ehlo_name);
+	s->ehlo_name = xstrdup(name);
+	s->used_helo = 0;
+	smtpc_push(s, K_EHLO, line);
 }
 
 void smtpc_starttls(struct smtpc *s, SSL_CTX *ctx)

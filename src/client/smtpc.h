@@ -1,10 +1,11 @@
 /* smtpc: an event-driven SMTP client on the one buffered I/O object (conn). It
  * connects with a timeout, reads whole multi-line replies through the linereader,
- * sends one command at a time, does STARTTLS and implicit TLS as the client, parses
- * the EHLO capabilities, and runs SASL (GNU SASL, client side) over 334 challenges.
- * It never blocks, and it sends a credential only when smtpc_auth() is called, only
- * on its own connection: the caller decides whether the channel is good enough.
- * Used by `cursus probe`; the relay client is meant to be built on it. */
+ * sends commands (several at once when the server does PIPELINING, RFC 2920), does
+ * STARTTLS and implicit TLS as the client, parses the EHLO capabilities (falling back
+ * to HELO on request), runs SASL (GNU SASL, client side) over 334 challenges, and
+ * streams a message body with dot-stuffing. It never blocks, and it sends a credential
+ * only when smtpc_auth() is called, only on its own connection: the caller decides
+ * whether the channel is good enough. Used by `cursus probe` and the relay. */
 #ifndef CURSUS_SMTPC_H
 #define CURSUS_SMTPC_H
 
@@ -71,7 +72,11 @@ struct smtpc_cbs {
 struct smtpc_opts {
 	const char *server_name; /* SNI and certificate name (see conn_create_client) */
 	SSL_CTX *implicit_tls;   /* TLS at once (port 465), or NULL */
-	unsigned timeout;        /* seconds, for the connect and each reply; 0: 60 */
+	unsigned timeout;        /* seconds, for the greeting and each reply; 0: 60 */
+	unsigned connect_timeout; /* seconds for the TCP connection; 0: timeout */
+	/* EHLO refused with 5xx: say HELO instead; its reply is then the EHLO's (with
+	 * no capabilities). RFC 5321 3.2. */
+	int helo_fallback;
 };
 
 /* Starts connecting to sa; every outcome arrives through the callbacks (never from
@@ -80,9 +85,25 @@ struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, s
 			   const struct smtpc_opts *opts, const struct smtpc_cbs *cbs, void *arg);
 void smtpc_destroy(struct smtpc **s);
 
-/* Sends one command line (without CRLF); its reply goes to on_reply. One command
- * at a time: the caller waits for the reply before the next. */
+/* Sends one command line (without CRLF); its reply goes to on_reply. Several may be
+ * sent before their replies come (only when the server offered PIPELINING, and never
+ * EHLO, STARTTLS, AUTH or DATA but as the last of a group): replies are handed over
+ * one by one in the order of the commands. */
 void smtpc_command(struct smtpc *s, const char *line);
+/* Commands sent whose replies have not come yet. */
+size_t smtpc_pending(const struct smtpc *s);
+/* The timeout for replies to commands sent from now on (RFC 5321 4.5.3.2 per stage),
+ * and of the connection's inactivity. */
+void smtpc_set_timeout(struct smtpc *s, unsigned seconds);
+/* After a 354 to DATA: writes body (CRLF lines) dot-stuffed (RFC 5321 4.5.2), a CRLF
+ * if it lacks a last one, and the final ".". The body is streamed in blocks as the
+ * output drains, never copied whole; each block must leave within block_timeout.
+ * The reply to the final dot goes to on_reply and must come within dot_timeout.
+ * body must stay valid until that reply. */
+void smtpc_send_body(struct smtpc *s, const char *body, size_t len, unsigned block_timeout,
+		     unsigned dot_timeout);
+/* Whether the last EHLO went to HELO. */
+int smtpc_used_helo(const struct smtpc *s);
 /* EHLO name; the reply is also parsed into smtpc_caps(). */
 void smtpc_ehlo(struct smtpc *s, const char *name);
 /* STARTTLS; on 220, a handshake with ctx, then on_tls. The capabilities are
@@ -113,5 +134,8 @@ void smtpc_caps_parse(struct smtpc_caps *caps, const struct smtpc_reply *r);
 void smtpc_caps_clear(struct smtpc_caps *caps);
 /* Whether the space-separated list has mech (case-insensitive). */
 int smtpc_list_has(const char *list, const char *mech);
+/* Dot-stuffs src[0..len) into dst (room for 2 * len), at_bol saying whether src starts
+ * a line (updated for the next block). Returns the bytes written. */
+size_t smtpc_dot_stuff(const char *src, size_t len, char *dst, int *at_bol);
 
 #endif

@@ -62,7 +62,9 @@ struct transport {
 	/* Starts the delivery; done is called later on the loop thread, exactly once,
 	 * with a result for every rcpt (DR_NONE counts as a temporary failure). */
 	void (*deliver)(struct transport *t, struct delivery *d, delivery_done_fn done, void *arg);
-	/* Connections cached for reuse are closed; deliveries in flight end with DR_NONE. */
+	/* Connections cached for reuse get their QUIT queued and close as the loop runs
+	 * on; deliveries in flight are dropped without calling their done (whoever
+	 * would receive it, the scheduler, is being destroyed too). */
 	void (*destroy)(struct transport *t);
 };
 

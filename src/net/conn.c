@@ -122,6 +122,8 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
 		conn_end(c, CONN_CLOSED, NULL);
 	else if (c->pending_tls)
 		conn_start_tls_now(c);
+	else if (c->cbs->on_drain)
+		c->cbs->on_drain(c, c->arg);
 }
 
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
@@ -312,3 +314,7 @@ void conn_starttls_client(struct conn *c, SSL_CTX *ctx)
 
 SSL *conn_ssl(struct conn *c) { return c->ssl; }
 int conn_fd(struct conn *c) { return c->fd; }
+size_t conn_output_length(struct conn *c)
+{
+	return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}

@@ -21,6 +21,9 @@ struct conn_cbs {
 	void (*on_timeout)(struct conn *c, void *arg);
 	/* The connection is over; the owner must conn_destroy() it (now or later). */
 	void (*on_end)(struct conn *c, void *arg, enum conn_end why, const char *detail);
+	/* Optional: every byte written so far has left (a writer streaming a large
+	 * message refills here rather than buffer it whole). */
+	void (*on_drain)(struct conn *c, void *arg);
 };
 
 /* Takes ownership of fd. With tls_ctx set, TLS starts at once (implicit TLS). */
@@ -54,6 +57,8 @@ void conn_starttls(struct conn *c, SSL_CTX *ctx);
 void conn_starttls_client(struct conn *c, SSL_CTX *ctx);
 /* The TLS session, NULL before TLS. */
 SSL *conn_ssl(struct conn *c);
+/* Bytes written but not yet sent. */
+size_t conn_output_length(struct conn *c);
 int conn_fd(struct conn *c);
 
 #endif

@@ -1,6 +1,7 @@
 /* Tests of the SMTP client's pure parts: reply lines, EHLO capabilities, lists. */
 #include "unit.h"
 #include "client/smtpc.h"
+#include <string.h>
 
 #include <stdlib.h>
 
@@ -68,4 +69,17 @@ void unit_main(void)
 	CHECK(caps.valid && !caps.starttls && caps.auth == NULL && caps.auth_legacy == NULL);
 	smtpc_caps_clear(&caps);
 	CHECK(caps.auth == NULL);
+
+	/* Dot-stuffing, also across block boundaries (at_bol carries over). */
+	char out[64];
+	int bol = 1;
+	size_t n = smtpc_dot_stuff(".a\r\nb.\r\n..c\r\n", 13, out, &bol);
+	CHECK(n == 15 && memcmp(out, "..a\r\nb.\r\n...c\r\n", 15) == 0 && bol);
+	bol = 1;
+	n = smtpc_dot_stuff("x\r\n", 3, out, &bol);
+	CHECK(n == 3 && bol);
+	n = smtpc_dot_stuff(".y", 2, out, &bol);
+	CHECK(n == 3 && memcmp(out, "..y", 3) == 0 && !bol);
+	n = smtpc_dot_stuff(".", 1, out, &bol);
+	CHECK(n == 1 && out[0] == '.');
 }

@@ -1,0 +1,81 @@
+/* relay_int: what the SMTP transport's two halves share. smtp_transport.c owns the
+ * deliveries (jobs): name resolution, the order of addresses, the connection cache,
+ * results. relay_session.c drives one connection: greeting, EHLO, STARTTLS, AUTH,
+ * then one transaction per message, reporting back to the job it serves. */
+#ifndef CURSUS_RELAY_INT_H
+#define CURSUS_RELAY_INT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "client/smtpc.h"
+#include "deliver/transport.h"
+
+struct smtp_transport;
+struct relay_job;
+struct relay_sess;
+
+/* How a connection attempt ended before the server took MAIL. */
+struct relay_fail {
+	char reason[512];     /* for the diag of every recipient when nothing else works */
+	char status[16];
+	int tls_handshake;    /* the STARTTLS handshake failed (may: retry in clear) */
+	int final;            /* no use trying other addresses (AUTH failed or refused) */
+	int reused;           /* on a connection taken from the cache */
+};
+
+/* ---- relay_session.c ---- */
+struct relay_sess_params {
+	const char *key;          /* cache key: destination and auth user */
+	const char *host;         /* the name to greet as the server's and to verify */
+	const char *addr_text;    /* "127.0.0.5" for logs and results */
+	int tls;                  /* enum relay_tls */
+	int tls_disabled;         /* a may-mode retry without STARTTLS */
+	SSL_CTX *ctx;
+	const char *auth_user, *auth_password; /* NULL: no AUTH */
+	int auth_unverified;
+};
+
+/* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */
+struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j,
+				   const struct sockaddr *sa, socklen_t salen,
+				   const struct relay_sess_params *p);
+/* One message over a ready session: results into the delivery, then
+ * relay_job_tx_done (or relay_job_failed when it broke before MAIL was taken). */
+void relay_sess_transact(struct relay_sess *s, struct relay_job *j);
+/* QUIT (best effort) and free. */
+void relay_sess_close(struct relay_sess *s);
+/* Frees at once, no QUIT (transport destroyed). */
+void relay_sess_free(struct relay_sess *s);
+const char *relay_sess_key(const struct relay_sess *s);
+/* The session's TLS facts, copied into a delivery. */
+void relay_sess_describe(const struct relay_sess *s, struct delivery *d);
+
+/* ---- smtp_transport.c, called by the session ---- */
+struct delivery *relay_job_delivery(struct relay_job *j);
+const struct config *relay_job_config(struct relay_job *j);
+void relay_job_session_ready(struct relay_job *j, struct relay_sess *s);
+void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct relay_fail *f);
+/* The transaction ended with a result for every recipient; the session no longer
+ * belongs to the job (it goes on to RSET and the cache, or to QUIT). */
+void relay_job_tx_done(struct relay_job *j);
+/* A session ready for another message (after RSET) waits for one. */
+void relay_cache_put(struct smtp_transport *t, struct relay_sess *s);
+/* An idle session ended (closed by the server, idle time over). */
+void relay_cache_drop(struct smtp_transport *t, struct relay_sess *s);
+unsigned relay_idle_time(struct smtp_transport *t);
+struct event_base *relay_base(struct smtp_transport *t);
+/* Starts the idle timer of a session put in the cache (relay_session.c). */
+void relay_cache_idle_start(struct relay_sess *s);
+/* How many messages a session may carry. */
+unsigned relay_reuse_limit(struct smtp_transport *t);
+
+/* ---- helpers (relay_session.c) ---- */
+/* "550 5.1.1 text / more" : the reply verbatim, lines after the first after " / ". */
+char *relay_reply_text(const struct smtpc_reply *r);
+/* The reply's enhanced code, else "N.0.0" from its class. */
+void relay_reply_status(const struct smtpc_reply *r, char out[16]);
+void relay_rcpt_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
+		    const char *diag);
+
+#endif

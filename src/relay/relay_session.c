@@ -1,0 +1,723 @@
+/* relay_session: one outbound SMTP connection (see relay_int.h). Setup: greeting,
+ * EHLO (HELO fallback), STARTTLS as the policy says, EHLO again, AUTH when the job
+ * carries credentials and the channel is good enough; then transactions: MAIL, RCPTs
+ * and DATA (in one group under PIPELINING, RFC 2920), the body, the final dot, RSET.
+ * Credentials are only ever handed to smtpc_auth, whose transcript hides them. */
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config.h"
+#include "net/tls_client.h"
+#include "queue/envelope.h"
+#include "relay/relay_int.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+enum phase {
+	PH_GREETING, PH_EHLO1, PH_STARTTLS, PH_EHLO2, PH_AUTH, PH_IDLE,
+	PH_TX,          /* MAIL, RCPT, DATA replies, by index */
+	PH_DOT,         /* the reply to the final dot */
+	PH_DOT_DISCARD, /* 354 though no RCPT was taken: an empty message, reply ignored */
+	PH_RSET, PH_QUIT,
+};
+
+struct relay_sess {
+	struct smtp_transport *t;
+	const struct config *cfg;
+	struct relay_job *job;
+	struct smtpc *c;
+	char *key, *host, *addr_text;
+	int tls, tls_disabled, auth_unverified;
+	SSL_CTX *ctx;
+	const char *auth_user, *auth_password; /* valid during setup only (the job's) */
+	enum phase phase;
+	int tls_up, authed, broken, closing, reused;
+	struct tls_check tc;
+	unsigned n_msgs;
+	struct event *ev_idle;
+	/* The transaction */
+	size_t reply_i, n_rcpts, accepted;
+	char *acc;                  /* per recipient: RCPT taken */
+	int mail_ok, pipelined;
+};
+
+#define RELAY_QUIT_TIMEOUT 10
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+char *relay_reply_text(const struct smtpc_reply *r)
+{
+	size_t n = 8;
+	for (size_t i = 0; i < r->n_lines; i++)
+		n += strlen(r->lines[i]) + 3;
+	char *out = xmalloc(n), *o = out;
+	o += sprintf(o, "%d", r->code);
+	for (size_t i = 0; i < r->n_lines; i++)
+		o += sprintf(o, "%s%s", i ? " / " : " ", r->lines[i]);
+	return out;
+}
+
+void relay_reply_status(const struct smtpc_reply *r, char out[16])
+{
+	if (r->enhanced[0])
+		snprintf(out, 16, "%s", r->enhanced);
+	else
+		snprintf(out, 16, "%d.0.0", r->code / 100);
+}
+
+void relay_rcpt_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
+		    const char *diag)
+{
+	r->result = res;
+	snprintf(r->status, sizeof(r->status), "%s", status);
+	free(r->diag);
+	r->diag = diag ? xstrdup(diag) : NULL;
+}
+
+static enum delivery_result relay_class(int code)
+{
+	return code / 100 == 2 ? DR_DELIVERED : code / 100 == 5 ? DR_PERMFAIL : DR_TEMPFAIL;
+}
+
+/* A failure of the session, not of the message: a 4.x.x whatever the server said. */
+static void relay_temp_status(const struct smtpc_reply *r, char out[16])
+{
+	relay_reply_status(r, out);
+	out[0] = '4';
+}
+
+/* xtext (RFC 3461 4): '+', '=' and bytes outside '!'..'~' as "+HH". */
+static char *relay_xtext(const char *s)
+{
+	char *out = xmalloc(strlen(s) * 3 + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < '!' || *p > '~' || *p == '+' || *p == '=')
+			o += sprintf(o, "+%02X", *p);
+		else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* An EHLO keyword smtpc does not keep a flag for ("DSN"), and its parameter. */
+static const char *relay_cap(const struct smtpc_caps *c, const char *kw)
+{
+	size_t n = strlen(kw);
+	for (size_t i = 0; i < c->n_lines; i++)
+		if (strncasecmp(c->lines[i], kw, n) == 0 &&
+		    (c->lines[i][n] == '\0' || c->lines[i][n] == ' '))
+			return c->lines[i] + n + (c->lines[i][n] == ' ');
+	return NULL;
+}
+
+/* ---- life ------------------------------------------------------------------------- */
+
+void relay_sess_free(struct relay_sess *s)
+{
+	if (!s)
+		return;
+	smtpc_destroy(&s->c);
+	if (s->ev_idle)
+		event_free(s->ev_idle);
+	free(s->acc);
+	free(s->key);
+	free(s->host);
+	free(s->addr_text);
+	free(s);
+}
+
+void relay_sess_close(struct relay_sess *s)
+{
+	s->job = NULL;
+	if (s->ev_idle)
+		evtimer_del(s->ev_idle);
+	if (s->closing)
+		return;
+	s->closing = 1;
+	if (!s->c || s->broken) {
+		relay_sess_free(s);
+		return;
+	}
+	s->phase = PH_QUIT;
+	smtpc_set_timeout(s->c, RELAY_QUIT_TIMEOUT);
+	smtpc_command(s->c, "QUIT");
+}
+
+const char *relay_sess_key(const struct relay_sess *s) { return s->key; }
+
+void relay_sess_describe(const struct relay_sess *s, struct delivery *d)
+{
+	free(d->remote_host);
+	free(d->remote_addr);
+	free(d->tls);
+	d->remote_host = xstrdup(s->host);
+	d->remote_addr = xstrdup(s->addr_text);
+	d->tls = s->tls_up ? xstrdup(s->tc.version) : NULL;
+	d->tls_verified = s->tls_up && s->tc.verified;
+}
+
+/* The session cannot serve its job: the job tries elsewhere. */
+static void relay_sess_fail(struct relay_sess *s, const char *status, int final, int tls_hs,
+			    const char *fmt, ...) PRINTF_LIKE(5, 6);
+
+static void relay_sess_fail(struct relay_sess *s, const char *status, int final, int tls_hs,
+			    const char *fmt, ...)
+{
+	struct relay_job *j = s->job;
+	struct relay_fail f = { .final = final, .tls_handshake = tls_hs, .reused = s->reused };
+	va_list ap;
+	int n = snprintf(f.reason, sizeof(f.reason), "%s[%s]: ", s->host, s->addr_text);
+	va_start(ap, fmt);
+	vsnprintf(f.reason + n, sizeof(f.reason) - (size_t)n, fmt, ap);
+	va_end(ap);
+	snprintf(f.status, sizeof(f.status), "%s", status);
+	if (j)
+		relay_sess_describe(s, relay_job_delivery(j));
+	relay_sess_close(s);
+	if (j)
+		relay_job_failed(j, NULL, &f);
+}
+
+/* ---- setup ------------------------------------------------------------------------ */
+
+static void relay_sess_ready(struct relay_sess *s)
+{
+	s->auth_user = s->auth_password = NULL;
+	s->phase = PH_IDLE;
+	relay_job_session_ready(s->job, s);
+}
+
+/* Strongest first; -PLUS binds the credentials to this TLS channel. */
+static const char *relay_pick_mech(const struct smtpc_caps *c)
+{
+	static const char *const order[] = {
+		"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
+		"PLAIN", "LOGIN",
+	};
+	const char *list = c->auth ? c->auth : c->auth_legacy;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (smtpc_list_has(list, order[i]) && smtpc_mech_supported(order[i]))
+			return order[i];
+	return NULL;
+}
+
+/* TLS is settled (up, or not to be): AUTH if the job has credentials. */
+static void relay_sess_after_tls(struct relay_sess *s)
+{
+	const struct smtpc_caps *c = smtpc_caps(s->c);
+	const char *mech;
+	if (!s->auth_user) {
+		relay_sess_ready(s);
+		return;
+	}
+	/* The credentials go nowhere the route did not allow: a deferral says why. */
+	if (!s->tls_up) {
+		relay_sess_fail(s, "4.7.10", 1, 0, "relay credentials not sent: no TLS%s",
+				c->starttls ? "" : " (STARTTLS not offered)");
+		return;
+	}
+	if (!s->tc.verified && !s->auth_unverified) {
+		relay_sess_fail(s, "4.7.5", 1, 0,
+				"relay credentials not sent: certificate not verified (%s)",
+				s->tc.reason);
+		return;
+	}
+	if (!c->auth && !c->auth_legacy) {
+		relay_sess_fail(s, "4.7.0", 1, 0, "relay credentials not sent: AUTH not offered");
+		return;
+	}
+	if (!(mech = relay_pick_mech(c))) {
+		relay_sess_fail(s, "4.7.0", 1, 0,
+				"relay credentials not sent: no common mechanism (server offers %s)",
+				c->auth ? c->auth : c->auth_legacy);
+		return;
+	}
+	s->phase = PH_AUTH;
+	if (smtpc_auth(s->c, mech, s->auth_user, s->auth_password) < 0)
+		relay_sess_fail(s, "4.7.0", 1, 0, "relay credentials not sent: SASL client for %s failed",
+				mech);
+}
+
+static void relay_sess_ehlo_done(struct relay_sess *s)
+{
+	const struct smtpc_caps *c = smtpc_caps(s->c);
+	if (s->phase == PH_EHLO2 || s->tls == RELAY_TLS_NONE || s->tls_disabled) {
+		relay_sess_after_tls(s);
+		return;
+	}
+	if (c->starttls) {
+		s->phase = PH_STARTTLS;
+		smtpc_starttls(s->c, s->ctx);
+		return;
+	}
+	if (s->tls >= RELAY_TLS_ENCRYPT) {
+		relay_sess_fail(s, "4.7.10", 0, 0, "TLS required but not offered");
+		return;
+	}
+	relay_sess_after_tls(s);
+}
+
+static void relay_on_tls(struct smtpc *c, void *arg)
+{
+	struct relay_sess *s = arg;
+	tls_client_check(smtpc_ssl(c), s->host, &s->tc);
+	s->tls_up = 1;
+	if (s->tls == RELAY_TLS_VERIFY && !s->tc.verified) {
+		relay_sess_fail(s, "4.7.5", 0, 0, "TLS certificate verification failed: %s",
+				s->tc.reason);
+		return;
+	}
+	s->phase = PH_EHLO2;
+	smtpc_ehlo(c, s->cfg->hostname);
+}
+
+/* ---- transaction ------------------------------------------------------------------ */
+
+static void relay_tx_finish(struct relay_sess *s)
+{
+	struct relay_job *j = s->job;
+	s->job = NULL;
+	s->n_msgs++;
+	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t))
+		relay_sess_close(s);
+	else {
+		/* In the cache at once: the next message may come before the RSET reply,
+		 * and then waits for it. */
+		s->phase = PH_RSET;
+		smtpc_set_timeout(s->c, s->cfg->relay_command_timeout);
+		smtpc_command(s->c, "RSET");
+		relay_cache_put(s->t, s);
+	}
+	relay_job_tx_done(j);
+}
+
+/* Every recipient still open gets this outcome. */
+static void relay_tx_all(struct relay_sess *s, enum delivery_result res, const char *status,
+			 const char *diag, int only_accepted)
+{
+	struct delivery *d = relay_job_delivery(s->job);
+	for (size_t i = 0; i < d->n_rcpts; i++)
+		if (d->rcpts[i].result == DR_NONE && (!only_accepted || s->acc[i]))
+			relay_rcpt_set(&d->rcpts[i], res, status, diag);
+}
+
+static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
+{
+	const struct smtpc_caps *c = smtpc_caps(s->c);
+	const struct envelope *env = d->env;
+	char *line = xasprintf("MAIL FROM:<%s>", d->sender), *tmp;
+#define ADD(...) do { tmp = xasprintf(__VA_ARGS__); free(line); line = tmp; } while (0)
+	if (c->size)
+		ADD("%s SIZE=%zu", line, d->bodylen);
+	if (env->body == BODY_8BITMIME)
+		ADD("%s BODY=8BITMIME", line);
+	if (env->smtputf8)
+		ADD("%s SMTPUTF8", line);
+	if (d->dsn_passed) {
+		if (env->ret != DSN_RET_UNSET)
+			ADD("%s RET=%s", line, env->ret == DSN_RET_FULL ? "FULL" : "HDRS");
+		if (env->envid) {
+			char *x = relay_xtext(env->envid);
+			ADD("%s ENVID=%s", line, x);
+			free(x);
+		}
+	}
+	/* RFC 4954 5: the submitter's identity passes on only when we authenticated
+	 * ourselves; otherwise "AUTH=<>" says it is unknown. */
+	if (s->authed) {
+		char *x = env->auth ? relay_xtext(env->auth) : xstrdup("<>");
+		ADD("%s AUTH=%s", line, x);
+		free(x);
+	}
+#undef ADD
+	return line;
+}
+
+static char *relay_rcpt_line(const struct delivery *d, size_t i)
+{
+	const struct env_rcpt *r = &d->env->rcpts[d->rcpts[i].index];
+	char *line = xasprintf("RCPT TO:<%s>", r->address), *tmp;
+	if (d->dsn_passed && r->notify) {
+		tmp = xasprintf("%s NOTIFY=%s", line, (r->notify & DSN_NOTIFY_NEVER) ? "NEVER" : "");
+		free(line);
+		line = tmp;
+		if (!(r->notify & DSN_NOTIFY_NEVER)) {
+			const char *names[] = { "SUCCESS", "FAILURE", "DELAY" };
+			const unsigned bits[] = { DSN_NOTIFY_SUCCESS, DSN_NOTIFY_FAILURE, DSN_NOTIFY_DELAY };
+			int first = 1;
+			for (int k = 0; k < 3; k++) {
+				if (!(r->notify & bits[k]))
+					continue;
+				tmp = xasprintf("%s%s%s", line, first ? "" : ",", names[k]);
+				free(line);
+				line = tmp;
+				first = 0;
+			}
+		}
+	}
+	if (d->dsn_passed && r->orcpt) {
+		const char *semi = strchr(r->orcpt, ';');
+		if (semi) {
+			char *x = relay_xtext(semi + 1);
+			tmp = xasprintf("%s ORCPT=%.*s;%s", line, (int)(semi - r->orcpt), r->orcpt, x);
+			free(line);
+			free(x);
+			line = tmp;
+		}
+	}
+	return line;
+}
+
+/* Checks what the next hop cannot take; 0 when the message may go. */
+static int relay_tx_refuse(struct relay_sess *s, struct delivery *d)
+{
+	const struct smtpc_caps *c = smtpc_caps(s->c);
+	const char *size = relay_cap(c, "SIZE");
+	unsigned long long limit = size ? strtoull(size, NULL, 10) : 0;
+	char why[200];
+	if (limit > 0 && d->bodylen > limit) {
+		snprintf(why, sizeof(why), "message size %zu exceeds the limit of %s[%s] (%llu)",
+			 d->bodylen, s->host, s->addr_text, limit);
+		relay_tx_all(s, DR_PERMFAIL, "5.3.4", why, 0);
+		return -1;
+	}
+	/* Refuse rather than corrupt (RFC 6152 3, RFC 6531 3.4). */
+	if (d->env->body == BODY_BINARYMIME || (d->env->body == BODY_8BITMIME && !c->eightbitmime)) {
+		snprintf(why, sizeof(why), "next hop cannot take 8-bit: %s[%s] does not offer 8BITMIME",
+			 s->host, s->addr_text);
+		relay_tx_all(s, DR_PERMFAIL, "5.6.3", why, 0);
+		return -1;
+	}
+	if (d->env->smtputf8 && !c->smtputf8) {
+		snprintf(why, sizeof(why), "next hop cannot take UTF-8 addresses: %s[%s] does not "
+			 "offer SMTPUTF8", s->host, s->addr_text);
+		relay_tx_all(s, DR_PERMFAIL, "5.6.7", why, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sends command i of the transaction: 0 MAIL, 1..n RCPT, n+1 DATA. */
+static void relay_tx_send(struct relay_sess *s, size_t i)
+{
+	struct delivery *d = relay_job_delivery(s->job);
+	char *line = i == 0 ? relay_mail_line(s, d) : i <= s->n_rcpts ? relay_rcpt_line(d, i - 1)
+		   : xstrdup("DATA");
+	smtpc_command(s->c, line);
+	free(line);
+}
+
+void relay_sess_transact(struct relay_sess *s, struct relay_job *j)
+{
+	struct delivery *d = relay_job_delivery(j);
+	s->job = j;
+	if (s->ev_idle)
+		evtimer_del(s->ev_idle);
+	if (s->phase == PH_RSET)
+		return; /* the RSET reply starts it */
+	relay_sess_describe(s, d);
+	d->dsn_passed = relay_cap(smtpc_caps(s->c), "DSN") != NULL;
+	s->n_rcpts = d->n_rcpts;
+	free(s->acc);
+	s->acc = xcalloc(d->n_rcpts + 1, 1);
+	s->accepted = 0;
+	s->mail_ok = 0;
+	s->reply_i = 0;
+	if (relay_tx_refuse(s, d) < 0) {
+		/* Nothing was sent: the connection serves the next message as it is. */
+		struct relay_job *jj = s->job;
+		s->job = NULL;
+		s->phase = PH_IDLE;
+		relay_cache_put(s->t, s);
+		relay_job_tx_done(jj);
+		return;
+	}
+	s->phase = PH_TX;
+	s->pipelined = smtpc_caps(s->c)->pipelining;
+	smtpc_set_timeout(s->c, s->cfg->relay_command_timeout);
+	if (s->pipelined)
+		for (size_t i = 0; i <= s->n_rcpts + 1; i++)
+			relay_tx_send(s, i);
+	else
+		relay_tx_send(s, 0);
+}
+
+static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
+{
+	struct delivery *d = relay_job_delivery(s->job);
+	size_t i = s->reply_i++;
+	char status[16], *text = relay_reply_text(r);
+	relay_reply_status(r, status);
+	if (r->code == 421)
+		s->broken = 1; /* RFC 5321 3.8: the server is closing */
+	if (i == 0) {
+		if (r->code / 100 == 2) {
+			s->mail_ok = 1;
+		} else if (r->code == 421 && !s->pipelined) {
+			char st[16];
+			relay_temp_status(r, st);
+			relay_sess_fail(s, st, 0, 0, "MAIL FROM: %s", text);
+			free(text);
+			return;
+		} else {
+			relay_tx_all(s, relay_class(r->code), status, text, 0);
+		}
+	} else if (i <= s->n_rcpts) {
+		if (s->mail_ok) {
+			if (r->code / 100 == 2) {
+				s->acc[i - 1] = 1;
+				s->accepted++;
+			} else {
+				relay_rcpt_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
+			}
+		}
+	} else {
+		if (r->code == 354) {
+			/* RFC 2920 3.1: DATA taken with no valid recipient: send an empty
+			 * message, whose reply means nothing. */
+			int real = s->mail_ok && s->accepted;
+			s->phase = real ? PH_DOT : PH_DOT_DISCARD;
+			smtpc_send_body(s->c, real ? d->body : "", real ? d->bodylen : 0,
+					s->cfg->relay_data_timeout, s->cfg->relay_dot_timeout);
+			free(text);
+			return;
+		}
+		relay_tx_all(s, relay_class(r->code), status, text, 1);
+		free(text);
+		relay_tx_finish(s);
+		return;
+	}
+	free(text);
+	if (s->pipelined)
+		return;
+	/* One at a time: the next command, or the end when there is no point going on. */
+	if (!s->mail_ok || s->broken || (i == s->n_rcpts && !s->accepted)) {
+		relay_tx_finish(s);
+		return;
+	}
+	relay_tx_send(s, i + 1);
+}
+
+static void relay_dot_reply(struct relay_sess *s, const struct smtpc_reply *r)
+{
+	char status[16], *text;
+	if (s->phase == PH_DOT_DISCARD) {
+		relay_tx_finish(s);
+		return;
+	}
+	text = relay_reply_text(r);
+	relay_reply_status(r, status);
+	if (r->code == 421)
+		s->broken = 1;
+	relay_tx_all(s, relay_class(r->code), status, text, 1);
+	free(text);
+	relay_tx_finish(s);
+}
+
+/* ---- smtpc callbacks -------------------------------------------------------------- */
+
+static void relay_idle_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_sess *s = arg;
+	relay_cache_drop(s->t, s);
+	relay_sess_close(s);
+}
+
+static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *arg)
+{
+	struct relay_sess *s = arg;
+	char st[16], *text;
+
+	switch (s->phase) {
+	case PH_TX:
+		relay_tx_reply(s, r);
+		return;
+	case PH_DOT:
+	case PH_DOT_DISCARD:
+		relay_dot_reply(s, r);
+		return;
+	case PH_RSET:
+		if (r->code != 250) {
+			if (s->job) {
+				text = relay_reply_text(r);
+				relay_temp_status(r, st);
+				relay_sess_fail(s, st, 0, 0, "RSET: %s", text);
+				free(text);
+				return;
+			}
+			relay_cache_drop(s->t, s);
+			relay_sess_close(s);
+			return;
+		}
+		s->phase = PH_IDLE;
+		if (s->job)
+			relay_sess_transact(s, s->job);
+		return;
+	case PH_QUIT:
+		smtpc_close(c);
+		return;
+	case PH_IDLE:
+		/* Unsolicited (a 421 before closing): the connection is done. */
+		relay_cache_drop(s->t, s);
+		s->broken = 1;
+		relay_sess_close(s);
+		return;
+	default:
+		break;
+	}
+	text = relay_reply_text(r);
+	relay_temp_status(r, st);
+	switch (s->phase) {
+	case PH_GREETING:
+		if (r->code != 220) {
+			relay_sess_fail(s, st, 0, 0, "greeting: %s", text);
+			break;
+		}
+		s->phase = PH_EHLO1;
+		smtpc_set_timeout(c, s->cfg->relay_command_timeout);
+		smtpc_ehlo(c, s->cfg->hostname);
+		break;
+	case PH_EHLO1:
+	case PH_EHLO2:
+		if (r->code != 250)
+			relay_sess_fail(s, st, 0, 0, "%s refused: %s", smtpc_used_helo(c) ? "HELO" : "EHLO",
+					text);
+		else
+			relay_sess_ehlo_done(s);
+		break;
+	case PH_STARTTLS:
+		/* Not 220 (a 220 leads to on_tls instead). */
+		if (s->tls >= RELAY_TLS_ENCRYPT || r->code == 421)
+			relay_sess_fail(s, st, 0, 0, "TLS required but STARTTLS refused: %s", text);
+		else
+			relay_sess_after_tls(s);
+		break;
+	case PH_AUTH:
+		if (r->code == 235) {
+			s->authed = 1;
+			relay_sess_ready(s);
+		} else {
+			relay_sess_fail(s, st, 1, 0, "authentication failed: %s", text);
+		}
+		break;
+	default:
+		break;
+	}
+	free(text);
+}
+
+static void relay_on_error(struct smtpc *c, void *arg, enum smtpc_error err, const char *detail)
+{
+	struct relay_sess *s = arg;
+	static const char *const what[] = {
+		[PH_GREETING] = "the greeting", [PH_EHLO1] = "EHLO", [PH_STARTTLS] = "STARTTLS",
+		[PH_EHLO2] = "EHLO after STARTTLS", [PH_AUTH] = "AUTH", [PH_IDLE] = "idle",
+		[PH_TX] = "MAIL/RCPT/DATA", [PH_DOT] = "the message", [PH_DOT_DISCARD] = "DATA",
+		[PH_RSET] = "RSET", [PH_QUIT] = "QUIT",
+	};
+	char reason[400];
+	s->broken = 1;
+	if (s->closing) {
+		relay_sess_free(s);
+		return;
+	}
+	if (!s->job) {
+		relay_cache_drop(s->t, s);
+		relay_sess_close(s);
+		return;
+	}
+	if (err == SMTPC_ERR_CONNECT)
+		snprintf(reason, sizeof(reason), "connect failed: %s", detail);
+	else if (err == SMTPC_ERR_TIMEOUT)
+		snprintf(reason, sizeof(reason), "timeout waiting for %s", what[s->phase]);
+	else if (err == SMTPC_ERR_TLS)
+		snprintf(reason, sizeof(reason), "TLS handshake failed: %s", detail);
+	else
+		snprintf(reason, sizeof(reason), "connection lost during %s: %s", what[s->phase],
+			 detail);
+	if (s->phase == PH_TX && (s->mail_ok || s->reply_i > 0)) {
+		/* The server took MAIL: the message stays with these recipients, the
+		 * destination answered. */
+		struct relay_job *j = s->job;
+		char full[600];
+		snprintf(full, sizeof(full), "%s[%s]: %s", s->host, s->addr_text, reason);
+		relay_tx_all(s, DR_TEMPFAIL, "4.4.2", full, 0);
+		s->job = NULL;
+		relay_sess_close(s);
+		relay_job_tx_done(j);
+		return;
+	}
+	if (s->phase == PH_DOT || s->phase == PH_DOT_DISCARD) {
+		struct relay_job *j = s->job;
+		char full[600];
+		/* After the dot the outcome is unknown: deferring may deliver twice, which
+		 * RFC 5321 6.1 prefers to losing the message. */
+		snprintf(full, sizeof(full), "%s[%s]: %s", s->host, s->addr_text, reason);
+		relay_tx_all(s, DR_TEMPFAIL, "4.4.2", full, 1);
+		relay_tx_all(s, DR_TEMPFAIL, "4.4.2", full, 0);
+		s->job = NULL;
+		relay_sess_close(s);
+		relay_job_tx_done(j);
+		return;
+	}
+	relay_sess_fail(s, err == SMTPC_ERR_CONNECT ? "4.4.1" : err == SMTPC_ERR_TLS ? "4.7.5" : "4.4.2",
+			0, err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS, "%s", reason);
+}
+
+static void relay_transcript(void *arg, char dir, const char *line)
+{
+	struct relay_sess *s = arg;
+	/* smtpc hides AUTH payloads already. */
+	if (log_debug_enabled())
+		log_debug("relay %s[%s] %c %s", s->host, s->addr_text, dir, line);
+}
+
+static const struct smtpc_cbs relay_cbs = {
+	.on_reply = relay_on_reply,
+	.on_tls = relay_on_tls,
+	.on_error = relay_on_error,
+	.transcript = relay_transcript,
+};
+
+struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j,
+				   const struct sockaddr *sa, socklen_t salen,
+				   const struct relay_sess_params *p)
+{
+	const struct config *cfg = relay_job_config(j);
+	struct relay_sess *s = xcalloc(1, sizeof(*s));
+	struct smtpc_opts o = {
+		.server_name = p->host,
+		.timeout = cfg->relay_greeting_timeout,
+		.connect_timeout = cfg->relay_connect_timeout,
+		.helo_fallback = 1,
+	};
+	s->t = t;
+	s->cfg = cfg;
+	s->job = j;
+	s->key = xstrdup(p->key);
+	s->host = xstrdup(p->host);
+	s->addr_text = xstrdup(p->addr_text);
+	s->tls = p->tls;
+	s->tls_disabled = p->tls_disabled;
+	s->ctx = p->ctx;
+	s->auth_user = p->auth_user;
+	s->auth_password = p->auth_password;
+	s->auth_unverified = p->auth_unverified;
+	s->phase = PH_GREETING;
+	s->ev_idle = evtimer_new(relay_base(t), relay_idle_over, s);
+	s->c = smtpc_create(relay_base(t), sa, salen, &o, &relay_cbs, s);
+	return s;
+}
+
+void relay_cache_idle_start(struct relay_sess *s)
+{
+	struct timeval tv = { relay_idle_time(s->t), 0 };
+	s->reused = 1;
+	evtimer_add(s->ev_idle, &tv);
+}

@@ -1,0 +1,436 @@
+/* smtp_transport: the SMTP transport (deliver/transport.h) for MX delivery and smart
+ * hosts. A delivery (a job) finds its addresses (DNS, or none for an address
+ * literal), tries them in order through relay_session, and ends with a result for
+ * every recipient. Connections that carried a message are kept idle for a moment,
+ * keyed by destination and relay user, and carry the next message there. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config.h"
+#include "net/dns.h"
+#include "net/tls_client.h"
+#include "queue/envelope.h"
+#include "relay/relay_int.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+struct ctx_ent {
+	char *ca;                 /* NULL: the system store */
+	SSL_CTX *ctx;
+};
+
+struct smtp_transport {
+	struct transport base;
+	const struct config *cfg;
+	struct event_base *ev;
+	struct dns *dns;
+	struct ctx_ent *ctxs;
+	size_t n_ctxs;
+	struct relay_sess **idle;
+	size_t n_idle;
+	struct relay_job *jobs;
+};
+
+struct relay_job {
+	struct smtp_transport *t;
+	struct delivery *d;
+	delivery_done_fn done;
+	void *arg;
+	char *key;
+	struct dns_query *q;
+	struct dns_result *res;
+	struct dns_target literal;   /* an address literal needs no DNS */
+	struct dns_target *targets;
+	size_t n_targets, ti, tried;
+	struct relay_sess *sess;
+	struct relay_fail last;
+	int have_last, retried_fresh, clear_retry;
+	struct event *ev_done;
+	struct relay_job *next, **pprev;
+};
+
+static struct smtp_transport *tp(struct transport *t) { return (struct smtp_transport *)t; }
+
+struct delivery *relay_job_delivery(struct relay_job *j) { return j->d; }
+const struct config *relay_job_config(struct relay_job *j) { return j->t->cfg; }
+unsigned relay_reuse_limit(struct smtp_transport *t)
+{
+	return t->cfg->relay_reuse_limit ? t->cfg->relay_reuse_limit : 1;
+}
+unsigned relay_idle_time(struct smtp_transport *t) { return t->cfg->relay_idle_time; }
+struct event_base *relay_base(struct smtp_transport *t) { return t->ev; }
+
+/* ---- the end of a job ------------------------------------------------------------- */
+
+static void job_free(struct relay_job *j)
+{
+	if (j->q)
+		dns_cancel(j->q);
+	if (j->res)
+		dns_result_free(j->res);
+	relay_sess_free(j->sess);
+	if (j->ev_done)
+		event_free(j->ev_done);
+	if (j->pprev) {
+		*j->pprev = j->next;
+		if (j->next)
+			j->next->pprev = j->pprev;
+	}
+	free(j->key);
+	free(j);
+}
+
+static void job_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_job *j = arg;
+	delivery_done_fn done = j->done;
+	struct delivery *d = j->d;
+	void *darg = j->arg;
+	job_free(j);
+	done(d, darg);
+}
+
+/* done is called from the loop, never from inside a call of ours. */
+static void job_finish(struct relay_job *j)
+{
+	struct timeval tv = { 0, 0 };
+	evtimer_add(j->ev_done, &tv);
+}
+
+/* The same outcome for every recipient still without one. */
+static void job_fail_all(struct relay_job *j, enum delivery_result res, const char *status,
+			 const char *diag)
+{
+	for (size_t i = 0; i < j->d->n_rcpts; i++)
+		if (j->d->rcpts[i].result == DR_NONE)
+			relay_rcpt_set(&j->d->rcpts[i], res, status, diag);
+	j->d->dest_ok = 0;
+	job_finish(j);
+}
+
+/* ---- connection cache ------------------------------------------------------------- */
+
+void relay_cache_put(struct smtp_transport *t, struct relay_sess *s)
+{
+	t->idle = xrealloc(t->idle, (t->n_idle + 1) * sizeof(*t->idle));
+	t->idle[t->n_idle++] = s;
+	relay_cache_idle_start(s);
+}
+
+void relay_cache_drop(struct smtp_transport *t, struct relay_sess *s)
+{
+	for (size_t i = 0; i < t->n_idle; i++)
+		if (t->idle[i] == s) {
+			t->idle[i] = t->idle[--t->n_idle];
+			return;
+		}
+}
+
+static struct relay_sess *cache_take(struct smtp_transport *t, const char *key)
+{
+	for (size_t i = 0; i < t->n_idle; i++)
+		if (strcmp(relay_sess_key(t->idle[i]), key) == 0) {
+			struct relay_sess *s = t->idle[i];
+			t->idle[i] = t->idle[--t->n_idle];
+			return s;
+		}
+	return NULL;
+}
+
+/* ---- trying addresses ------------------------------------------------------------- */
+
+static SSL_CTX *ctx_for(struct smtp_transport *t, const char *ca, char **err_r)
+{
+	SSL_CTX *ctx;
+	for (size_t i = 0; i < t->n_ctxs; i++)
+		if ((!ca && !t->ctxs[i].ca) || (ca && t->ctxs[i].ca && strcmp(ca, t->ctxs[i].ca) == 0))
+			return t->ctxs[i].ctx;
+	if (!(ctx = tls_client_ctx_create(ca, 0, err_r)))
+		return NULL;
+	t->ctxs = xrealloc(t->ctxs, (t->n_ctxs + 1) * sizeof(*t->ctxs));
+	t->ctxs[t->n_ctxs++] = (struct ctx_ent){ ca ? xstrdup(ca) : NULL, ctx };
+	return ctx;
+}
+
+static void job_try(struct relay_job *j)
+{
+	struct smtp_transport *t = j->t;
+	struct delivery *d = j->d;
+	const struct relay_policy *pol = d->policy;
+	unsigned max = t->cfg->relay_max_addresses ? t->cfg->relay_max_addresses : 10;
+	struct relay_sess_params p = { .key = j->key };
+	char addr[NI_MAXHOST], *err = NULL;
+	struct dns_target *tg;
+
+	if (j->ti >= j->n_targets || j->tried >= max) {
+		job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
+			     j->have_last ? j->last.reason : "no address to try");
+		return;
+	}
+	tg = &j->targets[j->ti];
+	if (getnameinfo((struct sockaddr *)&tg->addr, tg->addrlen, addr, sizeof(addr), NULL, 0,
+			NI_NUMERICHOST) != 0)
+		snprintf(addr, sizeof(addr), "?");
+	/* The name the certificate must carry: the smart host as configured, or the
+	 * MX host (RFC 7672 would add DANE; not here). */
+	p.host = d->route->kind == ROUTE_RELAY ? d->route->target : tg->host;
+	p.addr_text = addr;
+	p.tls = pol ? pol->tls : RELAY_TLS_MAY;
+	p.tls_disabled = j->clear_retry;
+	p.auth_unverified = pol && pol->auth_unverified;
+	if (d->route->kind == ROUTE_RELAY && d->auth_user) {
+		p.auth_user = d->auth_user;
+		p.auth_password = d->auth_password ? d->auth_password : "";
+	}
+	if (p.tls != RELAY_TLS_NONE && !(p.ctx = ctx_for(t, pol ? pol->ca : NULL, &err))) {
+		job_fail_all(j, DR_TEMPFAIL, "4.7.5", err);
+		free(err);
+		return;
+	}
+	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
+}
+
+static void job_dns_done(void *arg, struct dns_result *res)
+{
+	struct relay_job *j = arg;
+	j->q = NULL;
+	j->res = res;
+	switch (res->status) {
+	case DNS_OK:
+		j->targets = res->targets;
+		j->n_targets = res->n_targets;
+		j->ti = j->tried = 0;
+		job_try(j);
+		return;
+	case DNS_NULLMX:
+		job_fail_all(j, DR_PERMFAIL, "5.1.10", res->detail);
+		return;
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+		job_fail_all(j, DR_PERMFAIL, "5.1.2", res->detail);
+		return;
+	case DNS_LOOP:
+		job_fail_all(j, DR_PERMFAIL, "5.4.6", res->detail);
+		return;
+	case DNS_TEMPFAIL:
+	default:
+		job_fail_all(j, DR_TEMPFAIL, "4.4.3", res->detail);
+		return;
+	}
+}
+
+/* An address literal ("192.0.2.1", "[192.0.2.1]", "IPv6:2001:db8::1") as a target. */
+static int literal_target(const char *host, unsigned port, struct dns_target *tg)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n = strlen(host);
+	const char *h = host;
+	if (h[0] == '[' && n > 2 && h[n - 1] == ']') {
+		snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), h + 1);
+		h = buf;
+	}
+	if (strncasecmp(h, "IPv6:", 5) == 0)
+		h += 5;
+	memset(tg, 0, sizeof(*tg));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&tg->addr;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&tg->addr;
+	if (inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		tg->addrlen = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		tg->addrlen = sizeof(*s6);
+	} else {
+		return -1;
+	}
+	tg->host = (char *)host;
+	return 0;
+}
+
+static void job_resolve(struct relay_job *j)
+{
+	struct smtp_transport *t = j->t;
+	const struct route *r = j->d->route;
+	unsigned port = r->port ? r->port : t->cfg->relay_port ? t->cfg->relay_port : 25;
+	unsigned max = t->cfg->relay_max_addresses ? t->cfg->relay_max_addresses : 10;
+	enum ip_family fam = t->cfg->relay_ip_family;
+
+	if (r->kind == ROUTE_RELAY && literal_target(r->target, port, &j->literal) == 0) {
+		j->targets = &j->literal;
+		j->n_targets = 1;
+		j->ti = j->tried = 0;
+		job_try(j);
+		return;
+	}
+	if (!t->dns) {
+		job_fail_all(j, DR_TEMPFAIL, "4.4.3", "no DNS resolver");
+		return;
+	}
+	/* RELAY without brackets: its MX first, as Postfix does for relayhost. */
+	if (r->kind == ROUTE_RELAY && r->literal)
+		j->q = dns_resolve_host(t->dns, r->target, fam, port, max, job_dns_done, j);
+	else
+		j->q = dns_resolve_mx(t->dns, r->target, fam, port, t->cfg->hostname, max,
+				      job_dns_done, j);
+}
+
+/* ---- called by the session -------------------------------------------------------- */
+
+void relay_job_session_ready(struct relay_job *j, struct relay_sess *s)
+{
+	relay_sess_transact(s, j);
+}
+
+void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct relay_fail *f)
+{
+	const struct relay_policy *pol = j->d->policy;
+	j->sess = NULL;
+	j->last = *f;
+	j->have_last = 1;
+	if (f->reused && !j->retried_fresh) {
+		/* A cached connection that died while idle says nothing of the host. */
+		j->retried_fresh = 1;
+		job_resolve(j);
+		return;
+	}
+	if (f->final) {
+		job_fail_all(j, DR_TEMPFAIL, f->status, f->reason);
+		return;
+	}
+	if (f->tls_handshake && pol && pol->tls == RELAY_TLS_MAY && !j->clear_retry) {
+		/* Opportunistic TLS that fails is no reason to defer: once more in clear. */
+		log_info("relay %s: %s; retrying without TLS", j->d->id, f->reason);
+		j->clear_retry = 1;
+		job_try(j);
+		return;
+	}
+	j->clear_retry = 0;
+	j->ti++;
+	j->tried++;
+	job_try(j);
+}
+
+void relay_job_tx_done(struct relay_job *j)
+{
+	j->sess = NULL;
+	j->d->dest_ok = 1;
+	job_finish(j);
+}
+
+/* ---- the transport ---------------------------------------------------------------- */
+
+/* route_dest()'s form ("mx:<domain>:<port>", "relay:[host]:<port>"), and the relay
+ * user: connections are shared by neither other destinations nor other credentials. */
+static char *job_key(const struct delivery *d)
+{
+	const struct route *r = d->route;
+	char *k = xasprintf("%s:%s%s%s:%u|%s", r->kind == ROUTE_MX ? "mx" : "relay",
+			    r->kind == ROUTE_RELAY && r->literal ? "[" : "", r->target,
+			    r->kind == ROUTE_RELAY && r->literal ? "]" : "", r->port,
+			    r->kind == ROUTE_RELAY && d->auth_user ? d->auth_user : "");
+	for (char *p = k; *p && *p != '|'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return k;
+}
+
+/* Received: fields in the header section. */
+static unsigned count_received(const char *body, size_t len)
+{
+	unsigned n = 0;
+	const char *p = body, *end = body + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = (size_t)((nl ? nl : end) - p);
+		if (ll == 0 || (ll == 1 && p[0] == '\r'))
+			break;
+		if (ll >= 9 && strncasecmp(p, "Received:", 9) == 0)
+			n++;
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return n;
+}
+
+static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done_fn done, void *arg)
+{
+	struct smtp_transport *t = tp(tr);
+	struct relay_job *j = xcalloc(1, sizeof(*j));
+	struct relay_sess *s;
+	unsigned hops;
+
+	j->t = t;
+	j->d = d;
+	j->done = done;
+	j->arg = arg;
+	j->ev_done = evtimer_new(t->ev, job_done_cb, j);
+	j->next = t->jobs;
+	if (t->jobs)
+		t->jobs->pprev = &j->next;
+	t->jobs = j;
+	j->pprev = &t->jobs;
+	d->dest_ok = 1;
+
+	hops = count_received(d->body, d->bodylen);
+	if (t->cfg->max_received_headers && hops > t->cfg->max_received_headers) {
+		char why[120];
+		snprintf(why, sizeof(why), "too many hops (%u Received: header fields): a mail loop?",
+			 hops);
+		job_fail_all(j, DR_PERMFAIL, "5.4.6", why);
+		d->dest_ok = 1; /* the message's fault, not the destination's */
+		return;
+	}
+	if (d->route->kind != ROUTE_MX && d->route->kind != ROUTE_RELAY) {
+		job_fail_all(j, DR_TEMPFAIL, "4.3.5", "not an SMTP route");
+		return;
+	}
+	j->key = job_key(d);
+	if ((s = cache_take(t, j->key))) {
+		j->sess = s;
+		relay_sess_transact(s, j);
+		return;
+	}
+	job_resolve(j);
+}
+
+static void smtp_destroy(struct transport *tr)
+{
+	struct smtp_transport *t = tp(tr);
+	/* Deliveries in flight are dropped without their done: the scheduler that
+	 * would receive them is going away too. */
+	while (t->jobs)
+		job_free(t->jobs);
+	/* Idle connections get their QUIT queued; each frees itself when the loop runs
+	 * on (or with the loop). */
+	for (size_t i = 0; i < t->n_idle; i++)
+		relay_sess_close(t->idle[i]);
+	free(t->idle);
+	for (size_t i = 0; i < t->n_ctxs; i++) {
+		SSL_CTX_free(t->ctxs[i].ctx);
+		free(t->ctxs[i].ca);
+	}
+	free(t->ctxs);
+	free(t);
+}
+
+struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
+					struct dns *dns)
+{
+	struct smtp_transport *t = xcalloc(1, sizeof(*t));
+	t->base.name = "smtp";
+	t->base.deliver = smtp_deliver;
+	t->base.destroy = smtp_destroy;
+	t->cfg = cfg;
+	t->ev = base;
+	t->dns = dns;
+	return &t->base;
+}
