@@ -16,6 +16,7 @@
 #include "daemon/control.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
+#include "net/dns.h"
 #include "net/tls.h"
 #include "queue/qstore.h"
 #include "queue/queue.h"
@@ -164,7 +165,8 @@ int main(int argc, char **argv)
 	struct workers *dwork;
 	struct control *ctl;
 	struct sched *sched;
-	struct transport *local, *smtp = NULL;
+	struct transport *local, *smtp;
+	struct dns *dns;
 	struct event *sigs[3];
 	char *err = NULL;
 
@@ -232,7 +234,11 @@ int main(int argc, char **argv)
 	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
 	if (!srv.queue)
 		fatalx("queue: cannot use %s", cfg->queue_dir);
+	if (!(dns = dns_create(srv.base, cfg->dns_resolver, &err)))
+		fatalx("dns: %s", err);
+	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
+	smtp = transport_smtp_create(cfg, srv.base, dns);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.users, local, smtp);
 	queue_set_notify(srv.queue, sched_enqueue_cb, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
@@ -271,8 +277,8 @@ int main(int argc, char **argv)
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
 	workers_destroy(&dwork);
-	if (smtp)
-		smtp->destroy(smtp);
+	smtp->destroy(smtp);
+	dns_destroy(&dns);
 	sched_destroy(&sched);
 	local->destroy(local);
 	qstore_close(&qs);

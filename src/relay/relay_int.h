@@ -75,7 +75,5 @@ unsigned relay_reuse_limit(struct smtp_transport *t);
 char *relay_reply_text(const struct smtpc_reply *r);
 /* The reply's enhanced code, else "N.0.0" from its class. */
 void relay_reply_status(const struct smtpc_reply *r, char out[16]);
-void relay_rcpt_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
-		    const char *diag);
 
 #endif

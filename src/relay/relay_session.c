@@ -70,15 +70,6 @@ void relay_reply_status(const struct smtpc_reply *r, char out[16])
 		snprintf(out, 16, "%d.0.0", r->code / 100);
 }
 
-void relay_rcpt_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
-		    const char *diag)
-{
-	r->result = res;
-	snprintf(r->status, sizeof(r->status), "%s", status);
-	free(r->diag);
-	r->diag = diag ? xstrdup(diag) : NULL;
-}
-
 static enum delivery_result relay_class(int code)
 {
 	return code / 100 == 2 ? DR_DELIVERED : code / 100 == 5 ? DR_PERMFAIL : DR_TEMPFAIL;
@@ -304,7 +295,7 @@ static void relay_tx_all(struct relay_sess *s, enum delivery_result res, const c
 	struct delivery *d = relay_job_delivery(s->job);
 	for (size_t i = 0; i < d->n_rcpts; i++)
 		if (d->rcpts[i].result == DR_NONE && (!only_accepted || s->acc[i]))
-			relay_rcpt_set(&d->rcpts[i], res, status, diag);
+			delivery_set(&d->rcpts[i], res, status, diag);
 }
 
 static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
@@ -474,7 +465,7 @@ static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
 				s->acc[i - 1] = 1;
 				s->accepted++;
 			} else {
-				relay_rcpt_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
+				delivery_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
 			}
 		}
 	} else {

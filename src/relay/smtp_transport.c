@@ -110,7 +110,7 @@ static void job_fail_all(struct relay_job *j, enum delivery_result res, const ch
 {
 	for (size_t i = 0; i < j->d->n_rcpts; i++)
 		if (j->d->rcpts[i].result == DR_NONE)
-			relay_rcpt_set(&j->d->rcpts[i], res, status, diag);
+			delivery_set(&j->d->rcpts[i], res, status, diag);
 	j->d->dest_ok = 0;
 	job_finish(j);
 }
@@ -328,17 +328,14 @@ void relay_job_tx_done(struct relay_job *j)
 
 /* ---- the transport ---------------------------------------------------------------- */
 
-/* route_dest()'s form ("mx:<domain>:<port>", "relay:[host]:<port>"), and the relay
- * user: connections are shared by neither other destinations nor other credentials. */
+/* The destination and the relay user: connections are shared by neither other
+ * destinations nor other credentials. */
 static char *job_key(const struct delivery *d)
 {
-	const struct route *r = d->route;
-	char *k = xasprintf("%s:%s%s%s:%u|%s", r->kind == ROUTE_MX ? "mx" : "relay",
-			    r->kind == ROUTE_RELAY && r->literal ? "[" : "", r->target,
-			    r->kind == ROUTE_RELAY && r->literal ? "]" : "", r->port,
-			    r->kind == ROUTE_RELAY && d->auth_user ? d->auth_user : "");
-	for (char *p = k; *p && *p != '|'; p++)
-		*p = (char)tolower((unsigned char)*p);
+	char *dest = route_dest(d->route);
+	char *k = xasprintf("%s|%s", dest, d->route->kind == ROUTE_RELAY && d->auth_user ?
+					    d->auth_user : "");
+	free(dest);
 	return k;
 }
 
