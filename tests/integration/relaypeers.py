@@ -41,9 +41,12 @@ class Sinks:
         wait_listening(host, port)
         return port
 
-    def aio(self, host, *opts):
+    def aio_on(self, host, port, *opts):
+        return self.aio(host, *opts, port=port)
+
+    def aio(self, host, *opts, port=None):
         """Returns (port, read_events)."""
-        port = lib.free_port()
+        port = port or lib.free_port()
         log = os.path.join(self.tmp, "sink-%s-%d.log" % (host, port))
         env = dict(os.environ, SINK_PASSWORD=SINK_PW)
         p = subprocess.Popen([PY, os.path.join(PEERS, "relay_sink.py"), "--host", host,
