@@ -19,6 +19,7 @@
 
 struct bounce_job {
 	const struct config *cfg;
+	struct qstore *qs;
 	struct queue *q;
 	struct userdb *users;
 	const struct qmsg *m;
@@ -61,9 +62,9 @@ static void bounce_work(void *arg)
 		.now = time(NULL), .retry_until = j->retry_until,
 	};
 	struct envelope env = { 0 };
-	char **boxes = NULL, *text;
-	size_t nboxes = 0, len;
-	const char *box = NULL;
+	char **boxes = NULL, *text, *buf;
+	size_t nboxes = 0, len, bodylen;
+	const char *box = NULL, *body;
 
 	if (config_is_local_domain(j->cfg, bounce_domain(to))) {
 		int found = userdb_resolve(j->users, to, &boxes, &nboxes);
@@ -78,7 +79,12 @@ static void bounce_work(void *arg)
 		}
 		box = boxes[0];
 	}
-	text = dsn_build(&j->m->env, j->m->body, j->m->bodylen, j->items, j->n_items, &p, &len);
+	if ((j->err = qstore_body(j->qs, j->m->id, &buf, &body, &bodylen)) != 0) {
+		userdb_free_list(boxes, nboxes);
+		return;
+	}
+	text = dsn_build(&j->m->env, body, bodylen, j->items, j->n_items, &p, &len);
+	free(buf);
 	env.received = p.now;
 	env.helo = xstrdup(j->cfg->hostname);
 	env.mail_from = xstrdup("");
@@ -102,12 +108,13 @@ static void bounce_after(void *arg)
 		bounce_finish(j);
 }
 
-void bounce_send(const struct config *cfg, struct workers *w, struct queue *q,
+void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs, struct queue *q,
 		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
 		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg)
 {
 	struct bounce_job *j = xcalloc(1, sizeof(*j));
 	j->cfg = cfg;
+	j->qs = qs;
 	j->q = q;
 	j->users = users;
 	j->m = m;

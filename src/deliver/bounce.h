@@ -13,11 +13,12 @@ struct queue;
 struct userdb;
 struct workers;
 struct qmsg;
+struct qstore;
 
 /* done(arg, err) on the loop thread: 0 when the DSN is safely queued (or needs no
  * sending: a local sender without a mailbox, logged), else an errno value (try again
- * later). m (with its body) and items must stay valid until done. */
-void bounce_send(const struct config *cfg, struct workers *w, struct queue *q,
+ * later). The body is read from qs; m and items must stay valid until done. */
+void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs, struct queue *q,
 		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
 		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg);
 

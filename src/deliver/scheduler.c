@@ -39,7 +39,7 @@
 struct smsg {
 	char id[24];
 	struct sched *s;
-	struct qmsg m;          /* the last loaded state; m.buf holds the body in a round */
+	struct qmsg m;          /* the last loaded state, without the body */
 	int loaded, busy;       /* busy: a round (or a load, or an admin change) runs */
 	int again;              /* asked for while busy: a new round when this one ends */
 	int flush_now;          /* next round: every recipient is due */
@@ -60,6 +60,7 @@ struct sjob {
 	struct route route;
 	struct relay_policy policy;
 	char *auth_user, *auth_password;
+	char *bodybuf;          /* the message file, read for this delivery only */
 	struct delivery d;
 	struct qev *evs;        /* the outcomes to record */
 	size_t n_evs;
@@ -153,8 +154,18 @@ struct load_job {
 	int err;
 };
 
-/* On a worker: read the message and route every recipient that has no route yet;
- * the routes are recorded before anything is delivered, so they are chosen once. */
+static int sched_route_readable(const char *text)
+{
+	struct route rt;
+	if (!text || route_parse(text, &rt) < 0)
+		return 0;
+	route_clear(&rt);
+	return 1;
+}
+
+/* On a worker: read the message and route every recipient that has no route yet (or
+ * an unreadable one); the routes are recorded before anything is delivered, so they
+ * are chosen once. */
 static void sched_load_work(void *arg)
 {
 	struct load_job *lj = arg;
@@ -163,14 +174,15 @@ static void sched_load_work(void *arg)
 	char **texts;
 	size_t n = 0;
 
-	if ((lj->err = qstore_load(s->qs, lj->msg->id, QSTORE_BODY, &lj->m)) != 0)
+	/* Bodies are read per delivery, never for a whole backlog at once. */
+	if ((lj->err = qstore_load(s->qs, lj->msg->id, 0, &lj->m)) != 0)
 		return;
 	evs = xcalloc(lj->m.env.n_rcpts, sizeof(*evs));
 	texts = xcalloc(lj->m.env.n_rcpts, sizeof(*texts));
 	for (size_t i = 0; i < lj->m.env.n_rcpts; i++) {
 		struct env_rcpt *r = &lj->m.env.rcpts[i];
 		struct route rt;
-		if (r->done || r->route)
+		if (r->done || sched_route_readable(r->route))
 			continue;
 		if (router_route(s->cfg, &lj->m.env, i, &rt) < 0) {
 			evs[n] = (struct qev){ .kind = QEV_FAILED, .rcpt = i, .when = time(NULL),
@@ -257,6 +269,7 @@ static void sched_job_free(struct sjob *j)
 	}
 	free(j->evs);
 	route_clear(&j->route);
+	free(j->bodybuf);
 	free(j->auth_user);
 	if (j->auth_password)
 		xfree_secret(j->auth_password, strlen(j->auth_password));
@@ -424,25 +437,33 @@ static void sched_start_delivery(struct sjob *j)
 	t->deliver(t, &j->d, sched_delivered, j);
 }
 
-static void sched_cred_work(void *arg)
+/* On a worker: what the delivery needs from disk, the body and (for a smart host)
+ * the credentials. */
+static void sched_prepare_work(void *arg)
 {
 	struct sjob *j = arg;
-	char *nexthop = route_nexthop(&j->route);
 	const char *sender = j->msg->m.env.mail_from;
+	char *nexthop;
+	if ((j->err = qstore_body(j->s->qs, j->msg->id, &j->bodybuf, &j->d.body,
+				  &j->d.bodylen)) != 0 ||
+	    j->route.kind != ROUTE_RELAY || !j->s->users)
+		return;
+	nexthop = route_nexthop(&j->route);
 	if (userdb_relay_auth_find(j->s->users, nexthop, *sender ? sender : NULL, &j->auth_user,
 				   &j->auth_password) < 0)
-		j->err = EIO;
+		j->err = EAGAIN;
 	free(nexthop);
 }
 
-static void sched_cred_done(void *arg)
+static void sched_prepare_done(void *arg)
 {
 	struct sjob *j = arg;
 	if (j->err) {
-		/* Not sent without the credentials it may need: deferred. */
+		/* Not sent without its body or the credentials it may need: deferred. */
+		const char *why = j->err == EAGAIN ? "cannot read the relay credentials"
+						   : "cannot read the queued message";
 		for (size_t i = 0; i < j->d.n_rcpts; i++)
-			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0",
-				     "cannot read the relay credentials");
+			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0", why);
 		j->d.dest_ok = 1; /* not the destination's fault */
 		sched_delivered(&j->d, j);
 		return;
@@ -460,10 +481,7 @@ static void sched_job_run(struct sjob *j, const char *suspended)
 		sched_record(j);
 		return;
 	}
-	if (j->route.kind == ROUTE_RELAY && j->s->users)
-		workers_submit(j->s->w, sched_cred_work, sched_cred_done, j);
-	else
-		sched_start_delivery(j);
+	workers_submit(j->s->w, sched_prepare_work, sched_prepare_done, j);
 }
 
 static void sched_dest_run_cb(void *job, const char *suspended)
@@ -511,8 +529,6 @@ static struct sjob *sched_job_for(struct smsg *msg, struct route *rt)
 	j->d.route = &j->route;
 	j->d.sender = msg->m.env.mail_from;
 	j->d.policy = &j->policy;
-	j->d.body = msg->m.body;
-	j->d.bodylen = msg->m.bodylen;
 	return j;
 }
 
@@ -652,7 +668,7 @@ static void sched_round_end(struct smsg *msg)
 			 * sends it twice rather than never. */
 			msg->pending++;
 			free(evs);
-			bounce_send(s->cfg, s->w, s->q, s->users, &msg->m, msg->items,
+			bounce_send(s->cfg, s->w, s->qs, s->q, s->users, &msg->m, msg->items,
 				    msg->n_items,
 				    msg->m.env.received + (time_t)s->cfg->queue_lifetime,
 				    sched_notified, msg);
@@ -664,9 +680,6 @@ static void sched_round_end(struct smsg *msg)
 		}
 		free(evs);
 	}
-	free(msg->m.buf);
-	msg->m.buf = NULL;
-	msg->m.body = NULL;
 	if (msg->again || msg->flush_now || msg->bounce_now) {
 		sched_load(msg);
 		return;
@@ -701,9 +714,6 @@ static void sched_notified(void *arg, int err)
 		struct timeval tv = { (time_t)wait, 0 };
 		log_warnx("queue id=%s cannot queue the DSN: %s (retry in %us)", msg->id,
 			  strerror(err), wait);
-		free(msg->m.buf);
-		msg->m.buf = NULL;
-		msg->m.body = NULL;
 		msg->busy = 0;
 		evtimer_add(msg->timer, &tv);
 		return;

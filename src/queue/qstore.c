@@ -378,6 +378,27 @@ int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m)
 	return 0;
 }
 
+int qstore_body(struct qstore *qs, const char *id, char **buf_r, const char **body_r,
+		size_t *len_r)
+{
+	struct envelope env;
+	char *buf;
+	size_t len;
+	int err;
+	*buf_r = NULL;
+	if (!qstore_is_id(id))
+		return ENOENT;
+	if ((err = qfile_read_at(qs->msgfd, id, &buf, &len)) != 0)
+		return err;
+	if (qfile_decode(buf, len, &env, body_r, len_r) < 0) {
+		free(buf);
+		return EBADMSG;
+	}
+	envelope_clear(&env);
+	*buf_r = buf;
+	return 0;
+}
+
 void qmsg_clear(struct qmsg *m)
 {
 	envelope_clear(&m->env);

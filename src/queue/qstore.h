@@ -53,6 +53,10 @@ struct qmsg {
  * another errno value (the message stays, to be tried again). */
 int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m);
 void qmsg_clear(struct qmsg *m);
+/* Only the body of a message, for one delivery: *buf_r (malloc'd) holds the file and
+ * *body_r points into it. Returns 0, ENOENT, EBADMSG or an errno value. */
+int qstore_body(struct qstore *qs, const char *id, char **buf_r, const char **body_r,
+		size_t *len_r);
 
 enum qev_kind {
 	QEV_ROUTE,      /* rcpt routed: route */
