@@ -263,6 +263,46 @@ static void queue_field(const char *name, const char *value)
 	putchar('\n');
 }
 
+/* One line per journal event: when, which recipient, what happened, and why. */
+static void queue_print_event(void *arg, const struct qev *ev)
+{
+	static const char *const kinds[] = { "routed", "delivered", "relayed", "failed",
+					     "deferred", "warned", "held", "released", "notified" };
+	const struct qmsg *m = arg;
+	char t[32];
+	if (ev->kind == QEV_ROUTE) {
+		printf("  %-21s", "");
+	} else {
+		queue_time(t, sizeof(t), ev->when);
+		printf("  %-21s", t);
+	}
+	printf("%-10s", (unsigned)ev->kind < sizeof(kinds) / sizeof(kinds[0]) ? kinds[ev->kind] : "?");
+	if (ev->kind != QEV_HOLD && ev->kind != QEV_RELEASE && ev->rcpt < m->env.n_rcpts) {
+		putchar('<');
+		queue_puts_clean(m->env.rcpts[ev->rcpt].address);
+		putchar('>');
+	}
+	if (ev->route) {
+		fputs(" ", stdout);
+		queue_puts_clean(ev->route);
+	}
+	if (ev->status)
+		printf(" %s", ev->status);
+	if (ev->remote) {
+		fputs(" from ", stdout);
+		queue_puts_clean(ev->remote);
+	}
+	if (ev->diag) {
+		fputs(": ", stdout);
+		queue_puts_clean(ev->diag);
+	}
+	if (ev->kind == QEV_DEFERRED) {
+		queue_time(t, sizeof(t), ev->next);
+		printf(" (next %s)", t);
+	}
+	putchar('\n');
+}
+
 int admin_queue_show(struct qstore *qs, const char *id)
 {
 	static const char *const ret_names[] = { "-", "FULL", "HDRS" };
@@ -313,6 +353,8 @@ int admin_queue_show(struct qstore *qs, const char *id)
 		if (r->delay_warned)
 			printf("%-14s%s\n", "      warned", "a delay notice was sent");
 	}
+	puts("history");
+	qstore_history(qs, id, queue_print_event, &m);
 	puts("header");
 	if (m.body)
 		queue_print_header(m.body, m.bodylen);

@@ -253,8 +253,9 @@ static int qstore_opt(const char *s, char **out)
 	return (*out = xtext_decode(s, strlen(s))) ? 0 : -1;
 }
 
-/* Replays one whole line; a malformed one is skipped (logged by the caller). */
-static int qstore_replay_line(struct qmsg *m, char *line)
+/* Parses one whole line into an event and hands it to fn; a malformed one is
+ * skipped (logged by the caller). */
+static int qstore_parse_line(char *line, void (*fn)(void *arg, const struct qev *ev), void *arg)
 {
 	char *w[10], *route = NULL, *status = NULL, *remote = NULL, *diag = NULL;
 	size_t n = qstore_words(line, w, 10), k = 1;
@@ -277,7 +278,7 @@ static int qstore_replay_line(struct qmsg *m, char *line)
 		if (k + 1 != n || qstore_opt(w[k], &route) < 0)
 			return -1;
 		ev.route = route;
-		qstore_apply(m, &ev);
+		fn(arg, &ev);
 		free(route);
 		return 0;
 	}
@@ -297,7 +298,7 @@ static int qstore_replay_line(struct qmsg *m, char *line)
 	} else if (k != n) {
 		return -1;
 	}
-	qstore_apply(m, &ev);
+	fn(arg, &ev);
 	rc = 0;
 out:
 	free(status);
@@ -306,11 +307,44 @@ out:
 	return rc;
 }
 
+static void qstore_apply_cb(void *arg, const struct qev *ev)
+{
+	qstore_apply(arg, ev);
+}
+
+/* Calls fn for each whole line of a journal's contents. */
+static void qstore_parse(const char *id, char *buf, size_t len,
+			 void (*fn)(void *arg, const struct qev *ev), void *arg)
+{
+	char *line, *nl;
+	for (line = buf; (nl = memchr(line, '\n', len - (size_t)(line - buf))); line = nl + 1) {
+		*nl = '\0';
+		if (*line && qstore_parse_line(line, fn, arg) < 0)
+			log_warnx("queue id=%s journal: skipped a torn or malformed line", id);
+	}
+}
+
+int qstore_history(struct qstore *qs, const char *id,
+		   void (*fn)(void *arg, const struct qev *ev), void *arg)
+{
+	char name[40], *buf;
+	size_t len;
+	int err;
+	if (!qstore_is_id(id))
+		return ENOENT;
+	snprintf(name, sizeof(name), "%s.state", id);
+	if ((err = qfile_read_at(qs->msgfd, name, &buf, &len)) != 0)
+		return err;
+	qstore_parse(id, buf, len, fn, arg);
+	free(buf);
+	return 0;
+}
+
 /* Reads msg/<name> if it exists and replays it: the journal, or the older "<i> done"
  * sidecar. A missing file is no progress. */
 static int qstore_replay(struct qstore *qs, struct qmsg *m, const char *name, int legacy)
 {
-	char *buf, *line, *nl;
+	char *buf;
 	size_t len;
 	int err = qfile_read_at(qs->msgfd, name, &buf, &len);
 	if (err)
@@ -323,11 +357,7 @@ static int qstore_replay(struct qstore *qs, struct qmsg *m, const char *name, in
 		free(buf);
 		return 0;
 	}
-	for (line = buf; (nl = memchr(line, '\n', len - (size_t)(line - buf))); line = nl + 1) {
-		*nl = '\0';
-		if (*line && qstore_replay_line(m, line) < 0)
-			log_warnx("queue id=%s journal: skipped a torn or malformed line", m->id);
-	}
+	qstore_parse(m->id, buf, len, qstore_apply_cb, m);
 	free(buf);
 	return 0;
 }

@@ -88,6 +88,11 @@ int qstore_record(struct qstore *qs, const char *id, const struct qev *evs, size
 /* Applies one event to m in memory, as replaying the journal would. */
 void qstore_apply(struct qmsg *m, const struct qev *ev);
 
+/* Calls fn with every event of id's journal, in order (the history `cursus queue show`
+ * prints). Returns 0 or an errno value (ENOENT: no journal yet, nothing called). */
+int qstore_history(struct qstore *qs, const char *id,
+		   void (*fn)(void *arg, const struct qev *ev), void *arg);
+
 /* Removes the message, then its journals. Returns 0, ENOENT, or an errno value. */
 int qstore_remove(struct qstore *qs, const char *id);
 

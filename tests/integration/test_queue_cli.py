@@ -131,6 +131,14 @@ def test_show(srv):
     assert lines[rc + 1].split()[:2] == ["bob@example.test", "delivered"]
     assert lines.index("header") > rc
     assert any(l.split()[:2] == [REMOTE, "deferred"] for l in lines[rc:])
+    # The journal, event by event: both routed, bob delivered, the remote one deferred.
+    hist = lines[lines.index("history") + 1:lines.index("header")]
+    assert [l.split()[0] for l in hist[:2]] == ["routed", "routed"], hist
+    ev = [l.split()[1:3] for l in hist if not l.startswith("   ")]
+    assert ["delivered", "<bob@example.test>"] in ev, "\n".join(hist)
+    assert ["deferred", "<%s>" % REMOTE] in ev, "\n".join(hist)
+    assert any("2.0.0: maildir new/" in l for l in hist), "\n".join(hist)
+    assert any("(next " in l for l in hist), "\n".join(hist)
 
     r = srv.queue("show", "0123456789abcdef")
     assert r.returncode == 1
