@@ -212,7 +212,8 @@ int admin_queue_list(struct qstore *qs, int json)
 		admin_error("cannot read the queue %s: %s", qstore_dir(qs), strerror(err));
 		return ADMIN_EXIT_FAIL;
 	}
-	qsort(l.msgs, l.n, sizeof(*l.msgs), queue_cmp);
+	if (l.n)
+		qsort(l.msgs, l.n, sizeof(*l.msgs), queue_cmp);
 	if (json)
 		putchar('[');
 	for (size_t i = 0; i < l.n; i++) {
