@@ -416,6 +416,10 @@ static void sched_outcomes(struct sjob *j)
 							      "expired" : "failed") : "deferred",
 				  ev->status, ev->diag, now, kind == QEV_DEFERRED ?
 				  (unsigned)(ev->next - now) : 0);
+		/* A next hop that took NOTIFY reports success itself (RFC 3461 5.2.1): a
+		 * success DSN from us too would tell the sender twice. */
+		if (kind == QEV_DELIVERED && j->route.kind != ROUTE_LOCAL)
+			(void)sched_ev_add(j, QEV_NOTIFIED, dr->index, now);
 	}
 }
 

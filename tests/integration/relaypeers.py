@@ -44,11 +44,11 @@ class Sinks:
     def aio_on(self, host, port, *opts):
         return self.aio(host, *opts, port=port)
 
-    def aio(self, host, *opts, port=None):
-        """Returns (port, read_events)."""
+    def aio(self, host, *opts, port=None, env=None):
+        """Returns (port, read_events); env adds to the sink's environment (SINK_USERS)."""
         port = port or lib.free_port()
         log = os.path.join(self.tmp, "sink-%s-%d.log" % (host, port))
-        env = dict(os.environ, SINK_PASSWORD=SINK_PW)
+        env = dict(os.environ, SINK_PASSWORD=SINK_PW, **(env or {}))
         p = subprocess.Popen([PY, os.path.join(PEERS, "relay_sink.py"), "--host", host,
                               "--port", str(port), "--log", log] + list(opts),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
