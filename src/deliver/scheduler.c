@@ -635,6 +635,11 @@ static size_t sched_collect_dsn(struct smsg *msg, time_t now, struct qev **evs_r
 		} else {
 			continue;
 		}
+		/* RFC 3461 5.2.2.1: delivered to a next hop that took NOTIFY (only a local
+		 * delivery or such a relay is "delivered"): its success report is the
+		 * next hop's to send. */
+		if (kind == DSN_DELIVERED && r->route && strncmp(r->route, "local ", 6) != 0)
+			continue;
 		if (dsn_wanted(env, i, kind))
 			msg->items[n++] = (struct dsn_item){ .rcpt = i, .kind = kind };
 	}
