@@ -5,6 +5,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,27 @@ static void pid_file_write(const char *path)
 	fclose(f);
 }
 
+/* Commits notify the scheduler from queue threads, through the delivery workers; at
+ * shutdown those workers go first (their DSNs still commit to the queue), so the
+ * notices stop before them. A commit not notified is found by the next start. */
+static pthread_mutex_t notify_mu = PTHREAD_MUTEX_INITIALIZER;
+static int notify_closed;
+
+static void notify_sched(void *sched, const char *id)
+{
+	pthread_mutex_lock(&notify_mu);
+	if (!notify_closed)
+		sched_enqueue_cb(sched, id);
+	pthread_mutex_unlock(&notify_mu);
+}
+
+static void notify_close(void)
+{
+	pthread_mutex_lock(&notify_mu);
+	notify_closed = 1;
+	pthread_mutex_unlock(&notify_mu);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal=%d event=shutdown", (int)sig);
@@ -240,7 +262,7 @@ int main(int argc, char **argv)
 	local = transport_maildir_create(cfg, dwork);
 	smtp = transport_smtp_create(cfg, srv.base, dns);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.users, local, smtp);
-	queue_set_notify(srv.queue, sched_enqueue_cb, sched);
+	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
 
@@ -271,12 +293,14 @@ int main(int argc, char **argv)
 	trace_rules_free(&srv.trace);
 	addrcount_destroy(&srv.clients);
 	netlist_clear(&srv.client_exempt);
-	/* The queue first: its last commits still notify the scheduler. The workers
-	 * next, so that no file work still uses what the scheduler owns; then the
-	 * transports (no callbacks from them any more), then the scheduler. */
+	/* The delivery workers first, so that no file work still uses what the
+	 * scheduler owns, while the queue still takes the DSNs they may be writing;
+	 * then the queue (its last commits notify no one), its workers, the transports
+	 * (no callbacks from them any more), then the scheduler. */
+	notify_close();
+	workers_destroy(&dwork);
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
-	workers_destroy(&dwork);
 	smtp->destroy(smtp);
 	dns_destroy(&dns);
 	sched_destroy(&sched);

@@ -165,6 +165,12 @@ void sched_dest_done(struct sdest *d, int ok, const char *reason)
 		d->reason = xstrdup(reason ? reason : "the destination is not responding");
 		if (d->limit > 1)
 			d->limit--;
+		/* Connections opened before it was marked dead say nothing new: only the
+		 * probe after the backoff may lengthen it. */
+		if (sched_dest_ready_at(d)) {
+			dest_kick(d);
+			return;
+		}
 		if (++d->failures >= cohort || d->deaths) {
 			/* Dead: back off before anything else is tried there. */
 			unsigned lo = cfg->retry_min ? cfg->retry_min : 1, wait = lo;

@@ -47,6 +47,8 @@ struct smsg {
 	int doomed;             /* deleted by the admin: removed when the round ends */
 	unsigned pending;       /* jobs and records of this round not yet back */
 	unsigned load_failures;
+	unsigned ctl_refs;      /* hold/release requests not yet back from the journal */
+	int gone;               /* removed while ctl_refs: freed when the last comes back */
 	struct dsn_item *items; /* DSN being queued */
 	size_t n_items;
 	struct event *timer;
@@ -128,12 +130,29 @@ static struct smsg *sched_msg_get(struct sched *s, const char *id)
 
 static void sched_msg_free(struct smsg *msg)
 {
-	struct smsg **pp = sched_find(msg->s, msg->id);
-	*pp = msg->hnext;
+	if (!msg->gone) {
+		struct smsg **pp = sched_find(msg->s, msg->id);
+		*pp = msg->hnext;
+	}
 	event_free(msg->timer);
 	qmsg_clear(&msg->m);
 	free(msg->items);
 	free(msg);
+}
+
+/* The message is gone from the queue: forgotten now, freed once no hold or release
+ * still holds it. */
+static void sched_msg_drop(struct smsg *msg)
+{
+	struct smsg **pp;
+	if (!msg->ctl_refs) {
+		sched_msg_free(msg);
+		return;
+	}
+	pp = sched_find(msg->s, msg->id);
+	*pp = msg->hnext;
+	msg->gone = 1;
+	evtimer_del(msg->timer);
 }
 
 static unsigned sched_backoff(const struct config *cfg, unsigned attempts)
@@ -218,7 +237,7 @@ static void sched_load_done(void *arg)
 	if (err == ENOENT || err == EBADMSG) {
 		/* Removed meanwhile, or moved aside as corrupt (logged by qstore). */
 		msg->busy = 0;
-		sched_msg_free(msg);
+		sched_msg_drop(msg);
 	} else if (err) {
 		unsigned wait = sched_backoff(s->cfg, ++msg->load_failures);
 		struct timeval tv = { (time_t)wait, 0 };
@@ -606,7 +625,7 @@ static void sched_removed_done(void *arg)
 	struct smsg *msg = arg;
 	log_info("queue id=%s status=removed", msg->id);
 	msg->busy = 0;
-	sched_msg_free(msg);
+	sched_msg_drop(msg);
 }
 
 static void sched_notified(void *arg, int err);
@@ -636,6 +655,11 @@ static size_t sched_collect_dsn(struct smsg *msg, time_t now, struct qev **evs_r
 		} else {
 			continue;
 		}
+		/* RFC 3461 5.2.2.1: delivered to a next hop that took NOTIFY (only a local
+		 * delivery or such a relay is "delivered"): its success report is the
+		 * next hop's to send. */
+		if (kind == DSN_DELIVERED && r->route && strncmp(r->route, "local ", 6) != 0)
+			continue;
 		if (dsn_wanted(env, i, kind))
 			msg->items[n++] = (struct dsn_item){ .rcpt = i, .kind = kind };
 	}
@@ -860,14 +884,23 @@ static void sched_ctl_done(void *arg)
 {
 	struct ctl_job *c = arg;
 	struct smsg *msg = c->msg;
-	if (c->err) {
+	msg->ctl_refs--;
+	if (msg->gone) {
+		c->cb(c->arg, ENOENT, "no such message");
+		if (!msg->ctl_refs)
+			sched_msg_free(msg);
+	} else if (c->err) {
 		c->cb(c->arg, c->err, strerror(c->err));
 	} else {
 		qstore_apply(&msg->m, &c->ev);
 		log_info("queue id=%s status=%s", msg->id, msg->m.held ? "held" : "released");
-		if (msg->m.held)
+		/* A load in flight may have read the journal before this event and would
+		 * undo it in memory: the round that ends reads it again. */
+		if (msg->busy)
+			msg->again = 1;
+		else if (msg->m.held)
 			evtimer_del(msg->timer);
-		else if (!msg->busy)
+		else
 			sched_load(msg);
 		c->cb(c->arg, 0, msg->m.held ? "held" : "released");
 	}
@@ -885,6 +918,7 @@ static void sched_hold_release(struct sched *s, const char *id, enum qev_kind ki
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->msg = msg;
+	msg->ctl_refs++;
 	c->ev.kind = kind;
 	c->ev.when = time(NULL);
 	c->cb = cb;

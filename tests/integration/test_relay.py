@@ -259,3 +259,18 @@ def test_dead_destination_is_not_hammered(start_server, dns, token):
     # The first cohort (the initial concurrency of 2) found it dead; the rest waited.
     assert len(tried) == 2, "\n".join(lines)
     assert all("result=deferred" in l and "Connection refused" in l for l in lines), lines
+
+
+def test_notify_success_to_a_next_hop_with_dsn_is_left_to_it(start_server, dns, sinks, token):
+    # RFC 3461 5.2.2.1: relayed to a server that offers DSN, NOTIFY is passed on and
+    # the success report is that server's to send; ours would be a second one, and
+    # would claim a delivery that did not happen here.
+    port = sinks.smtp_sink("127.0.0.77")
+    dns.set_zone(zone({"dest.example": {"MX": [[10, "mx1.dest.example"]]},
+                       "mx1.dest.example": {"A": ["127.0.0.77"]}}))
+    srv = relay_server(start_server, dns, port)
+    submit(srv, ["bob@dest.example"], token, rcpt_params=" NOTIFY=SUCCESS,FAILURE")
+    assert srv.wait_queue_empty(15), srv.log[-3000:]
+    line = [l for l in srv.log.splitlines() if 'rcpt="bob@dest.example"' in l][-1]
+    assert "result=delivered status=2.0.0" in line
+    assert dsns(srv) == []
