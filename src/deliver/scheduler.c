@@ -203,15 +203,16 @@ static void sched_load_work(void *arg)
 		struct route rt;
 		if (r->done || sched_route_readable(r->route))
 			continue;
-		if (router_route(s->cfg, &lj->m.env, i, &rt) < 0) {
-			evs[n] = (struct qev){ .kind = QEV_FAILED, .rcpt = i, .when = time(NULL),
-					       .status = "5.1.3",
-					       .diag = "the address has no domain to route it to" };
-		} else {
+		if (router_route(s->cfg, &lj->m.env, i, &rt) == 0) {
 			texts[n] = route_format(&rt);
 			route_clear(&rt);
-			evs[n] = (struct qev){ .kind = QEV_ROUTE, .rcpt = i, .route = texts[n] };
 		}
+		if (texts[n])
+			evs[n] = (struct qev){ .kind = QEV_ROUTE, .rcpt = i, .route = texts[n] };
+		else /* failed, not retried in a loop: nothing would route it next time */
+			evs[n] = (struct qev){ .kind = QEV_FAILED, .rcpt = i, .when = time(NULL),
+					       .status = "5.1.3",
+					       .diag = "the address cannot be routed" };
 		n++;
 	}
 	if (n && (lj->err = qstore_record(s->qs, lj->msg->id, evs, n)) != 0)
@@ -435,10 +436,6 @@ static void sched_outcomes(struct sjob *j)
 							      "expired" : "failed") : "deferred",
 				  ev->status, ev->diag, now, kind == QEV_DEFERRED ?
 				  (unsigned)(ev->next - now) : 0);
-		/* A next hop that took NOTIFY reports success itself (RFC 3461 5.2.1): a
-		 * success DSN from us too would tell the sender twice. */
-		if (kind == QEV_DELIVERED && j->route.kind != ROUTE_LOCAL)
-			(void)sched_ev_add(j, QEV_NOTIFIED, dr->index, now);
 	}
 }
 

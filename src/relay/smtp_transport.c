@@ -104,15 +104,22 @@ static void job_finish(struct relay_job *j)
 	evtimer_add(j->ev_done, &tv);
 }
 
-/* The same outcome for every recipient still without one. */
-static void job_fail_all(struct relay_job *j, enum delivery_result res, const char *status,
-			 const char *diag)
+/* The same outcome for every recipient still without one. dest_ok: the destination
+ * itself answered (a permanent DNS answer is an answer, not an outage). */
+static void job_fail_all_as(struct relay_job *j, enum delivery_result res, const char *status,
+			    const char *diag, int dest_ok)
 {
 	for (size_t i = 0; i < j->d->n_rcpts; i++)
 		if (j->d->rcpts[i].result == DR_NONE)
 			delivery_set(&j->d->rcpts[i], res, status, diag);
-	j->d->dest_ok = 0;
+	j->d->dest_ok = dest_ok;
 	job_finish(j);
+}
+
+static void job_fail_all(struct relay_job *j, enum delivery_result res, const char *status,
+			 const char *diag)
+{
+	job_fail_all_as(j, res, status, diag, 0);
 }
 
 /* ---- connection cache ------------------------------------------------------------- */
@@ -210,14 +217,14 @@ static void job_dns_done(void *arg, struct dns_result *res)
 		job_try(j);
 		return;
 	case DNS_NULLMX:
-		job_fail_all(j, DR_PERMFAIL, "5.1.10", res->detail);
+		job_fail_all_as(j, DR_PERMFAIL, "5.1.10", res->detail, 1);
 		return;
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:
-		job_fail_all(j, DR_PERMFAIL, "5.1.2", res->detail);
+		job_fail_all_as(j, DR_PERMFAIL, "5.1.2", res->detail, 1);
 		return;
 	case DNS_LOOP:
-		job_fail_all(j, DR_PERMFAIL, "5.4.6", res->detail);
+		job_fail_all_as(j, DR_PERMFAIL, "5.4.6", res->detail, 1);
 		return;
 	case DNS_TEMPFAIL:
 	default:
