@@ -7,8 +7,9 @@ the same load through Postfix 3.7 relaying to the same smart host.
 The smart host is Postfix's smtp-sink on 127.0.0.61 (no TLS offered; cursusd has
 relay_tls none, Postfix smtp_tls_security_level = none). cursusd's submission listener
 (127.0.0.1, STARTTLS + AUTH PLAIN: the only way it relays) and a throw-away Postfix on
-127.0.0.62 (STARTTLS, relay allowed to mynetworks, no AUTH) each take 20 sessions x 50
-messages of 4 KiB (smtp-bench) per round; rounds alternate between the two. Per message,
+127.0.0.62 (STARTTLS, relay allowed to mynetworks, no AUTH) each take, per round, 20
+sessions x 50 messages of 4 KiB (smtp-bench; a load that saturates the 2 cores), then
+1 session x 200 (one message at a time); rounds alternate between the two. Per message,
 smtp-bench records the wall-clock time of the 250 after DATA and the sink the time the
 message reached it (relaypeers.Sink): their difference is the relay latency.
 
@@ -84,6 +85,8 @@ def run_round(bench, system, sink, root, label, conc, per, size, timeout=600):
     while time.monotonic() < deadline and any(k not in sink.arrivals for k in acc):
         time.sleep(0.02)
     arrived = {k: sink.arrivals[k] for k in acc if k in sink.arrivals}
+    with open(acc_path.replace("accepted-", "arrived-"), "w") as f:
+        f.writelines("%s %.6f\n" % kv for kv in arrived.items())
     cpu1, sink1 = system.cpu(), sink.cpu_s()
     lat = sorted((arrived[k] - acc[k]) * 1e3 for k in arrived)
     n = len(acc)
@@ -133,7 +136,10 @@ def main():
     if "--accept-log" not in subprocess.run([bench, "--help"], capture_output=True,
                                             text=True, timeout=10).stderr:
         sys.exit("relay.py: %s has no --accept-log (make -j2)" % bench)
-    conc, per = (5, 10) if a.quick else (20, 50)
+    # Saturating (many sessions at once: the latency is mostly the backlog the relay
+    # builds while it accepts faster than it delivers) and light (one session, one message
+    # at a time: the latency of the relay itself).
+    loads = [(5, 10), (1, 20)] if a.quick else [(20, 50), (1, 200)]
     rounds = a.rounds or (1 if a.quick else 3)
     size = 4096
 
@@ -165,7 +171,10 @@ def main():
             postfix = Postfix(root, POSTFIX_ADDR, "[%s]:%d" % (SINK_ADDR, sink.port), cert, key)
             postfix.start()
             systems.append(System("postfix", POSTFIX_ADDR, postfix.port,
-                                  ["--starttls", "--from", run.USER], postfix.cpu_s,
+                                  # Postfix's CPU is not measured: its smtpd, cleanup
+                                  # and smtp processes come and go, and /proc loses the
+                                  # CPU of one that exits between the two readings.
+                                  ["--starttls", "--from", run.USER], lambda: None,
                                   postfix.queue_empty))
         # Warm-up, not counted: first AUTH (one yescrypt, then cached), first TLS, the first
         # delivery of each relay. Then both relays' cached connections to the sink expire
@@ -177,10 +186,11 @@ def main():
                 problems.append("warm-up through %s: nothing reached the sink\n%s"
                                 % (s.name, w["stderr"]))
         time.sleep(3)
-        for i in range(rounds):
+        for i, (conc, per) in ((i, l) for l in loads for i in range(rounds)):
             for s in systems:
-                print("round %d: %s ..." % (i + 1, s.name), file=sys.stderr, flush=True)
-                r = run_round(bench, s, sink, root, "%s %d" % (s.name, i + 1), conc, per, size)
+                label = "%s %dx%d #%d" % (s.name, conc, per, i + 1)
+                print("%s ..." % label, file=sys.stderr, flush=True)
+                r = run_round(bench, s, sink, root, label, conc, per, size)
                 results.append(r)
                 if r["rc"] != 0 or r["accepted"] != conc * per or r["arrived"] != r["accepted"] \
                         or not r["queue_empty"]:
@@ -209,7 +219,7 @@ def main():
              platform.python_version()))
     print("Load average (1, 5, 15 min) before: %s; after: %s" % (load_before, load_after))
     print("Command: `%s`" % " ".join(shlex.quote(x) for x in [sys.executable] + sys.argv))
-    print("Load per round: %d sessions x %d messages of %d octets to %s" % (conc, per, size, RCPT))
+    print("Each round: sessions x messages (round NxM #k) of %d octets to %s" % (size, RCPT))
     print()
     print("| round | accepted | at sink | submit msgs/s | 250 p50 / p99 ms | "
           "end-to-end msgs/s | all at sink (s) | lag after last 250 (s) | "
@@ -230,8 +240,12 @@ def main():
         for line in postfix.settings:
             print("        %s" % line)
         print("        master.cf smtpd: %s (every service chroot n)" % postfix.listener)
-    for r in results[:len(results) and (2 if postfix else 1)]:
-        print("    %s" % r["cmd"])
+    seen = set()
+    for r in results:
+        shape = r["label"].rsplit(" #", 1)[0]
+        if shape not in seen:
+            seen.add(shape)
+            print("    %s" % r["cmd"])
     if problems:
         print("\nPROBLEMS:")
         for p in problems:

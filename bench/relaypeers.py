@@ -251,10 +251,6 @@ class Postfix:
                                % (r.returncode, r.stdout, r.stderr, self.log_tail()))
         wait_greeting(self.addr, self.port, None, 20, "postfix")
 
-    def cpu_s(self):
-        pid = self.master_pid()
-        return proc_tree_cpu_s(pid) if pid else None
-
     def queue_empty(self):
         """No message in incoming, active or deferred (the queues a relayed message sits in)."""
         for q in ("maildrop", "incoming", "active", "deferred", "hold"):
