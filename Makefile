@@ -25,7 +25,7 @@ D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 A_OBJ     = $(A_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check check-sanitize bench install clean
+.PHONY: all deps run check check-sanitize bench bench-relay install clean
 # Keep the unit tests' objects: they are not intermediate files to delete.
 .SECONDARY:
 all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one
@@ -72,6 +72,10 @@ check-sanitize:
 
 bench: deps all
 	$(PYTHON) bench/run.py --build $(abspath $(BUILD))
+
+# Relay to a smart host (smtp-sink), cursusd against Postfix 3.7; as root (bench/README.md).
+bench-relay: deps all
+	$(PYTHON) bench/relay.py --build $(abspath $(BUILD))
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/cursus

@@ -106,7 +106,7 @@ def read_reply(sock):
 
 
 class Daemon:
-    def __init__(self, build, root):
+    def __init__(self, build, root, extra=()):
         self.build = build
         self.root = root
         self.port = free_port()
@@ -135,7 +135,7 @@ class Daemon:
             "\taddress 127.0.0.1:%d" % self.sub_port,
             "\ttls starttls",
             "}",
-        ]
+        ] + list(extra)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         r = subprocess.run([os.path.join(build, "cursus"), "-c", self.conf, "user", "add", USER],
@@ -394,6 +394,14 @@ def death_note(daemon):
     return "cursusd died (%s)" % why
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def fmt(v, spec="%.1f"):
     return "-" if v is None else spec % v
 
@@ -483,12 +491,7 @@ def main():
             problems.append("cursusd exit status on SIGTERM: %s" % rc)
 
     # -- report ------------------------------------------------------------------
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
+    cpu = cpu_model()
     print("## cursus benchmark, %s" % started.strftime("%Y-%m-%d %H:%M %Z"))
     print()
     print("Machine: %d cores (%s), %s %s, Python %s"

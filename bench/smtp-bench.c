@@ -8,6 +8,9 @@
  * response, or SCRAM-SHA-256 through GNU SASL's client side; the password comes from a
  * file, never from argv, and is wiped at exit. A failed AUTH fails the session: its
  * messages count as errors.
+ * With --accept-log, the wall-clock time of each 250 is written per message, keyed as its
+ * Message-ID is, so that a next hop's arrival times can be set against it (the relay
+ * benchmark): both sides must use CLOCK_REALTIME, on the same machine.
  * The last line of output is machine readable: "RESULT key=value ...". */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +53,7 @@ struct bench_opts {
 	const char *auth_mech;     /* "PLAIN" or "SCRAM-SHA-256"; NULL: no AUTH */
 	const char *user;
 	const char *password_file;
+	const char *accept_log;    /* NULL: no per-message record of the 250s */
 };
 
 /* One SMTP connection: a socket, maybe a TLS layer over it, and a read buffer. */
@@ -68,6 +72,8 @@ struct bench_thread {
 	unsigned long sessions;    /* sessions completed through QUIT */
 	double *lat;               /* ms, one per accepted message */
 	size_t n_lat;
+	unsigned long *acc_seq;    /* with --accept-log: the seq of each accepted message */
+	struct timespec *acc_at;   /* ... and the CLOCK_REALTIME of its 250 */
 	double *sess;              /* ms, connect to 221, per-connection mode only */
 	size_t n_sess;
 	unsigned long auth_fail;   /* AUTH exchanges that did not end in 235 */
@@ -507,6 +513,10 @@ static int bench_send_one(struct bench_thread *t, struct bench_conn *c, char *ms
 		bench_report_error(t->id, "end of DATA", last);
 		return -1;
 	}
+	if (t->acc_seq) {
+		clock_gettime(CLOCK_REALTIME, &t->acc_at[t->n_lat]);
+		t->acc_seq[t->n_lat] = seq;
+	}
 	t->lat[t->n_lat++] = bench_now_ms() - t0;
 	return 0;
 write_failed:
@@ -569,6 +579,25 @@ static void *bench_thread_main(void *arg)
 	return NULL;
 }
 
+/* Written after the run, so the file costs nothing while it is measured. */
+static int bench_write_accept_log(const struct bench_thread *th)
+{
+	FILE *f = fopen(opts.accept_log, "w");
+	if (!f) {
+		fprintf(stderr, "smtp-bench: %s: %s\n", opts.accept_log, strerror(errno));
+		return -1;
+	}
+	for (unsigned i = 0; i < opts.concurrency; i++)
+		for (size_t k = 0; k < th[i].n_lat; k++)
+			fprintf(f, "%d.%u.%lu %ld.%09ld\n", (int)getpid(), th[i].id, th[i].acc_seq[k],
+				(long)th[i].acc_at[k].tv_sec, th[i].acc_at[k].tv_nsec);
+	if (fclose(f) != 0) {
+		fprintf(stderr, "smtp-bench: %s: %s\n", opts.accept_log, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -597,7 +626,9 @@ static void bench_usage(void)
 		"  -s N   message size in octets, headers included (default 4096)\n"
 		"  -t N   seconds allowed for each socket operation (default 30)\n"
 		"  --auth M           authenticate each session after its last EHLO\n"
-		"  --password-file F  the password: the first line of F (never on the command line)\n");
+		"  --password-file F  the password: the first line of F (never on the command line)\n"
+		"  --accept-log F     write \"PID.THREAD.SEQ SECONDS\" per accepted message: the key of\n"
+		"                     its Message-ID and the wall-clock time of its 250\n");
 	exit(2);
 }
 
@@ -615,7 +646,7 @@ static unsigned long bench_num(const char *s, unsigned long min, unsigned long m
 
 static void bench_parse_args(int argc, char **argv)
 {
-	enum { O_STARTTLS = 256, O_RCPT, O_FROM, O_PER_CONN, O_HELO, O_AUTH, O_USER, O_PWFILE };
+	enum { O_STARTTLS = 256, O_RCPT, O_FROM, O_PER_CONN, O_HELO, O_AUTH, O_USER, O_PWFILE, O_ACCLOG };
 	static const struct option lo[] = {
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'p' },
@@ -631,6 +662,7 @@ static void bench_parse_args(int argc, char **argv)
 		{ "auth", required_argument, NULL, O_AUTH },
 		{ "user", required_argument, NULL, O_USER },
 		{ "password-file", required_argument, NULL, O_PWFILE },
+		{ "accept-log", required_argument, NULL, O_ACCLOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -651,6 +683,7 @@ static void bench_parse_args(int argc, char **argv)
 		case O_AUTH: opts.auth_mech = optarg; break;
 		case O_USER: opts.user = optarg; break;
 		case O_PWFILE: opts.password_file = optarg; break;
+		case O_ACCLOG: opts.accept_log = optarg; break;
 		default: bench_usage();
 		}
 	}
@@ -775,6 +808,10 @@ int main(int argc, char **argv)
 		th[i].lat = xcalloc(opts.per_session, sizeof(double));
 		th[i].sess = xcalloc(opts.per_session, sizeof(double));
 		th[i].auth = xcalloc(opts.per_session, sizeof(double));
+		if (opts.accept_log) {
+			th[i].acc_seq = xcalloc(opts.per_session, sizeof(unsigned long));
+			th[i].acc_at = xcalloc(opts.per_session, sizeof(struct timespec));
+		}
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 256 * 1024);
 		rc = pthread_create(&th[i].tid, &attr, bench_thread_main, &th[i]);
@@ -789,6 +826,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < opts.concurrency; i++)
 		pthread_join(th[i].tid, NULL);
 	elapsed = (bench_now_ms() - t0) / 1e3;
+	if (opts.accept_log && bench_write_accept_log(th) < 0)
+		return 1;
 
 	lat = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
 	sess = xcalloc((size_t)opts.concurrency * opts.per_session + 1, sizeof(double));
@@ -807,6 +846,8 @@ int main(int argc, char **argv)
 		free(th[i].lat);
 		free(th[i].sess);
 		free(th[i].auth);
+		free(th[i].acc_seq);
+		free(th[i].acc_at);
 	}
 	qsort(lat, n_lat, sizeof(double), bench_cmp_double);
 	qsort(sess, n_sess, sizeof(double), bench_cmp_double);
