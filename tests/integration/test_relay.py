@@ -274,3 +274,15 @@ def test_notify_success_to_a_next_hop_with_dsn_is_left_to_it(start_server, dns, 
     line = [l for l in srv.log.splitlines() if 'rcpt="bob@dest.example"' in l][-1]
     assert "result=delivered status=2.0.0" in line
     assert dsns(srv) == []
+
+
+def test_a_domain_that_does_not_exist_is_an_answer_not_an_outage(start_server, dns, token):
+    # With a cohort of one, an outage would mark the destination dead after the first
+    # message and defer the second; NXDOMAIN must bounce every one of them at once.
+    srv = relay_server(start_server, dns, 2, relay_concurrency_init=1)
+    for i in range(3):
+        submit(srv, ["bob@typo.example"], "%s-%d" % (token, i))
+    assert lib.wait_until(lambda: len(dsns(srv)) == 3, 15), srv.log[-3000:]
+    assert "event=dead" not in srv.log
+    assert srv.log.count("result=failed status=5.1.2") == 3
+    assert srv.wait_queue_empty(10)
