@@ -4,7 +4,6 @@ scripted broken peers (tests/integration/peers). Each test asserts the finding
 identifiers of --json and the exit status (0 nothing wrong, 1 problems, 2 could
 not connect or usage), and that the password never shows in the output."""
 import base64
-import datetime
 import json
 import os
 import subprocess
@@ -13,6 +12,8 @@ import sys
 import pytest
 
 import cursus_testlib as lib
+import testca
+from testca import TestCA
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "peers"))
 import broken_smtp  # noqa: E402
@@ -23,62 +24,17 @@ ALICE = "alice@example.test"
 
 # -- certificates ----------------------------------------------------------------------
 
-def _write_pair(d, name, cert, key):
-    from cryptography.hazmat.primitives import serialization
-    cp, kp = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
-    with open(cp, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(kp, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cp, kp
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """A test CA, and leaf certificates it signed: good (localhost, 127.0.0.1),
     expired, and for another name."""
-    import ipaddress
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    d = str(tmp_path_factory.mktemp("certs"))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    day = datetime.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cursus probe test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - day).not_valid_after(now + 30 * day)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                       False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    out = {"ca": _write_pair(d, "ca", ca, ca_key)[0]}
-
-    def leaf(name, names, ips, not_before, not_after):
-        key = ec.generate_private_key(ec.SECP256R1())
-        san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i))
-                                                  for i in ips]
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-                .issuer_name(ca_name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(not_before).not_valid_after(not_after)
-                .add_extension(x509.SubjectAlternativeName(san), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                               critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        out[name] = _write_pair(d, name, cert, key)
-
-    leaf("good", ["localhost"], ["127.0.0.1"], now - day, now + 30 * day)
-    leaf("expired", ["localhost"], ["127.0.0.1"], now - 30 * day, now - 2 * day)
-    leaf("othername", ["mail.example.test"], [], now - day, now + 30 * day)
-    return out
+    ca = TestCA(tmp_path_factory.mktemp("certs"), "cursus probe test CA")
+    t = testca.now()
+    return {"ca": ca.ca,
+            "good": ca.leaf("good", ["localhost"], ["127.0.0.1"]),
+            "expired": ca.leaf("expired", ["localhost"], ["127.0.0.1"],
+                               t - 30 * testca.DAY, t - 2 * testca.DAY),
+            "othername": ca.leaf("othername", ["mail.example.test"])}
 
 
 # -- daemons and the probe -------------------------------------------------------------

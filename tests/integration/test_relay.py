@@ -7,7 +7,6 @@ import email
 import email.policy
 import json
 import re
-import subprocess
 
 import pytest
 
