@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
 libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
 swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev
-python3-dnslib postfix"
+python3-dnslib postfix sasl2-bin libsasl2-modules"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -17,7 +17,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-# postfix is here for its test tools (smtp-sink): no mail system of its own.
+# postfix is here for its test tools (smtp-sink) and for a Postfix smart host that a
+# test runs under its temporary directory (with Cyrus SASL: libsasl2-modules, and
+# saslpasswd2 from sasl2-bin): no mail system of its own.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
