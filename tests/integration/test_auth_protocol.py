@@ -69,7 +69,7 @@ def test_no_auth_in_clear(srv, role):
         c.expect("AUTH SCRAM-SHA-256", 538, "5.7.11")
         # The -PLUS ones need the channel; never offered or started in clear.
         r = c.cmd("AUTH SCRAM-SHA-256-PLUS")
-        assert r.code in (538, 504) and r.code != 334, r
+        assert (r.code, r.enhanced) == (538, "5.7.11"), r
         c.expect("NOOP", 250)
         # After TLS, offered.
         c.starttls()
@@ -230,14 +230,14 @@ def test_auth_line_length(srv):
         # 12288 octets, CRLF included: a line (its payload is not a valid response).
         line = "AUTH PLAIN " + "A" * (12288 - 2 - len("AUTH PLAIN "))
         r = c.cmd(line)
-        assert r.code in (501, 535), r
+        assert (r.code, r.enhanced) == (501, "5.5.2"), r
         # 12289: too long.
         c.expect(line + "A", 500, "5.5.2")
         c.expect("NOOP", 250)
         # The same for a response line inside an exchange.
         c.expect("AUTH PLAIN", 334)
         r = c.cmd("A" * (12288 - 2))
-        assert r.code in (501, 535), r
+        assert (r.code, r.enhanced) == (501, "5.5.2"), r
         c.expect("AUTH PLAIN", 334)
         # RFC 4954 6: 500 5.5.6, and the exchange is over: what follows is a command.
         c.expect("A" * (12289 - 2), 500, "5.5.6")
@@ -401,25 +401,30 @@ def test_port25_relay_needs_auth(srv, token):
         assert token.encode() in f.read()
 
 
+# Each trick and the one answer it gets: a local part that hides another domain is no
+# local user (550 5.1.1), a malformed one is a syntax error (501 5.1.3), and a domain that
+# is not ours is relaying (554 5.7.1).
 RELAY_TRICKS = [
-    "x%other.test@example.test", "x%other.test@localhost", "other.test!x@example.test",
-    '"x@other.test"@example.test', '"x@other.test"', "@example.test:x@other.test",
-    "@other.test:x@example.test", "x@other.test@example.test", "x%other.test", "other.test!x",
-    "x@other.test.", "x@OTHER.test", "x@[192.0.2.1]", "x@example.test.other.test",
+    ("x%other.test@example.test", 550, "5.1.1"), ("x%other.test@localhost", 550, "5.1.1"),
+    ("other.test!x@example.test", 550, "5.1.1"), ('"x@other.test"@example.test', 550, "5.1.1"),
+    ('"x@other.test"', 501, "5.1.3"), ("@example.test:x@other.test", 554, "5.7.1"),
+    ("@other.test:x@example.test", 550, "5.1.1"), ("x@other.test@example.test", 501, "5.1.3"),
+    ("x%other.test", 501, "5.1.3"), ("other.test!x", 501, "5.1.3"),
+    ("x@other.test.", 501, "5.1.3"), ("x@OTHER.test", 554, "5.7.1"),
+    ("x@[192.0.2.1]", 554, "5.7.1"), ("x@example.test.other.test", 554, "5.7.1"),
 ]
 
 
 @pytest.mark.parametrize("tls", [False, True])
 def test_relay_tricks_refused(srv, tls):
-    bad = []
-    for rcpt in RELAY_TRICKS:
+    got = []
+    for rcpt, _, _ in RELAY_TRICKS:
         # One session each: refusals count as errors (max_errors).
         with connect(srv, "smtp", tls=tls) as c:
             c.expect("MAIL FROM:<s@other.test>", 250)
             r = c.cmd("RCPT TO:<%s>" % rcpt)
-            if r.code not in (501, 550, 553, 554):
-                bad.append((rcpt, r))
-    assert not bad, bad
+            got.append((rcpt, r.code, r.enhanced))
+    assert got == RELAY_TRICKS
 
 
 def test_relay_tricks_do_not_add_errors_that_matter(srv):
@@ -461,8 +466,8 @@ def test_mail_auth_param(srv, token):
             r = c.expect(None, 250)
             qids.append(re.search(r"queued as (\S+)", r.text).group(1))
     recs = [_queue_record(os.path.join(srv.queue_dir, "msg", q), "auth") for q in qids]
-    assert recs[0] in ("alice+2Bx@example.test", "alice+2Bx+40example.test"), recs
-    assert recs[1] in (ALICE, "alice+40example.test"), recs
+    # The queue file holds the identity xtext-encoded: "+" is "+2B".
+    assert recs == ["alice+2Bx@example.test", ALICE], recs
 
 
 def test_mail_auth_param_unauthenticated_stored_as_null(start_server, token):
@@ -485,7 +490,7 @@ def test_mail_auth_param_unauthenticated_stored_as_null(start_server, token):
     if not os.path.exists(path):
         pytest.skip("the message left the queue (delivery did not defer): %s" % srv.log[-1500:])
     rec = _queue_record(path, "auth")
-    assert rec in ("<>", "+3C+3E"), rec
+    assert rec == "<>", rec  # xtext leaves "<" and ">" as they are
 
 
 # -- Received:, submission fields -----------------------------------------------------------
