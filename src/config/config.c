@@ -180,7 +180,8 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 		cfg_error(p, p->line, "%s: missing value", o->name);
 		return;
 	}
-	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS && o->type != T_WORDS) {
+	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS && o->type != T_MECHS &&
+	    o->type != T_WORDS) {
 		cfg_error(p, p->line, "%s: expected one value, got %zu (quote a value "
 			  "that contains spaces)", o->name, nv);
 		return;
@@ -288,6 +289,29 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 		*(unsigned *)f = bits;
 		return;
 	}
+	case T_MECHS: {
+		/* Names from the one mechanism registry; "none" is the empty set. */
+		unsigned bits = 0;
+		size_t n_all;
+		const struct sasl_mech *all = sasl_mechs(&n_all);
+		for (size_t i = 0; i < nv; i++) {
+			const struct sasl_mech *m = sasl_mech_find(v[i].s, strlen(v[i].s));
+			if (strcasecmp(v[i].s, "none") == 0)
+				continue;
+			if (!m) {
+				size_t used = 0;
+				for (size_t k = 0; k < n_all && used + 2 < sizeof(list); k++)
+					used += (size_t)snprintf(list + used, sizeof(list) - used,
+								 "%s, ", all[k].name);
+				cfg_error(p, p->line, "%s: unknown value \"%s\" (expected %snone)",
+					  o->name, esc(e, sizeof(e), v[i].s), list);
+				return;
+			}
+			bits |= MECH_BIT((unsigned)(m - all));
+		}
+		*(unsigned *)f = bits;
+		return;
+	}
 	case T_ADDRESS: {
 		char **host = f, **port = field(o, p->cfg, b, o->off2), *h, *pt;
 		if (parse_address(p, v[0].s, &h, &pt) == 0) {
@@ -337,7 +361,8 @@ static void opt_defaults(struct config *cfg)
 			break;
 		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
 		case T_UINT:
-		case T_FLAGS: *(unsigned *)f = (unsigned)o->def_n; break;
+		case T_FLAGS:
+		case T_MECHS: *(unsigned *)f = (unsigned)o->def_n; break;
 		case T_BOOL:
 		case T_ENUM: *(int *)f = (int)o->def_n; break;
 		default: break;

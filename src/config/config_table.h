@@ -14,6 +14,7 @@
 /* T_HOST and T_LIST hold domain names; T_ENUM stores an int, T_STRING with choices a name. */
 enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_ADDRESS,
 		T_FLAGS /* a set of choices, OR'ed into an unsigned */,
+		T_MECHS /* a set of SASL mechanisms (sasl/sasl.h's registry), as MECH_BITs */,
 		T_WORDS /* a list like T_LIST, of any words (addresses, names) */,
 		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */ };
 /* Where an option may appear, and so which struct its offset is into. */
@@ -62,20 +63,6 @@ static const struct opt_choice tlsver_choices[] = {
 	{ "TLSv1.2", 0 }, { "TLSv1.3", 1 }, { NULL, 0 },
 };
 
-/* Mechanism names as in sasl.h; "none" is the empty set. */
-static const struct opt_choice mech_choices[] = {
-	{ "SCRAM-SHA-256-PLUS", MECH_BIT(MECH_SCRAM_SHA_256_PLUS) },
-	{ "SCRAM-SHA-256", MECH_BIT(MECH_SCRAM_SHA_256) },
-	{ "SCRAM-SHA-1-PLUS", MECH_BIT(MECH_SCRAM_SHA_1_PLUS) },
-	{ "SCRAM-SHA-1", MECH_BIT(MECH_SCRAM_SHA_1) },
-	{ "PLAIN", MECH_BIT(MECH_PLAIN) },
-	{ "LOGIN", MECH_BIT(MECH_LOGIN) },
-	{ "CRAM-MD5", MECH_BIT(MECH_CRAM_MD5) },
-	{ "DIGEST-MD5", MECH_BIT(MECH_DIGEST_MD5) },
-	{ "EXTERNAL", MECH_BIT(MECH_EXTERNAL) },
-	{ "none", 0 },
-	{ NULL, 0 },
-};
 /* Without a password-equivalent secret on disk: CRAM-MD5 and DIGEST-MD5 are opt-in. */
 #define MECHS_DEFAULT (MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_256) | \
 		       MECH_BIT(MECH_SCRAM_SHA_1_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1) | \
@@ -174,10 +161,10 @@ static const struct opt opt_table[] = {
 	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
 	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
 	L_NUM("max_client_sessions", T_UINT, 50, 1, 1000000, max_client_sessions),
-	{ "auth_mechanisms", T_FLAGS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
-	  offsetof(struct limits, auth_mechanisms), 0, mech_choices , 0 },
-	{ "auth_cleartext_mechanisms", T_FLAGS, S_BOTH, NULL, 0, 0, 0,
-	  offsetof(struct limits, auth_cleartext), 0, mech_choices , 0 },
+	{ "auth_mechanisms", T_MECHS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,
+	  offsetof(struct limits, auth_mechanisms), 0, NULL , 0 },
+	{ "auth_cleartext_mechanisms", T_MECHS, S_BOTH, NULL, 0, 0, 0,
+	  offsetof(struct limits, auth_cleartext), 0, NULL , 0 },
 	L_NUM("auth_legacy_line", T_BOOL, 0, 0, 1, auth_legacy_line),
 	L_NUM("received_hide_client", T_BOOL, 0, 0, 1, received_hide_client),
 	L_NUM("received_show_user", T_BOOL, 0, 0, 1, received_show_user),

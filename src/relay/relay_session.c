@@ -15,6 +15,7 @@
 #include "net/tls_client.h"
 #include "queue/envelope.h"
 #include "relay/relay_int.h"
+#include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -184,17 +185,23 @@ static void relay_sess_ready(struct relay_sess *s)
 	relay_job_session_ready(s->job, s);
 }
 
-/* Strongest first; -PLUS binds the credentials to this TLS channel. */
+/* From the one mechanism registry (sasl/sasl.h), strongest first, except that every
+ * -PLUS one comes before the rest: binding the credentials to this TLS channel matters
+ * more than the hash. Never a mechanism that needs a password-equivalent secret, nor
+ * EXTERNAL (no client certificate is presented). */
 static const char *relay_pick_mech(const struct smtpc_caps *c)
 {
-	static const char *const order[] = {
-		"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
-		"PLAIN", "LOGIN",
-	};
 	const char *list = c->auth ? c->auth : c->auth_legacy;
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-		if (smtpc_list_has(list, order[i]) && smtpc_mech_supported(order[i]))
-			return order[i];
+	size_t n;
+	const struct sasl_mech *m = sasl_mechs(&n);
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			if (m[i].flags & (SASLF_PLAIN_EQUIV | SASLF_EXTERNAL))
+				continue;
+			if (((m[i].flags & SASLF_CHANNEL) != 0) == (pass == 0) &&
+			    smtpc_list_has(list, m[i].name) && smtpc_mech_supported(m[i].name))
+				return m[i].name;
+		}
 	return NULL;
 }
 
