@@ -265,6 +265,9 @@ class Server:
     def _write_conf(self):
         lines = [
             "hostname %s" % self.hostname,
+            # Relative paths (control_socket, pid_file, trace_file) land in the test's own
+            # directory, not in the production default /var/lib/cursus.
+            "state_dir %s" % os.path.join(self.root, "var"),
             "local_domains example.test localhost",
             "queue_dir %s" % self.queue_dir,
             "mail_dir %s" % self.mail_dir,
