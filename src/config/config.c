@@ -9,9 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -626,24 +624,12 @@ static void check_exempt(struct parser *p)
 	}
 }
 
-/* Names are looked up again at start (the daemon's, as root); a typo shows here first. */
+/* The names are looked up by the daemon at start (as root): the file may be checked,
+ * and the example loaded, on a machine without the account. */
 static void check_identity(struct parser *p)
 {
-	struct config *cfg = p->cfg;
-	struct passwd *pw = cfg->user ? getpwnam(cfg->user) : NULL;
-	char e[LOG_ESCAPE_BUFSZ];
-
-	if (cfg->user && !pw)
-		cfg_error(p, p->opts.line[opt_index("user")], "user: no such user \"%s\"",
-			  esc(e, sizeof(e), cfg->user));
-	else if (pw && pw->pw_uid == 0)
-		cfg_error(p, p->opts.line[opt_index("user")], "user: \"%s\" is root (uid 0); "
-			  "name the unprivileged user cursusd is to run as", esc(e, sizeof(e), cfg->user));
-	if (cfg->group && !cfg->user)
+	if (p->cfg->group && !p->cfg->user)
 		cfg_error(p, p->opts.line[opt_index("group")], "group: set user too");
-	else if (cfg->group && !getgrnam(cfg->group))
-		cfg_error(p, p->opts.line[opt_index("group")], "group: no such group \"%s\"",
-			  esc(e, sizeof(e), cfg->group));
 }
 
 static void check_all(struct parser *p)

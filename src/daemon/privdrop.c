@@ -73,7 +73,7 @@ static char *parent_of(const char *path)
 	return d;
 }
 
-/* Makes dir (0700) and gives it to the user; with depth, everything below too. */
+/* Makes dir (0700; missing parents 0755) and gives it to the user; with depth, everything below too. */
 static int give_dir(const struct config *cfg, const struct priv_id *id, const char *what,
 		    const char *dir, int depth, char **err_r)
 {
@@ -90,7 +90,8 @@ static int give_dir(const struct config *cfg, const struct priv_id *id, const ch
 			return -1;
 		}
 	}
-	if ((e = fs_mkdirs(dir, 0700)) != 0 ||
+	/* Parents made here must let the user through to its own directory. */
+	if ((e = fs_mkparent(dir, 0755)) != 0 || (e = fs_mkdirs(dir, 0700)) != 0 ||
 	    (e = fs_chown_tree(dir, id->uid, id->gid, depth, &changed)) != 0) {
 		*err_r = xasprintf("%s: %s: %s", what, dir, strerror(e));
 		return -1;
@@ -126,6 +127,14 @@ int priv_prepare(const struct config *cfg, const struct priv_id *id, char **err_
 
 	if (!id->drop)
 		return 0;
+	/* state_dir stays root's, but the user must pass through it to its directories; a
+	 * run without `user` made it 0700. Search only: its listing stays root's. */
+	if (fs_mkdirs(cfg->state_dir, 0755) == 0 && stat(cfg->state_dir, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && st.st_uid == 0 && (st.st_mode & 0111) != 0111 &&
+	    chmod(cfg->state_dir, (st.st_mode & 07777) | 0111) < 0) {
+		*err_r = xasprintf("state_dir: %s: chmod: %s", cfg->state_dir, strerror(errno));
+		return -1;
+	}
 	/* Messages of a run as root (before `user` was set) must become readable. */
 	if (give_dir(cfg, id, "queue_dir", cfg->queue_dir, PRIV_TREE_DEPTH, err_r) < 0)
 		return -1;
