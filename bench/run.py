@@ -121,6 +121,7 @@ class Daemon:
         lines = [
             "hostname bench.localhost",
             "local_domains example.test",
+            "state_dir %s" % os.path.join(root, "var"),
             "queue_dir %s" % os.path.join(root, "queue"),
             "mail_dir %s" % os.path.join(root, "mail"),
             "user_db %s" % os.path.join(root, "users.db"),

@@ -649,6 +649,14 @@ static void check_exempt(struct parser *p)
 	}
 }
 
+/* The names are looked up by the daemon at start (as root): the file may be checked,
+ * and the example loaded, on a machine without the account. */
+static void check_identity(struct parser *p)
+{
+	if (p->cfg->group && !p->cfg->user)
+		cfg_error(p, p->opts.line[opt_index("group")], "group: set user too");
+}
+
 static void check_all(struct parser *p)
 {
 	struct config *cfg = p->cfg;
@@ -681,6 +689,7 @@ static void check_all(struct parser *p)
 			cfg->hostname = xstrdup(h);
 	}
 	check_exempt(p);
+	check_identity(p);
 	if (p->n_ls == 0)
 		cfg_error(p, eof, "no listener defined (e.g. listener smtp { address "
 			  "127.0.0.1:25 })");
@@ -741,28 +750,38 @@ struct config *config_load(const char *path, FILE *errs)
 	}
 	free(p.rs);
 
-	/* The daemon may chdir later; paths are fixed now, against where it was started. */
+	/* Fixed now and independent of the working directory: the admin tool and the
+	 * daemon must find the same queue wherever they are started. */
 	if (!(cwd = getcwd(NULL, 0))) {
 		cfg_error(&p, 1, "cannot resolve relative paths: getcwd: %s", strerror(errno));
 	} else {
+		size_t i_state = opt_index("state_dir");
+		char *confdir, *slash, *state;
+		p.cfg->path = resolve_path(cwd, path);
+		confdir = xstrdup(p.cfg->path);
+		slash = strrchr(confdir, '/');
+		slash[slash == confdir ? 1 : 0] = '\0';
+		state = resolve_path(confdir, p.cfg->state_dir);
+		free(p.cfg->state_dir);
+		p.cfg->state_dir = state;
 		for (size_t i = 0; i < N_OPTS; i++) {
-			if (opt_table[i].type != T_PATH)
+			if (opt_table[i].type != T_PATH || i == i_state)
 				continue;
 			char **fp = field(&opt_table[i], p.cfg, NULL, opt_table[i].off);
 			if (!*fp)
 				continue;
-			char *abs = resolve_path(cwd, *fp);
+			char *abs = resolve_path(state, *fp);
 			free(*fp);
 			*fp = abs;
 		}
 		for (struct route_conf *r = p.cfg->routes; r; r = r->next) {
 			if (!r->relay_ca)
 				continue;
-			char *abs = resolve_path(cwd, r->relay_ca);
+			char *abs = resolve_path(state, r->relay_ca);
 			free(r->relay_ca);
 			r->relay_ca = abs;
 		}
-		p.cfg->path = resolve_path(cwd, path);
+		free(confdir);
 		free(cwd);
 	}
 	if (p.errors) {

@@ -15,7 +15,9 @@
  *
  * A listener's name is its role: smtp, submission or submissions (several listeners
  * of one role are allowed when given "role" explicitly: `listener smtp2 { role smtp }`).
- * Relative paths are resolved against the working directory at load time. */
+ * Relative paths are resolved against state_dir, and a relative state_dir against the
+ * directory of the configuration file, so that they never depend on the directory the
+ * daemon or the admin tool is started in. */
 #ifndef CURSUS_CONFIG_H
 #define CURSUS_CONFIG_H
 
@@ -98,11 +100,14 @@ struct config {
 	char *hostname;
 	char **local_domains;      /* lower case */
 	size_t n_local_domains;
+	char *state_dir;           /* the base of relative paths: /var/lib/cursus */
 	char *queue_dir;
 	char *mail_dir;            /* Maildirs in mail_dir/<domain>/<local-part>/ */
 	char *user_db;
 	char *tls_cert;            /* PEM; made self-signed on first start if missing */
 	char *tls_key;
+	char *user;                /* run as this user after start-up (NULL: as started) */
+	char *group;               /* and group (NULL: the user's primary group) */
 	int tls_self_signed;       /* make cert/key when missing (development) */
 	char *tls_min_version;     /* "TLSv1.2" or "TLSv1.3" */
 	size_t max_inflight_bytes; /* message data held by all sessions at once; 452 4.3.1 beyond */
@@ -134,7 +139,7 @@ struct config {
 	unsigned relay_idle_time;        /* seconds an unused connection is kept for reuse: 2 */
 	unsigned relay_reuse_limit;      /* messages sent over one connection at most: 100 */
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
-	char *control_socket;            /* UNIX socket of `cursus queue`: var/cursusd.sock */
+	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */
 	struct route_conf *routes;       /* route and sender_route blocks, in file order */
 	int log_debug;
 	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */

@@ -85,11 +85,18 @@ static const struct opt opt_table[] = {
 	G_STR("hostname", T_HOST, NULL, hostname),
 	{ "local_domains", T_LIST, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, local_domains),
 	  offsetof(struct config, n_local_domains), NULL , 0 },
-	G_STR("queue_dir", T_PATH, "var/queue", queue_dir),
-	G_STR("mail_dir", T_PATH, "var/mail", mail_dir),
-	G_STR("user_db", T_PATH, "var/users.db", user_db),
-	G_STR("tls_cert", T_PATH, "var/tls/cert.pem", tls_cert),
-	G_STR("tls_key", T_PATH, "var/tls/key.pem", tls_key),
+	/* Every other relative path is relative to state_dir (docs/privileges.md). */
+	G_STR("state_dir", T_PATH, "/var/lib/cursus", state_dir),
+	G_STR("queue_dir", T_PATH, "queue", queue_dir),
+	G_STR("mail_dir", T_PATH, "mail", mail_dir),
+	/* In a directory of its own: the mail user must create SQLite's -wal and -shm
+	 * beside it, and state_dir stays root's (it holds tls/). */
+	G_STR("user_db", T_PATH, "db/users.db", user_db),
+	G_STR("tls_cert", T_PATH, "tls/cert.pem", tls_cert),
+	G_STR("tls_key", T_PATH, "tls/key.pem", tls_key),
+	/* Unset: cursusd keeps the identity it was started with. */
+	G_STR("user", T_STRING, NULL, user),
+	G_STR("group", T_STRING, NULL, group),
 	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
 	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
 	  offsetof(struct config, tls_min_version), 0, tlsver_choices , 0 },
@@ -103,7 +110,7 @@ static const struct opt opt_table[] = {
 	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 1, 30 * DAY, queue_lifetime),
 	G_NUM("delay_warning_time", T_UINT, 4 * 3600, 0, 30 * DAY, delay_warning_time),
 	G_NUM("max_received_headers", T_UINT, 100, 1, 1000, max_received_headers),
-	G_STR("control_socket", T_PATH, "var/cursusd.sock", control_socket),
+	G_STR("control_socket", T_PATH, "run/cursusd.sock", control_socket),
 	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
 	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),
 	R_OPT("relay_tls", T_ENUM, RELAY_TLS_MAY, relay_tls, relay_tls_choices),
@@ -128,14 +135,14 @@ static const struct opt opt_table[] = {
 	G_NUM("relay_reuse_limit", T_UINT, 100, 1, 100000, relay_reuse_limit),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
 	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
-	G_STR("pid_file", T_PATH, "var/cursusd.pid", pid_file),
+	G_STR("pid_file", T_PATH, "run/cursusd.pid", pid_file),
 	/* Protocol trace: sessions of these clients (addresses or CIDR prefixes) or users
 	 * are logged command by command; more come from trace_file (`cursus trace`). */
 	{ "trace_clients", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_clients),
 	  offsetof(struct config, n_trace_clients), NULL , 0 },
 	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
 	  offsetof(struct config, n_trace_users), NULL , 0 },
-	G_STR("trace_file", T_PATH, "var/trace", trace_file),
+	G_STR("trace_file", T_PATH, "trace", trace_file),
 	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
 	  offsetof(struct config, client_limit_exempt),
 	  offsetof(struct config, n_client_limit_exempt), NULL , 0 },

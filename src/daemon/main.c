@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "daemon/control.h"
+#include "daemon/privdrop.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
 #include "net/dns.h"
@@ -130,15 +131,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	config_free(&cfg);
 }
 
+/* Never through a link planted at path: that would write wherever it points. */
 static void pid_file_write(const char *path)
 {
-	FILE *f = fs_mkparent(path, 0755) == 0 ? fopen(path, "w") : NULL;
-	if (!f) {
-		log_warn("pid_file %s", path);
-		return;
-	}
-	fprintf(f, "%ld\n", (long)getpid());
-	fclose(f);
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid()), e;
+	if ((e = fs_mkparent(path, 0755)) != 0 ||
+	    (e = fs_write_replace(path, buf, (size_t)n, 0644)) != 0)
+		log_warnx("pid_file %s: %s", path, strerror(e));
 }
 
 /* Commits notify the scheduler from queue threads, through the delivery workers; at
@@ -190,6 +190,7 @@ int main(int argc, char **argv)
 	struct transport *local, *smtp;
 	struct dns *dns;
 	struct event *sigs[3];
+	struct priv_id priv;
 	char *err = NULL;
 
 	while ((ch = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
@@ -225,10 +226,30 @@ int main(int argc, char **argv)
 	srv.clients = addrcount_create();
 	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++)
 		(void)netlist_add(&srv.client_exempt, cfg->client_limit_exempt[i]); /* "none" adds nothing */
+	if (priv_lookup(cfg, &priv, &err) < 0)
+		fatalx("%s", err);
+	/* As root: the key and auth_client_ca, the queue lock, the ports; then root goes,
+	 * before any thread exists, and everything else is opened as the mail user. */
 	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next)
 		need_tls |= lc->tls != TLS_NONE;
 	if (need_tls && !(srv.tls = tls_server_ctx_create(cfg)))
 		fatalx("tls: cannot load certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
+	if (!(qs = qstore_open(cfg->queue_dir, &err)))
+		fatalx("queue: %s", err);
+	/* Two daemons on one queue would both deliver every message; the second stops
+	 * here, before it changes anything in the queue or binds a port. */
+	if ((ch = qstore_lock(qs)) != 0)
+		fatalx("queue: %s is in use by another cursusd (lock: %s)", cfg->queue_dir,
+		       strerror(ch));
+	if (priv_prepare(cfg, &priv, &err) < 0)
+		fatalx("privileges: %s", err);
+	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
+		ls[nl++] = listen_on(&srv, lc);
+	if (priv_drop(&priv, &err) < 0)
+		fatalx("privileges: %s", err);
+	if (priv.drop)
+		log_info("privileges event=dropped user=%s uid=%ld gid=%ld", cfg->user,
+			 (long)priv.uid, (long)priv.gid);
 	if (!(srv.users = userdb_open(cfg->user_db, 1, &err)))
 		fatalx("userdb: %s: %s", cfg->user_db, err ? err : "cannot open");
 	if (!(srv.sasl = sasl_server_create(srv.users)))
@@ -243,12 +264,6 @@ int main(int argc, char **argv)
 		};
 		srv.authlimit = authlimit_create(&ac);
 	}
-	if (!(qs = qstore_open(cfg->queue_dir, &err)))
-		fatalx("queue: %s", err);
-	/* Two daemons on one queue would both deliver every message. */
-	if ((ch = qstore_lock(qs)) != 0)
-		fatalx("queue: %s is in use by another cursusd (lock: %s)", cfg->queue_dir,
-		       strerror(ch));
 	srv.workers = workers_create(srv.base, cfg->worker_threads);
 	/* Delivery's file work (Maildir writes, journal fsyncs) on its own threads, so it
 	 * never delays a session's AUTH, nor widens how many passwords are checked at once. */
@@ -266,8 +281,6 @@ int main(int argc, char **argv)
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
 
-	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
-		ls[nl++] = listen_on(&srv, lc);
 	srv.listeners = ls;
 	srv.n_listeners = nl;
 	srv.accept_resume = evtimer_new(srv.base, accept_resume, &srv);

@@ -1,7 +1,8 @@
 /* maildir: local delivery into Maildir as described at https://cr.yp.to/proto/maildir.html.
  * Promises: a message appears in new/ only whole (written and fsync'd in tmp/ under a
  * unique name, then renamed) and the rename is durable (new/ fsync'd) before success
- * is returned; a failed delivery leaves nothing in tmp/ or new/. */
+ * is returned; a failed delivery leaves nothing in tmp/ or new/; nothing below mail_dir
+ * is reached through a symbolic link (a planted one fails the delivery, temporarily). */
 #include "deliver/maildir.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fsutil.h"
 #include "util/xmalloc.h"
 
 static unsigned long maildir_counter;
@@ -56,66 +58,85 @@ static int maildir_valid_mailbox(const char *mailbox)
 	return 1;
 }
 
-static int maildir_fsync_dir(const char *path)
+static int maildir_fsync_fd(int fd)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
-	if (fd < 0)
-		return errno;
-	if (fsync(fd) < 0)
-		err = errno;
-	close(fd);
-	return err;
+	return fsync(fd) < 0 ? errno : 0;
 }
 
-/* mkdir -p with 0700; each directory made is made durable in its parent so a
- * crash cannot lose a Maildir that already holds a delivered message. */
-static int maildir_mkdir_p(char *path)
+/* The directory name in parent, made (0700, durable in parent) when missing. Never
+ * through a symbolic link: one planted in place of a domain, a mailbox or new/ would
+ * otherwise have mail written wherever it points, with the daemon's rights. */
+static int maildir_subdir(int parent, const char *name, int *fd_r)
 {
-	for (char *s = path + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(path, 0700) == 0) {
-			char *parent = xstrdup(path), *sl = strrchr(parent, '/');
-			int err;
-			if (sl && sl != parent)
-				*sl = '\0';
-			else
-				strcpy(parent, sl ? "/" : ".");
-			err = maildir_fsync_dir(parent);
-			free(parent);
-			if (err) {
-				*s = c;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), err;
+	if (fd < 0 && errno == ENOENT) {
+		if (mkdirat(parent, name, 0700) == 0) {
+			if ((err = maildir_fsync_fd(parent)) != 0)
 				return err;
-			}
 		} else if (errno != EEXIST) {
-			*s = c;
 			return errno;
 		}
-		*s = c;
-		if (!c)
-			return 0;
+		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	}
-}
-
-static int maildir_create(const char *box)
-{
-	/* tmp last: a concurrent delivery that finds tmp/ must also find new/. */
-	static const char *const subs[] = { "cur", "new", "tmp" };
-	for (int i = 0; i < 3; i++) {
-		char *p = xasprintf("%s/%s", box, subs[i]);
-		int err = maildir_mkdir_p(p);
-		free(p);
-		if (err)
-			return err;
+	if (fd < 0) {
+		struct stat st;
+		err = errno;
+		/* O_DIRECTORY makes a link ENOTDIR: say what it is in the log. */
+		if (err == ENOTDIR && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			err = ELOOP;
+		return err;
 	}
+	*fd_r = fd;
 	return 0;
 }
 
-static int maildir_write_file(const char *path, const char *body, size_t len)
+/* mail_dir/<domain>/<local-part>/{cur,new,tmp}: tmp/ and new/ stay open, so the rename
+ * below happens between the directories checked here whatever the paths become. */
+static int maildir_open(const char *mail_dir, const char *mailbox, int *tmp_r, int *new_r)
 {
-	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600), err = 0;
+	/* tmp last: a concurrent delivery that finds tmp/ must also find new/. */
+	static const char *const subs[] = { "cur", "new", "tmp" };
+	char *domain = xstrdup(mailbox), *local = strchr(domain, '/');
+	int root, dom = -1, box = -1, fds[3] = { -1, -1, -1 }, err;
+
+	*local++ = '\0';
+	/* mail_dir itself is the administrator's choice and may be a link. */
+	root = open(mail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0 && errno == ENOENT && fs_mkdirs(mail_dir, 0700) == 0)
+		root = open(mail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		err = errno;
+		free(domain);
+		return err;
+	}
+	if (!(err = maildir_subdir(root, domain, &dom)) && !(err = maildir_subdir(dom, local, &box)))
+		for (int i = 0; i < 3 && !err; i++)
+			err = maildir_subdir(box, subs[i], &fds[i]);
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (err) {
+		if (fds[1] >= 0)
+			close(fds[1]);
+		if (fds[2] >= 0)
+			close(fds[2]);
+	} else {
+		*new_r = fds[1];
+		*tmp_r = fds[2];
+	}
+	if (box >= 0)
+		close(box);
+	if (dom >= 0)
+		close(dom);
+	close(root);
+	free(domain);
+	return err;
+}
+
+static int maildir_write_file(int dir, const char *name, const char *body, size_t len)
+{
+	int fd = openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int err = 0;
 	size_t off = 0;
 	if (fd < 0)
 		return errno;
@@ -134,7 +155,7 @@ static int maildir_write_file(const char *path, const char *body, size_t len)
 	if (close(fd) < 0 && !err)
 		err = errno;
 	if (err)
-		unlink(path);
+		unlinkat(dir, name, 0);
 	return err;
 }
 
@@ -143,8 +164,7 @@ int maildir_deliver(const char *mail_dir, const char *mailbox, const char *body,
 {
 	struct timespec ts;
 	char name[400];
-	char *box, *tmp, *new, *newdir;
-	int err;
+	int tmpfd = -1, newfd = -1, err;
 
 	if (!maildir_valid_mailbox(mailbox))
 		return EINVAL;
@@ -154,30 +174,20 @@ int maildir_deliver(const char *mail_dir, const char *mailbox, const char *body,
 	 * delivery thread of this process. */
 	snprintf(name, sizeof(name), "%lld.%ld_%lu.%s", (long long)ts.tv_sec, (long)getpid(),
 		 __atomic_add_fetch(&maildir_counter, 1, __ATOMIC_RELAXED), maildir_host);
-	box = xasprintf("%s/%s", mail_dir, mailbox);
-	tmp = xasprintf("%s/tmp/%s", box, name);
-	new = xasprintf("%s/new/%s", box, name);
-	newdir = xasprintf("%s/new", box);
-
-	err = maildir_write_file(tmp, body, len);
-	if (err == ENOENT) {
-		/* First delivery to this mailbox: make it, then try once more. */
-		if (!(err = maildir_create(box)))
-			err = maildir_write_file(tmp, body, len);
-	}
-	if (!err && rename(tmp, new) < 0) {
+	if ((err = maildir_open(mail_dir, mailbox, &tmpfd, &newfd)) != 0)
+		return err;
+	err = maildir_write_file(tmpfd, name, body, len);
+	if (!err && renameat(tmpfd, name, newfd, name) < 0) {
 		err = errno;
-		unlink(tmp);
+		unlinkat(tmpfd, name, 0);
 	}
-	if (!err && (err = maildir_fsync_dir(newdir)) != 0) {
+	if (!err && (err = maildir_fsync_fd(newfd)) != 0) {
 		/* Not known to be durable: take it back, the retry delivers again. */
-		unlink(new);
+		unlinkat(newfd, name, 0);
 	}
 	if (!err && name_r && namesz)
 		snprintf(name_r, namesz, "%s", name);
-	free(box);
-	free(tmp);
-	free(new);
-	free(newdir);
+	close(tmpfd);
+	close(newfd);
 	return err;
 }

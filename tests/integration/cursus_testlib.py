@@ -248,7 +248,7 @@ class Server:
         for k in global_opts:
             assert k in LIMITS or k in AUTH_GLOBAL_OPTS or k in DELIVERY_OPTS or k in (
                 "worker_threads", "queue_threads", "delivery_threads", "retry_min", "retry_max",
-                "log_debug"), \
+                "log_debug", "user", "group", "user_db", "pid_file"), \
                 "unknown option %s" % k
         self.global_opts = global_opts
         self.extra_conf = extra_conf  # blocks such as route DOMAIN { ... }, as written
@@ -265,10 +265,16 @@ class Server:
     def _write_conf(self):
         lines = [
             "hostname %s" % self.hostname,
+            # Relative paths (control_socket, pid_file, trace_file) land in the test's own
+            # directory, not in the production default /var/lib/cursus.
+            "state_dir %s" % os.path.join(self.root, "var"),
             "local_domains example.test localhost",
             "queue_dir %s" % self.queue_dir,
             "mail_dir %s" % self.mail_dir,
-            "user_db %s" % os.path.join(self.root, "users.db"),
+        ]
+        if "user_db" not in self.global_opts:
+            lines.append("user_db %s" % os.path.join(self.root, "users.db"))
+        lines += [
             "tls_cert %s" % os.path.join(self.root, "tls", "cert.pem"),
             "tls_key %s" % os.path.join(self.root, "tls", "key.pem"),
             "tls_self_signed yes",

@@ -89,22 +89,21 @@ static const struct listener_conf *find(const struct config *cfg, const char *na
 
 static void test_defaults(void)
 {
-	char cwd[4096], want[4200];
 	struct config *cfg = loads(BASE);
 	const struct listener_conf *l;
 	if (!cfg)
 		return;
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	snprintf(want, sizeof(want), "%s/var/queue", cwd);
-	CHECK_STR(cfg->queue_dir, want);
-	snprintf(want, sizeof(want), "%s/var/mail", cwd);
-	CHECK_STR(cfg->mail_dir, want);
-	snprintf(want, sizeof(want), "%s/var/users.db", cwd);
-	CHECK_STR(cfg->user_db, want);
-	snprintf(want, sizeof(want), "%s/var/tls/cert.pem", cwd);
-	CHECK_STR(cfg->tls_cert, want);
-	snprintf(want, sizeof(want), "%s/var/tls/key.pem", cwd);
-	CHECK_STR(cfg->tls_key, want);
+	/* Absolute, whatever the working directory. */
+	CHECK_STR(cfg->state_dir, "/var/lib/cursus");
+	CHECK_STR(cfg->queue_dir, "/var/lib/cursus/queue");
+	CHECK_STR(cfg->mail_dir, "/var/lib/cursus/mail");
+	CHECK_STR(cfg->user_db, "/var/lib/cursus/db/users.db");
+	CHECK_STR(cfg->tls_cert, "/var/lib/cursus/tls/cert.pem");
+	CHECK_STR(cfg->tls_key, "/var/lib/cursus/tls/key.pem");
+	CHECK_STR(cfg->control_socket, "/var/lib/cursus/run/cursusd.sock");
+	CHECK_STR(cfg->pid_file, "/var/lib/cursus/run/cursusd.pid");
+	CHECK_STR(cfg->trace_file, "/var/lib/cursus/trace");
+	CHECK(cfg->user == NULL && cfg->group == NULL);
 	CHECK(cfg->hostname != NULL && cfg->hostname[0] != '\0');
 	CHECK(cfg->tls_self_signed == 1);
 	CHECK_STR(cfg->tls_min_version, "TLSv1.2");
@@ -367,24 +366,54 @@ static void test_errors(void)
 	}
 }
 
+/* Relative paths: against state_dir, and a relative state_dir against the directory of
+ * the file (load_text writes it in /tmp), never against the working directory. */
 static void test_paths(void)
 {
-	char cwd[4096], want[4200];
-	struct config *cfg = loads("queue_dir ./q\nmail_dir /srv/mail\nuser_db db/u.db\n"
-				   "tls_cert \"with space/c.pem\"\ntls_key ./././k.pem\n" BASE);
+	static const char text[] = "state_dir ./st\nqueue_dir ./q\nmail_dir /srv/mail\n"
+				   "user_db db/u.db\ntls_cert \"with space/c.pem\"\n"
+				   "tls_key ./././k.pem\n" BASE;
+	char cwd[4096];
+	struct config *cfg;
+
 	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	if (!cfg)
-		return;
-	snprintf(want, sizeof(want), "%s/q", cwd);
-	CHECK_STR(cfg->queue_dir, want);
-	CHECK_STR(cfg->mail_dir, "/srv/mail");
-	snprintf(want, sizeof(want), "%s/db/u.db", cwd);
-	CHECK_STR(cfg->user_db, want);
-	snprintf(want, sizeof(want), "%s/with space/c.pem", cwd);
-	CHECK_STR(cfg->tls_cert, want);
-	snprintf(want, sizeof(want), "%s/k.pem", cwd);
-	CHECK_STR(cfg->tls_key, want);
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK(chdir(pass ? "/" : cwd) == 0);
+		if (!(cfg = loads(text)))
+			break;
+		CHECK_STR(cfg->state_dir, "/tmp/st");
+		CHECK_STR(cfg->queue_dir, "/tmp/st/q");
+		CHECK_STR(cfg->mail_dir, "/srv/mail");
+		CHECK_STR(cfg->user_db, "/tmp/st/db/u.db");
+		CHECK_STR(cfg->tls_cert, "/tmp/st/with space/c.pem");
+		CHECK_STR(cfg->tls_key, "/tmp/st/k.pem");
+		CHECK_STR(cfg->pid_file, "/tmp/st/run/cursusd.pid");
+		config_free(&cfg);
+	}
+	CHECK(chdir(cwd) == 0);
+	cfg = loads("state_dir /srv/cursus/\n" BASE);
+	if (cfg)
+		CHECK_STR(cfg->control_socket, "/srv/cursus/run/cursusd.sock");
 	config_free(&cfg);
+	cfg = loads("state_dir .\n" BASE);
+	if (cfg)
+		CHECK_STR(cfg->queue_dir, "/tmp/queue");
+	config_free(&cfg);
+}
+
+/* user and group: names, looked up only by the daemon (the example names "cursus"). */
+static void test_identity(void)
+{
+	struct config *cfg = loads("user nobody\n" BASE);
+	if (cfg)
+		CHECK(strcmp(cfg->user, "nobody") == 0 && cfg->group == NULL);
+	config_free(&cfg);
+	cfg = loads("user no-such-user-cursus\ngroup nogroup\n" BASE);
+	if (cfg)
+		CHECK_STR(cfg->group, "nogroup");
+	config_free(&cfg);
+	fails("group nogroup\n" BASE, "F:1: group: set user too\n");
+	fails("user \"\"\n" BASE, "F:1: user: empty value\n");
 }
 
 static void test_role_names(void)
@@ -408,8 +437,11 @@ static void test_shipped(void)
 	CHECK_STR(cfg->path, want);
 	CHECK_STR(cfg->hostname, "localhost");
 	CHECK(config_is_local_domain(cfg, "example.test") && config_is_local_domain(cfg, "localhost"));
-	snprintf(want, sizeof(want), "%s/var/queue", cwd);
+	/* state_dir ../var, relative to etc/: the checkout's var/, from anywhere. */
+	snprintf(want, sizeof(want), "%s/etc/../var/queue", cwd);
 	CHECK_STR(cfg->queue_dir, want);
+	snprintf(want, sizeof(want), "%s/etc/../var/users.db", cwd);
+	CHECK_STR(cfg->user_db, want);
 	CHECK(cfg->tls_self_signed == 1);
 	l = find(cfg, "smtp");
 	CHECK(l && l->role == ROLE_SMTP && l->tls == TLS_STARTTLS && strcmp(l->port, "2525") == 0);
@@ -424,6 +456,10 @@ static void test_shipped(void)
 	cfg = config_load("etc/cursus.conf.example", stderr);
 	CHECK(cfg != NULL);
 	if (cfg) {
+		/* Production: absolute paths, and not root after start. */
+		CHECK_STR(cfg->queue_dir, "/var/lib/cursus/queue");
+		CHECK_STR(cfg->pid_file, "/var/lib/cursus/run/cursusd.pid");
+		CHECK(cfg->user && strcmp(cfg->user, "cursus") == 0);
 		l = find(cfg, "smtp6");
 		CHECK(l && l->role == ROLE_SMTP && strcmp(l->host, "::") == 0);
 		l = find(cfg, "submission");
@@ -459,7 +495,6 @@ static void test_auth_trace_client_options(void)
 /* Outbound delivery options: defaults. */
 static void test_relay_defaults(void)
 {
-	char cwd[4096], want[4200];
 	struct config *cfg = loads(BASE);
 	if (!cfg)
 		return;
@@ -477,15 +512,12 @@ static void test_relay_defaults(void)
 	CHECK(cfg->relay_reuse_limit == 100 && cfg->max_received_headers == 100);
 	CHECK(cfg->delay_warning_time == 14400);
 	CHECK(cfg->routes == NULL);
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	snprintf(want, sizeof(want), "%s/var/cursusd.sock", cwd);
-	CHECK_STR(cfg->control_socket, want);
+	CHECK_STR(cfg->control_socket, "/var/lib/cursus/run/cursusd.sock");
 	config_free(&cfg);
 }
 
 static void test_relay_options(void)
 {
-	char cwd[4096], want[4200];
 	struct config *cfg = loads(
 		"relay_tls VERIFY\nrelay_ca ca.pem\nrelay_auth_unverified yes\n"
 		"dns_resolver 127.0.0.1@5353\ndns_timeout 1\nrelay_port 2525\n"
@@ -497,10 +529,8 @@ static void test_relay_options(void)
 		"queue_lifetime 1\n" BASE);
 	if (!cfg)
 		return;
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
 	CHECK(cfg->relay_tls == RELAY_TLS_VERIFY && cfg->relay_auth_unverified == 1);
-	snprintf(want, sizeof(want), "%s/ca.pem", cwd);
-	CHECK_STR(cfg->relay_ca, want);
+	CHECK_STR(cfg->relay_ca, "/var/lib/cursus/ca.pem");
 	CHECK_STR(cfg->dns_resolver, "127.0.0.1@5353");
 	CHECK(cfg->dns_timeout == 1 && cfg->relay_port == 2525);
 	CHECK(cfg->relay_ip_family == IPF_PREFER_V6 && cfg->relay_max_addresses == 3);
@@ -610,7 +640,6 @@ static void test_relay_host(void)
 
 static void test_routes(void)
 {
-	char cwd[4096], want[4200];
 	const struct route_conf *r;
 	struct config *cfg = loads(
 		"relay_host [smart.example.org]:587\n"
@@ -622,7 +651,6 @@ static void test_routes(void)
 		"route example.net {\n}\n" BASE);
 	if (!cfg)
 		return;
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
 	CHECK_STR(cfg->relay_host.host, "smart.example.org");
 	r = cfg->routes;
 	CHECK(r && !r->by_sender && r->line == 2);
@@ -641,8 +669,7 @@ static void test_routes(void)
 	CHECK_STR(r->match, ".example.net");
 	CHECK_STR(r->name, "route .example.net");
 	CHECK(r->relay_host.host == NULL && r->relay_tls == -1 && r->relay_auth_unverified == 1);
-	snprintf(want, sizeof(want), "%s/ca/net.pem", cwd);
-	CHECK_STR(r->relay_ca, want);
+	CHECK_STR(r->relay_ca, "/var/lib/cursus/ca/net.pem");
 	r = r->next;
 	CHECK(r && r->by_sender);
 	if (!r)
@@ -787,6 +814,7 @@ void unit_main(void)
 	test_suffixes_and_bounds();
 	test_errors();
 	test_paths();
+	test_identity();
 	test_role_names();
 	test_shipped();
 }
