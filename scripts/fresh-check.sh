@@ -146,7 +146,8 @@ inside() {
 
 # ---- The host side: cache, fresh root, tree, then the namespace above. ----
 
-# The command of the README's "two commands" block that ends with `make $1`, comment cut.
+# The command of the README's "two commands" block (stdin) that ends with `make $1`, its
+# comment cut.
 readme_command() {
 	awk -v t="make $1" '
 		/^## The two commands/ { sec = 1; next }
@@ -155,7 +156,7 @@ readme_command() {
 		sec && blk {
 			c = $0; sub(/[ \t]*#.*$/, "", c)
 			if (length(c) >= length(t) && substr(c, length(c) - length(t) + 1) == t) { print c; exit }
-		}' README.md
+		}'
 }
 
 default_mirror() {
@@ -208,7 +209,8 @@ cached_root() {
 		tail -n 30 "$tmp/debootstrap.log" >&2
 		die "debootstrap failed"
 	fi
-	tar -C "$tmp/root" --numeric-owner -czpf "$tmp/root.tar.gz" .
+	tar -C "$tmp/root" --numeric-owner --exclude='./var/cache/apt/archives/*.deb' \
+		-czpf "$tmp/root.tar.gz" .
 	mv "$tmp/root.tar.gz" "$cache"
 	rm -rf --one-file-system "$tmp"
 	work=""
@@ -223,8 +225,9 @@ main() {
 	local top test_cmd run_cmd mirror arch cache t0 rev
 	top=$(git rev-parse --show-toplevel 2>/dev/null) || die "not a git checkout: it tests the committed tree"
 	cd "$top"
-	test_cmd=$(readme_command check)
-	run_cmd=$(readme_command run)
+	# The committed README, as the tree in the root is the committed one.
+	test_cmd=$(git show HEAD:README.md | readme_command check)
+	run_cmd=$(git show HEAD:README.md | readme_command run)
 	[ -n "$test_cmd" ] || die "README.md's \"two commands\" block has no command ending in 'make check'"
 	[ -n "$run_cmd" ] || die "README.md's \"two commands\" block has no command ending in 'make run'"
 	[ -z "$(git status --porcelain)" ] || say "note: uncommitted changes are not part of the check"
