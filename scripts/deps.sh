@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs the Debian 12 packages cursus needs to build, run and test. Called by
-# `make run`, `make check` and .ci/run, so a fresh machine needs nothing done by hand.
+# Installs the Debian 12 packages cursus needs to build, run and test, make and the compiler
+# included: the README runs it with sh before make, since a fresh Debian has no make; `make run`
+# and `make check` call it again. Nothing but a minimal Debian (dpkg, apt, debconf) is assumed:
+# scripts/fresh-check.sh proves it on a debootstrap --variant=minbase root.
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
 libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
