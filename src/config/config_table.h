@@ -103,7 +103,10 @@ static const struct opt opt_table[] = {
 	G_STR("user_db", T_PATH, "var/users.db", user_db),
 	G_STR("tls_cert", T_PATH, "var/tls/cert.pem", tls_cert),
 	G_STR("tls_key", T_PATH, "var/tls/key.pem", tls_key),
-	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
+	/* Off by default: a self-signed certificate is for development, set explicitly. */
+	/* SCRAM keys made by `cursus user add|passwd`; RFC 7677 4's floor is 4096. */
+	G_NUM("scram_iterations", T_UINT, 10000, 4096, 10000000, scram_iterations),
+	G_NUM("tls_self_signed", T_BOOL, 0, 0, 1, tls_self_signed),
 	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
 	  offsetof(struct config, tls_min_version), 0, tlsver_choices , 0 },
 	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),

@@ -44,6 +44,11 @@ void userdb_free_list(char **list, size_t n);
 int userdb_user_get(struct userdb *db, const char *name, struct user_record *rec_r);
 void user_record_clear(struct user_record *rec);
 
+/* The SCRAM iteration count for keys made from now on (scram_iterations), clamped to
+ * 4096..10000000. Stored keys keep the count they were made with: SCRAM sends it to
+ * the client, so older keys go on working. Call before sharing the handle. */
+void userdb_set_scram_iterations(struct userdb *db, unsigned iterations);
+
 /* Administration (the cursus tool). Each returns 0 on success, -1 with *err set.
  * The password is hashed here (yescrypt) and the SCRAM-SHA-1/256 keys derived. */
 int userdb_user_add(struct userdb *db, const char *name, const char *password, char **err);

@@ -253,7 +253,7 @@ static void userdb_fake_keys(struct userdb *u, const char *name, const char *has
 
 	userdb_fake_bytes(u, "salt", hash, name, salt, sizeof(salt));
 	keys_r->salt = userdb_b64(salt, sizeof(salt));
-	keys_r->iterations = PASSWORD_SCRAM_ITERATIONS;
+	keys_r->iterations = u->scram_iterations;
 	userdb_fake_bytes(u, "stored-key", hash, name, k, hlen);
 	keys_r->stored_key = userdb_b64(k, hlen);
 	userdb_fake_bytes(u, "server-key", hash, name, k, hlen);

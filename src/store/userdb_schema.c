@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store/authcache.h"
+#include "store/password.h"
 #include "store/userdb_sqlite.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -231,6 +232,7 @@ struct userdb *userdb_open(const char *path, int create, char **err)
 		goto fail;
 	}
 	u->cache = authcache_create();
+	u->scram_iterations = PASSWORD_SCRAM_ITERATIONS;
 	return u;
 
 sqlfail:

@@ -274,7 +274,8 @@ static void userdb_secrets_clear(struct userdb_secrets *s)
 	password_scram_keys_clear(&s->sha256);
 }
 
-static int userdb_secrets_make(const char *password, struct userdb_secrets *s, char **err)
+static int userdb_secrets_make(struct userdb *u, const char *password, struct userdb_secrets *s,
+			       char **err)
 {
 	memset(s, 0, sizeof(*s));
 	if (!password || !*password) {
@@ -286,9 +287,8 @@ static int userdb_secrets_make(const char *password, struct userdb_secrets *s, c
 		*err = xstrdup("cannot hash the password (yescrypt unavailable?)");
 		return -1;
 	}
-	if (password_scram_make(PASSWORD_SCRAM_SHA1, password, PASSWORD_SCRAM_ITERATIONS,
-				&s->sha1) < 0 ||
-	    password_scram_make(PASSWORD_SCRAM_SHA256, password, PASSWORD_SCRAM_ITERATIONS,
+	if (password_scram_make(PASSWORD_SCRAM_SHA1, password, u->scram_iterations, &s->sha1) < 0 ||
+	    password_scram_make(PASSWORD_SCRAM_SHA256, password, u->scram_iterations,
 				&s->sha256) < 0) {
 		*err = xstrdup("cannot derive the SCRAM keys: the password contains "
 			       "characters SASLprep (RFC 4013) forbids");
@@ -334,7 +334,7 @@ int userdb_user_add(struct userdb *u, const char *name, const char *password, ch
 
 	if (!key)
 		return -1;
-	if (userdb_secrets_make(password, &s, err) < 0) {
+	if (userdb_secrets_make(u, password, &s, err) < 0) {
 		free(key);
 		return -1;
 	}
@@ -363,6 +363,15 @@ int userdb_user_add(struct userdb *u, const char *name, const char *password, ch
 	return ret;
 }
 
+void userdb_set_scram_iterations(struct userdb *u, unsigned iterations)
+{
+	if (iterations < PASSWORD_SCRAM_ITERATIONS_MIN)
+		iterations = PASSWORD_SCRAM_ITERATIONS_MIN;
+	if (iterations > PASSWORD_SCRAM_ITERATIONS_MAX)
+		iterations = PASSWORD_SCRAM_ITERATIONS_MAX;
+	u->scram_iterations = iterations;
+}
+
 int userdb_user_passwd(struct userdb *u, const char *name, const char *password, char **err)
 {
 	return userdb_user_set_password(u, name, password, 0, err);
@@ -377,7 +386,7 @@ int userdb_user_set_password(struct userdb *u, const char *name, const char *pas
 	int ret = -1;
 
 	username_lower(key);
-	if (userdb_secrets_make(password, &s, err) < 0) {
+	if (userdb_secrets_make(u, password, &s, err) < 0) {
 		free(key);
 		return -1;
 	}
