@@ -65,9 +65,9 @@ static void sender_lookup(void *arg)
 		j->cred = 0;
 	if (j->cred != 1)
 		return;
-	/* SPEC and RFC 6409 8.1: on every listener an authenticated user sends only as
-	 * itself, its aliases or granted addresses; the null sender (read receipts,
-	 * bounces from clients) owns nothing and stays allowed. */
+	/* On every listener, port 25 too: an authenticated user sends only as itself,
+	 * its aliases or granted addresses, or it could relay as anyone. The null
+	 * sender (read receipts, client-made bounces) owns nothing and stays allowed. */
 	j->ok = j->from[0] ? userdb_may_send_as(j->users, j->user, j->from) : 1;
 	j->auth_ok = !j->auth || strcmp(j->auth, "<>") == 0 || strcasecmp(j->auth, j->user) == 0 ||
 		     userdb_may_act_as(j->users, j->authid, j->auth) == 1;
@@ -101,10 +101,11 @@ static void sender_looked_up(void *arg)
 			session_reset_tx(s);
 		} else {
 			if (!j->auth_ok) {
-				/* RFC 4954 5: AUTH= is passed on only when the server trusts
-				 * it. Like Postfix, which ignores the client's value, a forged
-				 * one is not refused, only never stored or passed on: the
-				 * authenticated identity stands in its place. */
+				/* RFC 4954 5 says when a server may pass AUTH= on, never to
+				 * refuse the MAIL; Postfix accepts any value and only logs it
+				 * ("do not store raw RFC2554 protocol data"). So a forged one is
+				 * not refused but never stored or passed on: the authenticated
+				 * identity, which RFC 4954 5 lets a server supply, stands in. */
 				log_info("smtp session=%s event=auth-param-replaced user=%s auth=\"%s\"", s->id,
 					 j->user, log_escape(esc, sizeof(esc), j->auth, strlen(j->auth)));
 				envelope_set_str(&s->env.auth, s->user);
