@@ -26,6 +26,8 @@ struct userdb *admin_userdb_open(const char *config_path)
 	} else if (!(db = userdb_open(cfg->user_db, 1, &err))) {
 		admin_error("%s", err);
 		free(err);
+	} else {
+		userdb_set_scram_iterations(db, cfg->scram_iterations);
 	}
 	config_free(&cfg);
 	return db;

@@ -104,11 +104,12 @@ struct config {
 	char *queue_dir;
 	char *mail_dir;            /* Maildirs in mail_dir/<domain>/<local-part>/ */
 	char *user_db;
-	char *tls_cert;            /* PEM; made self-signed on first start if missing */
+	unsigned scram_iterations; /* SCRAM keys of new and changed passwords: 10000 */
+	char *tls_cert;            /* PEM; made self-signed if missing and tls_self_signed */
 	char *tls_key;
 	char *user;                /* run as this user after start-up (NULL: as started) */
 	char *group;               /* and group (NULL: the user's primary group) */
-	int tls_self_signed;       /* make cert/key when missing (development) */
+	int tls_self_signed;       /* make cert/key when missing (development; default no) */
 	char *tls_min_version;     /* "TLSv1.2" or "TLSv1.3" */
 	size_t max_inflight_bytes; /* message data held by all sessions at once; 452 4.3.1 beyond */
 	unsigned worker_threads;   /* SQLite, hashing */

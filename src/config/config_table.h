@@ -97,7 +97,10 @@ static const struct opt opt_table[] = {
 	/* Unset: cursusd keeps the identity it was started with. */
 	G_STR("user", T_STRING, NULL, user),
 	G_STR("group", T_STRING, NULL, group),
-	G_NUM("tls_self_signed", T_BOOL, 1, 0, 1, tls_self_signed),
+	/* Off by default: a self-signed certificate is for development, set explicitly. */
+	G_NUM("tls_self_signed", T_BOOL, 0, 0, 1, tls_self_signed),
+	/* SCRAM keys made by `cursus user add|passwd`; RFC 7677 4's floor is 4096. */
+	G_NUM("scram_iterations", T_UINT, 10000, 4096, 10000000, scram_iterations),
 	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
 	  offsetof(struct config, tls_min_version), 0, tlsver_choices , 0 },
 	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),

@@ -252,6 +252,8 @@ int main(int argc, char **argv)
 			 (long)priv.uid, (long)priv.gid);
 	if (!(srv.users = userdb_open(cfg->user_db, 1, &err)))
 		fatalx("userdb: %s: %s", cfg->user_db, err ? err : "cannot open");
+	/* Unknown users' fake SCRAM keys announce the count new keys get. */
+	userdb_set_scram_iterations(srv.users, cfg->scram_iterations);
 	if (!(srv.sasl = sasl_server_create(srv.users)))
 		fatalx("sasl: cannot initialise GNU SASL");
 	{

@@ -1,5 +1,6 @@
 /* tls: server context set-up. Certificates are PEM files named in the
- * configuration; the self-signed fallback exists so cursusd runs out of the box. */
+ * configuration; the self-signed fallback exists for development only and is made
+ * only when tls_self_signed is set explicitly. */
 #include "net/tls.h"
 
 #include <errno.h>
@@ -92,13 +93,36 @@ static int tls_verify_any(int ok, X509_STORE_CTX *store)
 
 SSL_CTX *tls_server_ctx_create(const struct config *cfg)
 {
+	/* Any constant: it only tells OpenSSL that sessions of this context may be
+	 * resumed here. Without one, a context that asks for client certificates
+	 * refuses every resumption (SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED). */
+	static const unsigned char sid_ctx[] = "cursus smtpd";
 	SSL_CTX *ctx;
-	if (access(cfg->tls_cert, R_OK) < 0 && access(cfg->tls_key, R_OK) < 0 && cfg->tls_self_signed) {
-		if (tls_make_self_signed(cfg->tls_cert, cfg->tls_key, cfg->hostname) < 0) {
-			log_warnx("tls: cannot make a self-signed certificate in %s", cfg->tls_cert);
-			return NULL;
+	int have_cert = access(cfg->tls_cert, R_OK) == 0, cert_errno = errno;
+	int have_key = access(cfg->tls_key, R_OK) == 0, key_errno = errno;
+
+	if (cfg->tls_self_signed) {
+		/* Said at every start, not only when the pair is made: a development
+		 * setting left in production must stay visible. */
+		log_warnx("tls: tls_self_signed is set: a missing certificate is replaced by a "
+			  "self-signed one that clients will not trust; do not use it in production");
+		if (!have_cert && !have_key) {
+			if (tls_make_self_signed(cfg->tls_cert, cfg->tls_key, cfg->hostname) < 0) {
+				log_warnx("tls: cannot make a self-signed certificate in %s", cfg->tls_cert);
+				return NULL;
+			}
+			log_warnx("tls: made a self-signed certificate cert=%s", cfg->tls_cert);
+			have_cert = have_key = 1;
 		}
-		log_info("tls: made a self-signed certificate cert=%s", cfg->tls_cert);
+	}
+	if (!have_cert || !have_key) {
+		/* Refuse to start rather than serve something else than what was meant. */
+		log_warnx("tls: cannot read the %s %s: %s; point tls_cert and tls_key at the "
+			  "server's certificate and key (tls_self_signed yes makes a self-signed "
+			  "pair, for development only)", !have_cert ? "certificate" : "private key",
+			  !have_cert ? cfg->tls_cert : cfg->tls_key,
+			  strerror(!have_cert ? cert_errno : key_errno));
+		return NULL;
 	}
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx)
@@ -108,6 +132,11 @@ SSL_CTX *tls_server_ctx_create(const struct config *cfg)
 	/* No renegotiation: a client could otherwise make us do handshakes at will. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
+		tls_log_errors("session id context");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (cfg->auth_client_ca) {
 		/* Ask for a certificate, but let clients without one in: only EXTERNAL
 		 * needs it, and tls_channel() checks the verification result. */

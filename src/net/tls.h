@@ -9,7 +9,8 @@
 struct config;
 
 /* Loads cfg->tls_cert/tls_key, first making a self-signed pair when they are missing
- * and cfg->tls_self_signed is set. Returns NULL after logging why. */
+ * and cfg->tls_self_signed is set (with a warning at every start); a missing pair
+ * without it is an error. Returns NULL after logging why. */
 SSL_CTX *tls_server_ctx_create(const struct config *cfg);
 /* Writes a new EC P-256 key (0600) and a self-signed certificate for hostname. */
 int tls_make_self_signed(const char *cert_path, const char *key_path, const char *hostname);

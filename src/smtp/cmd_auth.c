@@ -11,6 +11,7 @@
 #include "sasl/sasl.h"
 #include "smtp/session.h"
 #include "smtp/trace.h"
+#include "store/userdb.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
@@ -31,13 +32,19 @@ struct auth_job {
  * across steps, and a parked session outlives every step (its address never changes). */
 static int auth_precheck(void *arg, const char *authid)
 {
-	const struct session *s = arg;
+	struct session *s = arg;
 	const struct sockaddr *sa = (const struct sockaddr *)&s->sa;
 	time_t now = time(NULL);
 	/* The address budget again, here: parallel sessions that all sent AUTH before
 	 * any failed must not each get a password checked. */
-	return authlimit_addr_blocked(s->srv->authlimit, sa, now) > 0 ||
-	       authlimit_account_blocked(s->srv->authlimit, authid, sa, now) > 0;
+	if (authlimit_addr_blocked(s->srv->authlimit, sa, now) > 0 ||
+	    authlimit_account_blocked(s->srv->authlimit, authid, sa, now) > 0)
+		return 1;
+	/* The generation is read before the credentials are checked, so a change that
+	 * races the check is still seen at the session's next MAIL. The parked session
+	 * is the worker's until auth_done. */
+	s->cred_gen_read = userdb_credential_gen(s->srv->users, authid, authid, &s->cred_gen_pending) == 1;
+	return 0;
 }
 
 static void auth_work(void *arg)
@@ -51,6 +58,14 @@ static void auth_work(void *arg)
 		}
 	}
 	j->st = sasl_exchange_step(j->sx, j->in, j->inlen, &j->out);
+	if (j->st == SASL_OK && !j->s->cred_gen_read) {
+		/* No precheck ran (or its read failed): read now. */
+		const char *authid = sasl_exchange_authid(j->sx);
+		if (!authid)
+			authid = sasl_exchange_user(j->sx);
+		j->s->cred_gen_read = userdb_credential_gen(j->s->srv->users, authid, authid,
+							    &j->s->cred_gen_pending) == 1;
+	}
 	/* Counted here, as soon as it is known, so that attempts still in flight on
 	 * other workers see it. */
 	if (j->st == SASL_FAIL)
@@ -116,6 +131,10 @@ static void auth_done(void *arg)
 		break;
 	case SASL_OK:
 		s->user = xstrdup(sasl_exchange_user(s->sx));
+		s->authid = xstrdup(sasl_exchange_authid(s->sx) ? sasl_exchange_authid(s->sx) : s->user);
+		/* Unread (a store failure): 0, which the next MAIL most likely finds
+		 * different; ending a session is safer than trusting an unknown. */
+		s->cred_gen = s->cred_gen_read ? s->cred_gen_pending : 0;
 		if (!s->trace && (s->trace = trace_match_user(s->srv->trace, s->user)))
 			log_info("trace session=%s start user=%s client=%s", s->id, s->user, s->addr);
 		auth_log(s, "ok", NULL);
@@ -166,6 +185,8 @@ static void auth_submit(struct session *s, const char *in, size_t len)
 	j->srv = s->srv->sasl;
 	j->mech = s->auth_mech;
 	j->sx = s->sx;
+	if (!j->sx)
+		s->cred_gen_read = 0; /* a new exchange */
 	s->sx = NULL; /* the worker has it until auth_done */
 	j->chan = s->chan;
 	if (in) {
@@ -282,4 +303,6 @@ void auth_cleanup(struct session *s)
 	sasl_exchange_end(&s->sx);
 	free(s->user);
 	s->user = NULL;
+	free(s->authid);
+	s->authid = NULL;
 }

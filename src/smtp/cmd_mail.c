@@ -44,17 +44,33 @@ static const char *path_start(const char *args, size_t len, const char *keyword,
 	return args;
 }
 
+/* What MAIL of an authenticated session asks the store, in one worker hop. */
 struct sender_job {
 	struct session *s;
 	struct userdb *users;
-	char *user, *from;
-	int ok;
+	char *authid, *user, *from, *auth;
+	long long cred_gen;
+	int cred;                /* 1 the login still stands, 0 withdrawn, -1 failure */
+	int ok;                  /* may send as from: 1, 0, -1 */
+	int auth_ok;             /* AUTH= names the user or one it may act as: 1, else 0 */
 };
 
 static void sender_lookup(void *arg)
 {
 	struct sender_job *j = arg;
-	j->ok = userdb_may_send_as(j->users, j->user, j->from);
+	long long gen = 0;
+
+	j->cred = userdb_credential_gen(j->users, j->authid, j->user, &gen);
+	if (j->cred == 1 && gen != j->cred_gen)
+		j->cred = 0;
+	if (j->cred != 1)
+		return;
+	/* On every listener, port 25 too: an authenticated user sends only as itself,
+	 * its aliases or granted addresses, or it could relay as anyone. The null
+	 * sender (read receipts, client-made bounces) owns nothing and stays allowed. */
+	j->ok = j->from[0] ? userdb_may_send_as(j->users, j->user, j->from) : 1;
+	j->auth_ok = !j->auth || strcmp(j->auth, "<>") == 0 || strcasecmp(j->auth, j->user) == 0 ||
+		     userdb_may_act_as(j->users, j->authid, j->auth) == 1;
 }
 
 static void sender_looked_up(void *arg)
@@ -64,7 +80,17 @@ static void sender_looked_up(void *arg)
 	char esc[LOG_ESCAPE_BUFSZ];
 
 	if (session_unpark(s) == 0) {
-		if (j->ok < 0) {
+		if (j->cred == 0) {
+			/* The password or app password this session logged in with was changed
+			 * or revoked, or the user deleted. Not 535: that answers AUTH, and
+			 * RFC 4954 allows no second AUTH in a session. 421 closes it with a
+			 * temporary code, so the client keeps the message, reconnects and must
+			 * authenticate again with what is valid now. */
+			log_info("smtp session=%s event=credentials-withdrawn user=%s", s->id, j->user);
+			session_reply(s, 421, "4.7.0", "%s Authentication no longer valid, closing connection",
+				      s->srv->cfg->hostname);
+			session_close(s);
+		} else if (j->cred < 0 || j->ok < 0) {
 			session_reply(s, 451, "4.3.0", "Temporary lookup failure, try again later");
 			session_reset_tx(s);
 		} else if (j->ok == 0) {
@@ -74,24 +100,39 @@ static void sender_looked_up(void *arg)
 				      j->from, j->user);
 			session_reset_tx(s);
 		} else {
+			if (!j->auth_ok) {
+				/* RFC 4954 5 says when a server may pass AUTH= on, never to
+				 * refuse the MAIL; Postfix accepts any value and only logs it
+				 * ("do not store raw RFC2554 protocol data"). So a forged one is
+				 * not refused but never stored or passed on: the authenticated
+				 * identity, which RFC 4954 5 lets a server supply, stands in. */
+				log_info("smtp session=%s event=auth-param-replaced user=%s auth=\"%s\"", s->id,
+					 j->user, log_escape(esc, sizeof(esc), j->auth, strlen(j->auth)));
+				envelope_set_str(&s->env.auth, s->user);
+			}
 			session_enter(s, S_MAIL);
 			session_reply(s, 250, "2.1.0", "Ok");
 		}
 		session_process(s);
 	}
+	free(j->authid);
 	free(j->user);
 	free(j->from);
+	free(j->auth);
 	free(j);
 }
 
-/* SPEC: on submission, MAIL FROM must be an address the user may send as. */
+/* An authenticated MAIL: the login still valid, the sender owned, AUTH= truthful. */
 static void mail_check_sender(struct session *s)
 {
 	struct sender_job *j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->users = s->srv->users;
+	j->authid = xstrdup(s->authid ? s->authid : s->user);
 	j->user = xstrdup(s->user);
 	j->from = xstrdup(s->env.mail_from);
+	j->auth = s->env.auth ? xstrdup(s->env.auth) : NULL;
+	j->cred_gen = s->cred_gen;
 	session_park(s);
 	workers_submit(s->srv->workers, sender_lookup, sender_looked_up, j);
 }
@@ -158,7 +199,7 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 		s->env.auth = xstrdup("<>");
 	}
 	s->declared_size = mp.size;
-	if (s->user && s->listener->lc->role != ROLE_SMTP && s->env.mail_from[0]) {
+	if (s->user) {
 		mail_check_sender(s);
 		goto out;
 	}
@@ -174,6 +215,7 @@ struct rcpt_job {
 	struct userdb *users;
 	char *addr;
 	struct rcpt_params rp;
+	size_t room;                 /* mailboxes max_recipients still allows */
 	int found;
 	char **boxes;
 	size_t nboxes;
@@ -182,7 +224,7 @@ struct rcpt_job {
 static void rcpt_lookup(void *arg)
 {
 	struct rcpt_job *j = arg;
-	j->found = userdb_resolve(j->users, j->addr, &j->boxes, &j->nboxes);
+	j->found = userdb_resolve_max(j->users, j->addr, j->room, &j->boxes, &j->nboxes);
 }
 
 static void rcpt_job_free(struct rcpt_job *j)
@@ -203,7 +245,12 @@ static void rcpt_looked_up(void *arg)
 		rcpt_job_free(j);
 		return;
 	}
-	if (j->found < 0) {
+	if (j->found == USERDB_RESOLVE_TOO_MANY) {
+		/* Every mailbox an alias expands to is a recipient of max_recipients. */
+		log_info("smtp session=%s event=rcpt-rejected rcpt=\"%s\" reason=too-many-recipients", s->id,
+			 log_escape(esc, sizeof(esc), j->addr, strlen(j->addr)));
+		session_reply(s, 452, "4.5.3", "<%s>: Too many recipients", j->addr);
+	} else if (j->found < 0) {
 		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure, try again later", j->addr);
 	} else if (j->found == 0) {
 		log_info("smtp session=%s event=rcpt-rejected rcpt=\"%s\" reason=unknown", s->id,
@@ -232,8 +279,9 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		session_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
 		return;
 	}
-	if (s->nrcpts >= s->limits->max_recipients) {
-		/* RFC 5321 4.5.3.1.10: 452 for too many recipients; the client retries them. */
+	if (s->env.n_rcpts >= s->limits->max_recipients) {
+		/* RFC 5321 4.5.3.1.10: 452 for too many recipients; the client retries them.
+		 * Counted in envelope entries: each mailbox of an expanded alias is one. */
 		session_reply(s, 452, "4.5.3", "Too many recipients");
 		return;
 	}
@@ -280,6 +328,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	j->users = s->srv->users;
 	j->addr = addr;
 	j->rp = rp;
+	j->room = s->limits->max_recipients - s->env.n_rcpts;
 	addr = NULL;
 	memset(&rp, 0, sizeof(rp));
 	session_park(s);

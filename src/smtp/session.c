@@ -47,7 +47,9 @@ static const struct cmd_def cmd_table[CMD__COUNT] = {
 	[CMD_HELP] = {cmd_help, 0},
 	[CMD_VRFY] = {cmd_vrfy, 0},
 	[CMD_EXPN] = {cmd_expn, 0},
-	[CMD_STARTTLS] = {cmd_starttls, CF_NEED_HELO | CF_NO_ARGS},
+	/* Not CF_NEED_HELO: gsasl --starttls sends it first, Postfix and Dovecot accept
+	 * that, and STARTTLS resets the session anyway (RFC 3207 4.2). */
+	[CMD_STARTTLS] = {cmd_starttls, CF_NO_ARGS},
 	[CMD_AUTH] = {cmd_auth, CF_NEED_HELO | CF_NO_TX},
 };
 
@@ -302,6 +304,16 @@ static void session_line_error(struct session *s, enum line_status st)
 	}
 }
 
+/* A bare LF ended a command line (or an over-long one). Whatever follows may be a
+ * command the client never meant, or one smuggled past a proxy that splits on LF:
+ * nothing after it is read. As Postfix's smtpd_forbid_bare_newline=reject. */
+static void session_bare_lf(struct session *s)
+{
+	log_info("smtp session=%s event=bare-lf state=%s", s->id, state_names[s->state]);
+	session_reply(s, 550, "5.5.2", "Error: bare <LF> received");
+	session_close(s);
+}
+
 void session_process(struct session *s)
 {
 	char line[64 * 1024]; /* the configuration caps every line limit at 64 KiB */
@@ -345,6 +357,10 @@ void session_process(struct session *s)
 		if (st != LINE_OK) {
 			session_trace(s, 'C', st == LINE_TOO_LONG ? "<line too long>" : "<line with bare CR or LF>",
 				      st == LINE_TOO_LONG ? 15 : 25);
+			if (st == LINE_BARE_LF || (st == LINE_TOO_LONG && !s->lr.crlf)) {
+				session_bare_lf(s);
+				continue;
+			}
 			if (s->state == S_AUTH)
 				auth_line_error(s, st);
 			else

@@ -97,6 +97,10 @@ struct session {
 	unsigned errors, commands;
 	int trace;                   /* log every command and reply (trace.h) */
 	char *user;                  /* authenticated user, NULL before AUTH */
+	char *authid;                /* whose credentials logged in (user may be its authzid) */
+	long long cred_gen;          /* authid's credential generation at AUTH (userdb.h) */
+	long long cred_gen_pending;  /* read by the worker before the credentials are checked */
+	int cred_gen_read;           /* 1 when cred_gen_pending holds the read value */
 	struct sasl_channel chan;    /* channel binding and client certificate */
 	struct sasl_exchange *sx;    /* the AUTH exchange under way */
 	const struct sasl_mech *auth_mech;

@@ -38,11 +38,22 @@ void userdb_close(struct userdb **db);
  * "domain/local-part" strings (free with userdb_free_list).
  * Returns 1 found, 0 no such recipient, -1 store failure. */
 int userdb_resolve(struct userdb *db, const char *address, char ***mailboxes_r, size_t *n_r);
+/* The same, giving up once the expansion passes max mailboxes (an alias must not
+ * outgrow max_recipients): returns USERDB_RESOLVE_TOO_MANY then, with nothing in
+ * *mailboxes_r. */
+#define USERDB_RESOLVE_TOO_MANY (-2)
+int userdb_resolve_max(struct userdb *db, const char *address, size_t max, char ***mailboxes_r,
+		       size_t *n_r);
 void userdb_free_list(char **list, size_t n);
 
 /* Fetches a user's record. 1 found, 0 not found, -1 failure. */
 int userdb_user_get(struct userdb *db, const char *name, struct user_record *rec_r);
 void user_record_clear(struct user_record *rec);
+
+/* The SCRAM iteration count for keys made from now on (scram_iterations), clamped to
+ * 4096..10000000. Stored keys keep the count they were made with: SCRAM sends it to
+ * the client, so older keys go on working. Call before sharing the handle. */
+void userdb_set_scram_iterations(struct userdb *db, unsigned iterations);
 
 /* Administration (the cursus tool). Each returns 0 on success, -1 with *err set.
  * The password is hashed here (yescrypt) and the SCRAM-SHA-1/256 keys derived. */
@@ -84,6 +95,13 @@ int userdb_may_act_as(struct userdb *db, const char *authid, const char *authzid
 /* May user send with this MAIL FROM address: its own name, an alias whose target is
  * the user, an address or "@domain" granted with --send-as. 1 yes, 0 no, -1 failure. */
 int userdb_may_send_as(struct userdb *db, const char *user, const char *address);
+/* The credential generation of authid, which changes whenever one of its credentials
+ * is withdrawn (password changed, app password revoked, certificate mapping removed,
+ * user deleted and perhaps added again). user is who authid acts as (the same, or
+ * an authzid it was granted): that user must still exist and the grant still hold.
+ * 1 with *gen_r, 0 when authid or user is gone or the grant is, -1 failure. One
+ * indexed read: sessions call it at every MAIL. */
+int userdb_credential_gen(struct userdb *db, const char *authid, const char *user, long long *gen_r);
 /* The user a TLS client certificate maps to, by SHA-256 fingerprint (hex, lower case,
  * no colons) or by subject name. 1 found (*user_r malloc'd), 0 none, -1 failure. */
 int userdb_cert_user(struct userdb *db, const char *fingerprint, const char *subject, char **user_r);

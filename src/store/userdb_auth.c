@@ -253,7 +253,7 @@ static void userdb_fake_keys(struct userdb *u, const char *name, const char *has
 
 	userdb_fake_bytes(u, "salt", hash, name, salt, sizeof(salt));
 	keys_r->salt = userdb_b64(salt, sizeof(salt));
-	keys_r->iterations = PASSWORD_SCRAM_ITERATIONS;
+	keys_r->iterations = u->scram_iterations;
 	userdb_fake_bytes(u, "stored-key", hash, name, k, hlen);
 	keys_r->stored_key = userdb_b64(k, hlen);
 	userdb_fake_bytes(u, "server-key", hash, name, k, hlen);
@@ -399,6 +399,40 @@ int userdb_may_send_as(struct userdb *u, const char *user, const char *address)
 	free(usr);
 	free(addr);
 	return rc;
+}
+
+int userdb_credential_gen(struct userdb *u, const char *authid, const char *user, long long *gen_r)
+{
+	char *a = xstrdup(authid), *z = xstrdup(user);
+	sqlite3_stmt *st;
+	int rc, ret = -1;
+
+	*gen_r = 0;
+	username_lower(a);
+	username_lower(z);
+	pthread_mutex_lock(&u->mu);
+	st = userdb_prepare(u, "SELECT cred_gen FROM users WHERE name = ?1 AND (?2 = ?1 OR ("
+			       "EXISTS (SELECT 1 FROM users WHERE name = ?2) AND "
+			       "EXISTS (SELECT 1 FROM grants WHERE user = ?1 AND kind = 'act-as' "
+			       "AND value = ?2)))");
+	if (st) {
+		sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, z, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*gen_r = sqlite3_column_int64(st, 0);
+			ret = 1;
+		} else if (rc == SQLITE_DONE) {
+			ret = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		log_warnx("userdb credential_gen_failed error=\"%s\"", sqlite3_errmsg(u->db));
+	pthread_mutex_unlock(&u->mu);
+	free(a);
+	free(z);
+	return ret;
 }
 
 int userdb_cert_user(struct userdb *u, const char *fingerprint, const char *subject, char **user_r)

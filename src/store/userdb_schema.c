@@ -16,11 +16,12 @@
 #include <unistd.h>
 
 #include "store/authcache.h"
+#include "store/password.h"
 #include "store/userdb_sqlite.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define USERDB_SCHEMA_VERSION 3
+#define USERDB_SCHEMA_VERSION 4
 #define USERDB_BUSY_TIMEOUT_MS 5000
 
 /* The schema as a list of steps: userdb_migrations[v] takes a database from
@@ -76,10 +77,27 @@ static const char userdb_schema_v3_sql[] =
 	" password TEXT NOT NULL,"
 	" PRIMARY KEY (nexthop, sender));";
 
+/* Version 4: a credential generation per user, so an authenticated session can
+ * tell cheaply (one indexed read) that the credentials it logged in with are gone.
+ * Triggers change it on every write that withdraws a credential, whoever writes;
+ * random() rather than a counter, so a user deleted and added again under the same
+ * name never matches an old session's value. */
+static const char userdb_schema_v4_sql[] =
+	"ALTER TABLE users ADD COLUMN cred_gen INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TRIGGER users_cred_new AFTER INSERT ON users BEGIN"
+	" UPDATE users SET cred_gen = random() WHERE name = NEW.name; END;"
+	"CREATE TRIGGER users_cred_changed AFTER UPDATE OF hash, legacy_secret ON users BEGIN"
+	" UPDATE users SET cred_gen = random() WHERE name = NEW.name; END;"
+	"CREATE TRIGGER app_password_gone AFTER DELETE ON app_passwords BEGIN"
+	" UPDATE users SET cred_gen = random() WHERE name = OLD.user; END;"
+	"CREATE TRIGGER cert_gone AFTER DELETE ON certs BEGIN"
+	" UPDATE users SET cred_gen = random() WHERE name = OLD.user; END;";
+
 static const char *const userdb_migrations[USERDB_SCHEMA_VERSION] = {
 	userdb_schema_v1_sql,
 	userdb_schema_v2_sql,
 	userdb_schema_v3_sql,
+	userdb_schema_v4_sql,
 };
 
 /* PRAGMA user_version, or -1. */
@@ -231,6 +249,7 @@ struct userdb *userdb_open(const char *path, int create, char **err)
 		goto fail;
 	}
 	u->cache = authcache_create();
+	u->scram_iterations = PASSWORD_SCRAM_ITERATIONS;
 	return u;
 
 sqlfail:

@@ -10,6 +10,7 @@
 #include "store/userdb.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "store/username.h"
 #include "store/userdb_sqlite.h"
 #include "util/log.h"
+#include "util/strset.h"
 #include "util/xmalloc.h"
 
 /* How many alias hops a recipient may take before we stop following. */
@@ -106,32 +108,32 @@ static int userdb_alias_targets(struct userdb *u, const char *address, char ***l
 
 struct userdb_resolution {
 	char **mailboxes;
-	size_t n;
-	char **seen;              /* lookup keys already expanded: loops end here */
-	size_t n_seen;
+	size_t n, cap;
+	size_t max;               /* more mailboxes than this: stop, USERDB_TOO_MANY */
+	struct strset boxes;      /* the mailboxes, for de-duplication without a scan */
+	struct strset seen;       /* lookup keys already expanded: loops end here */
 };
 
-static int userdb_strlist_has(char **list, size_t n, const char *s)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(list[i], s) == 0)
-			return 1;
-	return 0;
-}
+/* What userdb_resolve_address returns when r->max was passed. */
+#define USERDB_TOO_MANY (-2)
 
-static void userdb_strlist_add(char ***list, size_t *n, char *s)
+static void userdb_mailbox_add(struct userdb_resolution *r, char *mb)
 {
-	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
-	(*list)[(*n)++] = s;
+	if (!strset_add(&r->boxes, mb)) {
+		free(mb);
+		return;
+	}
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 4;
+		r->mailboxes = xrealloc(r->mailboxes, r->cap * sizeof(*r->mailboxes));
+	}
+	r->mailboxes[r->n++] = mb;
 }
 
 /* Marks key as expanded; 0 when it already was. */
 static int userdb_visit(struct userdb_resolution *r, const char *key)
 {
-	if (userdb_strlist_has(r->seen, r->n_seen, key))
-		return 0;
-	userdb_strlist_add(&r->seen, &r->n_seen, xstrdup(key));
-	return 1;
+	return strset_add(&r->seen, key);
 }
 
 static int userdb_resolve_address(struct userdb *u, struct userdb_resolution *r,
@@ -147,11 +149,9 @@ static int userdb_resolve_address(struct userdb *u, struct userdb_resolution *r,
 	rc = userdb_user_exists(u, address);
 	if (rc != 0) {
 		if (rc == 1) {
-			char *mb = xasprintf("%s/%.*s", at + 1, (int)(at - address), address);
-			if (userdb_strlist_has(r->mailboxes, r->n, mb))
-				free(mb);
-			else
-				userdb_strlist_add(&r->mailboxes, &r->n, mb);
+			userdb_mailbox_add(r, xasprintf("%s/%.*s", at + 1, (int)(at - address), address));
+			if (r->n > r->max)
+				return USERDB_TOO_MANY;
 		}
 		return rc < 0 ? -1 : 0;
 	}
@@ -179,7 +179,8 @@ static int userdb_resolve_address(struct userdb *u, struct userdb_resolution *r,
 	return rc;
 }
 
-int userdb_resolve(struct userdb *u, const char *address, char ***mailboxes_r, size_t *n_r)
+int userdb_resolve_max(struct userdb *u, const char *address, size_t max, char ***mailboxes_r,
+		       size_t *n_r)
 {
 	struct userdb_resolution r = { 0 };
 	char *addr = xstrdup(address);
@@ -187,21 +188,28 @@ int userdb_resolve(struct userdb *u, const char *address, char ***mailboxes_r, s
 
 	*mailboxes_r = NULL;
 	*n_r = 0;
+	r.max = max;
 	username_lower(addr);
 	pthread_mutex_lock(&u->mu);
 	rc = userdb_resolve_address(u, &r, addr, 0);
-	if (rc < 0)
+	if (rc == -1)
 		log_warnx("userdb resolve_failed error=\"%s\"", sqlite3_errmsg(u->db));
 	pthread_mutex_unlock(&u->mu);
 	free(addr);
-	userdb_free_list(r.seen, r.n_seen);
+	strset_clear(&r.seen);
+	strset_clear(&r.boxes);
 	if (rc < 0 || r.n == 0) {
 		userdb_free_list(r.mailboxes, r.n);
-		return rc < 0 ? -1 : 0;
+		return rc == USERDB_TOO_MANY ? USERDB_RESOLVE_TOO_MANY : rc < 0 ? -1 : 0;
 	}
 	*mailboxes_r = r.mailboxes;
 	*n_r = r.n;
 	return 1;
+}
+
+int userdb_resolve(struct userdb *u, const char *address, char ***mailboxes_r, size_t *n_r)
+{
+	return userdb_resolve_max(u, address, SIZE_MAX, mailboxes_r, n_r);
 }
 
 char *userdb_column_dup(sqlite3_stmt *st, int col)
@@ -274,7 +282,8 @@ static void userdb_secrets_clear(struct userdb_secrets *s)
 	password_scram_keys_clear(&s->sha256);
 }
 
-static int userdb_secrets_make(const char *password, struct userdb_secrets *s, char **err)
+static int userdb_secrets_make(struct userdb *u, const char *password, struct userdb_secrets *s,
+			       char **err)
 {
 	memset(s, 0, sizeof(*s));
 	if (!password || !*password) {
@@ -286,9 +295,8 @@ static int userdb_secrets_make(const char *password, struct userdb_secrets *s, c
 		*err = xstrdup("cannot hash the password (yescrypt unavailable?)");
 		return -1;
 	}
-	if (password_scram_make(PASSWORD_SCRAM_SHA1, password, PASSWORD_SCRAM_ITERATIONS,
-				&s->sha1) < 0 ||
-	    password_scram_make(PASSWORD_SCRAM_SHA256, password, PASSWORD_SCRAM_ITERATIONS,
+	if (password_scram_make(PASSWORD_SCRAM_SHA1, password, u->scram_iterations, &s->sha1) < 0 ||
+	    password_scram_make(PASSWORD_SCRAM_SHA256, password, u->scram_iterations,
 				&s->sha256) < 0) {
 		*err = xstrdup("cannot derive the SCRAM keys: the password contains "
 			       "characters SASLprep (RFC 4013) forbids");
@@ -334,7 +342,7 @@ int userdb_user_add(struct userdb *u, const char *name, const char *password, ch
 
 	if (!key)
 		return -1;
-	if (userdb_secrets_make(password, &s, err) < 0) {
+	if (userdb_secrets_make(u, password, &s, err) < 0) {
 		free(key);
 		return -1;
 	}
@@ -363,6 +371,15 @@ int userdb_user_add(struct userdb *u, const char *name, const char *password, ch
 	return ret;
 }
 
+void userdb_set_scram_iterations(struct userdb *u, unsigned iterations)
+{
+	if (iterations < PASSWORD_SCRAM_ITERATIONS_MIN)
+		iterations = PASSWORD_SCRAM_ITERATIONS_MIN;
+	if (iterations > PASSWORD_SCRAM_ITERATIONS_MAX)
+		iterations = PASSWORD_SCRAM_ITERATIONS_MAX;
+	u->scram_iterations = iterations;
+}
+
 int userdb_user_passwd(struct userdb *u, const char *name, const char *password, char **err)
 {
 	return userdb_user_set_password(u, name, password, 0, err);
@@ -377,7 +394,7 @@ int userdb_user_set_password(struct userdb *u, const char *name, const char *pas
 	int ret = -1;
 
 	username_lower(key);
-	if (userdb_secrets_make(password, &s, err) < 0) {
+	if (userdb_secrets_make(u, password, &s, err) < 0) {
 		free(key);
 		return -1;
 	}

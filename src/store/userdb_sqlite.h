@@ -21,6 +21,7 @@ struct userdb {
 	pthread_mutex_t mu;       /* serialises every use of db */
 	unsigned char secret[USERDB_SECRET_LEN];
 	struct authcache *cache;  /* has its own lock */
+	unsigned scram_iterations; /* for keys made now (and unknown users' fake keys) */
 };
 
 /* "what: sqlite's message". */

@@ -66,8 +66,17 @@ def test_bad_line_ends_auth_exchange(start_server):
         c.expect("A" * 13000, 500, "5.5.6")
         # the next line is a command again, not a SASL response
         c.expect("NOOP", 250, "2.0.0")
+        # A bare LF ends the session (550 5.5.2, as every command line: test_policy.py),
+        # so nothing after it can be taken as a command.
         c.expect("AUTH LOGIN", 334)
-        c.send(b"dXNlcg==\n")
+        c.send(b"dXNlcg==\nNOOP\r\n")
+        c.expect(None, 550, "5.5.2")
+        assert c.wait_closed(5) and c.buf == b"", c.buf
+    with AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.greeting()
+        c.ehlo()
+        c.expect("AUTH LOGIN", 334)
+        c.send(b"dXNl\rcg==\r\n")            # a bare CR: the exchange ends, the session not
         c.expect(None, 501, "5.5.2")
         c.expect("NOOP", 250, "2.0.0")
         c.auth_plain(ALICE, PASSWORD)

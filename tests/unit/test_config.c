@@ -105,7 +105,7 @@ static void test_defaults(void)
 	CHECK_STR(cfg->trace_file, "/var/lib/cursus/trace");
 	CHECK(cfg->user == NULL && cfg->group == NULL);
 	CHECK(cfg->hostname != NULL && cfg->hostname[0] != '\0');
-	CHECK(cfg->tls_self_signed == 1);
+	CHECK(cfg->tls_self_signed == 0);
 	CHECK_STR(cfg->tls_min_version, "TLSv1.2");
 	CHECK(cfg->worker_threads == 4 && cfg->queue_threads == 16 && cfg->delivery_threads == 4);
 	CHECK(cfg->retry_min == 300 && cfg->retry_max == 3600 && cfg->queue_lifetime == 432000);

@@ -123,8 +123,8 @@ static void test_invalid(struct userdb *db)
 	CHECK(find(db, "host:25", NULL, NULL, NULL) == 0);
 }
 
-/* A version 2 database (this one, brought back: version 3 only added the table) is
- * upgraded on open, keeping its users. */
+/* A version 2 database (this one, brought back: version 3 only added the table,
+ * version 4 a column and its triggers) is upgraded on open, keeping its users. */
 static void test_upgrade(void)
 {
 	char path[160], *err = NULL;
@@ -143,7 +143,10 @@ static void test_upgrade(void)
 	CHECK(userdb_user_add(db, "olga@example.test", "pw of olga", &err) == 0);
 	userdb_close(&db);
 	CHECK(sqlite3_open(path, &s) == SQLITE_OK);
-	CHECK(sqlite3_exec(s, "DROP TABLE relay_auth; PRAGMA user_version = 2;", NULL, NULL,
+	CHECK(sqlite3_exec(s, "DROP TRIGGER users_cred_new; DROP TRIGGER users_cred_changed;"
+			   "DROP TRIGGER app_password_gone; DROP TRIGGER cert_gone;"
+			   "ALTER TABLE users DROP COLUMN cred_gen;"
+			   "DROP TABLE relay_auth; PRAGMA user_version = 2;", NULL, NULL,
 			   NULL) == SQLITE_OK);
 	sqlite3_close(s);
 
@@ -165,7 +168,7 @@ static void test_upgrade(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(s);
-	CHECK(version == 3);
+	CHECK(version == 4);
 	remove_db(path);
 }
 

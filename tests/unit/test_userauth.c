@@ -240,7 +240,7 @@ static void test_scram(struct userdb *db)
 
 	CHECK(userdb_scram_keys(db, "ghost@example.test", "SHA-256", &k, &exists) == 0);
 	CHECK(exists == 0);
-	CHECK(k.iterations == 4096);
+	CHECK(k.iterations == PASSWORD_SCRAM_ITERATIONS);
 	CHECK(k.salt && strlen(k.salt) == 24);            /* 16 octets */
 	CHECK(k.stored_key && strlen(k.stored_key) == 44); /* 32 octets */
 	CHECK(k.server_key && strlen(k.server_key) == 44);
@@ -436,6 +436,67 @@ static int pragma_version(const char *path)
 	return v;
 }
 
+/* The credential generation: changed by every withdrawal, never reused. */
+static void test_credential_gen(struct userdb *db)
+{
+	const char *u = "gen@example.test", *v = "genv@example.test";
+	long long g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+	char *err = NULL, *app;
+
+	CHECK(ok(userdb_user_add(db, u, "first pass", &err), err) == 0);
+	CHECK(ok(userdb_user_add(db, v, "other pass", &err), err) == 0);
+	CHECK(userdb_credential_gen(db, "GEN@example.test", u, &g0) == 1);
+	CHECK(userdb_credential_gen(db, u, u, &g1) == 1 && g1 == g0);
+	/* Adding an app password or a grant withdraws nothing. */
+	app = userdb_app_password_add(db, u, "phone", &err);
+	CHECK(app != NULL);
+	free(app);
+	CHECK(userdb_credential_gen(db, u, u, &g1) == 1 && g1 == g0);
+	CHECK(ok(userdb_user_passwd(db, u, "second pass", &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, u, &g1) == 1 && g1 != g0);
+	CHECK(ok(userdb_app_password_revoke(db, u, "phone", &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, u, &g2) == 1 && g2 != g1);
+	/* Acting as another user needs that user and the grant. */
+	CHECK(userdb_credential_gen(db, u, v, &g3) == 0);
+	CHECK(ok(userdb_grant_act_as(db, u, v, &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, v, &g3) == 1 && g3 == g2);
+	CHECK(ok(userdb_revoke(db, u, "act-as:genv@example.test", &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, v, &g3) == 0);
+	/* Deleted: gone; added again: a new generation. */
+	CHECK(ok(userdb_user_del(db, u, &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, u, &g3) == 0);
+	CHECK(ok(userdb_user_add(db, u, "second pass", &err), err) == 0);
+	CHECK(userdb_credential_gen(db, u, u, &g3) == 1 && g3 != g2 && g3 != g1 && g3 != g0);
+	CHECK(ok(userdb_user_del(db, u, &err), err) == 0);
+	CHECK(ok(userdb_user_del(db, v, &err), err) == 0);
+}
+
+/* scram_iterations applies to keys made from then on; older keys keep theirs. */
+static void test_scram_iterations(struct userdb *db)
+{
+	const char *u = "iter@example.test";
+	struct user_record rec;
+	char *err = NULL;
+
+	userdb_set_scram_iterations(db, 12345);
+	CHECK(ok(userdb_user_add(db, u, "pass one", &err), err) == 0);
+	CHECK(userdb_user_get(db, u, &rec) == 1 && rec.sha256.iterations == 12345 &&
+	      rec.sha1.iterations == 12345);
+	user_record_clear(&rec);
+	userdb_set_scram_iterations(db, 20000);
+	CHECK(userdb_user_get(db, u, &rec) == 1 && rec.sha256.iterations == 12345);
+	user_record_clear(&rec);
+	CHECK(ok(userdb_user_passwd(db, u, "pass two", &err), err) == 0);
+	CHECK(userdb_user_get(db, u, &rec) == 1 && rec.sha256.iterations == 20000);
+	user_record_clear(&rec);
+	userdb_set_scram_iterations(db, 1000); /* below RFC 7677's floor: raised to it */
+	CHECK(ok(userdb_user_passwd(db, u, "pass three", &err), err) == 0);
+	CHECK(userdb_user_get(db, u, &rec) == 1 && rec.sha256.iterations == 4096);
+	user_record_clear(&rec);
+	userdb_set_scram_iterations(db, PASSWORD_SCRAM_ITERATIONS);
+	CHECK(ok(userdb_user_del(db, u, &err), err) == 0);
+}
+
 static void test_migration(void)
 {
 	char path[160], *err = NULL, *hash, *sql, *secret = NULL, *p;
@@ -469,7 +530,12 @@ static void test_migration(void)
 		free(err);
 		return;
 	}
-	CHECK(pragma_version(path) == 3);
+	CHECK(pragma_version(path) == 4);
+	{
+		/* Users from before version 4 have generation 0 until a change. */
+		long long g = -1;
+		CHECK(userdb_credential_gen(db, "olga@example.test", "olga@example.test", &g) == 1 && g == 0);
+	}
 	CHECK(verify(db, "olga@example.test", "old secret", "olga@example.test") == 1);
 	CHECK(userdb_scram_keys(db, "olga@example.test", "SHA-256", &fake1, &exists) == 0);
 	CHECK(exists == 1);
@@ -534,8 +600,10 @@ void unit_main(void)
 	test_legacy(db);
 	test_grants(db);
 	test_certs(db);
+	test_credential_gen(db);
+	test_scram_iterations(db);
 	userdb_close(&db);
-	CHECK(pragma_version(dbpath) == 3);
+	CHECK(pragma_version(dbpath) == 4);
 	cleanup(dbpath);
 	test_migration();
 	rmdir(tmpdir);

@@ -232,7 +232,9 @@ static void test_users(struct userdb *db)
 	CHECK(rec.hash && strncmp(rec.hash, "$y$", 3) == 0);
 	CHECK(password_verify(rec.hash, "hunter2") == 1);
 	CHECK(password_verify(rec.hash, "hunter3") == 0);
-	CHECK(rec.sha1.iterations == 4096 && rec.sha256.iterations == 4096);
+	CHECK(rec.sha1.iterations == PASSWORD_SCRAM_ITERATIONS &&
+	      rec.sha256.iterations == PASSWORD_SCRAM_ITERATIONS);
+	CHECK(PASSWORD_SCRAM_ITERATIONS > 4096);
 	CHECK(rec.sha1.stored_key && strlen(rec.sha1.stored_key) == 28);
 	CHECK(rec.sha256.server_key && strlen(rec.sha256.server_key) == 44);
 	check_scram_openssl(EVP_sha1(), "hunter2", &rec.sha1);
@@ -320,6 +322,15 @@ static void test_aliases(struct userdb *db)
 	CHECK_STR(resolve(db, "all@example.test", &rc),
 		  "example.test/carol,example.test/alice,example.test/bob");
 	CHECK(rc == 1);
+	{
+		/* Bounded: three mailboxes fit in 3, not in 2. */
+		char **l = NULL;
+		size_t n = 0;
+		CHECK(userdb_resolve_max(db, "all@example.test", 3, &l, &n) == 1 && n == 3);
+		userdb_free_list(l, n);
+		CHECK(userdb_resolve_max(db, "all@example.test", 2, &l, &n) == USERDB_RESOLVE_TOO_MANY);
+		CHECK(l == NULL && n == 0);
+	}
 
 	/* loops end */
 	CHECK(alias(db, "loop1@example.test", "loop2@example.test") == 0);
