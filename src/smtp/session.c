@@ -563,7 +563,8 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	snprintf(s->id, sizeof(s->id), "%08" PRIx64, ++srv->next_id);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen : sizeof(s->sa));
 	memcpy(s->addr, addr, sizeof(s->addr));
-	s->client_bytes = addrcount_bytes(srv->clients, sa);
+	/* Exempt addresses (local programs) are not held to any per-client limit. */
+	s->client_bytes = netlist_match(&srv->client_exempt, sa) ? NULL : addrcount_bytes(srv->clients, sa);
 	s->lnext = l->sessions;
 	if (l->sessions)
 		l->sessions->lprev = s;
