@@ -45,7 +45,9 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 	enum deadline_kind kind = (enum deadline_kind)s->deadline_kind;
 	s->deadline_kind = DL_NONE;
-	if (!s->conn || s->state == S_CLOSING)
+	/* A last reply waiting for a handshake (a refusal over implicit TLS) waits no
+	 * longer than the handshake may take. */
+	if (!s->conn || (s->state == S_CLOSING && kind != DL_HANDSHAKE))
 		return;
 	log_info("smtp session=%s event=timeout deadline=%s%s", s->id, kind_names[kind],
 		 s->listener->stress ? " stress=yes" : "");

@@ -488,8 +488,8 @@ static const struct conn_cbs session_cbs = {
 	.on_end = session_on_end,
 };
 
-/* Why a new connection is refused before any session is made for it, or NULL. The
- * reply goes with it (its text ends in the host name's sentence). */
+/* Why a new connection is refused before any session is made for it, or NULL, with
+ * the reply. These refusals are for want of room, so they must cost none. */
 static const char *session_refusal(struct smtp_listener *l, const struct sockaddr *sa, unsigned nclient,
 				   int *code, const char **enh, const char **text)
 {
@@ -507,16 +507,11 @@ static const char *session_refusal(struct smtp_listener *l, const struct sockadd
 		*text = "Too many connections from your address, try again later";
 		return "client-sessions";
 	}
-	if (authlimit_addr_blocked(srv->authlimit, sa, time(NULL)) > 0) {
-		/* This address spent its AUTH failure budget: refused for the cooldown. */
-		*text = "Too many failed authentications, try again later";
-		return "auth-budget";
-	}
 	return NULL;
 }
 
-/* A refused connection is closed at once: it must neither count against the listener
- * nor wait for anything from the client. In clear the 421 fits any socket buffer. On
+/* A connection refused for want of room is closed at once: it must neither count
+ * against the listener nor wait for anything from the client. In clear the 421 fits any socket buffer. On
  * implicit TLS nothing is sent: a cleartext reply is unreadable to a client expecting
  * a ServerHello, and answering in TLS would mean doing the handshake the refusal is
  * meant to save; the client sees the connection closed and retries later. */
@@ -587,6 +582,16 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
 	if ((s->trace = trace_match_addr(srv->trace, sa)))
 		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);
+	if (authlimit_addr_blocked(srv->authlimit, sa, time(NULL)) > 0) {
+		/* This address spent its AUTH failure budget: refused for the cooldown. A
+		 * session of its own (counted, under the handshake deadline) so that a user
+		 * who mistyped a password reads why, also over implicit TLS. */
+		log_info("smtp session=%s event=refused reason=auth-budget client=%s", s->id, s->addr);
+		session_reply(s, 421, "4.7.0", "%s Too many failed authentications, try again later",
+			      srv->cfg->hostname);
+		session_close(s);
+		return;
+	}
 	s->lifetime = evtimer_new(srv->base, session_lifetime_cb, s);
 	tv.tv_sec = lc->limits.session_timeout_ms / 1000;
 	tv.tv_usec = (suseconds_t)(lc->limits.session_timeout_ms % 1000) * 1000;

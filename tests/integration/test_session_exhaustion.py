@@ -336,3 +336,116 @@ def test_inflight_bounded_per_client(start_server, token):
         first.expect(None, 250, "2.0.0")
     finally:
         first.close()
+
+
+# -- load: slow clients fill a listener, a well-behaved client still gets through ------
+
+def _slow_clients(port, sources, per_source, stop, counts):
+    """Until stop is set: per_source connections from each source address, each sending
+    one byte of a never-ending EHLO every 0.5 s; a connection the server closes is
+    opened again 0.3 s later. Bounded: a fixed number of sockets, each acting at most
+    every 0.3 s."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    slots = [(src, i) for src in sources for i in range(per_source)]
+    socks, due = {}, {slot: 0.0 for slot in slots}
+
+    def drop(slot):
+        s = socks.pop(slot)
+        sel.unregister(s)
+        s.close()
+        due[slot] = time.monotonic() + 0.3
+        counts["closed"] += 1
+
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            for slot in slots:
+                if due[slot] > now:
+                    continue
+                if slot not in socks:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.bind((slot[0], 0))
+                    s.setblocking(False)
+                    s.connect_ex(("127.0.0.1", port))
+                    socks[slot] = s
+                    sel.register(s, selectors.EVENT_READ, slot)
+                    counts["connects"] += 1
+                else:
+                    try:
+                        socks[slot].send(b"x")
+                    except OSError:
+                        drop(slot)
+                        continue
+                due[slot] = now + 0.5
+            for key, _ in sel.select(timeout=0.05):
+                try:
+                    data = key.fileobj.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    drop(key.data)
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def test_well_behaved_client_gets_through_slow_clients(start_server, token):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2000), hard))
+    # 10 addresses x 50 slow clients: more than the listener's 400 sessions
+    srv = start_server(client_limit_exempt="none", listener_opts={
+        "submission": {"max_sessions": 400, "stress_timeout": 1}})
+    port = srv.ports["submission"]
+    stop, counts = threading.Event(), {"connects": 0, "closed": 0}
+    attack = threading.Thread(target=_slow_clients, args=(
+        port, ["127.0.0.%d" % i for i in range(2, 12)], 50, stop, counts))
+    attack.start()
+    try:
+        # every slow client has connected once, and those past max_sessions were refused
+        assert wait_until(lambda: counts["connects"] >= 500 and counts["closed"] >= 50, 10), \
+            "the slow clients did not fill the listener: %r" % counts
+        t0 = time.monotonic()
+        done = None
+        while done is None and time.monotonic() - t0 < 8:
+            try:
+                with AuthSmtp(port, timeout=5) as c:
+                    if c.reply().code != 220:
+                        raise lib.SmtpClosed("refused")
+                    c.ehlo()
+                    c.starttls()
+                    c.ehlo()
+                    c.auth_plain("alice@example.test", lib.PASSWORD)
+                    c.send_message("alice@example.test", ["bob@example.test"], make_body(token))
+                    done = time.monotonic() - t0
+            except (lib.SmtpClosed, OSError, ssl.SSLError, TimeoutError):
+                time.sleep(0.05)
+        print("submitted after %.2f s; slow clients: %r" % (done or -1, counts))
+        assert done is not None, "no authenticated submission in 8 s under %r" % counts
+    finally:
+        stop.set()
+        attack.join(15)
+    assert not attack.is_alive()
+    assert "event=stress-start listener=submission" in srv.log
+    srv.wait_message("bob@example.test", token)
+
+
+def test_auth_budget_refusal_over_implicit_tls_waits_no_longer_than_a_handshake(start_server):
+    # An address past its AUTH failure budget still reads its 421 over TLS, but a
+    # connection that never finishes the handshake is closed at the deadline.
+    srv = start_server(tls_handshake_timeout=0.5, auth_fail_addr_budget=1,
+                       auth_fail_delay_after=10)
+    with srv.smtp("submission") as c:
+        c.ehlo()
+        c.starttls()
+        c.ehlo()
+        c.expect("AUTH PLAIN " + lib.plain_response("alice@example.test", "wrong"), 535, "5.7.8")
+    with AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.expect(None, 421, "4.7.0")
+    with socket.create_connection(("127.0.0.1", srv.ports["submissions"]), timeout=5) as s:
+        t, _ = trickle(s, client_hello(), 0.2, 5)
+    assert t is not None and t <= 2.5, t
