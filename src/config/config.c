@@ -166,6 +166,17 @@ static int parse_address(struct parser *p, const char *s, char **host_r, char **
 	return 0;
 }
 
+/* Milliseconds as the seconds they were written in: "0.1", "30". */
+static const char *seconds_text(char *buf, size_t size, unsigned long long ms)
+{
+	int n = snprintf(buf, size, "%llu.%03llu", ms / 1000, ms % 1000);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+	return buf;
+}
+
 /* Sets one option from its values; the caller has checked scope and duplicates. */
 static void opt_set(struct parser *p, const struct opt *o, const struct block *b,
 		    struct config_token *v, size_t nv)
@@ -235,6 +246,21 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 			*(size_t *)f = (size_t)n;
 		else
 			*(unsigned *)f = (unsigned)n;
+		return;
+	case T_SECONDS:
+		if (config_lex_seconds(v[0].s, &n) < 0) {
+			cfg_error(p, p->line, "%s: \"%s\" is not a number of seconds (e.g. 30 or "
+				  "0.5)", o->name, esc(e, sizeof(e), v[0].s));
+			return;
+		}
+		if (n < o->min || n > o->max) {
+			char bound[32];
+			cfg_error(p, p->line, "%s: %s is %s the %s %s", o->name, v[0].s,
+				  n < o->min ? "below" : "above", n < o->min ? "minimum" : "maximum",
+				  seconds_text(bound, sizeof(bound), n < o->min ? o->min : o->max));
+			return;
+		}
+		*(unsigned *)f = (unsigned)n;
 		return;
 	case T_BOOL:
 		if (strcasecmp(v[0].s, "yes") == 0)
@@ -361,6 +387,7 @@ static void opt_defaults(struct config *cfg)
 			break;
 		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
 		case T_UINT:
+		case T_SECONDS:
 		case T_FLAGS:
 		case T_MECHS: *(unsigned *)f = (unsigned)o->def_n; break;
 		case T_BOOL:

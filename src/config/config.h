@@ -42,9 +42,15 @@ struct limits {
 	size_t max_message_size;   /* SIZE, 552 5.3.4 */
 	unsigned max_recipients;   /* 452 4.5.3 beyond */
 	unsigned max_errors;       /* then 421 4.7.0 and close */
-	unsigned command_timeout;  /* seconds waiting for a command: 300 */
-	unsigned data_timeout;     /* seconds waiting for the next DATA/BDAT bytes: 300 */
-	unsigned session_timeout;  /* seconds a whole session may last */
+	/* Timeouts in milliseconds (written in seconds, fractions allowed). Trickled bytes
+	 * extend none of the deadlines: they run from a start, not from the last byte. */
+	unsigned command_timeout_ms;  /* idle before a command, and from its first byte to its end: 300 s */
+	unsigned data_timeout_ms;     /* idle waiting for the next DATA/BDAT bytes: 300 s */
+	unsigned data_phase_timeout_ms; /* from 354 to the final dot, or one BDAT chunk: 600 s */
+	unsigned tls_handshake_timeout_ms; /* implicit TLS or STARTTLS handshake: 30 s */
+	unsigned session_timeout_ms;  /* a whole session, however busy: 3600 s */
+	unsigned stress_threshold;    /* % of max_sessions where stress mode starts; 0: never */
+	unsigned stress_timeout_ms;   /* what the timeouts above shrink to under stress: 10 s */
 	unsigned max_sessions;     /* concurrent sessions on this listener; 421 4.3.2 beyond */
 	unsigned max_client_sessions; /* concurrent sessions of one client address; 421 4.7.0 */
 	/* SMTP AUTH policy: sets of MECH_BIT(enum sasl_mech_id). */
@@ -112,6 +118,8 @@ struct config {
 	int tls_self_signed;       /* make cert/key when missing (development; default no) */
 	char *tls_min_version;     /* "TLSv1.2" or "TLSv1.3" */
 	size_t max_inflight_bytes; /* message data held by all sessions at once; 452 4.3.1 beyond */
+	size_t max_client_inflight_bytes; /* the same, of one client address (prefix) */
+	unsigned client_ipv6_prefix; /* IPv6 clients counted per this prefix length: 64 */
 	unsigned worker_threads;   /* SQLite, hashing */
 	unsigned queue_threads;    /* parallel queue writes+fsyncs (group commit) */
 	unsigned delivery_threads;

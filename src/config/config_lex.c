@@ -60,6 +60,34 @@ int config_lex_number(const char *s, int suffixes, unsigned long long *out)
 	return 0;
 }
 
+int config_lex_seconds(const char *s, unsigned long long *ms)
+{
+	unsigned long long whole, frac = 0;
+	const char *dot = strchr(s, '.');
+	char intpart[32];
+	size_t n = dot ? (size_t)(dot - s) : strlen(s);
+	if (n == 0 || n >= sizeof(intpart))
+		return -1;
+	memcpy(intpart, s, n);
+	intpart[n] = '\0';
+	if (config_lex_number(intpart, 0, &whole) < 0 || whole > ULLONG_MAX / 1000 - 1000)
+		return -1;
+	if (dot) {
+		/* Milliseconds are the finest grain the event loop is asked for. */
+		const char *q = dot + 1;
+		unsigned scale = 100;
+		if (*q == '\0' || strlen(q) > 3)
+			return -1;
+		for (; *q; q++, scale /= 10) {
+			if (*q < '0' || *q > '9')
+				return -1;
+			frac += (unsigned long long)(*q - '0') * scale;
+		}
+	}
+	*ms = whole * 1000 + frac;
+	return 0;
+}
+
 /* Loose on purpose: U-labels (SMTPUTF8) are bytes >= 0x80; what must not pass is
  * what cannot be a domain at all (an address, a space, an empty label). */
 int config_lex_domain_ok(const char *d)

@@ -23,6 +23,9 @@ int config_lex_tokenize(char *line, struct config_token **tok_r, size_t *n_r,
 /* Decimal, with an optional binary suffix K, M or G when suffixes is set. -1 on
  * syntax or overflow. */
 int config_lex_number(const char *s, int suffixes, unsigned long long *out);
+/* Seconds with up to three decimals ("30", "0.25") as milliseconds. -1 on syntax or
+ * overflow. */
+int config_lex_seconds(const char *s, unsigned long long *ms);
 /* Edit distance of two short strings (SIZE_MAX past 63 characters). */
 size_t config_lex_distance(const char *a, const char *b);
 /* A plausible domain or host name: letters, digits, '-', '.', bytes >= 0x80. */

@@ -16,7 +16,8 @@ enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST
 		T_FLAGS /* a set of choices, OR'ed into an unsigned */,
 		T_MECHS /* a set of SASL mechanisms (sasl/sasl.h's registry), as MECH_BITs */,
 		T_WORDS /* a list like T_LIST, of any words (addresses, names) */,
-		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */ };
+		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */,
+		T_SECONDS /* "30", "0.5": unsigned milliseconds; min, max and default in ms */ };
 /* Where an option may appear, and so which struct its offset is into. */
 enum opt_scope {
 	S_GLOBAL,   /* struct config */
@@ -69,6 +70,7 @@ static const struct opt_choice tlsver_choices[] = {
 		       MECH_BIT(MECH_PLAIN) | MECH_BIT(MECH_LOGIN))
 
 #define DAY 86400ULL
+#define MS 1000ULL    /* T_SECONDS are stored in milliseconds */
 
 #define G_STR(n, t, d, f) { n, t, S_GLOBAL, d, 0, 0, 0, offsetof(struct config, f), 0, NULL, 0 }
 #define G_NUM(n, t, d, lo, hi, f) \
@@ -104,6 +106,10 @@ static const struct opt opt_table[] = {
 	{ "tls_min_version", T_STRING, S_GLOBAL, "TLSv1.2", 0, 0, 0,
 	  offsetof(struct config, tls_min_version), 0, tlsver_choices , 0 },
 	G_NUM("max_inflight_bytes", T_SIZE, GIB, MIB, 64 * GIB, max_inflight_bytes),
+	G_NUM("max_client_inflight_bytes", T_SIZE, 128 * MIB, MIB, 64 * GIB, max_client_inflight_bytes),
+	/* IPv6 clients are counted per prefix for max_client_sessions and
+	 * max_client_inflight_bytes: one subscriber usually holds a whole /64. */
+	G_NUM("client_ipv6_prefix", T_UINT, 64, 16, 128, client_ipv6_prefix),
 	G_NUM("worker_threads", T_UINT, 4, 1, 256, worker_threads),
 	G_NUM("queue_threads", T_UINT, 16, 1, 1024, queue_threads),
 	G_NUM("delivery_threads", T_UINT, 4, 1, 1024, delivery_threads),
@@ -166,9 +172,16 @@ static const struct opt opt_table[] = {
 	L_NUM("max_message_size", T_SIZE, 35 * MIB, 1024, 2 * GIB, max_message_size),
 	L_NUM("max_recipients", T_UINT, 100, 1, 100000, max_recipients),
 	L_NUM("max_errors", T_UINT, 10, 1, 1000, max_errors),
-	L_NUM("command_timeout", T_UINT, 300, 1, DAY, command_timeout),
-	L_NUM("data_timeout", T_UINT, 300, 1, DAY, data_timeout),
-	L_NUM("session_timeout", T_UINT, 3600, 1, 7 * DAY, session_timeout),
+	/* Timeouts in seconds with a fraction (sub-second values keep tests fast). */
+	L_NUM("command_timeout", T_SECONDS, 300 * MS, MS / 10, DAY * MS, command_timeout_ms),
+	L_NUM("data_timeout", T_SECONDS, 300 * MS, MS / 10, DAY * MS, data_timeout_ms),
+	L_NUM("data_phase_timeout", T_SECONDS, 600 * MS, MS / 10, DAY * MS, data_phase_timeout_ms),
+	L_NUM("tls_handshake_timeout", T_SECONDS, 30 * MS, MS / 10, 3600 * MS, tls_handshake_timeout_ms),
+	L_NUM("session_timeout", T_SECONDS, 3600 * MS, MS / 10, 7 * DAY * MS, session_timeout_ms),
+	/* Stress mode: at this percentage of max_sessions (0: never) the timeouts above,
+	 * but for data_phase_timeout, shrink to stress_timeout. */
+	L_NUM("stress_threshold", T_UINT, 80, 0, 100, stress_threshold),
+	L_NUM("stress_timeout", T_SECONDS, 10 * MS, MS / 10, 3600 * MS, stress_timeout_ms),
 	L_NUM("max_sessions", T_UINT, 1000, 1, 1000000, max_sessions),
 	L_NUM("max_client_sessions", T_UINT, 50, 1, 1000000, max_client_sessions),
 	{ "auth_mechanisms", T_MECHS, S_BOTH, NULL, MECHS_DEFAULT, 0, 0,

@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		fatalx("cannot create the event loop");
 	srv.cfg = cfg;
 	srv.trace = trace_rules_load(cfg, stderr);
-	srv.clients = addrcount_create();
+	srv.clients = addrcount_create(cfg->client_ipv6_prefix);
 	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++)
 		(void)netlist_add(&srv.client_exempt, cfg->client_limit_exempt[i]); /* "none" adds nothing */
 	if (priv_lookup(cfg, &priv, &err) < 0)

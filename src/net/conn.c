@@ -31,7 +31,7 @@ struct conn {
 	SSL_CTX *pending_tls;     /* STARTTLS requested, waiting for the 220 to drain */
 	const struct conn_cbs *cbs;
 	void *arg;
-	unsigned timeout;
+	unsigned timeout_ms;
 	int closing, paused, ended, throttled;
 	int client;               /* TLS handshakes as the client (conn_create_client) */
 	char *server_name;        /* client: SNI and the name the certificate must match */
@@ -173,7 +173,7 @@ static void conn_install(struct conn *c, struct bufferevent *bev)
 		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setwatermark(bev, EV_READ, 0, CONN_INPUT_HIGH);
 	bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	conn_set_timeout(c, c->timeout);
+	conn_set_timeout_ms(c, c->timeout_ms);
 	bufferevent_enable(bev, EV_WRITE);
 	conn_apply_read(c);
 }
@@ -279,10 +279,20 @@ void conn_resume(struct conn *c)
 
 void conn_set_timeout(struct conn *c, unsigned seconds)
 {
-	struct timeval tv = {.tv_sec = seconds};
-	c->timeout = seconds;
+	conn_set_timeout_ms(c, seconds * 1000u);
+}
+
+void conn_set_timeout_ms(struct conn *c, unsigned ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	c->timeout_ms = ms;
 	if (c->bev)
-		bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, seconds ? &tv : NULL);
+		bufferevent_set_timeouts(c->bev, ms ? &tv : NULL, ms ? &tv : NULL);
+}
+
+void conn_abort(struct conn *c, const char *detail)
+{
+	conn_end(c, CONN_TIMEOUT, detail);
 }
 
 void conn_close_after_flush(struct conn *c)

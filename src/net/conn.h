@@ -46,6 +46,10 @@ void conn_resume(struct conn *c);
 /* Seconds without input before on_timeout (or, when writing stalls too,
  * on_end(CONN_TIMEOUT)); 0 disables. */
 void conn_set_timeout(struct conn *c, unsigned seconds);
+void conn_set_timeout_ms(struct conn *c, unsigned ms);
+/* Ends the connection now, without writing what is pending (a deadline passed where
+ * no reply can be sent, e.g. inside a TLS handshake): on_end(CONN_TIMEOUT, detail). */
+void conn_abort(struct conn *c, const char *detail);
 /* Ends the connection once the output is written: on_end(CONN_CLOSED). */
 void conn_close_after_flush(struct conn *c);
 /* Discards all pending input, then starts a TLS handshake as server once the output

@@ -28,6 +28,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "util/addrcount.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -333,33 +334,13 @@ static unsigned authlimit_remaining(const struct authlimit_entry *e, time_t now)
 
 /* ---- keys ---- */
 
-#define AUTHLIMIT_ADDRKEY_MAX 9
+#define AUTHLIMIT_ADDRKEY_MAX ADDR_CLIENT_KEY_MAX
 
-/* Tag byte then the bytes that identify the client: 4 for IPv4 (also when mapped in
- * IPv6), 8 for an IPv6 /64. Anything else (a local socket, no address) shares one
- * key, so local attempts are still counted. */
+/* IPv4 addresses, IPv6 /64 prefixes (addr_client_key). Anything else (a local
+ * socket, no address) shares one key, so local attempts are still counted. */
 static size_t authlimit_addr_key(const struct sockaddr *sa, unsigned char key[AUTHLIMIT_ADDRKEY_MAX])
 {
-	if (sa && sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
-		key[0] = 4;
-		memcpy(key + 1, &sin->sin_addr, 4);
-		return 5;
-	}
-	if (sa && sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
-		const unsigned char *b = sin6->sin6_addr.s6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			key[0] = 4;
-			memcpy(key + 1, b + 12, 4);
-			return 5;
-		}
-		key[0] = 6;
-		memcpy(key + 1, b, 8);
-		return 9;
-	}
-	key[0] = 0;
-	return 1;
+	return addr_client_key(sa, 64, key);
 }
 
 static size_t authlimit_account_key(const char *account, unsigned char key[AUTHLIMIT_ACCOUNT_MAX])

@@ -17,18 +17,19 @@ static void body_append(struct session *s, const char *p, size_t n)
 		s->body_bad |= BODY_TOO_BIG;
 		return;
 	}
+	/* Charged at the octets held, not at the buffer's doubled capacity (whose
+	 * untouched pages cost nothing), per server and per client: many large messages
+	 * at once, or one client's, must not exhaust memory nor every other sender's
+	 * budget. Refused for now rather than let the allocator end the daemon. */
+	if (session_inflight_charge(s, n) < 0) {
+		s->body_bad |= BODY_NO_MEMORY;
+		return;
+	}
 	if (s->body_len + n > s->body_cap) {
 		size_t cap = s->body_cap ? s->body_cap : 8192;
 		while (cap < s->body_len + n)
 			cap *= 2;
-		if (s->srv->inflight + (cap - s->body_cap) > s->srv->cfg->max_inflight_bytes) {
-			/* Many large messages at once must not exhaust memory: refuse this one
-			 * for now rather than let the allocator end the daemon. */
-			s->body_bad |= BODY_NO_MEMORY;
-			return;
-		}
 		s->body = xrealloc(s->body, BODY_HEADROOM + cap);
-		s->srv->inflight += cap - s->body_cap;
 		s->body_cap = cap;
 	}
 	memcpy(s->body + BODY_HEADROOM + s->body_len, p, n);
@@ -145,7 +146,7 @@ static void message_end(struct session *s)
 		memmove(s->body, s->body + BODY_HEADROOM - hlen, len);
 		msg = s->body;
 		s->body = NULL;
-		s->srv->inflight -= s->body_cap;
+		session_inflight_release(s);
 		s->body_len = s->body_cap = 0;
 	} else {
 		msg = xmalloc(len);

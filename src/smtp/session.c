@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "net/conn.h"
 #include "net/tls.h"
@@ -79,11 +81,7 @@ void session_enter(struct session *s, enum smtp_state next)
 		return;
 	log_debug("smtp session=%s state=%s->%s", s->id, state_names[s->state], state_names[next]);
 	s->state = next;
-	/* RFC 5321 4.5.3.2.7: "An SMTP server SHOULD have a timeout of at least 5 minutes
-	 * while it is awaiting the next command from the sender." */
-	if (s->conn)
-		conn_set_timeout(s->conn, (next == S_DATA || next == S_BDAT) ? s->limits->data_timeout
-									     : s->limits->command_timeout);
+	session_deadline_state(s, next);
 	linereader_init(&s->lr, session_line_limit(s, next));
 }
 
@@ -198,7 +196,7 @@ void session_reset_tx(struct session *s)
 	envelope_clear(&s->env);
 	free(s->body);
 	s->body = NULL;
-	s->srv->inflight -= s->body_cap;
+	session_inflight_release(s);
 	s->body_len = s->body_cap = 0;
 	s->body_bad = 0;
 	s->declared_size = 0;
@@ -210,8 +208,32 @@ void session_reset_tx(struct session *s)
 	s->bdat_prev = 0;
 }
 
+int session_inflight_charge(struct session *s, size_t n)
+{
+	const struct config *cfg = s->srv->cfg;
+	if (s->srv->inflight + n > cfg->max_inflight_bytes ||
+	    (s->client_bytes && *s->client_bytes + n > cfg->max_client_inflight_bytes))
+		return -1;
+	s->srv->inflight += n;
+	if (s->client_bytes)
+		*s->client_bytes += n;
+	s->body_held += n;
+	return 0;
+}
+
+void session_inflight_release(struct session *s)
+{
+	s->srv->inflight -= s->body_held;
+	if (s->client_bytes)
+		*s->client_bytes -= s->body_held;
+	s->body_held = 0;
+}
+
 void session_park(struct session *s)
 {
+	/* Waiting for a worker or the queue is not the client's time. */
+	if (s->deadline_kind != DL_HANDSHAKE)
+		session_deadline_set(s, DL_NONE);
 	s->parked = 1;
 	conn_pause(s->conn);
 }
@@ -354,6 +376,7 @@ void session_process(struct session *s)
 				break;
 			continue;
 		}
+		session_deadline_input(s, 1);
 		if (st != LINE_OK) {
 			session_trace(s, 'C', st == LINE_TOO_LONG ? "<line too long>" : "<line with bare CR or LF>",
 				      st == LINE_TOO_LONG ? 15 : 25);
@@ -377,6 +400,9 @@ void session_process(struct session *s)
 		if (cmd_is_auth(line, len))
 			explicit_bzero(line, len); /* may hold an initial response */
 	}
+	/* A command begun but not ended has until its deadline, however it trickles. */
+	if (s->conn)
+		session_deadline_input(s, 0);
 }
 
 static void session_on_read(struct conn *c, void *arg)
@@ -390,6 +416,8 @@ static void session_on_tls(struct conn *c, void *arg)
 	tls_describe(conn_ssl(c), s->tls_info, sizeof(s->tls_info));
 	tls_channel(conn_ssl(c), &s->chan);
 	s->tls = 1;
+	if (s->deadline_kind == DL_HANDSHAKE)
+		session_deadline_set(s, DL_NONE);
 	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
 	if (s->trace)
 		log_info("trace session=%s tls=established %s", s->id, s->tls_info);
@@ -437,6 +465,12 @@ static void session_lifetime_cb(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 	if (!s->conn || s->state == S_CLOSING)
 		return;
+	if (s->deadline_kind == DL_HANDSHAKE) {
+		/* No reply can pass an unfinished handshake; this may free the session. */
+		log_info("smtp session=%s event=timeout deadline=session state=tls-handshake", s->id);
+		conn_abort(s->conn, "session time limit in tls handshake");
+		return;
+	}
 	session_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->srv->cfg->hostname);
 	session_close(s);
 }
@@ -445,12 +479,20 @@ static void session_free(struct session *s)
 {
 	if (s->lifetime)
 		event_free(s->lifetime);
+	session_deadline_free(s);
 	conn_destroy(&s->conn);
 	auth_cleanup(s);
 	session_reset_tx(s);
 	free(s->helo);
+	if (s->lprev)
+		s->lprev->lnext = s->lnext;
+	else
+		s->listener->sessions = s->lnext;
+	if (s->lnext)
+		s->lnext->lprev = s->lprev;
 	s->listener->nsessions--;
 	s->srv->nsessions--;
+	listener_stress_update(s->listener);
 	addrcount_dec(s->srv->clients, (struct sockaddr *)&s->sa);
 	free(s);
 }
@@ -462,26 +504,86 @@ static const struct conn_cbs session_cbs = {
 	.on_end = session_on_end,
 };
 
+/* Why a new connection is refused before any session is made for it, or NULL, with
+ * the reply. These refusals are for want of room, so they must cost none. */
+static const char *session_refusal(struct smtp_listener *l, const struct sockaddr *sa, unsigned nclient,
+				   int *code, const char **enh, const char **text)
+{
+	struct smtp_server *srv = l->srv;
+	const struct limits *lim = &l->lc->limits;
+	*code = 421;
+	*enh = "4.7.0";
+	if (l->nsessions >= lim->max_sessions) {
+		*enh = "4.3.2";
+		*text = "Too many sessions, try again later";
+		return "sessions";
+	}
+	if (nclient > lim->max_client_sessions && !netlist_match(&srv->client_exempt, sa)) {
+		/* One client must not hold every slot of the server. */
+		*text = "Too many connections from your address, try again later";
+		return "client-sessions";
+	}
+	return NULL;
+}
+
+/* A connection refused for want of room is closed at once: it must neither count
+ * against the listener nor wait for anything from the client. In clear the 421 fits any socket buffer. On
+ * implicit TLS nothing is sent: a cleartext reply is unreadable to a client expecting
+ * a ServerHello, and answering in TLS would mean doing the handshake the refusal is
+ * meant to save; the client sees the connection closed and retries later. */
+static void session_refuse(struct smtp_listener *l, int fd, const char *addr, const char *why,
+			   unsigned nclient, int code, const char *enh, const char *text)
+{
+	char line[512];
+	int n;
+	log_info("smtp event=refused reason=%s listener=%s client=%s count=%u", why, l->lc->name, addr,
+		 nclient);
+	if (l->lc->tls != TLS_IMPLICIT) {
+		n = snprintf(line, sizeof(line), "%d %s %s %s\r\n", code, enh, l->srv->cfg->hostname, text);
+		if (n > 0 && (size_t)n < sizeof(line))
+			(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	close(fd);
+}
+
 void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, int salen)
 {
 	struct smtp_server *srv = l->srv;
 	const struct listener_conf *lc = l->lc;
-	struct session *s = xcalloc(1, sizeof(*s));
+	struct session *s;
 	struct timeval tv;
 	unsigned nclient;
+	char addr[INET6_ADDRSTRLEN];
+	const char *why, *enh, *text;
+	int code;
 
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+	nclient = addrcount_inc(srv->clients, sa);
+	if ((why = session_refusal(l, sa, nclient, &code, &enh, &text))) {
+		addrcount_dec(srv->clients, sa);
+		session_refuse(l, fd, addr, why, nclient, code, enh, text);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->listener = l;
 	s->limits = &lc->limits;
 	snprintf(s->id, sizeof(s->id), "%08" PRIx64, ++srv->next_id);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen : sizeof(s->sa));
-	if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->addr, sizeof(s->addr));
-	else
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->addr, sizeof(s->addr));
+	memcpy(s->addr, addr, sizeof(s->addr));
+	/* Exempt addresses (local programs) are not held to any per-client limit. */
+	s->client_bytes = netlist_match(&srv->client_exempt, sa) ? NULL : addrcount_bytes(srv->clients, sa);
+	s->lnext = l->sessions;
+	if (l->sessions)
+		l->sessions->lprev = s;
+	l->sessions = s;
 	l->nsessions++;
 	srv->nsessions++;
-	nclient = addrcount_inc(srv->clients, sa);
+	session_deadline_init(s);
+	listener_stress_update(l);
 	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
 	if (!s->conn) {
 		log_warnx("smtp event=accept-failed client=%s", s->addr);
@@ -489,27 +591,17 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		return;
 	}
 	s->state = S_INIT;
-	conn_set_timeout(s->conn, lc->limits.command_timeout);
+	conn_set_timeout_ms(s->conn, session_timeout_ms(s, lc->limits.command_timeout_ms));
+	if (lc->tls == TLS_IMPLICIT)
+		session_deadline_set(s, DL_HANDSHAKE);
 	linereader_init(&s->lr, lc->limits.max_command_line);
 	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
 	if ((s->trace = trace_match_addr(srv->trace, sa)))
 		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);
-	if (l->nsessions > lc->limits.max_sessions) {
-		session_reply(s, 421, "4.3.2", "%s Too many sessions, try again later", srv->cfg->hostname);
-		session_close(s);
-		return;
-	}
-	if (nclient > lc->limits.max_client_sessions && !netlist_match(&srv->client_exempt, sa)) {
-		/* One client must not hold every slot of the server. */
-		log_info("smtp session=%s event=refused reason=client-sessions client=%s count=%u", s->id,
-			 s->addr, nclient);
-		session_reply(s, 421, "4.7.0", "%s Too many connections from your address, try again later",
-			      srv->cfg->hostname);
-		session_close(s);
-		return;
-	}
 	if (authlimit_addr_blocked(srv->authlimit, sa, time(NULL)) > 0) {
-		/* This address spent its AUTH failure budget: refused for the cooldown. */
+		/* This address spent its AUTH failure budget: refused for the cooldown. A
+		 * session of its own (counted, under the handshake deadline) so that a user
+		 * who mistyped a password reads why, also over implicit TLS. */
 		log_info("smtp session=%s event=refused reason=auth-budget client=%s", s->id, s->addr);
 		session_reply(s, 421, "4.7.0", "%s Too many failed authentications, try again later",
 			      srv->cfg->hostname);
@@ -517,8 +609,8 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		return;
 	}
 	s->lifetime = evtimer_new(srv->base, session_lifetime_cb, s);
-	tv.tv_sec = lc->limits.session_timeout;
-	tv.tv_usec = 0;
+	tv.tv_sec = lc->limits.session_timeout_ms / 1000;
+	tv.tv_usec = (suseconds_t)(lc->limits.session_timeout_ms % 1000) * 1000;
 	evtimer_add(s->lifetime, &tv);
 	session_reply(s, 220, NULL, "%s ESMTP cursus", srv->cfg->hostname);
 }

@@ -54,6 +54,8 @@ struct smtp_listener {
 	const struct listener_conf *lc;
 	struct evconnlistener *evl;
 	unsigned nsessions;
+	struct session *sessions;    /* its sessions, for stress mode to shorten their timeouts */
+	int stress;                  /* near max_sessions: timeouts shrink (deadline.c) */
 };
 
 enum smtp_state {
@@ -90,6 +92,12 @@ struct session {
 	enum smtp_state state;
 	struct linereader lr;
 	struct event *lifetime;      /* session_timeout */
+	struct session *lprev, *lnext; /* the listener's sessions */
+	struct event *deadline;      /* command, DATA phase or TLS handshake (deadline.c) */
+	int deadline_kind;           /* enum deadline_kind */
+	uint64_t deadline_at;        /* monotonic ms when it fires */
+	size_t *client_bytes;        /* message data in flight of this client (addrcount) */
+	size_t body_held;            /* what this session charged to inflight and client_bytes */
 	char *helo;
 	int esmtp;
 	int tls;                     /* TLS is up */
@@ -140,6 +148,10 @@ void session_trace(const struct session *s, char dir, const char *text, size_t l
 void session_enter(struct session *s, enum smtp_state next);
 /* Drops the transaction (RSET, end of message, STARTTLS). */
 void session_reset_tx(struct session *s);
+/* Message data held while it arrives, charged to the server's max_inflight_bytes and
+ * the client's max_client_inflight_bytes: -1 (nothing charged) when over either. */
+int session_inflight_charge(struct session *s, size_t n);
+void session_inflight_release(struct session *s);
 /* Parking: no input is read while a worker or the queue has the session. */
 void session_park(struct session *s);
 /* Returns 0 if the session may go on, -1 if it was freed (connection gone). */
@@ -183,6 +195,22 @@ void auth_cleanup(struct session *s);
 /* Message body reception (cmd_data.c). */
 void data_line(struct session *s, enum line_status st, const char *line, size_t len);
 void bdat_bytes(struct session *s, const char *p, size_t n);
+
+/* Deadlines that trickled bytes do not extend, and stress mode (deadline.c). */
+enum deadline_kind { DL_NONE, DL_COMMAND, DL_DATA, DL_HANDSHAKE };
+void session_deadline_init(struct session *s);
+void session_deadline_free(struct session *s);
+/* Arms the deadline of this kind (DL_NONE clears it). */
+void session_deadline_set(struct session *s, enum deadline_kind kind);
+/* The deadline that goes with entering state next (data phase, handshake, or none). */
+void session_deadline_state(struct session *s, enum smtp_state next);
+/* After reading input in a command state: a partial line starts the command's
+ * deadline; a whole line (done) ends it. */
+void session_deadline_input(struct session *s, int line_done);
+/* A timeout as configured, or shrunk while the listener is under stress. */
+unsigned session_timeout_ms(const struct session *s, unsigned configured_ms);
+/* The listener's count changed: enters or leaves stress mode. */
+void listener_stress_update(struct smtp_listener *l);
 
 /* Received header (received.c): malloc'd, CRLF-terminated lines. */
 char *received_header(const struct session *s);

@@ -1,5 +1,5 @@
-/* addrcount: a chained hash table keyed by the address bytes (IPv4-mapped IPv6 counts
- * as IPv4). Nodes are freed when their count drops to zero, so the table holds only
+/* addrcount: a chained hash table keyed by the client's bytes (IPv4-mapped IPv6 counts
+ * as IPv4, IPv6 by its prefix). Nodes are freed when their count drops to zero, so the table holds only
  * addresses with a live session. */
 #include "util/addrcount.h"
 
@@ -15,30 +15,49 @@
 struct addrcount_node {
 	unsigned char key[17];  /* family byte, then 4 or 16 address bytes */
 	unsigned count;
+	size_t bytes;           /* message data in flight */
 	struct addrcount_node *next;
 };
 
 struct addrcount {
 	struct addrcount_node *b[ADDRCOUNT_BUCKETS];
 	uint32_t seed;
+	unsigned prefix6;
 };
 
-static void addrcount_key(const struct sockaddr *sa, unsigned char key[17])
+size_t addr_client_key(const struct sockaddr *sa, unsigned prefix6,
+		       unsigned char key[ADDR_CLIENT_KEY_MAX])
 {
-	memset(key, 0, 17);
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (sa && sa->sa_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return 5;
+	}
+	if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		size_t n;
 		if (IN6_IS_ADDR_V4MAPPED(in6)) {
 			key[0] = 4;
 			memcpy(key + 1, in6->s6_addr + 12, 4);
-		} else {
-			key[0] = 6;
-			memcpy(key + 1, in6->s6_addr, 16);
+			return 5;
 		}
-	} else if (sa->sa_family == AF_INET) {
-		key[0] = 4;
-		memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		if (prefix6 < 1 || prefix6 > 128)
+			prefix6 = 128;
+		n = (prefix6 + 7) / 8;
+		key[0] = 6;
+		memcpy(key + 1, in6->s6_addr, n);
+		if (prefix6 % 8)
+			key[n] &= (unsigned char)(0xff << (8 - prefix6 % 8));
+		return 1 + n;
 	}
+	key[0] = 0;
+	return 1;
+}
+
+static void addrcount_key(const struct addrcount *ac, const struct sockaddr *sa, unsigned char key[17])
+{
+	memset(key, 0, 17);
+	(void)addr_client_key(sa, ac->prefix6, key);
 }
 
 static struct addrcount_node **addrcount_slot(struct addrcount *ac, const unsigned char key[17])
@@ -53,9 +72,10 @@ static struct addrcount_node **addrcount_slot(struct addrcount *ac, const unsign
 	return pp;
 }
 
-struct addrcount *addrcount_create(void)
+struct addrcount *addrcount_create(unsigned prefix6)
 {
 	struct addrcount *ac = xcalloc(1, sizeof(*ac));
+	ac->prefix6 = prefix6;
 	ac->seed = (uint32_t)random() ^ (uint32_t)(uintptr_t)ac;
 	return ac;
 }
@@ -79,7 +99,7 @@ unsigned addrcount_inc(struct addrcount *ac, const struct sockaddr *sa)
 {
 	unsigned char key[17];
 	struct addrcount_node **pp;
-	addrcount_key(sa, key);
+	addrcount_key(ac, sa, key);
 	pp = addrcount_slot(ac, key);
 	if (!*pp) {
 		*pp = xcalloc(1, sizeof(**pp));
@@ -92,7 +112,7 @@ void addrcount_dec(struct addrcount *ac, const struct sockaddr *sa)
 {
 	unsigned char key[17];
 	struct addrcount_node **pp, *n;
-	addrcount_key(sa, key);
+	addrcount_key(ac, sa, key);
 	pp = addrcount_slot(ac, key);
 	if (!(n = *pp))
 		return;
@@ -100,4 +120,13 @@ void addrcount_dec(struct addrcount *ac, const struct sockaddr *sa)
 		*pp = n->next;
 		free(n);
 	}
+}
+
+size_t *addrcount_bytes(struct addrcount *ac, const struct sockaddr *sa)
+{
+	unsigned char key[17];
+	struct addrcount_node **pp;
+	addrcount_key(ac, sa, key);
+	pp = addrcount_slot(ac, key);
+	return *pp ? &(*pp)->bytes : NULL;
 }

@@ -23,6 +23,8 @@ PASSWORD = "correct horse battery"
 LIMITS = ("max_command_line", "max_auth_line", "max_text_line", "max_message_size",
           "max_recipients", "max_errors", "command_timeout", "data_timeout",
           "session_timeout", "max_sessions", "max_client_sessions")
+# Deadlines and stress mode (issue 8), also in struct limits.
+LIMITS += ("data_phase_timeout", "tls_handshake_timeout", "stress_threshold", "stress_timeout")
 # SMTP AUTH options that also live in struct limits (global or per listener).
 LIMITS += ("auth_mechanisms", "auth_cleartext_mechanisms", "auth_legacy_line",
            "received_hide_client", "received_show_user")
@@ -30,7 +32,8 @@ LIMITS += ("auth_mechanisms", "auth_cleartext_mechanisms", "auth_legacy_line",
 AUTH_GLOBAL_OPTS = ("auth_client_ca", "auth_fail_addr_budget", "auth_fail_account_budget",
                     "auth_fail_window", "auth_fail_cooldown", "auth_fail_delay_after",
                     "auth_fail_delay_base", "auth_fail_delay_max", "auth_fail_max_entries",
-                    "client_limit_exempt", "max_inflight_bytes")
+                    "client_limit_exempt", "max_inflight_bytes",
+                    "max_client_inflight_bytes", "client_ipv6_prefix")
 
 
 # Outbound delivery (the relay issue): global options a test may set.

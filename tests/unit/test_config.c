@@ -113,8 +113,12 @@ static void test_defaults(void)
 	CHECK(cfg->limits.max_command_line == 512 && cfg->limits.max_auth_line == 12288);
 	CHECK(cfg->limits.max_text_line == 1000 && cfg->limits.max_message_size == 36700160);
 	CHECK(cfg->limits.max_recipients == 100 && cfg->limits.max_errors == 10);
-	CHECK(cfg->limits.command_timeout == 300 && cfg->limits.data_timeout == 300);
-	CHECK(cfg->limits.session_timeout == 3600 && cfg->limits.max_sessions == 1000);
+	CHECK(cfg->limits.command_timeout_ms == 300000 && cfg->limits.data_timeout_ms == 300000);
+	CHECK(cfg->limits.session_timeout_ms == 3600000 && cfg->limits.max_sessions == 1000);
+	CHECK(cfg->limits.data_phase_timeout_ms == 600000);
+	CHECK(cfg->limits.tls_handshake_timeout_ms == 30000);
+	CHECK(cfg->limits.stress_threshold == 80 && cfg->limits.stress_timeout_ms == 10000);
+	CHECK(cfg->client_ipv6_prefix == 64 && cfg->max_client_inflight_bytes == 134217728);
 	l = cfg->listeners;
 	CHECK(l && !l->next);
 	if (l) {
@@ -193,7 +197,7 @@ static void test_overrides(void)
 		CHECK(l->limits.max_recipients == 20);            /* own */
 		CHECK(l->limits.max_message_size == 10485760);    /* own, suffix */
 		CHECK(l->limits.max_auth_line == 65536);          /* global, set later */
-		CHECK(l->limits.command_timeout == 600);
+		CHECK(l->limits.command_timeout_ms == 600000);
 		CHECK(l->limits.max_command_line == 512);         /* default */
 	}
 	l = find(cfg, "submissions");
@@ -801,8 +805,37 @@ static void test_relay_errors(void)
 	fails("control_socket \"\"\n" BASE, "F:1: control_socket: empty value\n");
 }
 
+static void test_seconds(void)
+{
+	struct config *cfg = loads("command_timeout 0.25\ndata_timeout 2\ndata_phase_timeout 1.5\n"
+				   "tls_handshake_timeout 0.3\nsession_timeout 7\nstress_timeout 0.1\n"
+				   "client_ipv6_prefix 48\nmax_client_inflight_bytes 2M\n" BASE);
+	if (cfg) {
+		CHECK(cfg->limits.command_timeout_ms == 250 && cfg->limits.data_timeout_ms == 2000);
+		CHECK(cfg->limits.data_phase_timeout_ms == 1500);
+		CHECK(cfg->limits.tls_handshake_timeout_ms == 300);
+		CHECK(cfg->limits.session_timeout_ms == 7000 && cfg->limits.stress_timeout_ms == 100);
+		CHECK(cfg->client_ipv6_prefix == 48 && cfg->max_client_inflight_bytes == 2097152);
+		/* a listener inherits them */
+		CHECK(cfg->listeners && cfg->listeners->limits.command_timeout_ms == 250);
+	}
+	config_free(&cfg);
+	fails("command_timeout 0.05\n" BASE, "F:1: command_timeout: 0.05 is below the minimum 0.1\n");
+	fails("tls_handshake_timeout 3601\n" BASE,
+	      "F:1: tls_handshake_timeout: 3601 is above the maximum 3600\n");
+	fails("data_timeout 1.2345\n" BASE,
+	      "F:1: data_timeout: \"1.2345\" is not a number of seconds (e.g. 30 or 0.5)\n");
+	fails("session_timeout .5\n" BASE,
+	      "F:1: session_timeout: \".5\" is not a number of seconds (e.g. 30 or 0.5)\n");
+	fails("session_timeout 5.\n" BASE,
+	      "F:1: session_timeout: \"5.\" is not a number of seconds (e.g. 30 or 0.5)\n");
+	fails("client_ipv6_prefix 129\n" BASE,
+	      "F:1: client_ipv6_prefix: 129 is above the maximum 128\n");
+}
+
 void unit_main(void)
 {
+	test_seconds();
 	test_relay_defaults();
 	test_relay_options();
 	test_relay_host();
