@@ -105,7 +105,7 @@ FUZZ_SRC_command    = src/smtp/command.c
 FUZZ_SRC_address    = src/smtp/address.c $(FUZZ_UTIL)
 FUZZ_SRC_params     = src/smtp/params.c src/util/xtext.c $(FUZZ_UTIL)
 FUZZ_SRC_smtpc      = src/client/smtpc.c src/net/conn.c src/util/linereader.c $(FUZZ_UTIL)
-FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) $(FUZZ_UTIL)
+FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) src/util/strset.c $(FUZZ_UTIL)
 FUZZ_BIN     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build

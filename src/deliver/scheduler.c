@@ -48,6 +48,8 @@ struct smsg {
 	unsigned pending;       /* jobs and records of this round not yet back */
 	unsigned load_failures;
 	unsigned ctl_refs;      /* hold/release requests not yet back from the journal */
+	sched_ctl_cb del_cb;    /* `cursus queue delete` waiting for the removal */
+	void *del_arg;
 	int gone;               /* removed while ctl_refs: freed when the last comes back */
 	struct dsn_item *items; /* DSN being queued */
 	size_t n_items;
@@ -145,6 +147,11 @@ static void sched_msg_free(struct smsg *msg)
 static void sched_msg_drop(struct smsg *msg)
 {
 	struct smsg **pp;
+	if (msg->del_cb) {
+		sched_ctl_cb cb = msg->del_cb;
+		msg->del_cb = NULL;
+		cb(msg->del_arg, 0, "deleted");
+	}
 	if (!msg->ctl_refs) {
 		sched_msg_free(msg);
 		return;
@@ -940,15 +947,20 @@ void sched_delete(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
 		cb(arg, ENOENT, "no such message");
 		return;
 	}
+	if (msg->del_cb) {
+		cb(arg, 0, "deleted");
+		return;
+	}
 	log_info("queue id=%s status=deleted by=admin", msg->id);
+	/* Answered once it is gone: at once when idle, else after the attempt in
+	 * progress, so that "deleted" always means removed from the queue. */
 	msg->doomed = 1;
+	msg->del_cb = cb;
+	msg->del_arg = arg;
 	if (!msg->busy) {
 		msg->busy = 1;
 		evtimer_del(msg->timer);
 		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
-		cb(arg, 0, "deleted");
-	} else {
-		cb(arg, 0, "deleted (after the attempt in progress)");
 	}
 }
 
