@@ -194,10 +194,7 @@ void session_close(struct session *s)
 void session_reset_tx(struct session *s)
 {
 	envelope_clear(&s->env);
-	free(s->body);
-	s->body = NULL;
-	s->srv->inflight -= s->body_cap;
-	s->body_len = s->body_cap = 0;
+	data_reset(s);
 	s->body_bad = 0;
 	s->declared_size = 0;
 	s->nrcpts = 0;
