@@ -226,7 +226,8 @@ static int queue_stream_start(struct queue *q, struct queue_job *j)
 	int err;
 	if (j->fd >= 0)
 		return 0;
-	if ((j->fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) < 0)
+	/* Read back only if the head must be made again (queue_stream_rehead). */
+	if ((j->fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600)) < 0)
 		return errno;
 	if ((err = queue_stream_put(j, j->head, j->hlen)) == 0 && j->blen)
 		err = queue_stream_put(j, j->body, j->blen);
