@@ -214,9 +214,17 @@ static void queue_op_finish(struct queue *q, struct queue_op *op)
 static int queue_stream_put(struct queue_job *j, const void *p, size_t n)
 {
 	struct iovec iov = { (void *)p, n };
+	off_t end = lseek(j->fd, 0, SEEK_CUR);
 	int err = queue_write_all(j->fd, &iov, 1);
 	if (!err)
 		j->crc = qfile_crc32(j->crc, p, n);
+	/* Writeback starts now, a MiB at a time, so the one fsync at the end has little
+	 * left to wait for (only a hint: errors are the fsync's to report). */
+	if (!err && end >= 0) {
+		off_t mib = 1 << 20, full = (end + (off_t)n) / mib * mib;
+		if (full > end / mib * mib)
+			sync_file_range(j->fd, full - mib, mib, SYNC_FILE_RANGE_WRITE);
+	}
 	return err;
 }
 
