@@ -25,7 +25,7 @@ D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 A_OBJ     = $(A_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check check-sanitize bench bench-relay install clean
+.PHONY: all deps run check check-sanitize bench bench-relay bench-big install clean
 # Keep the unit tests' objects: they are not intermediate files to delete.
 .SECONDARY:
 all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one
@@ -76,6 +76,10 @@ bench: deps all
 # Relay to a smart host (smtp-sink), cursusd against Postfix 3.7; as root (bench/README.md).
 bench-relay: deps all
 	$(PYTHON) bench/relay.py --build $(abspath $(BUILD))
+
+# Messages of 1, 9 and 30 MiB, cursusd against Postfix 3.7; as root (bench/README.md).
+bench-big: deps all
+	$(PYTHON) bench/bigmsg.py --build $(abspath $(BUILD))
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/cursus

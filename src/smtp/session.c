@@ -194,10 +194,7 @@ void session_close(struct session *s)
 void session_reset_tx(struct session *s)
 {
 	envelope_clear(&s->env);
-	free(s->body);
-	s->body = NULL;
-	session_inflight_release(s);
-	s->body_len = s->body_cap = 0;
+	data_reset(s);
 	s->body_bad = 0;
 	s->declared_size = 0;
 	s->nrcpts = 0;
@@ -219,6 +216,15 @@ int session_inflight_charge(struct session *s, size_t n)
 		*s->client_bytes += n;
 	s->body_held += n;
 	return 0;
+}
+
+void session_inflight_handoff(struct session *s, size_t n)
+{
+	if (n > s->body_held)
+		n = s->body_held;
+	if (s->client_bytes)
+		*s->client_bytes -= n;
+	s->body_held -= n;
 }
 
 void session_inflight_release(struct session *s)

@@ -310,16 +310,21 @@ def _bdat_start(c, size, last=False):
 
 
 def test_inflight_bounded_per_client(start_server, token):
+    """Each session holds at most one chunk in memory (the rest goes to disk); one
+    address's sessions together hold at most max_client_inflight_bytes."""
     srv = start_server(max_client_inflight_bytes="1M", client_limit_exempt="none",
                        max_message_size="4M")
     port = srv.ports["smtp"]
-    chunk = (b"y" * 998 + b"\r\n") * 700        # 700 000 octets
-    first = AuthSmtp(port)
+    chunk = b"y" * 60000                         # under the chunk that goes to disk
+    held = []
     try:
-        first.expect(None, 220)
-        _bdat_start(first, len(chunk))
-        first.send(chunk)
-        first.expect(None, 250, "2.0.0")         # held, unfinished
+        for _ in range(17):                      # 1 020 000 of 1 048 576 octets
+            h = AuthSmtp(port)
+            held.append(h)
+            h.expect(None, 220)
+            _bdat_start(h, len(chunk))
+            h.send(chunk)
+            h.expect(None, 250, "2.0.0")         # held, unfinished
         # the same address cannot hold more than its share...
         with AuthSmtp(port) as second:
             second.expect(None, 220)
@@ -332,10 +337,12 @@ def test_inflight_bounded_per_client(start_server, token):
             _bdat_start(other, len(chunk), last=True)
             other.send(chunk)
             other.expect(None, 250, "2.0.0")
-        first.send(b"BDAT 0 LAST\r\n")
-        first.expect(None, 250, "2.0.0")
+        for h in held:
+            h.send(b"BDAT 0 LAST\r\n")
+            h.expect(None, 250, "2.0.0")
     finally:
-        first.close()
+        for h in held:
+            h.close()
 
 
 # -- load: slow clients fill a listener, a well-behaved client still gets through ------
