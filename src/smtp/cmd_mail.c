@@ -149,11 +149,6 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
 		return;
 	}
-	if (session_mail_needs_auth(s)) {
-		/* RFC 4954 6: 530 when the server requires authentication first. */
-		session_reply(s, 530, "5.7.0", "Authentication required");
-		return;
-	}
 	if (address_parse_path(p, rest, 1, 1, &addr, &end, &why) < 0) {
 		session_reply(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
 		return;
