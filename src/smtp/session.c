@@ -151,7 +151,7 @@ static void session_trace_command(const struct session *s, const char *line, siz
 	/* A line that is no command may be a SASL response sent after the exchange
 	 * ended (a pipelined password after a 538): never log its content. */
 	struct smtp_command cmd;
-	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+	if (command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
 		char buf[64];
 		int n = snprintf(buf, sizeof(buf), "<unrecognized, %zu octets>", len);
 		session_trace(s, 'C', buf, (size_t)n);
@@ -325,7 +325,7 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 	const struct cmd_refusal *r;
 
 	s->commands++;
-	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+	if (command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
 		session_reply(s, 500, "5.5.2", "Syntax error, command unrecognized");
 		return;
 	}
@@ -340,7 +340,7 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 		return;
 	}
 	if ((def->flags & CF_NO_ARGS) && cmd.args_len > 0) {
-		session_reply(s, 501, "5.5.4", "Syntax error: %s takes no arguments", smtp_verb_name(cmd.verb));
+		session_reply(s, 501, "5.5.4", "Syntax error: %s takes no arguments", command_verb_name(cmd.verb));
 		return;
 	}
 	if (!(def->flags & CF_DEFERRED) && (r = session_cmd_refusal(s, cmd.verb))) {
@@ -538,7 +538,7 @@ static void session_free(struct session *s)
 		s->lnext->lprev = s->lprev;
 	s->listener->nsessions--;
 	s->srv->nsessions--;
-	listener_stress_update(s->listener);
+	session_stress_update(s->listener);
 	addrcount_dec(s->srv->clients, (struct sockaddr *)&s->sa);
 	free(s);
 }
@@ -629,7 +629,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	l->nsessions++;
 	srv->nsessions++;
 	session_deadline_init(s);
-	listener_stress_update(l);
+	session_stress_update(l);
 	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
 	if (!s->conn) {
 		log_warnx("smtp event=accept-failed client=%s", s->addr);

@@ -222,7 +222,7 @@ void session_deadline_input(struct session *s, int line_done);
 /* A timeout as configured, or shrunk while the listener is under stress. */
 unsigned session_timeout_ms(const struct session *s, unsigned configured_ms);
 /* The listener's count changed: enters or leaves stress mode. */
-void listener_stress_update(struct smtp_listener *l);
+void session_stress_update(struct smtp_listener *l);
 
 /* Received header (received.c): malloc'd, CRLF-terminated lines. */
 char *received_header(const struct session *s);
