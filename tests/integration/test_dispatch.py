@@ -124,3 +124,19 @@ def test_starttls_refusals(start_server):
         assert not any(l.split()[0] == "STARTTLS" for l in c.ehlo().lines[1:])
         r = c.expect("STARTTLS", 503, "5.5.1")
         assert said(r) == "Error: TLS already active", r
+
+
+def test_cleartext_password_mechanisms_named_at_start(start_server):
+    """Which mechanisms send the password itself comes from the mechanism registry
+    (SASLF_CLEARTEXT): allowed in clear, PLAIN is named; SCRAM, allowed in clear too,
+    is not (the password never crosses the wire); a listener that allows nothing in
+    clear, or whose cleartext mechanism is not enabled, is not named."""
+    srv = start_server(listener_opts={
+        "submission": {"auth_cleartext_mechanisms": "PLAIN SCRAM-SHA-256"},
+        "smtp": {"auth_mechanisms": "SCRAM-SHA-256", "auth_cleartext_mechanisms": "LOGIN"}})
+    warned = [l for l in srv.log.splitlines() if "event=cleartext-passwords" in l]
+    assert len(warned) == 1, warned
+    assert 'listen name=submission event=cleartext-passwords mechanisms="PLAIN" ' in warned[0], warned
+    with AuthSmtp(srv.ports["submission"]) as c:
+        c.greeting()
+        assert lib.auth_mechanisms(c.ehlo()) == ["SCRAM-SHA-256", "PLAIN"]
