@@ -287,7 +287,7 @@ static void sched_job_free(struct sjob *j)
 		s->jobs = j->next;
 	if (j->next)
 		j->next->prev = j->prev;
-	delivery_clear_results(&j->d);
+	transport_delivery_clear(&j->d);
 	free(j->d.rcpts);
 	for (size_t i = 0; i < j->n_evs; i++) {
 		free((char *)j->evs[i].status);
@@ -410,7 +410,7 @@ static void sched_outcomes(struct sjob *j)
 			break;
 		default:
 			if (!dr->diag)
-				delivery_set(dr, DR_TEMPFAIL, "4.4.1", "delivery not attempted");
+				transport_delivery_set(dr, DR_TEMPFAIL, "4.4.1", "delivery not attempted");
 			status = dr->status[0] ? dr->status : "4.0.0";
 			if (expired) {
 				/* RFC 3463 4.4.7, reported as the final failure it now is. */
@@ -490,7 +490,7 @@ static void sched_prepare_done(void *arg)
 		const char *why = j->err == EAGAIN ? "cannot read the relay credentials"
 						   : "cannot read the queued message";
 		for (size_t i = 0; i < j->d.n_rcpts; i++)
-			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0", why);
+			transport_delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0", why);
 		j->d.dest_ok = 1; /* not the destination's fault */
 		sched_delivered(&j->d, j);
 		return;
@@ -503,7 +503,7 @@ static void sched_job_run(struct sjob *j, const char *suspended)
 {
 	if (suspended) {
 		for (size_t i = 0; i < j->d.n_rcpts; i++)
-			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.4.1", suspended);
+			transport_delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.4.1", suspended);
 		sched_outcomes(j);
 		sched_record(j);
 		return;

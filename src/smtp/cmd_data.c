@@ -364,15 +364,9 @@ void cmd_bdat(struct session *s, const char *args, size_t len)
 	last = *end != '\0';
 	/* The chunk is read in every case, so the session stays in step with the client;
 	 * a refusal is sent once it has been read. */
-	s->bdat_refuse = 0;
+	s->bdat_refusal = session_cmd_refusal(s, CMD_BDAT);
+	s->bdat_refuse = s->bdat_refusal != NULL;
 	s->bdat_back = s->state;
-	if (s->state == S_INIT) {
-		s->bdat_refuse_why = "Error: send EHLO/HELO first";
-		s->bdat_refuse = 1;
-	} else if (s->state != S_RCPT) {
-		s->bdat_refuse_why = s->state == S_MAIL ? "Error: need RCPT command" : "Error: need MAIL command";
-		s->bdat_refuse = 1;
-	}
 	if (!s->bdat_refuse && size > s->limits->max_message_size - s->body_len) {
 		s->body_bad |= BODY_TOO_BIG;
 		data_drop(s);
@@ -407,7 +401,7 @@ void bdat_bytes(struct session *s, const char *p, size_t n)
 		return;
 	if (s->bdat_refuse) {
 		session_enter(s, s->bdat_back);
-		session_reply(s, 503, "5.5.1", "%s", s->bdat_refuse_why);
+		session_reply_refusal(s, s->bdat_refusal);
 		return;
 	}
 	session_enter(s, S_RCPT);

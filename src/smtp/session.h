@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "queue/envelope.h"
 #include "sasl/sasl.h"
+#include "smtp/command.h"
 #include "smtp/params.h"
 #include "util/linereader.h"
 #include "util/netlist.h"
@@ -137,7 +138,7 @@ struct session {
 	size_t bdat_left;            /* octets of the current chunk still to read */
 	int bdat_last;
 	int bdat_refuse;             /* chunk read only to be discarded */
-	const char *bdat_refuse_why;
+	const struct cmd_refusal *bdat_refusal; /* the reply once it is read */
 	enum smtp_state bdat_back;   /* state to return to after a refused chunk */
 	char bdat_prev;              /* last octet of the previous chunk (bare CR check) */
 	unsigned messages;
@@ -173,9 +174,20 @@ int session_unpark(struct session *s);
 /* Resumes reading pipelined input after an asynchronous step. */
 void session_process(struct session *s);
 
+/* A command refused by the session's policy (the command table's flags). */
+struct cmd_refusal {
+	int code;
+	const char *enhanced;
+	const char *text;
+};
+/* Why the command may not run now (state, TLS, AUTH, listener), or NULL. The
+ * dispatcher asks before every handler; a command that must first read what follows
+ * it (BDAT) asks itself and replies once that is read. */
+const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp_verb verb);
+void session_reply_refusal(struct session *s, const struct cmd_refusal *r);
+
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);
-int session_mail_needs_auth(const struct session *s);
 /* The SASL mechanisms offered now, as MECH_BIT()s: EHLO lists exactly these and AUTH
  * accepts exactly these. */
 unsigned session_auth_offered(const struct session *s);
@@ -226,7 +238,7 @@ void session_deadline_input(struct session *s, int line_done);
 /* A timeout as configured, or shrunk while the listener is under stress. */
 unsigned session_timeout_ms(const struct session *s, unsigned configured_ms);
 /* The listener's count changed: enters or leaves stress mode. */
-void listener_stress_update(struct smtp_listener *l);
+void session_stress_update(struct smtp_listener *l);
 
 /* Received header (received.c): malloc'd, CRLF-terminated lines. */
 char *received_header(const struct session *s);
