@@ -368,7 +368,7 @@ class CursusTarget:
     name = "cursusd"
     stress_key = "event=stress-start"
 
-    def __init__(self, build, root):
+    def __init__(self, build, root, max_sessions=None):
         self.smtps_port = run.free_port()
         # Defaults everywhere (max_sessions 1000, max_client_sessions 50, stress at 80%
         # with 10 s timeouts, command_timeout/data_timeout 300, data_phase_timeout 600,
@@ -379,6 +379,8 @@ class CursusTarget:
                       "\taddress 127.0.0.1:%d" % self.smtps_port,
                       "\ttls implicit",
                       "}"]
+        if max_sessions:
+            self.extra.insert(0, "max_sessions %d" % max_sessions)
         self.d = run.Daemon(build, root, extra=self.extra)
         self.addr = "127.0.0.1"
         self.ports = {"data": self.d.port, "cmd": self.d.sub_port, "tls": self.smtps_port}
@@ -592,6 +594,8 @@ def report(results, a, cmdline, started, load_before, load_after, mix):
                   % (k, st["connects"], st["cut"], st["refused"], st["failed"],
                      fs(statistics.median(h) if h else None, "%.1f"),
                      fs(max(h) if h else None, "%.1f")))
+        if r["name"] == "cursusd" and a.max_sessions:
+            print("\ncursusd with max_sessions %d (not the default)." % a.max_sessions)
         print("\npeak RSS (VmHWM): %s MiB; stress starts logged: %d; stop: %s"
               % (fs(r["peak_kib"] / 1024 if r["peak_kib"] else None, "%.1f"), r["stress"],
                  r["stop"]))
@@ -609,6 +613,7 @@ def main():
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--addresses", type=int, default=200)
     ap.add_argument("--no-postfix", action="store_true")
+    ap.add_argument("--max-sessions", type=int, help="cursusd's max_sessions (default: its own, 1000)")
     ap.add_argument("--quick", action="store_true", help="20 addresses, 15 s: a smoke test")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -633,7 +638,7 @@ def main():
     root = tempfile.mkdtemp(prefix="cursus-slowloris-")
     os.chmod(root, 0o755)
     try:
-        targets = [lambda: CursusTarget(build, root)]
+        targets = [lambda: CursusTarget(build, root, a.max_sessions)]
         if not a.no_postfix:
             if os.geteuid() != 0:
                 sys.exit("slowloris.py: Postfix needs root (or --no-postfix)")
