@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Slow clients against cursusd (and Postfix 3.7): does a well-behaved client still get in?
 
-    bench/slowloris.py --build BUILD_DIR [--duration 60] [--addresses 200] [--per-address 10]
+    bench/slowloris.py --build BUILD_DIR [--duration 60] [--addresses 200]
                        [--max-sessions N] [--no-postfix] [--quick] [--keep]
 
 Issue 8's load test. 2,000 slow clients (200 source addresses 127.0.0.2 .. 127.0.0.201, 10
