@@ -556,6 +556,36 @@ static const struct conn_cbs session_cbs = {
 	.on_end = session_on_end,
 };
 
+/* A full listener makes room by ending its oldest session that has achieved nothing
+ * yet: not authenticated, no transaction, not waiting for a worker. Slow clients that
+ * only hold slots (a trickled command line or TLS handshake) thus cannot lock out a
+ * client that gets on with its mail: whoever arrives gets a slot, and keeps it by
+ * authenticating or starting a transaction. Returns whether a session was ended. */
+static int session_evict_idle(struct smtp_listener *l)
+{
+	struct session *victim = NULL;
+	for (struct session *s = l->sessions; s; s = s->lnext) {
+		/* Newest first: the last match is the oldest. */
+		if (s->user || s->parked || !s->conn ||
+		    (s->state != S_INIT && s->state != S_READY && s->state != S_TLS))
+			continue;
+		victim = s;
+	}
+	if (!victim)
+		return 0;
+	log_info("smtp session=%s event=evicted reason=listener-full listener=%s client=%s state=%s",
+		 victim->id, l->lc->name, victim->addr, state_names[victim->state]);
+	if (!conn_ssl(victim->conn) && victim->state != S_TLS && victim->deadline_kind != DL_HANDSHAKE) {
+		char line[256];
+		int n = snprintf(line, sizeof(line), "421 4.3.2 %s Too many sessions, closing an idle "
+				 "connection\r\n", l->srv->cfg->hostname);
+		if (n > 0 && (size_t)n < sizeof(line))
+			(void)send(conn_fd(victim->conn), line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	conn_abort(victim->conn, "evicted: the listener is full");
+	return 1;
+}
+
 /* Why a new connection is refused before any session is made for it, or NULL, with
  * the reply. These refusals are for want of room, so they must cost none. */
 static const char *session_refusal(struct smtp_listener *l, const struct sockaddr *sa, unsigned nclient,
@@ -614,6 +644,9 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	else
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 	nclient = addrcount_inc(srv->clients, sa);
+	if (l->nsessions >= lc->limits.max_sessions &&
+	    (nclient <= lc->limits.max_client_sessions || netlist_match(&srv->client_exempt, sa)))
+		session_evict_idle(l);
 	if ((why = session_refusal(l, sa, nclient, &code, &enh, &text))) {
 		addrcount_dec(srv->clients, sa);
 		session_refuse(l, fd, addr, why, nclient, code, enh, text);

@@ -106,6 +106,9 @@ def test_refused_on_implicit_tls_closed_at_once_and_not_counted(start_server):
 def test_refused_in_clear_is_421_then_closed(start_server):
     srv = start_server(listener_opts={"smtp": {"max_sessions": 1}})
     with srv.smtp() as held:
+        # In a transaction: not an idle session a newcomer could take the slot of.
+        held.ehlo()
+        held.expect("MAIL FROM:<s@example.test>", 250, "2.1.0")
         t0 = time.monotonic()
         with lib.Smtp(srv.ports["smtp"]) as c:
             c.expect(None, 421, "4.3.2", timeout=2)
@@ -456,3 +459,58 @@ def test_auth_budget_refusal_over_implicit_tls_waits_no_longer_than_a_handshake(
     with socket.create_connection(("127.0.0.1", srv.ports["submissions"]), timeout=5) as s:
         t, _ = trickle(s, client_hello(), 0.2, 5)
     assert t is not None and t <= 2.5, t
+
+
+# -- a full listener makes room ---------------------------------------------------------
+
+def test_full_listener_evicts_the_oldest_idle_session(start_server, token):
+    """Slots held by clients that have done nothing (no AUTH, no transaction) go to a
+    newcomer, oldest first; an authenticated session keeps its slot."""
+    srv = start_server(listener_opts={"submission": {"max_sessions": "3"}})
+    port = srv.ports["submission"]
+    idle = []
+    try:
+        worker = AuthSmtp(port)
+        worker.greeting()
+        worker.ehlo()
+        worker.starttls()
+        worker.ehlo()
+        worker.auth_plain(lib.USERS[0], lib.PASSWORD)
+        for _ in range(2):
+            c = AuthSmtp(port)
+            c.greeting()
+            idle.append(c)
+        # Full: the next one gets in, and the oldest idle session is told why and closed.
+        newcomer = AuthSmtp(port)
+        newcomer.greeting()
+        r = idle[0].reply()
+        assert (r.code, r.enhanced) == (421, "4.3.2"), r
+        assert r.text.endswith("Too many sessions, closing an idle connection"), r
+        assert idle[0].wait_closed(5)
+        idle[1].expect("NOOP", 250)
+        newcomer.ehlo()
+        newcomer.starttls()
+        newcomer.ehlo()
+        newcomer.auth_plain(lib.USERS[1], lib.PASSWORD)
+        # Now idle[1] is the only one to make room with; then nobody is left to evict.
+        third = AuthSmtp(port)
+        third.greeting()
+        assert idle[1].reply().code == 421
+        third.ehlo()
+        third.starttls()
+        third.ehlo()
+        third.auth_plain(lib.USERS[0], lib.PASSWORD)
+        with AuthSmtp(port) as fourth:
+            r = fourth.reply()                    # the three left are all busy
+            assert (r.code, r.enhanced) == (421, "4.3.2"), r
+            assert r.text.endswith("Too many sessions, try again later"), r
+        third.close()
+        # The authenticated sessions kept their slots throughout.
+        worker.expect("NOOP", 250)
+        newcomer.expect("NOOP", 250)
+        worker.close()
+        newcomer.close()
+        assert "event=evicted reason=listener-full listener=submission" in srv.log
+    finally:
+        for c in idle:
+            c.close()
