@@ -49,7 +49,8 @@ int fs_mkparent(const char *path, mode_t mode)
 int fs_write_replace(const char *path, const char *data, size_t len, mode_t mode)
 {
 	char *dir = xstrdup(path), *slash = strrchr(dir, '/'), *tmp;
-	const char *base = slash ? slash + 1 : path;
+	/* Into path, not dir: dir is freed once the directory is open. */
+	const char *base = slash ? path + (slash - dir) + 1 : path;
 	int dfd, fd, err = 0;
 	size_t off = 0;
 
