@@ -453,7 +453,8 @@ int auth_server_main(int argc, char **argv)
 	}
 	/* The network process runs as the same user: it may signal this one, never read
 	 * its memory (ptrace, /proc/PID/mem) nor get root back through it. */
-	if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+	if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_NAME, "cursus-auth") < 0)
 		log_warn("auth event=prctl");
 	signal(SIGPIPE, SIG_IGN);
 	if (!(srv.db = userdb_open(db, 1, &err))) {
