@@ -25,7 +25,7 @@ D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 A_OBJ     = $(A_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check check-sanitize bench bench-relay install clean
+.PHONY: all deps run check check-sanitize bench bench-relay bench-big install clean
 # Keep the unit tests' objects: they are not intermediate files to delete.
 .SECONDARY:
 all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one
@@ -77,6 +77,10 @@ bench: deps all
 bench-relay: deps all
 	$(PYTHON) bench/relay.py --build $(abspath $(BUILD))
 
+# Messages of 1, 9 and 30 MiB, cursusd against Postfix 3.7; as root (bench/README.md).
+bench-big: deps all
+	$(PYTHON) bench/bigmsg.py --build $(abspath $(BUILD))
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/cursus
 	install -m 755 $(BUILD)/cursusd $(DESTDIR)$(PREFIX)/sbin/cursusd
@@ -105,7 +109,7 @@ FUZZ_SRC_command    = src/smtp/command.c
 FUZZ_SRC_address    = src/smtp/address.c $(FUZZ_UTIL)
 FUZZ_SRC_params     = src/smtp/params.c src/util/xtext.c $(FUZZ_UTIL)
 FUZZ_SRC_smtpc      = src/client/smtpc.c src/net/conn.c src/util/linereader.c $(FUZZ_UTIL)
-FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) $(FUZZ_UTIL)
+FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) src/util/strset.c $(FUZZ_UTIL)
 FUZZ_BIN     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build

@@ -14,6 +14,7 @@
 
 #include "client/smtpc.h"
 #include "net/tls_client.h"
+#include "sasl/sasl.h"
 #include "util/xmalloc.h"
 
 /* ---- TLS -------------------------------------------------------------------------- */
@@ -58,9 +59,15 @@ static void probe_add(struct probe_result *pr, const char *id, int problem, cons
 	pr->findings[pr->n_findings++] = (struct probe_finding){ id, problem, text };
 }
 
+/* Which mechanisms send the password itself is the registry's to say. */
 static int probe_has_cleartext_mech(const char *list)
 {
-	return smtpc_list_has(list, "PLAIN") || smtpc_list_has(list, "LOGIN");
+	size_t n;
+	const struct sasl_mech *m = sasl_mechs(&n);
+	for (size_t i = 0; i < n; i++)
+		if ((m[i].flags & SASLF_CLEARTEXT) && smtpc_list_has(list, m[i].name))
+			return 1;
+	return 0;
 }
 
 static void probe_tls_findings(struct probe_result *pr)

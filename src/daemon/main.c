@@ -79,6 +79,27 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 	evtimer_add(srv->accept_resume, &tv);
 }
 
+/* The product promises that no password crosses the wire in clear; a listener whose
+ * auth_cleartext_mechanisms break that promise is named at every start. Which
+ * mechanisms send the password is the registry's to say (SASLF_CLEARTEXT). */
+static void listener_cleartext_warn(const struct listener_conf *lc)
+{
+	char names[256];
+	size_t n, used = 0;
+	const struct sasl_mech *m = sasl_mechs(&n);
+	unsigned in_clear = lc->limits.auth_mechanisms & lc->limits.auth_cleartext;
+
+	if (lc->tls == TLS_IMPLICIT)
+		return;
+	for (size_t i = 0; i < n && i < MECH__COUNT && used + 1 < sizeof(names); i++)
+		if ((in_clear & MECH_BIT(i)) && (m[i].flags & SASLF_CLEARTEXT))
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", used ? " " : "",
+						 m[i].name);
+	if (used)
+		log_warnx("listen name=%s event=cleartext-passwords mechanisms=\"%s\" (auth_cleartext_mechanisms: "
+			  "passwords cross the wire in clear)", lc->name, names);
+}
+
 static struct smtp_listener *listen_on(struct smtp_server *srv, const struct listener_conf *lc)
 {
 	struct sockaddr_storage ss;
@@ -101,6 +122,7 @@ static struct smtp_listener *listen_on(struct smtp_server *srv, const struct lis
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
 	log_info("listen name=%s role=%s address=%s tls=%s", lc->name, config_role_name(lc->role), spec,
 		 lc->tls == TLS_IMPLICIT ? "implicit" : lc->tls == TLS_STARTTLS ? "starttls" : "none");
+	listener_cleartext_warn(lc);
 	free(spec);
 	return l;
 }

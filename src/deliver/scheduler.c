@@ -48,6 +48,8 @@ struct smsg {
 	unsigned pending;       /* jobs and records of this round not yet back */
 	unsigned load_failures;
 	unsigned ctl_refs;      /* hold/release requests not yet back from the journal */
+	sched_ctl_cb del_cb;    /* `cursus queue delete` waiting for the removal */
+	void *del_arg;
 	int gone;               /* removed while ctl_refs: freed when the last comes back */
 	struct dsn_item *items; /* DSN being queued */
 	size_t n_items;
@@ -145,6 +147,11 @@ static void sched_msg_free(struct smsg *msg)
 static void sched_msg_drop(struct smsg *msg)
 {
 	struct smsg **pp;
+	if (msg->del_cb) {
+		sched_ctl_cb cb = msg->del_cb;
+		msg->del_cb = NULL;
+		cb(msg->del_arg, 0, "deleted");
+	}
 	if (!msg->ctl_refs) {
 		sched_msg_free(msg);
 		return;
@@ -280,7 +287,7 @@ static void sched_job_free(struct sjob *j)
 		s->jobs = j->next;
 	if (j->next)
 		j->next->prev = j->prev;
-	delivery_clear_results(&j->d);
+	transport_delivery_clear(&j->d);
 	free(j->d.rcpts);
 	for (size_t i = 0; i < j->n_evs; i++) {
 		free((char *)j->evs[i].status);
@@ -403,7 +410,7 @@ static void sched_outcomes(struct sjob *j)
 			break;
 		default:
 			if (!dr->diag)
-				delivery_set(dr, DR_TEMPFAIL, "4.4.1", "delivery not attempted");
+				transport_delivery_set(dr, DR_TEMPFAIL, "4.4.1", "delivery not attempted");
 			status = dr->status[0] ? dr->status : "4.0.0";
 			if (expired) {
 				/* RFC 3463 4.4.7, reported as the final failure it now is. */
@@ -483,7 +490,7 @@ static void sched_prepare_done(void *arg)
 		const char *why = j->err == EAGAIN ? "cannot read the relay credentials"
 						   : "cannot read the queued message";
 		for (size_t i = 0; i < j->d.n_rcpts; i++)
-			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0", why);
+			transport_delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.3.0", why);
 		j->d.dest_ok = 1; /* not the destination's fault */
 		sched_delivered(&j->d, j);
 		return;
@@ -496,7 +503,7 @@ static void sched_job_run(struct sjob *j, const char *suspended)
 {
 	if (suspended) {
 		for (size_t i = 0; i < j->d.n_rcpts; i++)
-			delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.4.1", suspended);
+			transport_delivery_set(&j->d.rcpts[i], DR_TEMPFAIL, "4.4.1", suspended);
 		sched_outcomes(j);
 		sched_record(j);
 		return;
@@ -940,15 +947,20 @@ void sched_delete(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
 		cb(arg, ENOENT, "no such message");
 		return;
 	}
+	if (msg->del_cb) {
+		cb(arg, 0, "deleted");
+		return;
+	}
 	log_info("queue id=%s status=deleted by=admin", msg->id);
+	/* Answered once it is gone: at once when idle, else after the attempt in
+	 * progress, so that "deleted" always means removed from the queue. */
 	msg->doomed = 1;
+	msg->del_cb = cb;
+	msg->del_arg = arg;
 	if (!msg->busy) {
 		msg->busy = 1;
 		evtimer_del(msg->timer);
 		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
-		cb(arg, 0, "deleted");
-	} else {
-		cb(arg, 0, "deleted (after the attempt in progress)");
 	}
 }
 

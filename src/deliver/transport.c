@@ -6,7 +6,7 @@
 
 #include "util/xmalloc.h"
 
-void delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
+void transport_delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
 		  const char *diag)
 {
 	char *copy = diag ? xstrdup(diag) : NULL;
@@ -16,7 +16,7 @@ void delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char 
 	r->diag = copy;
 }
 
-void delivery_clear_results(struct delivery *d)
+void transport_delivery_clear(struct delivery *d)
 {
 	for (size_t i = 0; i < d->n_rcpts; i++) {
 		free(d->rcpts[i].diag);

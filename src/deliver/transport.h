@@ -69,9 +69,9 @@ struct transport {
 };
 
 /* Frees what the transport put in d (diag strings, remote_*, tls), not d itself. */
-void delivery_clear_results(struct delivery *d);
+void transport_delivery_clear(struct delivery *d);
 /* Sets rcpt's outcome (diag copied). */
-void delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
+void transport_delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
 		  const char *diag);
 
 struct config;

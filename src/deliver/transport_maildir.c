@@ -48,7 +48,7 @@ static void maildir_work(void *arg)
 		size_t same = i;
 		int err;
 		if (!box) {
-			delivery_set(r, DR_PERMFAIL, "5.1.1", "no local mailbox");
+			transport_delivery_set(r, DR_PERMFAIL, "5.1.1", "no local mailbox");
 			continue;
 		}
 		for (size_t k = 0; k < i; k++) {
@@ -59,20 +59,20 @@ static void maildir_work(void *arg)
 		if (same != i) {
 			snprintf(diag, sizeof(diag), "same mailbox as %s",
 				 d->env->rcpts[d->rcpts[same].index].address);
-			delivery_set(r, DR_DELIVERED, "2.0.0", diag);
+			transport_delivery_set(r, DR_DELIVERED, "2.0.0", diag);
 			continue;
 		}
 		err = maildir_deliver(j->mt->cfg->mail_dir, box, d->body, d->bodylen, name,
 				      sizeof(name));
 		if (!err) {
 			snprintf(diag, sizeof(diag), "maildir new/%s", name);
-			delivery_set(r, DR_DELIVERED, "2.0.0", diag);
+			transport_delivery_set(r, DR_DELIVERED, "2.0.0", diag);
 		} else {
 			snprintf(diag, sizeof(diag), "maildir: %s", strerror(err));
 			if (maildir_error_is_permanent(err))
-				delivery_set(r, DR_PERMFAIL, "5.1.3", diag);
+				transport_delivery_set(r, DR_PERMFAIL, "5.1.3", diag);
 			else
-				delivery_set(r, DR_TEMPFAIL, maildir_status(err), diag);
+				transport_delivery_set(r, DR_TEMPFAIL, maildir_status(err), diag);
 		}
 	}
 	d->dest_ok = 1;

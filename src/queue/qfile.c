@@ -95,7 +95,7 @@ static void qfile_put_opt(struct qfile_buf *b, const char *s)
 
 static const char *const qfile_bodytypes[] = { "7bit", "8bitmime", "binarymime" };
 
-char *qfile_encode_head(const struct envelope *env, size_t bodylen, size_t *len_r)
+char *qfile_encode_head(const struct envelope *env, size_t *len_r)
 {
 	struct qfile_buf b = { 0 };
 	char num[64];
@@ -126,10 +126,16 @@ char *qfile_encode_head(const struct envelope *env, size_t bodylen, size_t *len_
 		qfile_put_opt(&b, r->mailbox);
 		qfile_puts(&b, "\n");
 	}
-	snprintf(num, sizeof(num), "body %zu\n", bodylen);
-	qfile_puts(&b, num);
+	qfile_puts(&b, "body\n");
 	*len_r = b.len;
 	return b.p;
+}
+
+size_t qfile_encode_end(uint32_t crc, size_t bodylen, char end[QFILE_END_MAX + 1])
+{
+	/* The newline after the body is covered too: it is before "end". */
+	crc = qfile_crc32(crc, "\n", 1);
+	return (size_t)snprintf(end, QFILE_END_MAX + 1, "\nend %zu %08" PRIx32 "\n", bodylen, crc);
 }
 
 void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1])
@@ -142,18 +148,19 @@ void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1])
 char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
 		   size_t *len_r)
 {
-	size_t hlen;
-	char *head = qfile_encode_head(env, bodylen, &hlen);
-	char tail[QFILE_TAIL_LEN + 1];
+	size_t hlen, tlen;
+	char *head = qfile_encode_head(env, &hlen);
+	char tail[QFILE_END_MAX + 1];
 	uint32_t crc = qfile_crc32(qfile_crc32(0, head, hlen), body, bodylen);
-	char *out = xmalloc(hlen + bodylen + QFILE_TAIL_LEN);
-	qfile_encode_tail(crc, tail);
+	char *out;
+	tlen = qfile_encode_end(crc, bodylen, tail);
+	out = xmalloc(hlen + bodylen + tlen);
 	memcpy(out, head, hlen);
 	if (bodylen)
 		memcpy(out + hlen, body, bodylen);
-	memcpy(out + hlen + bodylen, tail, QFILE_TAIL_LEN);
+	memcpy(out + hlen + bodylen, tail, tlen);
 	free(head);
-	*len_r = hlen + bodylen + QFILE_TAIL_LEN;
+	*len_r = hlen + bodylen + tlen;
 	return out;
 }
 
@@ -230,29 +237,36 @@ static int qfile_set_str(char **field, const char *v, size_t vn)
 	return *field ? 0 : -1;
 }
 
-int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
-		 const char **body_r, size_t *bodylen_r)
+/* The head: returns 0 with *pos_r at the body, 1 when buf ends inside the head, -1
+ * when malformed. *bodylen_r is the length a version 1 head declares, else
+ * UINT64_MAX. On anything but 0, *env is cleared. */
+static int qfile_parse_head(const char *buf, size_t len, struct envelope *env, size_t *pos_r,
+			    uint64_t *bodylen_r)
 {
-	struct envelope env = { 0 };
 	size_t pos = 0;
-	int have_id = 0, have_received = 0, have_type = 0, have_utf8 = 0, first = 1;
-	uint64_t bodylen = 0, v;
-	char endline[QFILE_TAIL_LEN + 1];
+	int have_id = 0, have_received = 0, have_type = 0, have_utf8 = 0, first = 1, v1 = 0;
+	uint64_t bodylen = UINT64_MAX, v;
 
-	memset(env_r, 0, sizeof(*env_r));
+	memset(env, 0, sizeof(*env));
 	for (;;) {
 		const char *line = buf + pos, *nl, *sp, *val;
 		size_t ln, kn, vn;
-		if (pos >= len || !(nl = memchr(line, '\n', len - pos)))
-			goto bad;
+		if (pos >= len || !(nl = memchr(line, '\n', len - pos))) {
+			envelope_clear(env);
+			return 1;
+		}
 		ln = (size_t)(nl - line);
 		pos += ln + 1;
 		if (first) {
-			if (!qfile_eq(line, ln, QFILE_MAGIC))
+			if (qfile_eq(line, ln, QFILE_MAGIC_V1))
+				v1 = 1;
+			else if (!qfile_eq(line, ln, QFILE_MAGIC))
 				goto bad;
 			first = 0;
 			continue;
 		}
+		if (!v1 && qfile_eq(line, ln, "body"))
+			break;
 		if (!(sp = memchr(line, ' ', ln)))
 			goto bad;
 		kn = (size_t)(sp - line);
@@ -264,34 +278,34 @@ int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 			for (int i = 0; i < 16; i++)
 				if (!strchr("0123456789abcdef", val[i]))
 					goto bad;
-			memcpy(env.id, val, 16);
-			env.id[16] = '\0';
+			memcpy(env->id, val, 16);
+			env->id[16] = '\0';
 		} else if (qfile_eq(line, kn, "received")) {
 			if (have_received++ || qfile_get_num(val, vn, INT64_MAX, &v) < 0)
 				goto bad;
-			env.received = (time_t)v;
+			env->received = (time_t)v;
 		} else if (qfile_eq(line, kn, "helo")) {
-			if (qfile_set_str(&env.helo, val, vn) < 0)
+			if (qfile_set_str(&env->helo, val, vn) < 0)
 				goto bad;
 		} else if (qfile_eq(line, kn, "client")) {
-			if (qfile_set_str(&env.client_addr, val, vn) < 0)
+			if (qfile_set_str(&env->client_addr, val, vn) < 0)
 				goto bad;
 		} else if (qfile_eq(line, kn, "from")) {
-			if (qfile_set_str(&env.mail_from, val, vn) < 0)
+			if (qfile_set_str(&env->mail_from, val, vn) < 0)
 				goto bad;
 		} else if (qfile_eq(line, kn, "auth")) {
-			if (qfile_set_str(&env.auth, val, vn) < 0)
+			if (qfile_set_str(&env->auth, val, vn) < 0)
 				goto bad;
 		} else if (qfile_eq(line, kn, "envid")) {
-			if (qfile_set_str(&env.envid, val, vn) < 0)
+			if (qfile_set_str(&env->envid, val, vn) < 0)
 				goto bad;
 		} else if (qfile_eq(line, kn, "ret")) {
-			if (env.ret != DSN_RET_UNSET)
+			if (env->ret != DSN_RET_UNSET)
 				goto bad;
 			if (qfile_eq(val, vn, "full"))
-				env.ret = DSN_RET_FULL;
+				env->ret = DSN_RET_FULL;
 			else if (qfile_eq(val, vn, "hdrs"))
-				env.ret = DSN_RET_HDRS;
+				env->ret = DSN_RET_HDRS;
 			else
 				goto bad;
 		} else if (qfile_eq(line, kn, "bodytype")) {
@@ -301,16 +315,16 @@ int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 					t = i;
 			if (have_type++ || t < 0)
 				goto bad;
-			env.body = (enum body_type)t;
+			env->body = (enum body_type)t;
 		} else if (qfile_eq(line, kn, "smtputf8")) {
 			if (have_utf8++ || qfile_get_num(val, vn, 1, &v) < 0)
 				goto bad;
-			env.smtputf8 = (int)v;
+			env->smtputf8 = (int)v;
 		} else if (qfile_eq(line, kn, "rcpt")) {
-			if (qfile_parse_rcpt(val, vn, &env) < 0)
+			if (qfile_parse_rcpt(val, vn, env) < 0)
 				goto bad;
-		} else if (qfile_eq(line, kn, "body")) {
-			if (qfile_get_num(val, vn, SIZE_MAX, &bodylen) < 0)
+		} else if (v1 && qfile_eq(line, kn, "body")) {
+			if (qfile_get_num(val, vn, SIZE_MAX - 1, &bodylen) < 0)
 				goto bad;
 			break;
 		} else {
@@ -319,19 +333,171 @@ int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 	}
 	if (!have_id || !have_received || !have_type || !have_utf8)
 		goto bad;
+	*pos_r = pos;
+	*bodylen_r = bodylen;
+	return 0;
+bad:
+	envelope_clear(env);
+	return -1;
+}
+
+/* The file's last bytes (tail, n of them, ending at file offset size) hold its end
+ * line: where the body ends, given the head's end pos and its declared length (or
+ * UINT64_MAX for version 2). Returns -1 when there is no well-formed end line there. */
+static int qfile_body_end(const char *tail, size_t n, uint64_t size, size_t pos,
+			  uint64_t declared, uint64_t *bodylen_r)
+{
+	uint64_t bodylen;
+	if (declared != UINT64_MAX) {
+		if (size < pos || size - pos < QFILE_TAIL_LEN || size - pos - QFILE_TAIL_LEN != declared)
+			return -1;
+		*bodylen_r = declared;
+		return 0;
+	}
+	/* "\nend <length> <crc>\n": the last newline but one starts it. */
+	if (n < 2 || tail[n - 1] != '\n')
+		return -1;
+	for (size_t i = n - 1; i-- > 0;) {
+		if (tail[i] != '\n')
+			continue;
+		const char *num = tail + i + 5, *sp;
+		size_t rest = n - 1 - (i + 5);
+		if (n - i < 5 || memcmp(tail + i, "\nend ", 5) != 0 ||
+		    !(sp = memchr(num, ' ', rest)) ||
+		    qfile_get_num(num, (size_t)(sp - num), SIZE_MAX - 1, &bodylen) < 0)
+			return -1;
+		/* The length must put the end line exactly where it is. */
+		if (size - (n - i) < pos || size - (n - i) - pos != bodylen)
+			return -1;
+		*bodylen_r = bodylen;
+		return 0;
+	}
+	return -1;
+}
+
+/* Whether the end line at the file's end is the one crc (of head and body) gives. */
+static int qfile_end_ok(const char *tail, size_t n, int v1, uint32_t crc, uint64_t bodylen)
+{
+	char want[QFILE_END_MAX + 1];
+	size_t wn;
+	if (v1) {
+		qfile_encode_tail(crc, want);
+		wn = QFILE_TAIL_LEN;
+	} else {
+		wn = qfile_encode_end(crc, (size_t)bodylen, want);
+	}
+	return n >= wn && memcmp(tail + n - wn, want, wn) == 0;
+}
+
+int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
+		 const char **body_r, size_t *bodylen_r)
+{
+	struct envelope env;
+	size_t pos, tn = len < QFILE_END_MAX ? len : QFILE_END_MAX;
+	uint64_t declared, bodylen;
+
+	memset(env_r, 0, sizeof(*env_r));
+	if (qfile_parse_head(buf, len, &env, &pos, &declared) != 0)
+		return -1;
 	/* Exact length first: a torn file is shorter, an appended one longer. */
-	if (len - pos < QFILE_TAIL_LEN || len - pos - QFILE_TAIL_LEN != bodylen)
-		goto bad;
-	qfile_encode_tail(qfile_crc32(0, buf, pos + (size_t)bodylen), endline);
-	if (memcmp(buf + pos + bodylen, endline, QFILE_TAIL_LEN) != 0)
-		goto bad;
+	if (qfile_body_end(buf + len - tn, tn, len, pos, declared, &bodylen) < 0 ||
+	    !qfile_end_ok(buf + len - tn, tn, declared != UINT64_MAX,
+			  qfile_crc32(0, buf, pos + (size_t)bodylen), bodylen)) {
+		envelope_clear(&env);
+		return -1;
+	}
 	*env_r = env;
 	*body_r = buf + pos;
 	*bodylen_r = (size_t)bodylen;
 	return 0;
-bad:
-	envelope_clear(&env);
-	return -1;
+}
+
+static int qfile_pread_all(int fd, char *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno;
+		if (r == 0)
+			return EBADMSG; /* shorter than fstat said */
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Heads are small; this bounds what a malformed file can make us allocate. */
+#define QFILE_HEAD_MAX (64u * 1024 * 1024)
+#define QFILE_BLOCK (64u * 1024)
+
+int qfile_load_env_at(int dirfd, const char *name, struct envelope *env_r,
+		      size_t *bodylen_r)
+{
+	struct stat st;
+	struct envelope env;
+	char *buf = NULL, tail[QFILE_END_MAX];
+	size_t have = 0, cap = 0, pos = 0, tn;
+	uint64_t size, declared = 0, bodylen, off;
+	uint32_t crc;
+	int err = 0, rc = 1;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	memset(env_r, 0, sizeof(*env_r));
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		err = errno;
+		if (fstat(fd, &st) == 0)
+			err = EINVAL;
+		close(fd);
+		return err;
+	}
+	size = (uint64_t)st.st_size;
+	/* The head, a block at a time until it is whole. */
+	while (rc == 1 && have < size && have < QFILE_HEAD_MAX) {
+		size_t n = size - have < QFILE_BLOCK ? (size_t)(size - have) : QFILE_BLOCK;
+		if (have + n > cap)
+			buf = xrealloc(buf, cap = have + n);
+		if ((err = qfile_pread_all(fd, buf + have, n, have)) != 0)
+			goto out;
+		have += n;
+		rc = qfile_parse_head(buf, have, &env, &pos, &declared);
+	}
+	if (rc != 0) {
+		err = EBADMSG;
+		goto out;
+	}
+	tn = size < QFILE_END_MAX ? (size_t)size : QFILE_END_MAX;
+	if ((err = qfile_pread_all(fd, tail, tn, size - tn)) != 0 ||
+	    qfile_body_end(tail, tn, size, pos, declared, &bodylen) < 0) {
+		err = err ? err : EBADMSG;
+		envelope_clear(&env);
+		goto out;
+	}
+	/* The checksum over head and body, in blocks through the buffer. */
+	crc = qfile_crc32(0, buf, pos);
+	for (off = pos; off < pos + bodylen;) {
+		size_t n = pos + bodylen - off < cap ? (size_t)(pos + bodylen - off) : cap;
+		if ((err = qfile_pread_all(fd, buf, n, off)) != 0)
+			break;
+		crc = qfile_crc32(crc, buf, n);
+		off += n;
+	}
+	if (!err && !qfile_end_ok(tail, tn, declared != UINT64_MAX, crc, bodylen))
+		err = EBADMSG;
+	if (err) {
+		envelope_clear(&env);
+		goto out;
+	}
+	*env_r = env;
+	*bodylen_r = (size_t)bodylen;
+out:
+	free(buf);
+	close(fd);
+	return err;
 }
 
 int qfile_read_at(int dirfd, const char *name, char **buf_r, size_t *len_r)

@@ -1,6 +1,6 @@
 /* qfile: the on-disk format of a queued message, and of its "done" sidecar.
  *
- *   CURSUS-QUEUE 1
+ *   CURSUS-QUEUE 2
  *   id 0123456789abcdef
  *   received 1700000000
  *   helo <xtext>              string fields: RFC 3461 xtext, so any byte is safe;
@@ -12,9 +12,13 @@
  *   bodytype 7bit|8bitmime|binarymime
  *   smtputf8 0|1
  *   rcpt <notify> <address> <orcpt> <mailbox>   one per recipient; "-" is NULL
- *   body <length>
+ *   body
  *   <length bytes>
- *   end <crc32 of every byte before "end", 8 lower-case hex digits>
+ *   end <length> <crc32 of every byte before "end", 8 lower-case hex digits>
+ *
+ * Version 2 puts the body's length in the last line, so a message can be written to
+ * its file while it arrives (queue.c streams it). Version 1, still read, had
+ * "body <length>" and "end <crc32>" instead.
  *
  * The file never changes once committed. Delivery progress lives beside it in
  * "<id>.done": one line "<index> done" per finished recipient, appended and fsync'd. */
@@ -26,15 +30,20 @@
 
 struct envelope;
 
-#define QFILE_MAGIC "CURSUS-QUEUE 1"
-/* "\nend " + 8 hex digits + "\n" */
+#define QFILE_MAGIC "CURSUS-QUEUE 2"
+#define QFILE_MAGIC_V1 "CURSUS-QUEUE 1"
+/* Version 1: "\nend " + 8 hex digits + "\n" */
 #define QFILE_TAIL_LEN 14
+/* Version 2: "\nend " + up to 20 digits + " " + 8 hex digits + "\n" */
+#define QFILE_END_MAX 35
 
 uint32_t qfile_crc32(uint32_t crc, const void *p, size_t n);
 
-/* Everything up to and including the "body <bodylen>" line (malloc'd). */
-char *qfile_encode_head(const struct envelope *env, size_t bodylen, size_t *len_r);
-/* Writes the QFILE_TAIL_LEN bytes that follow the body; crc covers head and body. */
+/* Everything up to and including the "body" line (malloc'd). */
+char *qfile_encode_head(const struct envelope *env, size_t *len_r);
+/* Writes the bytes that follow the body (returns how many); crc covers head and body. */
+size_t qfile_encode_end(uint32_t crc, size_t bodylen, char end[QFILE_END_MAX + 1]);
+/* Version 1's QFILE_TAIL_LEN bytes after the body (to make version 1 files in tests). */
 void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1]);
 /* The whole file in one malloc'd buffer. */
 char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
@@ -45,6 +54,12 @@ char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
  * corrupted or malformed, with *env_r zeroed. */
 int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 		 const char **body_r, size_t *bodylen_r);
+
+/* Checks the file name (relative to dirfd) as qfile_decode does, reading it in small
+ * blocks, and fills *env_r and *bodylen_r, without ever holding the body in memory.
+ * Returns 0, EBADMSG when torn or malformed, or another errno value. */
+int qfile_load_env_at(int dirfd, const char *name, struct envelope *env_r,
+		      size_t *bodylen_r);
 
 /* Reads the whole file name (relative to dirfd) into a malloc'd buffer (NUL added
  * after len bytes). Returns 0 or an errno value. */

@@ -372,10 +372,20 @@ int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m)
 	if (!qstore_is_id(id))
 		return ENOENT;
 	snprintf(m->id, sizeof(m->id), "%s", id);
-	if ((err = qfile_read_at(qs->msgfd, id, &buf, &len)) != 0)
-		return err;
-	if (qfile_decode(buf, len, &m->env, &m->body, &m->bodylen) < 0 ||
-	    strcmp(m->env.id, id) != 0) {
+	if (flags & QSTORE_BODY) {
+		if ((err = qfile_read_at(qs->msgfd, id, &buf, &len)) != 0)
+			return err;
+		if (qfile_decode(buf, len, &m->env, &m->body, &m->bodylen) < 0)
+			err = EBADMSG;
+	} else {
+		/* Only the envelope is wanted: the file is checked a block at a time, so a
+		 * big message is never held whole just to be scheduled. */
+		buf = NULL;
+		err = qfile_load_env_at(qs->msgfd, id, &m->env, &m->bodylen);
+		if (err && err != EBADMSG)
+			return err;
+	}
+	if (err || strcmp(m->env.id, id) != 0) {
 		envelope_clear(&m->env);
 		free(buf);
 		qfile_move_corrupt(qs->dir, qs->msgfd, id, "torn or malformed");

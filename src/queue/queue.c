@@ -28,6 +28,21 @@
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
+/* A step of a streamed message, done in order on a writer thread. */
+enum queue_op_kind { QOP_WRITE, QOP_COMMIT, QOP_ABORT };
+
+struct queue_op {
+	enum queue_op_kind kind;
+	const char *p;                /* QOP_WRITE: the caller's bytes */
+	size_t n;
+	char *head;                   /* QOP_COMMIT: a new head when the envelope changed */
+	size_t hlen;
+	queue_commit_cb cb;
+	void *arg;
+	int err;
+	struct queue_op *next;
+};
+
 struct queue_job {
 	struct queue *q;
 	char id[24];
@@ -37,6 +52,11 @@ struct queue_job {
 	void *arg;
 	int err;
 	struct queue_job *next;
+	/* A stream (queue_stream_open): ops waiting, in order; scheduled while it is on
+	 * the todo list or a writer has it, so one writer at a time runs its ops. */
+	int stream, scheduled, fd;
+	uint32_t crc;                 /* of head and body written so far */
+	struct queue_op *ops, *ops_tail;
 };
 
 struct queue_list {
@@ -144,13 +164,13 @@ static int queue_publish(struct queue *q, const char *id)
 
 static int queue_write_one(struct queue *q, struct queue_job *j)
 {
-	char tail[QFILE_TAIL_LEN + 1];
+	char tail[QFILE_END_MAX + 1];
 	uint32_t crc = qfile_crc32(qfile_crc32(0, j->head, j->hlen), j->body, j->blen);
 	struct iovec iov[3] = {
-		{ j->head, j->hlen }, { j->body, j->blen }, { tail, QFILE_TAIL_LEN },
+		{ j->head, j->hlen }, { j->body, j->blen }, { tail, 0 },
 	};
 	int fd, err;
-	qfile_encode_tail(crc, tail);
+	iov[2].iov_len = qfile_encode_end(crc, j->blen, tail);
 	fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return errno;
@@ -164,6 +184,273 @@ static int queue_write_one(struct queue *q, struct queue_job *j)
 	if (err)
 		unlinkat(q->tmpfd, j->id, 0);
 	return err;
+}
+
+/* ---- streams ------------------------------------------------------------------ */
+
+struct queue_stream {
+	struct queue_job *j;
+};
+
+static void queue_op_report(void *arg)
+{
+	struct queue_op *op = arg;
+	op->cb(op->arg, op->err);
+	free(op);
+}
+
+static void queue_op_finish(struct queue *q, struct queue_op *op)
+{
+	free(op->head);
+	op->head = NULL;
+	if (!op->cb)
+		free(op);
+	else if (q->w)
+		workers_post(q->w, queue_op_report, op);
+	else
+		queue_op_report(op);
+}
+
+static int queue_stream_put(struct queue_job *j, const void *p, size_t n)
+{
+	struct iovec iov = { (void *)p, n };
+	off_t end = lseek(j->fd, 0, SEEK_CUR);
+	int err = queue_write_all(j->fd, &iov, 1);
+	if (!err)
+		j->crc = qfile_crc32(j->crc, p, n);
+	/* Writeback starts now, a MiB at a time, so the one fsync at the end has little
+	 * left to wait for (only a hint: errors are the fsync's to report). */
+	if (!err && end >= 0) {
+		off_t mib = 1 << 20, full = (end + (off_t)n) / mib * mib;
+		if (full > end / mib * mib)
+			sync_file_range(j->fd, full - mib, mib, SYNC_FILE_RANGE_WRITE);
+	}
+	return err;
+}
+
+/* The file is made on the first write: a message refused early never touches disk. */
+static int queue_stream_start(struct queue *q, struct queue_job *j)
+{
+	int err;
+	if (j->fd >= 0)
+		return 0;
+	/* Read back only if the head must be made again (queue_stream_rehead). */
+	if ((j->fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600)) < 0)
+		return errno;
+	if ((err = queue_stream_put(j, j->head, j->hlen)) == 0 && j->blen)
+		err = queue_stream_put(j, j->body, j->blen);
+	free(j->body);
+	j->body = NULL;
+	return err;
+}
+
+/* Recipients came after the first bytes were written (RCPT between BDAT chunks): the
+ * head at the file's start is stale, so the body is copied behind the new one. */
+static int queue_stream_rehead(struct queue *q, struct queue_job *j, const char *head, size_t hlen)
+{
+	char name[40], *buf = xmalloc(64 * 1024);
+	int fd, err = 0;
+	uint64_t off = j->hlen, end = j->hlen + j->blen;
+	uint32_t crc = qfile_crc32(0, head, hlen);
+	snprintf(name, sizeof(name), "%s.h", j->id);
+	if ((fd = openat(q->tmpfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) < 0) {
+		free(buf);
+		return errno;
+	}
+	struct iovec iov = { (void *)head, hlen };
+	err = queue_write_all(fd, &iov, 1);
+	while (!err && off < end) {
+		size_t want = end - off < 64 * 1024 ? (size_t)(end - off) : 64 * 1024;
+		ssize_t n = pread(j->fd, buf, want, (off_t)off);
+		if (n <= 0) {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+		crc = qfile_crc32(crc, buf, (size_t)n);
+		iov.iov_base = buf;
+		iov.iov_len = (size_t)n;
+		err = queue_write_all(fd, &iov, 1);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	if (!err && renameat(q->tmpfd, name, q->tmpfd, j->id) < 0)
+		err = errno;
+	if (err) {
+		close(fd);
+		unlinkat(q->tmpfd, name, 0);
+		return err;
+	}
+	close(j->fd);
+	j->fd = fd;
+	j->crc = crc;
+	j->hlen = hlen;
+	return 0;
+}
+
+/* Tail, one fsync, rename; the committer then fsyncs msg/ as for any message. */
+static int queue_stream_finish(struct queue *q, struct queue_job *j, struct queue_op *op)
+{
+	char tail[QFILE_END_MAX + 1];
+	size_t tlen;
+	int err = queue_stream_start(q, j);
+	if (!err && op->head && (op->hlen != j->hlen || memcmp(op->head, j->head, j->hlen) != 0))
+		err = queue_stream_rehead(q, j, op->head, op->hlen);
+	if (!err) {
+		struct iovec iov = { tail, 0 };
+		tlen = qfile_encode_end(j->crc, j->blen, tail);
+		iov.iov_len = tlen;
+		err = queue_write_all(j->fd, &iov, 1);
+	}
+	if (!err && fsync(j->fd) < 0)
+		err = errno;
+	if (j->fd >= 0 && close(j->fd) < 0 && !err)
+		err = errno;
+	j->fd = -1;
+	if (!err)
+		err = queue_publish(q, j->id);
+	return err;
+}
+
+static void queue_stream_drop(struct queue *q, struct queue_job *j)
+{
+	if (j->fd >= 0) {
+		close(j->fd);
+		j->fd = -1;
+	}
+	unlinkat(q->tmpfd, j->id, 0);
+}
+
+/* On a writer thread: runs the stream's ops in order until none is left. */
+static void queue_stream_run(struct queue *q, struct queue_job *j)
+{
+	for (;;) {
+		struct queue_op *op, *next;
+		pthread_mutex_lock(&q->mu);
+		op = j->ops;
+		j->ops = j->ops_tail = NULL;
+		if (!op)
+			j->scheduled = 0;
+		pthread_mutex_unlock(&q->mu);
+		if (!op)
+			return;
+		for (; op; op = next) {
+			next = op->next;
+			switch (op->kind) {
+			case QOP_WRITE:
+				if (!j->err && !(j->err = queue_stream_start(q, j)))
+					j->err = queue_stream_put(j, op->p, op->n);
+				if (!j->err)
+					j->blen += op->n;
+				op->err = j->err;
+				queue_op_finish(q, op);
+				break;
+			case QOP_ABORT:
+				queue_stream_drop(q, j);
+				free(op);
+				free(j->head);
+				free(j->body);
+				free(j);
+				return; /* the last op: the session gave the stream up */
+			case QOP_COMMIT:
+				if (!j->err)
+					j->err = queue_stream_finish(q, j, op);
+				free(j->head);
+				j->head = NULL;
+				j->cb = op->cb;
+				j->arg = op->arg;
+				op->cb = NULL;
+				queue_op_finish(q, op);
+				if (j->err) {
+					log_warnx("queue id=%s status=error reason=\"write: %s\"", j->id,
+						  strerror(j->err));
+					queue_stream_drop(q, j);
+					queue_finish(q, j);
+					return;
+				}
+				pthread_mutex_lock(&q->mu);
+				queue_list_push(&q->renamed, j);
+				pthread_cond_signal(&q->cv_renamed);
+				pthread_mutex_unlock(&q->mu);
+				return;
+			}
+		}
+	}
+}
+
+static void queue_stream_push(struct queue_stream *st, struct queue_op *op)
+{
+	struct queue_job *j = st->j;
+	struct queue *q = j->q;
+	op->next = NULL;
+	pthread_mutex_lock(&q->mu);
+	if (j->ops_tail)
+		j->ops_tail->next = op;
+	else
+		j->ops = op;
+	j->ops_tail = op;
+	if (!j->scheduled) {
+		j->scheduled = 1;
+		queue_list_push(&q->todo, j);
+		pthread_cond_signal(&q->cv_todo);
+	}
+	pthread_mutex_unlock(&q->mu);
+}
+
+struct queue_stream *queue_stream_open(struct queue *q, const struct envelope *env,
+				       const char *prefix, size_t plen)
+{
+	struct queue_stream *st = xcalloc(1, sizeof(*st));
+	struct queue_job *j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	j->stream = 1;
+	j->fd = -1;
+	memcpy(j->id, env->id, sizeof(j->id));
+	j->id[sizeof(j->id) - 1] = '\0';
+	j->head = qfile_encode_head(env, &j->hlen);
+	if (plen) {
+		j->body = xmalloc(plen);
+		memcpy(j->body, prefix, plen);
+		j->blen = plen;
+	}
+	st->j = j;
+	return st;
+}
+
+void queue_stream_write(struct queue_stream *st, const char *p, size_t n, queue_commit_cb cb,
+			void *arg)
+{
+	struct queue_op *op = xcalloc(1, sizeof(*op));
+	op->kind = QOP_WRITE;
+	op->p = p;
+	op->n = n;
+	op->cb = cb;
+	op->arg = arg;
+	queue_stream_push(st, op);
+}
+
+void queue_stream_commit(struct queue_stream **stp, const struct envelope *env,
+			 queue_commit_cb cb, void *arg)
+{
+	struct queue_op *op = xcalloc(1, sizeof(*op));
+	op->kind = QOP_COMMIT;
+	op->head = qfile_encode_head(env, &op->hlen);
+	op->cb = cb;
+	op->arg = arg;
+	queue_stream_push(*stp, op);
+	free(*stp);
+	*stp = NULL;
+}
+
+void queue_stream_abort(struct queue_stream **stp)
+{
+	struct queue_op *op;
+	if (!*stp)
+		return;
+	op = xcalloc(1, sizeof(*op));
+	op->kind = QOP_ABORT;
+	queue_stream_push(*stp, op);
+	free(*stp);
+	*stp = NULL;
 }
 
 static void *queue_writer(void *arg)
@@ -182,6 +469,10 @@ static void *queue_writer(void *arg)
 			q->todo.tail = NULL;
 		pthread_mutex_unlock(&q->mu);
 
+		if (j->stream) {
+			queue_stream_run(q, j);
+			continue;
+		}
 		if ((j->err = queue_write_one(q, j)) != 0) {
 			log_warnx("queue id=%s status=error reason=\"write: %s\"", j->id,
 				  strerror(j->err));
@@ -323,7 +614,7 @@ void queue_commit(struct queue *q, const struct envelope *env, char *body, size_
 	j->id[sizeof(j->id) - 1] = '\0';
 	/* The header is small and made here, so env need not outlive the call; the
 	 * body is only checksummed and written, on a writer thread. */
-	j->head = qfile_encode_head(env, len, &j->hlen);
+	j->head = qfile_encode_head(env, &j->hlen);
 	j->body = body;
 	j->blen = len;
 	j->cb = cb;
@@ -397,18 +688,15 @@ size_t queue_recover(struct queue *q)
 			qfile_move_corrupt(q->dir, q->msgfd, name, "not a queue file name");
 			continue;
 		}
-		char *buf;
-		size_t blen, bodylen;
-		const char *body;
+		size_t bodylen;
 		struct envelope env;
-		int err = qfile_read_at(q->msgfd, name, &buf, &blen);
-		if (err) {
+		int err = qfile_load_env_at(q->msgfd, name, &env, &bodylen);
+		if (err && err != EBADMSG) {
 			/* Left in place: an I/O error is no proof of corruption. */
 			log_warnx("queue id=%s recover: cannot read: %s", name, strerror(err));
 			continue;
 		}
-		if (qfile_decode(buf, blen, &env, &body, &bodylen) < 0 ||
-		    strcmp(env.id, name) != 0) {
+		if (err || strcmp(env.id, name) != 0) {
 			qfile_move_corrupt(q->dir, q->msgfd, name, "torn or malformed");
 			for (int k = 0; k < 2; k++) {
 				char *side = xasprintf("%s.%s", name, k ? "state" : "done");
@@ -423,7 +711,6 @@ size_t queue_recover(struct queue *q)
 				q->notify(q->notify_arg, name);
 		}
 		envelope_clear(&env);
-		free(buf);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);

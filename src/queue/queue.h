@@ -27,6 +27,28 @@ typedef void (*queue_commit_cb)(void *arg, int err);
 void queue_commit(struct queue *q, const struct envelope *env, char *body, size_t len,
 		  queue_commit_cb cb, void *arg);
 
+/* A message written to its file while it arrives, so that only the caller's buffers
+ * are in memory. All calls on the loop thread; the file system work is done in order
+ * on a writer thread. open takes a copy of env's head and of prefix (the first body
+ * octets: the trace fields); nothing touches the disk before the first write. */
+struct queue_stream;
+struct envelope;
+struct queue_stream *queue_stream_open(struct queue *q, const struct envelope *env,
+				       const char *prefix, size_t plen);
+/* Appends p[0..n) to the body; p must stay valid until cb(arg, err) (on the loop
+ * thread) says it was written. After an error later writes fail too, and so does the
+ * commit. */
+void queue_stream_write(struct queue_stream *st, const char *p, size_t n, queue_commit_cb cb,
+			void *arg);
+/* Ends the message as queue_commit does: cb(arg, 0) once file and directory are
+ * durable. env is the final envelope (it may have gained recipients since open).
+ * The stream is consumed (*st set to NULL). */
+void queue_stream_commit(struct queue_stream **st, const struct envelope *env,
+			 queue_commit_cb cb, void *arg);
+/* Gives the message up: its file is removed once the writes before are done. Write
+ * callbacks still come. Sets *st to NULL; NULL is a no-op. */
+void queue_stream_abort(struct queue_stream **st);
+
 /* Committed messages are handed to this function (on a queue thread, not the loop) so
  * the deliverer can pick them up; set once before any commit. */
 typedef void (*queue_notify_fn)(void *arg, const char *id);

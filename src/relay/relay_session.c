@@ -302,7 +302,7 @@ static void relay_tx_all(struct relay_sess *s, enum delivery_result res, const c
 	struct delivery *d = relay_job_delivery(s->job);
 	for (size_t i = 0; i < d->n_rcpts; i++)
 		if (d->rcpts[i].result == DR_NONE && (!only_accepted || s->acc[i]))
-			delivery_set(&d->rcpts[i], res, status, diag);
+			transport_delivery_set(&d->rcpts[i], res, status, diag);
 }
 
 static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
@@ -472,7 +472,7 @@ static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
 				s->acc[i - 1] = 1;
 				s->accepted++;
 			} else {
-				delivery_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
+				transport_delivery_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
 			}
 		}
 	} else {

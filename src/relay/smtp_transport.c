@@ -111,7 +111,7 @@ static void job_fail_all_as(struct relay_job *j, enum delivery_result res, const
 {
 	for (size_t i = 0; i < j->d->n_rcpts; i++)
 		if (j->d->rcpts[i].result == DR_NONE)
-			delivery_set(&j->d->rcpts[i], res, status, diag);
+			transport_delivery_set(&j->d->rcpts[i], res, status, diag);
 	j->d->dest_ok = dest_ok;
 	job_finish(j);
 }

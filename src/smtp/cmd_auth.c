@@ -187,17 +187,19 @@ static void auth_submit(struct session *s, const char *in, size_t len)
 unsigned session_auth_offered(const struct session *s)
 {
 	unsigned m = s->limits->auth_mechanisms;
+	size_t n;
+	const struct sasl_mech *mechs = sasl_mechs(&n);
 	if (s->user || !s->srv->auth)
 		return 0; /* RFC 4954 4: no AUTH after a successful one */
-	if (!s->tls) {
-		/* Without TLS only what the administrator allowed in clear, and never a
-		 * mechanism that needs the TLS channel or certificate. */
+	/* Without TLS only what the administrator allowed in clear. */
+	if (!s->tls)
 		m &= s->limits->auth_cleartext;
-		m &= ~(MECH_BIT(MECH_SCRAM_SHA_256_PLUS) | MECH_BIT(MECH_SCRAM_SHA_1_PLUS) |
-		       MECH_BIT(MECH_EXTERNAL));
-	} else if (!s->chan.cert_fingerprint[0]) {
-		m &= ~MECH_BIT(MECH_EXTERNAL);
-	}
+	/* Whatever was allowed, never a mechanism without what it is made of: the TLS
+	 * channel it binds to, or the verified certificate it takes the identity from. */
+	for (size_t i = 0; i < n && i < MECH__COUNT; i++)
+		if (((mechs[i].flags & SASLF_CHANNEL) && !s->tls) ||
+		    ((mechs[i].flags & SASLF_EXTERNAL) && !s->chan.cert_fingerprint[0]))
+			m &= ~MECH_BIT(i);
 	return m;
 }
 
@@ -208,10 +210,6 @@ void cmd_auth(struct session *s, const char *args, size_t len)
 	size_t mlen = sp ? (size_t)(sp - args) : len;
 	unsigned offered = session_auth_offered(s), bit;
 
-	if (s->user) {
-		session_reply(s, 503, "5.5.1", "Error: already authenticated");
-		return;
-	}
 	if (len == 0) {
 		session_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
 		return;

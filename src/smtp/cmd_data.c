@@ -9,31 +9,186 @@
 #include "smtp/session.h"
 #include "util/xmalloc.h"
 
+/* A part of the message handed to the queue stream; it stays charged to the
+ * server's in-flight budget until written. */
+struct data_chunk {
+	struct smtp_server *srv;
+	struct session *s;           /* NULL once the session gave the message up */
+	char *buf;
+	size_t held;                 /* octets charged to the server until written */
+	struct data_chunk *next;
+};
+
+/* The session's buffers and its part of the in-flight budget are released, and the
+ * queue file, if one was begun, is removed; the octet count stays for the replies. */
+static void data_drop(struct session *s)
+{
+	for (struct data_chunk *c = s->chunks; c; c = c->next)
+		c->s = NULL;
+	s->chunks = NULL;
+	s->nchunks = 0;
+	queue_stream_abort(&s->stream);
+	free(s->body);
+	s->body = NULL;
+	session_inflight_release(s);
+	s->body_cap = s->body_fill = 0;
+}
+
+void data_reset(struct session *s)
+{
+	data_drop(s);
+	s->body_len = 0;
+	s->wait_write = 0;
+	memset(s->body_tail, 0, sizeof(s->body_tail));
+}
+
+static void chunk_written(void *arg, int err)
+{
+	struct data_chunk *c = arg, **pp;
+	struct session *s = c->s;
+	c->srv->inflight -= c->held;
+	free(c->buf);
+	if (s) {
+		/* A write error is not answered here: the stream's commit fails too. */
+		for (pp = &s->chunks; *pp && *pp != c; pp = &(*pp)->next)
+			;
+		if (*pp)
+			*pp = c->next;
+		s->nchunks--;
+	}
+	free(c);
+	if (s && s->wait_write && s->nchunks < 2) {
+		s->wait_write = 0;
+		if (session_unpark(s) == 0)
+			session_process(s);
+	}
+}
+
+/* Whether the header section (up to the first empty line) has a field of this
+ * name; names compare case-insensitively (RFC 5322 1.2.2). */
+static int header_has(const char *body, size_t len, const char *name)
+{
+	size_t n = strlen(name), i = 0;
+	while (i < len) {
+		const char *eol = memchr(body + i, '\n', len - i);
+		size_t linelen = eol ? (size_t)(eol - (body + i)) + 1 : len - i;
+		if (linelen <= 2 && (body[i] == '\r' || body[i] == '\n'))
+			return 0;
+		if (linelen > n && strncasecmp(body + i, name, n) == 0 && body[i + n] == ':')
+			return 1;
+		i += linelen;
+	}
+	return 0;
+}
+
+/* RFC 6409 8.2, 8.3: a submission server may add Date and Message-ID when the client
+ * left them out. Decided on the message's first BODY_CHUNK octets: a header section
+ * longer than that is not looked at further. */
+static char *submission_fields(const struct session *s)
+{
+	char date[64] = "", msgid[200] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+	if (!header_has(SESSION_BODY(s), s->body_fill, "Date")) {
+		localtime_r(&now, &tm);
+		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
+	}
+	if (!header_has(SESSION_BODY(s), s->body_fill, "Message-ID"))
+		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
+	return xasprintf("%s%s", date, msgid);
+}
+
+/* The queue id and the fields put before the message; the envelope is complete by
+ * now (SMTP has no RCPT after DATA; after a BDAT chunk the queue copes). */
+static char *message_prefix(struct session *s)
+{
+	char *hdr;
+	queue_new_id(s->srv->queue, &s->env);
+	s->env.received = time(NULL);
+	hdr = received_header(s);
+	if (s->user && s->listener->lc->role != ROLE_SMTP) {
+		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
+		free(hdr);
+		free(extra);
+		hdr = both;
+	}
+	return hdr;
+}
+
+/* Hands the buffer to the queue file (begun on the first call). Two chunks not yet
+ * written stop the reading, so a slow disk bounds the session's memory, not the
+ * client's speed; the loop itself never waits. */
+static void data_flush(struct session *s)
+{
+	struct data_chunk *c;
+	if (!s->body_fill)
+		return;
+	if (!s->stream) {
+		char *hdr = message_prefix(s);
+		s->stream_prefix = strlen(hdr);
+		s->stream = queue_stream_open(s->srv->queue, &s->env, hdr, s->stream_prefix);
+		free(hdr);
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->srv = s->srv;
+	c->s = s;
+	c->buf = s->body;
+	c->held = s->body_fill;
+	session_inflight_handoff(s, s->body_fill);
+	c->next = s->chunks;
+	s->chunks = c;
+	s->nchunks++;
+	queue_stream_write(s->stream, c->buf + BODY_HEADROOM, s->body_fill, chunk_written, c);
+	s->body = NULL;
+	s->body_cap = s->body_fill = 0;
+	if (s->nchunks >= 2 && !s->parked) {
+		s->wait_write = 1;
+		session_park(s);
+	}
+}
+
 static void body_append(struct session *s, const char *p, size_t n)
 {
 	if (s->body_bad & (BODY_TOO_BIG | BODY_NO_MEMORY))
 		return;
 	if (s->body_len + n > s->limits->max_message_size) {
 		s->body_bad |= BODY_TOO_BIG;
+		data_drop(s);
 		return;
 	}
-	/* Charged at the octets held, not at the buffer's doubled capacity (whose
-	 * untouched pages cost nothing), per server and per client: many large messages
-	 * at once, or one client's, must not exhaust memory nor every other sender's
-	 * budget. Refused for now rather than let the allocator end the daemon. */
+	s->body_len += n;
+	if (s->body_bad) {
+		/* Refused at its end anyway: nothing of it is kept meanwhile. */
+		data_drop(s);
+		return;
+	}
+	if (n >= 2) {
+		memcpy(s->body_tail, p + n - 2, 2);
+	} else if (n == 1) {
+		s->body_tail[0] = s->body_tail[1];
+		s->body_tail[1] = p[0];
+	}
+	/* Charged at the octets held, not at the buffer's capacity, per server and per
+	 * client: many large messages at once, or one client's, must not exhaust memory
+	 * nor every other sender's budget. Refused for now rather than let the
+	 * allocator end the daemon. */
 	if (session_inflight_charge(s, n) < 0) {
 		s->body_bad |= BODY_NO_MEMORY;
+		data_drop(s);
 		return;
 	}
-	if (s->body_len + n > s->body_cap) {
-		size_t cap = s->body_cap ? s->body_cap : 8192;
-		while (cap < s->body_len + n)
+	if (s->body_fill + n > s->body_cap) {
+		/* Small messages grow from 8 KiB; a streamed one takes a whole chunk. */
+		size_t cap = s->body_cap ? s->body_cap : s->stream ? BODY_CHUNK : 8192;
+		while (cap < s->body_fill + n)
 			cap *= 2;
 		s->body = xrealloc(s->body, BODY_HEADROOM + cap);
 		s->body_cap = cap;
 	}
-	memcpy(s->body + BODY_HEADROOM + s->body_len, p, n);
-	s->body_len += n;
+	memcpy(s->body + BODY_HEADROOM + s->body_fill, p, n);
+	s->body_fill += n;
+	if (s->body_fill >= BODY_CHUNK)
+		data_flush(s);
 }
 
 struct commit {
@@ -68,39 +223,6 @@ static void message_committed(void *arg, int err)
 	session_process(s);
 }
 
-/* Whether the header section (up to the first empty line) has a field of this
- * name; names compare case-insensitively (RFC 5322 1.2.2). */
-static int header_has(const char *body, size_t len, const char *name)
-{
-	size_t n = strlen(name), i = 0;
-	while (i < len) {
-		const char *eol = memchr(body + i, '\n', len - i);
-		size_t linelen = eol ? (size_t)(eol - (body + i)) + 1 : len - i;
-		if (linelen <= 2 && (body[i] == '\r' || body[i] == '\n'))
-			return 0;
-		if (linelen > n && strncasecmp(body + i, name, n) == 0 && body[i + n] == ':')
-			return 1;
-		i += linelen;
-	}
-	return 0;
-}
-
-/* RFC 6409 8.2, 8.3: a submission server may add Date and Message-ID when the client
- * left them out. */
-static char *submission_fields(const struct session *s)
-{
-	char date[64] = "", msgid[200] = "";
-	time_t now = time(NULL);
-	struct tm tm;
-	if (!header_has(SESSION_BODY(s), s->body_len, "Date")) {
-		localtime_r(&now, &tm);
-		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
-	}
-	if (!header_has(SESSION_BODY(s), s->body_len, "Message-ID"))
-		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
-	return xasprintf("%s%s", date, msgid);
-}
-
 /* The end of DATA or of the LAST chunk: refuse a bad message, or queue it. */
 static void message_end(struct session *s)
 {
@@ -124,21 +246,29 @@ static void message_end(struct session *s)
 		else
 			session_reply(s, 550, "5.6.0", "Message has a line longer than %zu octets",
 				      s->limits->max_text_line);
+		int waiting = s->wait_write;
 		session_reset_tx(s);
 		session_enter(s, S_READY);
+		if (waiting)
+			/* Parked for a chunk of this message, which is given up. */
+			session_unpark(s);
 		return;
 	}
-	queue_new_id(s->srv->queue, &s->env);
-	s->env.received = time(NULL);
-	hdr = received_header(s);
-	if (s->user && s->listener->lc->role != ROLE_SMTP) {
-		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
-		free(hdr);
-		free(extra);
-		hdr = both;
+	c = xmalloc(sizeof(*c));
+	c->s = s;
+	if (!s->parked)
+		session_park(s);
+	/* Parked until the commit's answer, not until a chunk's. */
+	s->wait_write = 0;
+	if (s->stream) {
+		c->size = s->stream_prefix + s->body_len;
+		data_flush(s);
+		queue_stream_commit(&s->stream, &s->env, message_committed, c);
+		return;
 	}
+	hdr = message_prefix(s);
 	hlen = strlen(hdr);
-	len = hlen + s->body_len;
+	len = hlen + s->body_fill;
 	if (s->body && hlen <= BODY_HEADROOM) {
 		/* The header goes just before the message, and the whole slides to the
 		 * start of the allocation, which the queue then owns. */
@@ -147,18 +277,15 @@ static void message_end(struct session *s)
 		msg = s->body;
 		s->body = NULL;
 		session_inflight_release(s);
-		s->body_len = s->body_cap = 0;
+		s->body_fill = s->body_cap = 0;
 	} else {
 		msg = xmalloc(len);
 		memcpy(msg, hdr, hlen);
-		if (s->body_len)
-			memcpy(msg + hlen, SESSION_BODY(s), s->body_len);
+		if (s->body_fill)
+			memcpy(msg + hlen, SESSION_BODY(s), s->body_fill);
 	}
 	free(hdr);
-	c = xmalloc(sizeof(*c));
-	c->s = s;
 	c->size = len;
-	session_park(s);
 	queue_commit(s->srv->queue, &s->env, msg, len, message_committed, c);
 }
 
@@ -237,17 +364,13 @@ void cmd_bdat(struct session *s, const char *args, size_t len)
 	last = *end != '\0';
 	/* The chunk is read in every case, so the session stays in step with the client;
 	 * a refusal is sent once it has been read. */
-	s->bdat_refuse = 0;
+	s->bdat_refusal = session_cmd_refusal(s, CMD_BDAT);
+	s->bdat_refuse = s->bdat_refusal != NULL;
 	s->bdat_back = s->state;
-	if (s->state == S_INIT) {
-		s->bdat_refuse_why = "Error: send EHLO/HELO first";
-		s->bdat_refuse = 1;
-	} else if (s->state != S_RCPT) {
-		s->bdat_refuse_why = s->state == S_MAIL ? "Error: need RCPT command" : "Error: need MAIL command";
-		s->bdat_refuse = 1;
-	}
-	if (!s->bdat_refuse && size > s->limits->max_message_size - s->body_len)
+	if (!s->bdat_refuse && size > s->limits->max_message_size - s->body_len) {
 		s->body_bad |= BODY_TOO_BIG;
+		data_drop(s);
+	}
 	s->bdat_used = 1;
 	s->bdat_left = (size_t)size;
 	s->bdat_last = last;
@@ -278,7 +401,7 @@ void bdat_bytes(struct session *s, const char *p, size_t n)
 		return;
 	if (s->bdat_refuse) {
 		session_enter(s, s->bdat_back);
-		session_reply(s, 503, "5.5.1", "%s", s->bdat_refuse_why);
+		session_reply_refusal(s, s->bdat_refusal);
 		return;
 	}
 	session_enter(s, S_RCPT);
@@ -289,7 +412,7 @@ void bdat_bytes(struct session *s, const char *p, size_t n)
 	if (s->bdat_prev == '\r')
 		s->body_bad |= BODY_BAD_EOL;
 	/* A message must end with CRLF for delivery and relaying. */
-	if (s->body_len >= 2 && memcmp(SESSION_BODY(s) + s->body_len - 2, "\r\n", 2) != 0)
+	if (s->body_len >= 2 && memcmp(s->body_tail, "\r\n", 2) != 0)
 		body_append(s, "\r\n", 2);
 	message_end(s);
 }

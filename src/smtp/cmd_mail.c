@@ -150,11 +150,6 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
 		return;
 	}
-	if (session_mail_needs_auth(s)) {
-		/* RFC 4954 6: 530 when the server requires authentication first. */
-		session_reply(s, 530, "5.7.0", "Authentication required");
-		return;
-	}
 	if (address_parse_path(p, rest, 1, 1, &addr, &end, &why) < 0) {
 		session_reply(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
 		return;
@@ -207,7 +202,7 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 	session_enter(s, S_MAIL);
 	session_reply(s, 250, "2.1.0", "Ok");
 out:
-	mail_params_clear(&mp);
+	params_mail_clear(&mp);
 	free(addr);
 }
 
@@ -231,7 +226,7 @@ static void rcpt_lookup(void *arg)
 static void rcpt_job_free(struct rcpt_job *j)
 {
 	userdb_free_list(j->boxes, j->nboxes);
-	rcpt_params_clear(&j->rp);
+	params_rcpt_clear(&j->rp);
 	free(j->addr);
 	free(j);
 }
@@ -335,7 +330,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	session_park(s);
 	workers_submit(s->srv->workers, rcpt_lookup, rcpt_looked_up, j);
 out:
-	rcpt_params_clear(&rp);
+	params_rcpt_clear(&rp);
 	free(addr);
 	free(local);
 	free(domain);

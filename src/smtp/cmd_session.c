@@ -94,11 +94,6 @@ void cmd_helo(struct session *s, const char *args, size_t len)
 
 void cmd_starttls(struct session *s, const char *args, size_t len)
 {
-	if (!session_can_starttls(s)) {
-		session_reply(s, s->tls ? 503 : 502, "5.5.1",
-			      s->tls ? "Error: TLS already active" : "Error: STARTTLS not offered here");
-		return;
-	}
 	session_reply(s, 220, "2.0.0", "Ready to start TLS");
 	session_enter(s, S_TLS);
 	conn_starttls(s->conn, s->srv->tls);

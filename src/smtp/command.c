@@ -20,7 +20,7 @@ static int command_is_alpha(unsigned char c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
+int command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
 {
 	size_t i, vlen;
 
@@ -66,7 +66,7 @@ int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
 	return 0;
 }
 
-const char *smtp_verb_name(enum smtp_verb verb)
+const char *command_verb_name(enum smtp_verb verb)
 {
 	if ((unsigned)verb >= CMD__COUNT)
 		return "UNKNOWN";

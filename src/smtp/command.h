@@ -20,7 +20,7 @@ struct smtp_command {
 /* Returns 0 on success (CMD_UNKNOWN for an unrecognised but well-formed verb), -1 when
  * the line is not a command at all (empty, NUL or control bytes, verb not alphabetic).
  * Verbs are case-insensitive (RFC 5321 2.4). */
-int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
-const char *smtp_verb_name(enum smtp_verb verb);
+int command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
+const char *command_verb_name(enum smtp_verb verb);
 
 #endif

@@ -146,7 +146,7 @@ static void stress_shrink(struct session *s)
 	}
 }
 
-void listener_stress_update(struct smtp_listener *l)
+void session_stress_update(struct smtp_listener *l)
 {
 	const struct limits *lim = &l->lc->limits;
 	uint64_t level = (uint64_t)l->nsessions * 100, start = (uint64_t)lim->max_sessions * lim->stress_threshold;

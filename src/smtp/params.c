@@ -279,7 +279,7 @@ int params_parse_mail(const char *s, size_t len, struct mail_params *p, struct p
 	if (r == 0)
 		return 0;
 fail:
-	mail_params_clear(p);
+	params_mail_clear(p);
 	return -1;
 }
 
@@ -317,18 +317,18 @@ int params_parse_rcpt(const char *s, size_t len, struct rcpt_params *p, struct p
 	if (r == 0)
 		return 0;
 fail:
-	rcpt_params_clear(p);
+	params_rcpt_clear(p);
 	return -1;
 }
 
-void mail_params_clear(struct mail_params *p)
+void params_mail_clear(struct mail_params *p)
 {
 	free(p->envid);
 	free(p->auth);
 	memset(p, 0, sizeof(*p));
 }
 
-void rcpt_params_clear(struct rcpt_params *p)
+void params_rcpt_clear(struct rcpt_params *p)
 {
 	free(p->orcpt);
 	memset(p, 0, sizeof(*p));

@@ -35,7 +35,7 @@ struct param_error {
  * unknown or malformed parameters fail. Returns 0 or -1 with *err filled. */
 int params_parse_mail(const char *s, size_t len, struct mail_params *p, struct param_error *err);
 int params_parse_rcpt(const char *s, size_t len, struct rcpt_params *p, struct param_error *err);
-void mail_params_clear(struct mail_params *p);
-void rcpt_params_clear(struct rcpt_params *p);
+void params_mail_clear(struct mail_params *p);
+void params_rcpt_clear(struct rcpt_params *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* session: lifecycle, input loop, the command table and its dispatcher. Policy
- * (state, TLS, arguments) is checked here once for every command, before the
- * command's own handler runs; handlers only do their command's work. */
+ * (state, TLS, AUTH, arguments) is data in the command table, checked here once for
+ * every command before the command's own handler runs, and refused with one reply
+ * text per reason; handlers only do their command's work. */
 #include "smtp/session.h"
 
 #include <arpa/inet.h>
@@ -29,30 +30,58 @@
 #define CF_NEED_MAIL  0x04   /* after MAIL */
 #define CF_NEED_RCPT  0x08   /* after a successful RCPT */
 #define CF_NO_ARGS    0x10   /* takes no arguments */
+#define CF_NEED_AUTH  0x20   /* after a successful AUTH */
+#define CF_NO_AUTH    0x40   /* before a successful AUTH */
+#define CF_NO_TLS     0x80   /* before TLS is up */
+#define CF_STARTTLS   0x100  /* only where the listener offers STARTTLS */
+/* The command reads what follows it (a BDAT chunk) whatever the verdict, and sends
+ * the refusal itself once that is read: it asks session_cmd_refusal(). */
+#define CF_DEFERRED   0x200
 
 struct cmd_def {
 	void (*fn)(struct session *s, const char *args, size_t len);
 	unsigned flags;
+	unsigned submission_flags; /* added on submission and submissions listeners */
 };
 
 /* RFC 5321 4.1.4 gives the order; RFC 2920 lets clients pipeline all of it. */
 static const struct cmd_def cmd_table[CMD__COUNT] = {
-	[CMD_EHLO] = {cmd_ehlo, 0},
-	[CMD_HELO] = {cmd_helo, 0},
-	[CMD_MAIL] = {cmd_mail, CF_NEED_HELO | CF_NO_TX},
-	[CMD_RCPT] = {cmd_rcpt, CF_NEED_MAIL},
-	[CMD_DATA] = {cmd_data, CF_NEED_RCPT | CF_NO_ARGS},
-	[CMD_BDAT] = {cmd_bdat, 0}, /* checks its own state: the chunk is read regardless */
-	[CMD_RSET] = {cmd_rset, CF_NO_ARGS},
-	[CMD_NOOP] = {cmd_noop, 0},
-	[CMD_QUIT] = {cmd_quit, CF_NO_ARGS},
-	[CMD_HELP] = {cmd_help, 0},
-	[CMD_VRFY] = {cmd_vrfy, 0},
-	[CMD_EXPN] = {cmd_expn, 0},
+	[CMD_EHLO] = {cmd_ehlo, 0, 0},
+	[CMD_HELO] = {cmd_helo, 0, 0},
+	/* RFC 6409 4.3: submission accepts mail from authenticated users only. */
+	[CMD_MAIL] = {cmd_mail, CF_NEED_HELO | CF_NO_TX, CF_NEED_AUTH},
+	[CMD_RCPT] = {cmd_rcpt, CF_NEED_MAIL, 0},
+	[CMD_DATA] = {cmd_data, CF_NEED_RCPT | CF_NO_ARGS, 0},
+	[CMD_BDAT] = {cmd_bdat, CF_NEED_RCPT | CF_DEFERRED, 0},
+	[CMD_RSET] = {cmd_rset, CF_NO_ARGS, 0},
+	[CMD_NOOP] = {cmd_noop, 0, 0},
+	[CMD_QUIT] = {cmd_quit, CF_NO_ARGS, 0},
+	[CMD_HELP] = {cmd_help, 0, 0},
+	[CMD_VRFY] = {cmd_vrfy, 0, 0},
+	[CMD_EXPN] = {cmd_expn, 0, 0},
 	/* Not CF_NEED_HELO: gsasl --starttls sends it first, Postfix and Dovecot accept
 	 * that, and STARTTLS resets the session anyway (RFC 3207 4.2). */
-	[CMD_STARTTLS] = {cmd_starttls, CF_NO_ARGS},
-	[CMD_AUTH] = {cmd_auth, CF_NEED_HELO | CF_NO_TX},
+	[CMD_STARTTLS] = {cmd_starttls, CF_NO_ARGS | CF_NO_TLS | CF_STARTTLS, 0},
+	/* RFC 4954 4: "After an AUTH command has successfully completed, no more AUTH
+	 * commands may be issued in the same session"; nor during a mail transaction. */
+	[CMD_AUTH] = {cmd_auth, CF_NEED_HELO | CF_NO_TX | CF_NO_AUTH, 0},
+};
+
+/* Every policy refusal, each text once. */
+enum refusal_id {
+	R_NEED_HELO, R_NEED_AUTH, R_NESTED_MAIL, R_NEED_MAIL, R_NEED_RCPT, R_AUTHED, R_TLS_ACTIVE,
+	R_NO_STARTTLS,
+};
+static const struct cmd_refusal refusals[] = {
+	[R_NEED_HELO] = {503, "5.5.1", "Error: send EHLO/HELO first"},
+	/* RFC 4954 6: 530 when the server requires authentication first. */
+	[R_NEED_AUTH] = {530, "5.7.0", "Authentication required"},
+	[R_NESTED_MAIL] = {503, "5.5.1", "Error: nested MAIL command"},
+	[R_NEED_MAIL] = {503, "5.5.1", "Error: need MAIL command"},
+	[R_NEED_RCPT] = {503, "5.5.1", "Error: need RCPT command"},
+	[R_AUTHED] = {503, "5.5.1", "Error: already authenticated"},
+	[R_TLS_ACTIVE] = {503, "5.5.1", "Error: TLS already active"},
+	[R_NO_STARTTLS] = {502, "5.5.1", "Error: STARTTLS not offered here"},
 };
 
 static const char *const state_names[] = {
@@ -122,7 +151,7 @@ static void session_trace_command(const struct session *s, const char *line, siz
 	/* A line that is no command may be a SASL response sent after the exchange
 	 * ended (a pipelined password after a 538): never log its content. */
 	struct smtp_command cmd;
-	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+	if (command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
 		char buf[64];
 		int n = snprintf(buf, sizeof(buf), "<unrecognized, %zu octets>", len);
 		session_trace(s, 'C', buf, (size_t)n);
@@ -194,10 +223,7 @@ void session_close(struct session *s)
 void session_reset_tx(struct session *s)
 {
 	envelope_clear(&s->env);
-	free(s->body);
-	s->body = NULL;
-	session_inflight_release(s);
-	s->body_len = s->body_cap = 0;
+	data_reset(s);
 	s->body_bad = 0;
 	s->declared_size = 0;
 	s->nrcpts = 0;
@@ -219,6 +245,15 @@ int session_inflight_charge(struct session *s, size_t n)
 		*s->client_bytes += n;
 	s->body_held += n;
 	return 0;
+}
+
+void session_inflight_handoff(struct session *s, size_t n)
+{
+	if (n > s->body_held)
+		n = s->body_held;
+	if (s->client_bytes)
+		*s->client_bytes -= n;
+	s->body_held -= n;
 }
 
 void session_inflight_release(struct session *s)
@@ -249,24 +284,54 @@ int session_unpark(struct session *s)
 	return 0;
 }
 
-int session_can_starttls(const struct session *s)
+static unsigned session_cmd_flags(const struct session *s, enum smtp_verb verb)
 {
-	return s->listener->lc->tls == TLS_STARTTLS && !s->tls && s->srv->tls != NULL;
+	const struct cmd_def *def = &cmd_table[verb];
+	return def->flags | (s->listener->lc->role != ROLE_SMTP ? def->submission_flags : 0);
 }
 
-int session_mail_needs_auth(const struct session *s)
+const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp_verb verb)
 {
-	/* RFC 6409 4.3: submission accepts mail from authenticated users only. */
-	return s->listener->lc->role != ROLE_SMTP && !s->user;
+	unsigned f = session_cmd_flags(s, verb);
+	int in_tx = s->state == S_MAIL || s->state == S_RCPT;
+
+	if ((f & CF_NEED_HELO) && s->state == S_INIT)
+		return &refusals[R_NEED_HELO];
+	if ((f & CF_NEED_AUTH) && !s->user)
+		return &refusals[R_NEED_AUTH];
+	if ((f & CF_NO_TX) && in_tx)
+		return &refusals[R_NESTED_MAIL];
+	if ((f & (CF_NEED_MAIL | CF_NEED_RCPT)) && !in_tx)
+		return &refusals[R_NEED_MAIL];
+	if ((f & CF_NEED_RCPT) && s->state != S_RCPT)
+		return &refusals[R_NEED_RCPT];
+	if ((f & CF_NO_AUTH) && s->user)
+		return &refusals[R_AUTHED];
+	if ((f & CF_NO_TLS) && s->tls)
+		return &refusals[R_TLS_ACTIVE];
+	if ((f & CF_STARTTLS) && (s->listener->lc->tls != TLS_STARTTLS || !s->srv->tls))
+		return &refusals[R_NO_STARTTLS];
+	return NULL;
+}
+
+void session_reply_refusal(struct session *s, const struct cmd_refusal *r)
+{
+	session_reply(s, r->code, r->enhanced, "%s", r->text);
+}
+
+int session_can_starttls(const struct session *s)
+{
+	return session_cmd_refusal(s, CMD_STARTTLS) == NULL;
 }
 
 static void session_dispatch(struct session *s, const char *line, size_t len)
 {
 	struct smtp_command cmd;
 	const struct cmd_def *def;
+	const struct cmd_refusal *r;
 
 	s->commands++;
-	if (smtp_command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
+	if (command_parse(line, len, &cmd) < 0 || cmd.verb == CMD_UNKNOWN) {
 		session_reply(s, 500, "5.5.2", "Syntax error, command unrecognized");
 		return;
 	}
@@ -281,24 +346,11 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 		return;
 	}
 	if ((def->flags & CF_NO_ARGS) && cmd.args_len > 0) {
-		session_reply(s, 501, "5.5.4", "Syntax error: %s takes no arguments", smtp_verb_name(cmd.verb));
+		session_reply(s, 501, "5.5.4", "Syntax error: %s takes no arguments", command_verb_name(cmd.verb));
 		return;
 	}
-	if ((def->flags & CF_NEED_HELO) && s->state == S_INIT) {
-		session_reply(s, 503, "5.5.1", "Error: send EHLO/HELO first");
-		return;
-	}
-	if ((def->flags & CF_NO_TX) && (s->state == S_MAIL || s->state == S_RCPT)) {
-		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
-		return;
-	}
-	if ((def->flags & CF_NEED_MAIL) && s->state != S_MAIL && s->state != S_RCPT) {
-		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
-		return;
-	}
-	if ((def->flags & CF_NEED_RCPT) && s->state != S_RCPT) {
-		session_reply(s, 503, "5.5.1", s->state == S_MAIL ? "Error: need RCPT command"
-								 : "Error: need MAIL command");
+	if (!(def->flags & CF_DEFERRED) && (r = session_cmd_refusal(s, cmd.verb))) {
+		session_reply_refusal(s, r);
 		return;
 	}
 	def->fn(s, cmd.args, cmd.args_len);
@@ -492,7 +544,7 @@ static void session_free(struct session *s)
 		s->lnext->lprev = s->lprev;
 	s->listener->nsessions--;
 	s->srv->nsessions--;
-	listener_stress_update(s->listener);
+	session_stress_update(s->listener);
 	addrcount_dec(s->srv->clients, (struct sockaddr *)&s->sa);
 	free(s);
 }
@@ -503,6 +555,36 @@ static const struct conn_cbs session_cbs = {
 	.on_timeout = session_on_timeout,
 	.on_end = session_on_end,
 };
+
+/* A full listener makes room by ending its oldest session that has achieved nothing
+ * yet: not authenticated, no transaction, not waiting for a worker. Slow clients that
+ * only hold slots (a trickled command line or TLS handshake) thus cannot lock out a
+ * client that gets on with its mail: whoever arrives gets a slot, and keeps it by
+ * authenticating or starting a transaction. Returns whether a session was ended. */
+static int session_evict_idle(struct smtp_listener *l)
+{
+	struct session *victim = NULL;
+	for (struct session *s = l->sessions; s; s = s->lnext) {
+		/* Newest first: the last match is the oldest. */
+		if (s->user || s->parked || !s->conn ||
+		    (s->state != S_INIT && s->state != S_READY && s->state != S_TLS))
+			continue;
+		victim = s;
+	}
+	if (!victim)
+		return 0;
+	log_info("smtp session=%s event=evicted reason=listener-full listener=%s client=%s state=%s",
+		 victim->id, l->lc->name, victim->addr, state_names[victim->state]);
+	if (!conn_ssl(victim->conn) && victim->state != S_TLS && victim->deadline_kind != DL_HANDSHAKE) {
+		char line[256];
+		int n = snprintf(line, sizeof(line), "421 4.3.2 %s Too many sessions, closing an idle "
+				 "connection\r\n", l->srv->cfg->hostname);
+		if (n > 0 && (size_t)n < sizeof(line))
+			(void)send(conn_fd(victim->conn), line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	conn_abort(victim->conn, "evicted: the listener is full");
+	return 1;
+}
 
 /* Why a new connection is refused before any session is made for it, or NULL, with
  * the reply. These refusals are for want of room, so they must cost none. */
@@ -562,6 +644,9 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	else
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 	nclient = addrcount_inc(srv->clients, sa);
+	if (l->nsessions >= lc->limits.max_sessions &&
+	    (nclient <= lc->limits.max_client_sessions || netlist_match(&srv->client_exempt, sa)))
+		session_evict_idle(l);
 	if ((why = session_refusal(l, sa, nclient, &code, &enh, &text))) {
 		addrcount_dec(srv->clients, sa);
 		session_refuse(l, fd, addr, why, nclient, code, enh, text);
@@ -583,7 +668,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	l->nsessions++;
 	srv->nsessions++;
 	session_deadline_init(s);
-	listener_stress_update(l);
+	session_stress_update(l);
 	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
 	if (!s->conn) {
 		log_warnx("smtp event=accept-failed client=%s", s->addr);

@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "queue/envelope.h"
 #include "sasl/sasl.h"
+#include "smtp/command.h"
 #include "smtp/params.h"
 #include "util/linereader.h"
 #include "util/netlist.h"
@@ -74,6 +75,9 @@ enum smtp_state {
  * queue gets header and body in one buffer without a second copy of the message. */
 #define BODY_HEADROOM 4096
 #define SESSION_BODY(s) ((s)->body ? (s)->body + BODY_HEADROOM : "")
+/* A message longer than this is written to its queue file while it arrives, in
+ * chunks of this size: a session holds a few of them, never the whole message. */
+#define BODY_CHUNK (64 * 1024)
 
 /* Why a message being received will be refused at its end. */
 #define BODY_BAD_EOL   0x1   /* bare CR or LF */
@@ -118,15 +122,23 @@ struct session {
 	/* the transaction */
 	struct envelope env;
 	size_t declared_size;
-	char *body;                  /* allocation: BODY_HEADROOM octets, then the message */
-	size_t body_len, body_cap;   /* of the message part */
+	char *body;                  /* allocation: BODY_HEADROOM octets, then the message
+				      * (or, once streaming, its latest part) */
+	size_t body_fill, body_cap;  /* octets in body, and its room after the headroom */
+	size_t body_len;             /* of the whole message so far */
+	char body_tail[2];           /* its last two octets */
+	struct queue_stream *stream; /* the queue file being written, once over BODY_CHUNK */
+	size_t stream_prefix;        /* octets of trace fields written before the message */
+	struct data_chunk *chunks;   /* handed to the stream, not yet written */
+	unsigned nchunks;
+	int wait_write;              /* parked until a chunk is written */
 	unsigned body_bad;
 	int data_crlf;               /* the last DATA line ended in CRLF: "." may end it */
 	int bdat_used;               /* CHUNKING in this transaction: DATA refused */
 	size_t bdat_left;            /* octets of the current chunk still to read */
 	int bdat_last;
 	int bdat_refuse;             /* chunk read only to be discarded */
-	const char *bdat_refuse_why;
+	const struct cmd_refusal *bdat_refusal; /* the reply once it is read */
 	enum smtp_state bdat_back;   /* state to return to after a refused chunk */
 	char bdat_prev;              /* last octet of the previous chunk (bare CR check) */
 	unsigned messages;
@@ -152,6 +164,9 @@ void session_reset_tx(struct session *s);
  * the client's max_client_inflight_bytes: -1 (nothing charged) when over either. */
 int session_inflight_charge(struct session *s, size_t n);
 void session_inflight_release(struct session *s);
+/* n octets the session held go to the queue writer: they stay charged to the server
+ * (released by the writer's completion), no longer to the session or its client. */
+void session_inflight_handoff(struct session *s, size_t n);
 /* Parking: no input is read while a worker or the queue has the session. */
 void session_park(struct session *s);
 /* Returns 0 if the session may go on, -1 if it was freed (connection gone). */
@@ -159,9 +174,20 @@ int session_unpark(struct session *s);
 /* Resumes reading pipelined input after an asynchronous step. */
 void session_process(struct session *s);
 
+/* A command refused by the session's policy (the command table's flags). */
+struct cmd_refusal {
+	int code;
+	const char *enhanced;
+	const char *text;
+};
+/* Why the command may not run now (state, TLS, AUTH, listener), or NULL. The
+ * dispatcher asks before every handler; a command that must first read what follows
+ * it (BDAT) asks itself and replies once that is read. */
+const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp_verb verb);
+void session_reply_refusal(struct session *s, const struct cmd_refusal *r);
+
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);
-int session_mail_needs_auth(const struct session *s);
 /* The SASL mechanisms offered now, as MECH_BIT()s: EHLO lists exactly these and AUTH
  * accepts exactly these. */
 unsigned session_auth_offered(const struct session *s);
@@ -195,6 +221,8 @@ void auth_cleanup(struct session *s);
 /* Message body reception (cmd_data.c). */
 void data_line(struct session *s, enum line_status st, const char *line, size_t len);
 void bdat_bytes(struct session *s, const char *p, size_t n);
+/* Drops the message being received: buffers, and its queue file if one was begun. */
+void data_reset(struct session *s);
 
 /* Deadlines that trickled bytes do not extend, and stress mode (deadline.c). */
 enum deadline_kind { DL_NONE, DL_COMMAND, DL_DATA, DL_HANDSHAKE };
@@ -210,7 +238,7 @@ void session_deadline_input(struct session *s, int line_done);
 /* A timeout as configured, or shrunk while the listener is under stress. */
 unsigned session_timeout_ms(const struct session *s, unsigned configured_ms);
 /* The listener's count changed: enters or leaves stress mode. */
-void listener_stress_update(struct smtp_listener *l);
+void session_stress_update(struct smtp_listener *l);
 
 /* Received header (received.c): malloc'd, CRLF-terminated lines. */
 char *received_header(const struct session *s);

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t vlen, i;
 
 	memset(&cmd, 0xa5, sizeof(cmd));
-	if (smtp_command_parse(line, size, &cmd) < 0) {
+	if (command_parse(line, size, &cmd) < 0) {
 		free(line);
 		return 0;
 	}
@@ -23,13 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < size; i++)
 		FUZZ_CHECK((unsigned char)line[i] >= 0x20 && (unsigned char)line[i] != 0x7f);
 	FUZZ_CHECK((unsigned)cmd.verb < CMD__COUNT);
-	FUZZ_CHECK(smtp_verb_name(cmd.verb) != NULL);
+	FUZZ_CHECK(command_verb_name(cmd.verb) != NULL);
 
 	for (vlen = 0; vlen < size && line[vlen] != ' '; vlen++)
 		FUZZ_CHECK((line[vlen] >= 'A' && line[vlen] <= 'Z') || (line[vlen] >= 'a' && line[vlen] <= 'z'));
 	FUZZ_CHECK(vlen > 0);
 	if (cmd.verb != CMD_UNKNOWN) {
-		const char *name = smtp_verb_name(cmd.verb);
+		const char *name = command_verb_name(cmd.verb);
 		FUZZ_CHECK(strlen(name) == vlen && strncasecmp(line, name, vlen) == 0);
 	}
 
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < vlen; i++)
 		if (upper[i] >= 'a' && upper[i] <= 'z')
 			upper[i] = (char)(upper[i] - 'a' + 'A');
-	FUZZ_CHECK(smtp_command_parse(upper, size, &again) == 0);
+	FUZZ_CHECK(command_parse(upper, size, &again) == 0);
 	FUZZ_CHECK(again.verb == cmd.verb && again.args_len == cmd.args_len);
 	free(upper);
 	free(line);

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			params_check_printable(mp.auth, 0);
 		FUZZ_CHECK(mp.body == BODY_7BIT || mp.body == BODY_8BITMIME || mp.body == BODY_BINARYMIME);
 		FUZZ_CHECK(mp.ret == DSN_RET_UNSET || mp.ret == DSN_RET_FULL || mp.ret == DSN_RET_HDRS);
-		mail_params_clear(&mp);
+		params_mail_clear(&mp);
 	} else {
 		params_check_err(&err);
 		FUZZ_CHECK(mp.envid == NULL && mp.auth == NULL);
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(strchr(rp.orcpt, ';') != NULL && rp.orcpt[0] != ';');
 			params_check_printable(rp.orcpt, 1);
 		}
-		rcpt_params_clear(&rp);
+		params_rcpt_clear(&rp);
 	} else {
 		params_check_err(&err);
 		FUZZ_CHECK(rp.orcpt == NULL);

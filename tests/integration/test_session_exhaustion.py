@@ -106,6 +106,9 @@ def test_refused_on_implicit_tls_closed_at_once_and_not_counted(start_server):
 def test_refused_in_clear_is_421_then_closed(start_server):
     srv = start_server(listener_opts={"smtp": {"max_sessions": 1}})
     with srv.smtp() as held:
+        # In a transaction: not an idle session a newcomer could take the slot of.
+        held.ehlo()
+        held.expect("MAIL FROM:<s@example.test>", 250, "2.1.0")
         t0 = time.monotonic()
         with lib.Smtp(srv.ports["smtp"]) as c:
             c.expect(None, 421, "4.3.2", timeout=2)
@@ -310,16 +313,21 @@ def _bdat_start(c, size, last=False):
 
 
 def test_inflight_bounded_per_client(start_server, token):
+    """Each session holds at most one chunk in memory (the rest goes to disk); one
+    address's sessions together hold at most max_client_inflight_bytes."""
     srv = start_server(max_client_inflight_bytes="1M", client_limit_exempt="none",
                        max_message_size="4M")
     port = srv.ports["smtp"]
-    chunk = (b"y" * 998 + b"\r\n") * 700        # 700 000 octets
-    first = AuthSmtp(port)
+    chunk = b"y" * 60000                         # under the chunk that goes to disk
+    held = []
     try:
-        first.expect(None, 220)
-        _bdat_start(first, len(chunk))
-        first.send(chunk)
-        first.expect(None, 250, "2.0.0")         # held, unfinished
+        for _ in range(17):                      # 1 020 000 of 1 048 576 octets
+            h = AuthSmtp(port)
+            held.append(h)
+            h.expect(None, 220)
+            _bdat_start(h, len(chunk))
+            h.send(chunk)
+            h.expect(None, 250, "2.0.0")         # held, unfinished
         # the same address cannot hold more than its share...
         with AuthSmtp(port) as second:
             second.expect(None, 220)
@@ -332,10 +340,12 @@ def test_inflight_bounded_per_client(start_server, token):
             _bdat_start(other, len(chunk), last=True)
             other.send(chunk)
             other.expect(None, 250, "2.0.0")
-        first.send(b"BDAT 0 LAST\r\n")
-        first.expect(None, 250, "2.0.0")
+        for h in held:
+            h.send(b"BDAT 0 LAST\r\n")
+            h.expect(None, 250, "2.0.0")
     finally:
-        first.close()
+        for h in held:
+            h.close()
 
 
 # -- load: slow clients fill a listener, a well-behaved client still gets through ------
@@ -449,3 +459,58 @@ def test_auth_budget_refusal_over_implicit_tls_waits_no_longer_than_a_handshake(
     with socket.create_connection(("127.0.0.1", srv.ports["submissions"]), timeout=5) as s:
         t, _ = trickle(s, client_hello(), 0.2, 5)
     assert t is not None and t <= 2.5, t
+
+
+# -- a full listener makes room ---------------------------------------------------------
+
+def test_full_listener_evicts_the_oldest_idle_session(start_server, token):
+    """Slots held by clients that have done nothing (no AUTH, no transaction) go to a
+    newcomer, oldest first; an authenticated session keeps its slot."""
+    srv = start_server(listener_opts={"submission": {"max_sessions": "3"}})
+    port = srv.ports["submission"]
+    idle = []
+    try:
+        worker = AuthSmtp(port)
+        worker.greeting()
+        worker.ehlo()
+        worker.starttls()
+        worker.ehlo()
+        worker.auth_plain(lib.USERS[0], lib.PASSWORD)
+        for _ in range(2):
+            c = AuthSmtp(port)
+            c.greeting()
+            idle.append(c)
+        # Full: the next one gets in, and the oldest idle session is told why and closed.
+        newcomer = AuthSmtp(port)
+        newcomer.greeting()
+        r = idle[0].reply()
+        assert (r.code, r.enhanced) == (421, "4.3.2"), r
+        assert r.text.endswith("Too many sessions, closing an idle connection"), r
+        assert idle[0].wait_closed(5)
+        idle[1].expect("NOOP", 250)
+        newcomer.ehlo()
+        newcomer.starttls()
+        newcomer.ehlo()
+        newcomer.auth_plain(lib.USERS[1], lib.PASSWORD)
+        # Now idle[1] is the only one to make room with; then nobody is left to evict.
+        third = AuthSmtp(port)
+        third.greeting()
+        assert idle[1].reply().code == 421
+        third.ehlo()
+        third.starttls()
+        third.ehlo()
+        third.auth_plain(lib.USERS[0], lib.PASSWORD)
+        with AuthSmtp(port) as fourth:
+            r = fourth.reply()                    # the three left are all busy
+            assert (r.code, r.enhanced) == (421, "4.3.2"), r
+            assert r.text.endswith("Too many sessions, try again later"), r
+        third.close()
+        # The authenticated sessions kept their slots throughout.
+        worker.expect("NOOP", 250)
+        newcomer.expect("NOOP", 250)
+        worker.close()
+        newcomer.close()
+        assert "event=evicted reason=listener-full listener=submission" in srv.log
+    finally:
+        for c in idle:
+            c.close()

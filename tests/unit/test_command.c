@@ -77,7 +77,7 @@ static void command_table(void)
 		int rc;
 
 		memcpy(buf, command_cases[i].line, len);
-		rc = smtp_command_parse(buf, len, &cmd);
+		rc = command_parse(buf, len, &cmd);
 		if (rc != command_cases[i].rc)
 			fprintf(stderr, "case %zu: \"%s\"\n", i, command_cases[i].line);
 		CHECK(rc == command_cases[i].rc);
@@ -114,7 +114,7 @@ static void command_prefixes(void)
 			int rc;
 
 			memcpy(buf, lines[i], n);
-			rc = smtp_command_parse(buf, n, &cmd);
+			rc = command_parse(buf, n, &cmd);
 			if (rc != 0 && rc != -1)
 				ok = 0;
 			if (rc == 0) {
@@ -139,7 +139,7 @@ static void command_prefixes(void)
 	/* prefixes of "STARTTLS": only the whole word is STARTTLS */
 	for (n = 1; n <= 8; n++) {
 		struct smtp_command cmd;
-		CHECK(smtp_command_parse("STARTTLS", n, &cmd) == 0);
+		CHECK(command_parse("STARTTLS", n, &cmd) == 0);
 		CHECK(cmd.verb == (n == 8 ? CMD_STARTTLS : CMD_UNKNOWN));
 	}
 }
@@ -164,19 +164,19 @@ static void command_names(void)
 		char lower[16];
 		size_t j, n = strlen(names[i].name);
 
-		CHECK_STR(smtp_verb_name(names[i].verb), names[i].name);
+		CHECK_STR(command_verb_name(names[i].verb), names[i].name);
 		/* the name parses back to its verb, in either case */
 		for (j = 0; j <= n; j++)
 			lower[j] = (char)(names[i].name[j] | (j < n ? 0x20 : 0));
-		CHECK(smtp_command_parse(names[i].name, n, &cmd) == 0 &&
+		CHECK(command_parse(names[i].name, n, &cmd) == 0 &&
 		      cmd.verb == names[i].verb);
-		CHECK(smtp_command_parse(lower, n, &cmd) == 0 && cmd.verb == names[i].verb);
+		CHECK(command_parse(lower, n, &cmd) == 0 && cmd.verb == names[i].verb);
 	}
 	/* every verb has a name, and out-of-range ones do not crash */
 	for (v = 0; v < CMD__COUNT; v++)
-		CHECK(smtp_verb_name((enum smtp_verb)v) != NULL);
-	CHECK(smtp_verb_name(CMD__COUNT) != NULL);
-	CHECK(smtp_verb_name((enum smtp_verb)999) != NULL);
+		CHECK(command_verb_name((enum smtp_verb)v) != NULL);
+	CHECK(command_verb_name(CMD__COUNT) != NULL);
+	CHECK(command_verb_name((enum smtp_verb)999) != NULL);
 }
 
 void unit_main(void)

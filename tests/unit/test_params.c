@@ -135,7 +135,7 @@ static void params_errors(void)
 			/* a failed parse leaves nothing to free */
 			CHECK(mp.envid == NULL && mp.auth == NULL);
 		}
-		mail_params_clear(&mp);
+		params_mail_clear(&mp);
 	}
 	for (i = 0; i < sizeof(rcpt_errors) / sizeof(rcpt_errors[0]); i++) {
 		struct rcpt_params rp;
@@ -155,7 +155,7 @@ static void params_errors(void)
 				CHECK_STR(err.text, rcpt_errors[i].text);
 			CHECK(rp.orcpt == NULL);
 		}
-		rcpt_params_clear(&rp);
+		params_rcpt_clear(&rp);
 	}
 }
 
@@ -170,7 +170,7 @@ static void params_values(void)
 	CHECK(params_parse_mail(s, 0, &mp, &err) == 0);
 	CHECK(mp.size == 0 && mp.body == BODY_7BIT && !mp.smtputf8 && mp.ret == DSN_RET_UNSET);
 	CHECK(mp.envid == NULL && mp.auth == NULL);
-	mail_params_clear(&mp);
+	params_mail_clear(&mp);
 
 	s = " size=12345 body=8bitmime SmtpUtf8 ret=Hdrs envid=QQ+2B+3D1 auth=bob+40x.org";
 	CHECK(params_parse_mail(s, strlen(s), &mp, &err) == 0);
@@ -180,15 +180,15 @@ static void params_values(void)
 	CHECK(mp.ret == DSN_RET_HDRS);
 	CHECK_STR(mp.envid, "QQ+=1");
 	CHECK_STR(mp.auth, "bob@x.org");
-	mail_params_clear(&mp);
+	params_mail_clear(&mp);
 	CHECK(mp.envid == NULL && mp.auth == NULL);
-	mail_params_clear(&mp);     /* twice is harmless */
+	params_mail_clear(&mp);     /* twice is harmless */
 
 	s = " BODY=BINARYMIME RET=FULL AUTH=<>";
 	CHECK(params_parse_mail(s, strlen(s), &mp, &err) == 0);
 	CHECK(mp.body == BODY_BINARYMIME && mp.ret == DSN_RET_FULL);
 	CHECK_STR(mp.auth, "<>");
-	mail_params_clear(&mp);
+	params_mail_clear(&mp);
 
 	/* SIZE saturates instead of wrapping */
 	s = " SIZE=18446744073709551615";
@@ -228,7 +228,7 @@ static void params_values(void)
 			CHECK(params_parse_rcpt(notify[i].in, strlen(notify[i].in), &rp, &err) == 0);
 			CHECK(rp.notify == notify[i].bits);
 			CHECK(rp.orcpt == NULL);
-			rcpt_params_clear(&rp);
+			params_rcpt_clear(&rp);
 		}
 	}
 
@@ -237,16 +237,16 @@ static void params_values(void)
 	CHECK(params_parse_rcpt(s, strlen(s), &rp, &err) == 0);
 	CHECK_STR(rp.orcpt, "rfc822;alice+x@example.org");
 	CHECK(rp.notify == DSN_NOTIFY_FAILURE);
-	rcpt_params_clear(&rp);
+	params_rcpt_clear(&rp);
 	CHECK(rp.orcpt == NULL);
 	s = " ORCPT=utf-8;j\\x{F6}rg@x";
 	CHECK(params_parse_rcpt(s, strlen(s), &rp, &err) == 0);
 	CHECK_STR(rp.orcpt, "utf-8;j\\x{F6}rg@x");
-	rcpt_params_clear(&rp);
+	params_rcpt_clear(&rp);
 	s = " ORCPT=RFC822;a+20b;c";
 	CHECK(params_parse_rcpt(s, strlen(s), &rp, &err) == 0);
 	CHECK_STR(rp.orcpt, "RFC822;a b;c");
-	rcpt_params_clear(&rp);
+	params_rcpt_clear(&rp);
 }
 
 /* Builds " KEY=" followed by n copies of c. */
@@ -271,7 +271,7 @@ static void params_limits(void)
 	s = params_long(" ENVID=", 100, 'e');
 	CHECK(params_parse_mail(s, strlen(s), &mp, &err) == 0);
 	CHECK(mp.envid && strlen(mp.envid) == 100);
-	mail_params_clear(&mp);
+	params_mail_clear(&mp);
 	free(s);
 	s = params_long(" ENVID=", 101, 'e');
 	CHECK(params_parse_mail(s, strlen(s), &mp, &err) == -1);
@@ -283,7 +283,7 @@ static void params_limits(void)
 	s = params_long(" ORCPT=rfc822;", 493, 'o');
 	CHECK(params_parse_rcpt(s, strlen(s), &rp, &err) == 0);
 	CHECK(rp.orcpt && strlen(rp.orcpt) == 500);
-	rcpt_params_clear(&rp);
+	params_rcpt_clear(&rp);
 	free(s);
 	s = params_long(" ORCPT=rfc822;", 494, 'o');
 	CHECK(params_parse_rcpt(s, strlen(s), &rp, &err) == -1);
@@ -404,11 +404,11 @@ static void params_prefixes(void)
 			if (i == 0) {
 				struct mail_params mp;
 				rc = params_parse_mail(buf, n, &mp, &err);
-				mail_params_clear(&mp);
+				params_mail_clear(&mp);
 			} else {
 				struct rcpt_params rp;
 				rc = params_parse_rcpt(buf, n, &rp, &err);
-				rcpt_params_clear(&rp);
+				params_rcpt_clear(&rp);
 			}
 			if (rc != 0 && (rc != -1 || (err.code != 501 && err.code != 555) ||
 					err.enhanced == NULL || err.text == NULL))

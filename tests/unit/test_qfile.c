@@ -4,6 +4,7 @@
 #include "queue/envelope.h"
 #include "queue/qfile.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -229,6 +230,81 @@ static void test_done(void)
 	rmdir(dir);
 }
 
+/* Version 1 files, as older queues hold them, are still read. */
+static void test_version1(void)
+{
+	static const char head[] = "CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\n"
+				   "from a@b\nbodytype 7bit\nsmtputf8 0\nrcpt 0 a@b - -\nbody 4\n";
+	char file[256], tail[QFILE_TAIL_LEN + 1];
+	size_t hl = sizeof(head) - 1, len, blen;
+	struct envelope out;
+	const char *b;
+	memcpy(file, head, hl);
+	memcpy(file + hl, "hi\r\n", 4);
+	qfile_encode_tail(qfile_crc32(0, file, hl + 4), tail);
+	memcpy(file + hl + 4, tail, QFILE_TAIL_LEN);
+	len = hl + 4 + QFILE_TAIL_LEN;
+	CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
+	CHECK(blen == 4 && memcmp(b, "hi\r\n", 4) == 0 && out.n_rcpts == 1);
+	CHECK_STR(out.mail_from, "a@b");
+	envelope_clear(&out);
+	/* Version 2's "body" line or end line in a version 1 file is refused. */
+	file[13] = '2';
+	CHECK(qfile_decode(file, len, &out, &b, &blen) == -1);
+}
+
+/* qfile_load_env_at reads in blocks: the same verdicts as qfile_decode on the whole,
+ * on a body of several blocks. */
+static void test_load_env_at(void)
+{
+	char dir[] = "/tmp/cursus-qfile-XXXXXX", path[128];
+	size_t bodylen = 300000, len, blen;
+	char *body = malloc(bodylen), *file;
+	struct envelope env, out;
+	int dfd, fd;
+	size_t cuts[] = { 0, 10, 200, 65536, 150000, 0, 1, 2, 14, 20 }; /* from the end after 5 */
+
+	for (size_t i = 0; i < bodylen; i++)
+		body[i] = (char)(i * 7 + 3);
+	CHECK(mkdtemp(dir) != NULL);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	make_env(&env, 50);
+	file = qfile_encode(&env, body, bodylen, &len);
+	snprintf(path, sizeof(path), "%s/0123456789abcdef", dir);
+	for (int round = 0; round < 13; round++) {
+		size_t n = len;
+		fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+		if (round >= 1 && round <= 10)
+			n = round <= 5 ? cuts[round - 1] : len - 1 - cuts[round - 1];
+		CHECK(write(fd, file, n) == (ssize_t)n);
+		if (round == 11)
+			CHECK(write(fd, "\n", 1) == 1);          /* appended */
+		close(fd);
+		if (round == 12) {
+			fd = open(path, O_WRONLY);
+			CHECK(pwrite(fd, "Z", 1, (off_t)(len - 100000)) == 1); /* deep in the body */
+			close(fd);
+		}
+		int rc = qfile_load_env_at(dfd, "0123456789abcdef", &out, &blen);
+		if (round == 0) {
+			CHECK(rc == 0 && blen == bodylen);
+			check_same(&env, &out);
+		} else {
+			if (rc != EBADMSG)
+				fprintf(stderr, "round %d: %d\n", round, rc);
+			CHECK(rc == EBADMSG && out.n_rcpts == 0);
+		}
+		envelope_clear(&out);
+	}
+	CHECK(qfile_load_env_at(dfd, "missing", &out, &blen) == ENOENT);
+	unlink(path);
+	close(dfd);
+	rmdir(dir);
+	envelope_clear(&env);
+	free(file);
+	free(body);
+}
+
 void unit_main(void)
 {
 	CHECK(qfile_crc32(0, "123456789", 9) == 0xCBF43926u);
@@ -236,4 +312,6 @@ void unit_main(void)
 	test_damage();
 	test_malformed();
 	test_done();
+	test_version1();
+	test_load_env_at();
 }

@@ -102,6 +102,77 @@ static void commit_one(struct queue *q, const char *rcpts[], const char *boxes[]
 	envelope_clear(&env);
 }
 
+/* Streams: chunks written in order, the whole checked on commit; an abort leaves
+ * nothing; a recipient added after the first write gets a new head. */
+static void test_streams(struct queue *q, const char *qdir)
+{
+	static char chunk[3][100000];
+	static int errs[16];
+	struct envelope env = { 0 }, out;
+	struct queue_stream *st;
+	char *buf, path[256], tmpdir[200];
+	const char *body;
+	size_t len, blen;
+	int dfd, k = 0;
+
+	for (int i = 0; i < 3; i++)
+		memset(chunk[i], 'a' + i, sizeof(chunk[i]));
+	snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", qdir);
+	for (int round = 0; round < 2; round++) {
+		n_done = n_failed = 0;
+		k = 0;
+		memset(&env, 0, sizeof(env));
+		queue_new_id(q, &env);
+		env.received = time(NULL);
+		env.mail_from = strdup("s@x.test");
+		envelope_add_rcpt(&env, "a@x.test", NULL, 0, "x.test/a");
+		st = queue_stream_open(q, &env, "Received: x\r\n", 13);
+		for (int i = 0; i < 3; i++)
+			queue_stream_write(st, chunk[i], sizeof(chunk[i]), on_commit, &errs[k++]);
+		if (round == 1)
+			envelope_add_rcpt(&env, "b@x.test", NULL, 0, "x.test/b");
+		queue_stream_commit(&st, &env, on_commit, &errs[k++]);
+		CHECK(st == NULL);
+		run_loop(k);
+		CHECK(n_done == 4 && n_failed == 0);
+		snprintf(path, sizeof(path), "%s/msg", qdir);
+		dfd = open(path, O_RDONLY | O_DIRECTORY);
+		CHECK(qfile_read_at(dfd, env.id, &buf, &len) == 0);
+		CHECK(qfile_decode(buf, len, &out, &body, &blen) == 0);
+		CHECK(blen == 13 + 3 * sizeof(chunk[0]) && memcmp(body, "Received: x\r\n", 13) == 0);
+		CHECK(memcmp(body + 13 + sizeof(chunk[0]), chunk[1], sizeof(chunk[1])) == 0);
+		CHECK(out.n_rcpts == (size_t)(round + 1));
+		envelope_clear(&out);
+		free(buf);
+		CHECK(qfile_load_env_at(dfd, env.id, &out, &blen) == 0);
+		CHECK(blen == 13 + 3 * sizeof(chunk[0]) && out.n_rcpts == (size_t)(round + 1));
+		envelope_clear(&out);
+		close(dfd);
+		envelope_clear(&env);
+		CHECK(count_files(tmpdir, NULL) == 0);
+	}
+
+	/* Given up after two chunks: the file goes, the write callbacks still come. */
+	n_done = 0;
+	memset(&env, 0, sizeof(env));
+	queue_new_id(q, &env);
+	env.mail_from = strdup("s@x.test");
+	st = queue_stream_open(q, &env, "", 0);
+	queue_stream_write(st, chunk[0], sizeof(chunk[0]), on_commit, &errs[0]);
+	queue_stream_write(st, chunk[1], sizeof(chunk[1]), on_commit, &errs[1]);
+	run_loop(2);
+	CHECK(count_files(tmpdir, NULL) == 1);
+	queue_stream_abort(&st);
+	CHECK(st == NULL);
+	for (int i = 0; i < 200 && count_files(tmpdir, NULL) != 0; i++)
+		usleep(10000);
+	CHECK(count_files(tmpdir, NULL) == 0);
+	snprintf(path, sizeof(path), "%s/msg/%s", qdir, env.id);
+	CHECK(access(path, F_OK) < 0);
+	envelope_clear(&env);
+	queue_stream_abort(&st); /* NULL: nothing */
+}
+
 void unit_main(void)
 {
 	char root[] = "/tmp/cursus-queue-XXXXXX", qdir[128], msgdir[160], tmpdir[160], path[512];
@@ -203,6 +274,8 @@ void unit_main(void)
 	CHECK(count_files(msgdir, NULL) == N_MSGS);
 	snprintf(path, sizeof(path), "%s/corrupt/00000000000000ff", qdir);
 	CHECK(access(path, F_OK) == 0);
+
+	test_streams(q, qdir);
 
 	/* Delivery is the scheduler's: tests/integration/test_delivery.py. */
 	queue_destroy(&q);
