@@ -13,6 +13,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth/auth_client.h"
+#include "auth/auth_server.h"
+#include "auth/auth_spawn.h"
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/privdrop.h"
@@ -23,10 +26,8 @@
 #include "queue/qstore.h"
 #include "queue/queue.h"
 #include "sasl/authlimit.h"
-#include "sasl/sasl.h"
 #include "smtp/session.h"
 #include "smtp/trace.h"
-#include "store/userdb.h"
 #include "util/addrcount.h"
 #include "util/fsutil.h"
 #include "util/workers.h"
@@ -215,6 +216,9 @@ int main(int argc, char **argv)
 	struct priv_id priv;
 	char *err = NULL;
 
+	/* The same binary is cursus-auth, the credential process (auth_spawn.h). */
+	if (argc > 1 && strcmp(argv[1], AUTH_SPAWN_ARG) == 0)
+		auth_server_main(argc, argv);
 	while ((ch = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
@@ -272,12 +276,17 @@ int main(int argc, char **argv)
 	if (priv.drop)
 		log_info("privileges event=dropped user=%s uid=%ld gid=%ld", cfg->user,
 			 (long)priv.uid, (long)priv.gid);
-	if (!(srv.users = userdb_open(cfg->user_db, 1, &err)))
-		fatalx("userdb: %s: %s", cfg->user_db, err ? err : "cannot open");
-	/* Unknown users' fake SCRAM keys announce the count new keys get. */
-	userdb_set_scram_iterations(srv.users, cfg->scram_iterations);
-	if (!(srv.sasl = sasl_server_create(srv.users)))
-		fatalx("sasl: cannot initialise GNU SASL");
+	{
+		/* The user database is cursus-auth's alone: this process, which reads the
+		 * network, only asks it. One connection per thread that may ask. */
+		struct auth_client_conf ac = {
+			.user_db = cfg->user_db, .scram_iterations = cfg->scram_iterations,
+			.nconns = cfg->worker_threads + cfg->delivery_threads,
+			.foreground = foreground, .debug = cfg->log_debug,
+		};
+		if (!(srv.auth = auth_client_create(srv.base, &ac, &err)))
+			fatalx("%s", err);
+	}
 	{
 		const struct auth_limits *a = &cfg->auth;
 		struct authlimit_conf ac = {
@@ -300,7 +309,7 @@ int main(int argc, char **argv)
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
 	smtp = transport_smtp_create(cfg, srv.base, dns);
-	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.users, local, smtp);
+	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
@@ -343,9 +352,8 @@ int main(int argc, char **argv)
 	sched_destroy(&sched);
 	local->destroy(local);
 	qstore_close(&qs);
-	sasl_server_destroy(&srv.sasl);
 	authlimit_destroy(&srv.authlimit);
-	userdb_close(&srv.users);
+	auth_client_destroy(&srv.auth);
 	if (srv.tls)
 		SSL_CTX_free(srv.tls);
 	event_base_free(srv.base);

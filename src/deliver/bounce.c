@@ -4,10 +4,12 @@
 #include "deliver/bounce.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "auth/auth_client.h"
 #include "config/config.h"
 #include "queue/envelope.h"
 #include "queue/qstore.h"
@@ -21,7 +23,7 @@ struct bounce_job {
 	const struct config *cfg;
 	struct qstore *qs;
 	struct queue *q;
-	struct userdb *users;
+	struct auth_client *users;
 	const struct qmsg *m;
 	const struct dsn_item *items;
 	size_t n_items;
@@ -67,7 +69,7 @@ static void bounce_work(void *arg)
 	const char *box = NULL, *body;
 
 	if (config_is_local_domain(j->cfg, bounce_domain(to))) {
-		int found = userdb_resolve(j->users, to, &boxes, &nboxes);
+		int found = auth_client_resolve(j->users, to, SIZE_MAX, &boxes, &nboxes);
 		if (found < 0) {
 			j->err = EAGAIN;
 			return;
@@ -109,7 +111,7 @@ static void bounce_after(void *arg)
 }
 
 void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs, struct queue *q,
-		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
+		 struct auth_client *users, const struct qmsg *m, const struct dsn_item *items,
 		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg)
 {
 	struct bounce_job *j = xcalloc(1, sizeof(*j));

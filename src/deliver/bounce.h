@@ -10,7 +10,7 @@
 
 struct config;
 struct queue;
-struct userdb;
+struct auth_client;
 struct workers;
 struct qmsg;
 struct qstore;
@@ -19,7 +19,7 @@ struct qstore;
  * sending: a local sender without a mailbox, logged), else an errno value (try again
  * later). The body is read from qs; m and items must stay valid until done. */
 void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs, struct queue *q,
-		 struct userdb *users, const struct qmsg *m, const struct dsn_item *items,
+		 struct auth_client *users, const struct qmsg *m, const struct dsn_item *items,
 		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg);
 
 #endif

@@ -29,7 +29,7 @@
 #include "queue/qstore.h"
 #include "route/route.h"
 #include "route/router.h"
-#include "store/userdb.h"
+#include "auth/auth_client.h"
 #include "util/log.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
@@ -78,7 +78,7 @@ struct sched {
 	struct workers *w;
 	struct qstore *qs;
 	struct queue *q;
-	struct userdb *users;
+	struct auth_client *users;
 	struct transport *local, *smtp;
 	struct smsg *buckets[SCHED_BUCKETS];
 	struct sdests *dests;
@@ -476,7 +476,7 @@ static void sched_prepare_work(void *arg)
 	    j->route.kind != ROUTE_RELAY || !j->s->users)
 		return;
 	nexthop = route_nexthop(&j->route);
-	if (userdb_relay_auth_find(j->s->users, nexthop, *sender ? sender : NULL, &j->auth_user,
+	if (auth_client_relay_auth_find(j->s->users, nexthop, *sender ? sender : NULL, &j->auth_user,
 				   &j->auth_password) < 0)
 		j->err = EAGAIN;
 	free(nexthop);
@@ -790,7 +790,7 @@ void sched_enqueue_cb(void *s, const char *id)
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct userdb *users, struct transport *local, struct transport *smtp)
+			   struct auth_client *users, struct transport *local, struct transport *smtp)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;

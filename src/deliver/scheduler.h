@@ -15,12 +15,12 @@ struct workers;
 struct qstore;
 struct queue;
 struct transport;
-struct userdb;
+struct auth_client;
 struct sched;
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct userdb *users, struct transport *local, struct transport *smtp);
+			   struct auth_client *users, struct transport *local, struct transport *smtp);
 /* Stops starting deliveries; those in flight end as deferred; what is left stays
  * queued for the next start. */
 void sched_destroy(struct sched **s);

@@ -1,25 +1,25 @@
-/* cmd_auth: SMTP AUTH (RFC 4954). The exchange itself runs in GNU SASL on a worker
- * thread (store lookups and password hashing block); the session is parked meanwhile.
+/* cmd_auth: SMTP AUTH (RFC 4954). The exchange itself runs in GNU SASL in cursus-auth
+ * (auth_client.h), reached from a worker thread; the session is parked meanwhile.
  * Every attempt is logged in one stable line, never with a payload or a password. */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth/auth_client.h"
 #include "net/conn.h"
 #include "sasl/authlimit.h"
 #include "sasl/sasl.h"
 #include "smtp/session.h"
 #include "smtp/trace.h"
-#include "store/userdb.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
 struct auth_job {
 	struct session *s;
-	struct sasl_server *srv;
+	struct auth_client *srv;
 	const struct sasl_mech *mech;
-	struct sasl_exchange *sx;       /* NULL: start one */
+	struct auth_client_sasl *sx;    /* NULL: start one */
 	struct sasl_channel chan;
 	char *in;                       /* client's base64, NULL for no initial response */
 	size_t inlen;
@@ -40,44 +40,31 @@ static int auth_precheck(void *arg, const char *authid)
 	if (authlimit_addr_blocked(s->srv->authlimit, sa, now) > 0 ||
 	    authlimit_account_blocked(s->srv->authlimit, authid, sa, now) > 0)
 		return 1;
-	/* The generation is read before the credentials are checked, so a change that
-	 * races the check is still seen at the session's next MAIL. The parked session
-	 * is the worker's until auth_done. */
-	s->cred_gen_read = userdb_credential_gen(s->srv->users, authid, authid, &s->cred_gen_pending) == 1;
+	/* cursus-auth reads the credential generation next, before it checks anything. */
 	return 0;
 }
 
 static void auth_work(void *arg)
 {
 	struct auth_job *j = arg;
-	if (!j->sx) {
-		j->sx = sasl_exchange_start(j->srv, j->mech, &j->chan, auth_precheck, j->s);
-		if (!j->sx) {
-			j->st = SASL_TEMPFAIL;
-			return;
-		}
-	}
-	j->st = sasl_exchange_step(j->sx, j->in, j->inlen, &j->out);
-	if (j->st == SASL_OK && !j->s->cred_gen_read) {
-		/* No precheck ran (or its read failed): read now. */
-		const char *authid = sasl_exchange_authid(j->sx);
-		if (!authid)
-			authid = sasl_exchange_user(j->sx);
-		j->s->cred_gen_read = userdb_credential_gen(j->s->srv->users, authid, authid,
-							    &j->s->cred_gen_pending) == 1;
-	}
+	if (!j->sx)
+		j->sx = auth_client_sasl_start(j->srv, j->mech, &j->chan);
+	j->st = auth_client_sasl_step(j->sx, j->in, j->inlen, &j->out, auth_precheck, j->s);
+	/* The parked session is the worker's until auth_done. */
+	if (j->st == SASL_OK)
+		j->s->cred_gen_read = auth_client_sasl_cred_gen(j->sx, &j->s->cred_gen_pending);
 	/* Counted here, as soon as it is known, so that attempts still in flight on
 	 * other workers see it. */
 	if (j->st == SASL_FAIL)
 		j->delay_ms = authlimit_failure(j->s->srv->authlimit, (const struct sockaddr *)&j->s->sa,
-						sasl_exchange_authid(j->sx), time(NULL));
+						auth_client_sasl_authid(j->sx), time(NULL));
 }
 
 static void auth_log(struct session *s, const char *result, const char *reason)
 {
 	char a[LOG_ESCAPE_BUFSZ], z[LOG_ESCAPE_BUFSZ];
-	const char *authid = s->sx ? sasl_exchange_authid(s->sx) : NULL;
-	const char *authzid = s->sx ? sasl_exchange_authzid(s->sx) : NULL;
+	const char *authid = s->sx ? auth_client_sasl_authid(s->sx) : NULL;
+	const char *authzid = s->sx ? auth_client_sasl_authzid(s->sx) : NULL;
 	/* The one stable format (fail2ban: match "auth .* client=<HOST> .* result=fail"). */
 	log_info("auth session=%s client=%s listener=%s mechanism=%s authid=\"%s\" authzid=\"%s\" "
 		 "result=%s%s%s",
@@ -89,7 +76,7 @@ static void auth_log(struct session *s, const char *result, const char *reason)
 
 static void auth_finish(struct session *s)
 {
-	sasl_exchange_end(&s->sx);
+	auth_client_sasl_end(&s->sx);
 	s->auth_mech = NULL;
 	session_enter(s, S_READY);
 }
@@ -130,8 +117,8 @@ static void auth_done(void *arg)
 		session_reply(s, 334, NULL, "%s", j->out ? j->out : "");
 		break;
 	case SASL_OK:
-		s->user = xstrdup(sasl_exchange_user(s->sx));
-		s->authid = xstrdup(sasl_exchange_authid(s->sx) ? sasl_exchange_authid(s->sx) : s->user);
+		s->user = xstrdup(auth_client_sasl_user(s->sx));
+		s->authid = xstrdup(auth_client_sasl_authid(s->sx) ? auth_client_sasl_authid(s->sx) : s->user);
 		/* Unread (a store failure): 0, which the next MAIL most likely finds
 		 * different; ending a session is safer than trusting an unknown. */
 		s->cred_gen = s->cred_gen_read ? s->cred_gen_pending : 0;
@@ -142,7 +129,7 @@ static void auth_done(void *arg)
 		auth_finish(s);
 		break;
 	case SASL_FAIL:
-		auth_log(s, "fail", sasl_exchange_reason(s->sx));
+		auth_log(s, "fail", auth_client_sasl_reason(s->sx));
 		delay = j->delay_ms;
 		if (delay > 0) {
 			/* Slow down guessing; the session stays parked until the reply. */
@@ -159,7 +146,7 @@ static void auth_done(void *arg)
 		auth_finish(s);
 		break;
 	case SASL_TEMPFAIL:
-		auth_log(s, "tempfail", sasl_exchange_reason(s->sx));
+		auth_log(s, "tempfail", auth_client_sasl_reason(s->sx));
 		session_reply(s, 454, "4.7.0", "Temporary authentication failure, try again later");
 		auth_finish(s);
 		break;
@@ -182,7 +169,7 @@ static void auth_submit(struct session *s, const char *in, size_t len)
 {
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 	j->s = s;
-	j->srv = s->srv->sasl;
+	j->srv = s->srv->auth;
 	j->mech = s->auth_mech;
 	j->sx = s->sx;
 	if (!j->sx)
@@ -202,7 +189,7 @@ unsigned session_auth_offered(const struct session *s)
 	unsigned m = s->limits->auth_mechanisms;
 	size_t n;
 	const struct sasl_mech *mechs = sasl_mechs(&n);
-	if (s->user || !s->srv->sasl)
+	if (s->user || !s->srv->auth)
 		return 0; /* RFC 4954 4: no AUTH after a successful one */
 	/* Without TLS only what the administrator allowed in clear. */
 	if (!s->tls)
@@ -298,7 +285,7 @@ void auth_cleanup(struct session *s)
 		event_free(s->auth_delay);
 		s->auth_delay = NULL;
 	}
-	sasl_exchange_end(&s->sx);
+	auth_client_sasl_end(&s->sx);
 	free(s->user);
 	s->user = NULL;
 	free(s->authid);

@@ -7,6 +7,7 @@
 #include "smtp/address.h"
 #include "smtp/params.h"
 #include "smtp/session.h"
+#include "auth/auth_client.h"
 #include "store/userdb.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
@@ -47,7 +48,7 @@ static const char *path_start(const char *args, size_t len, const char *keyword,
 /* What MAIL of an authenticated session asks the store, in one worker hop. */
 struct sender_job {
 	struct session *s;
-	struct userdb *users;
+	struct auth_client *users;
 	char *authid, *user, *from, *auth;
 	long long cred_gen;
 	int cred;                /* 1 the login still stands, 0 withdrawn, -1 failure */
@@ -60,7 +61,7 @@ static void sender_lookup(void *arg)
 	struct sender_job *j = arg;
 	long long gen = 0;
 
-	j->cred = userdb_credential_gen(j->users, j->authid, j->user, &gen);
+	j->cred = auth_client_credential_gen(j->users, j->authid, j->user, &gen);
 	if (j->cred == 1 && gen != j->cred_gen)
 		j->cred = 0;
 	if (j->cred != 1)
@@ -68,9 +69,9 @@ static void sender_lookup(void *arg)
 	/* On every listener, port 25 too: an authenticated user sends only as itself,
 	 * its aliases or granted addresses, or it could relay as anyone. The null
 	 * sender (read receipts, client-made bounces) owns nothing and stays allowed. */
-	j->ok = j->from[0] ? userdb_may_send_as(j->users, j->user, j->from) : 1;
+	j->ok = j->from[0] ? auth_client_may_send_as(j->users, j->user, j->from) : 1;
 	j->auth_ok = !j->auth || strcmp(j->auth, "<>") == 0 || strcasecmp(j->auth, j->user) == 0 ||
-		     userdb_may_act_as(j->users, j->authid, j->auth) == 1;
+		     auth_client_may_act_as(j->users, j->authid, j->auth) == 1;
 }
 
 static void sender_looked_up(void *arg)
@@ -127,7 +128,7 @@ static void mail_check_sender(struct session *s)
 {
 	struct sender_job *j = xcalloc(1, sizeof(*j));
 	j->s = s;
-	j->users = s->srv->users;
+	j->users = s->srv->auth;
 	j->authid = xstrdup(s->authid ? s->authid : s->user);
 	j->user = xstrdup(s->user);
 	j->from = xstrdup(s->env.mail_from);
@@ -207,7 +208,7 @@ out:
 
 struct rcpt_job {
 	struct session *s;
-	struct userdb *users;
+	struct auth_client *users;
 	char *addr;
 	struct rcpt_params rp;
 	size_t room;                 /* mailboxes max_recipients still allows */
@@ -219,7 +220,7 @@ struct rcpt_job {
 static void rcpt_lookup(void *arg)
 {
 	struct rcpt_job *j = arg;
-	j->found = userdb_resolve_max(j->users, j->addr, j->room, &j->boxes, &j->nboxes);
+	j->found = auth_client_resolve(j->users, j->addr, j->room, &j->boxes, &j->nboxes);
 }
 
 static void rcpt_job_free(struct rcpt_job *j)
@@ -320,7 +321,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	}
 	struct rcpt_job *j = xcalloc(1, sizeof(*j));
 	j->s = s;
-	j->users = s->srv->users;
+	j->users = s->srv->auth;
 	j->addr = addr;
 	j->rp = rp;
 	j->room = s->limits->max_recipients - s->env.n_rcpts;

@@ -23,7 +23,8 @@ struct event;
 struct conn;
 struct workers;
 struct queue;
-struct userdb;
+struct auth_client;
+struct auth_client_sasl;
 struct authlimit;
 struct trace_rules;
 struct addrcount;
@@ -35,8 +36,7 @@ struct smtp_server {
 	SSL_CTX *tls;
 	struct workers *workers;
 	struct queue *queue;
-	struct userdb *users;
-	struct sasl_server *sasl;
+	struct auth_client *auth;   /* the credential store, in cursus-auth */
 	struct authlimit *authlimit;
 	struct trace_rules *trace;   /* swapped on SIGHUP */
 	struct smtp_listener **listeners;
@@ -114,7 +114,7 @@ struct session {
 	long long cred_gen_pending;  /* read by the worker before the credentials are checked */
 	int cred_gen_read;           /* 1 when cred_gen_pending holds the read value */
 	struct sasl_channel chan;    /* channel binding and client certificate */
-	struct sasl_exchange *sx;    /* the AUTH exchange under way */
+	struct auth_client_sasl *sx; /* the AUTH exchange under way */
 	const struct sasl_mech *auth_mech;
 	struct event *auth_delay;    /* a failed AUTH's reply, held back */
 	int parked;                  /* waiting for a worker or the queue */
