@@ -459,6 +459,38 @@ def test_dsn_parameters_accepted(server, ce, token):
     assert server.wait_queue_empty(), server.queue_files()
 
 
+def test_dsn_parameters_kept_in_the_queue_file(start_server, token):
+    """RET, ENVID, NOTIFY and ORCPT are stored as given (RFC 3461 needs them later, for
+    the DSN and for the next hop): read back from the queue file of a message that waits
+    (bob's mailbox is a plain file, so his delivery defers)."""
+    srv = start_server(retry_min=3600, retry_max=3600)
+    os.makedirs(os.path.join(srv.mail_dir, "example.test"), exist_ok=True)
+    with open(srv.maildir("bob@example.test"), "w") as f:
+        f.write("not a maildir\n")
+    with srv.smtp() as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<s@example.test> RET=HDRS ENVID=QQ+2B%s" % token, 250, "2.1.0")
+        c.expect("RCPT TO:<bob@example.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob+2Bx@example.test",
+                 250, "2.1.5")
+        c.expect("RCPT TO:<alice@example.test> NOTIFY=NEVER", 250, "2.1.5")
+        c.expect("DATA", 354)
+        c.send(make_body(token) + ".\r\n")
+        qid = re.search(r"queued as (\S+)", c.expect(None, 250, "2.0.0").text).group(1)
+    srv.wait_message("alice@example.test", token)
+    head = []
+    with open(os.path.join(srv.queue_dir, "msg", qid), "rb") as f:
+        for line in f:                              # the head ends at its "body" line
+            line = line.decode().rstrip("\n")
+            if line == "body" or line.startswith("body "):
+                break
+            head.append(line)
+    assert "ret hdrs" in head, head
+    assert "envid QQ+2B%s" % token in head, head   # xtext: "+" is "+2B"
+    # rcpt <notify bits> <address> <orcpt> <mailbox>: SUCCESS|DELAY = 0x2|0x8, NEVER = 0x1
+    assert "rcpt 10 bob@example.test rfc822;Bob+2Bx@example.test example.test/bob" in head, head
+    assert "rcpt 1 alice@example.test - example.test/alice" in head, head
+
+
 def test_ret_full_and_mail_params_case_insensitive(server, ce, token):
     ce.expect("MAIL FROM:<sender@example.test> ret=full envid=abc body=8bitmime", 250, "2.1.0")
     ce.expect("RCPT TO:<bob@example.test> notify=failure", 250, "2.1.5")
