@@ -41,6 +41,8 @@ struct smtpc_pend {
 /* Output kept queued while streaming a body, and the block of it dot-stuffed at once. */
 #define SMTPC_BODY_WATERMARK (64 * 1024)
 #define SMTPC_BODY_BLOCK (16 * 1024)
+/* Most asked of a body source at once. */
+#define SMTPC_BODY_READ (64 * 1024)
 
 struct smtpc {
 	struct event_base *base;
@@ -62,10 +64,13 @@ struct smtpc {
 	int helo_fallback, used_helo;
 	char *ehlo_name;
 	unsigned connect_timeout;
-	/* ST_BODY */
+	/* ST_BODY: from memory (body), or asked of src a block at a time */
 	const char *body;
+	struct smtpc_body_src src;
 	size_t body_len, body_off;
 	int body_bol;
+	int body_waiting;          /* src was asked and has not answered */
+	int body_filling;          /* inside smtpc_body_fill (src may answer from want) */
 	unsigned dot_timeout;
 	struct smtpc_caps caps;
 	Gsasl *gctx;
@@ -499,31 +504,79 @@ size_t smtpc_dot_stuff(const char *src, size_t len, char *dst, int *at_bol)
 	return o;
 }
 
-/* Writes body blocks while the output is under the watermark; the final dot once
- * the body is all out. */
-static void smtpc_body_fill(struct smtpc *s)
+/* Dot-stuffs and queues n octets of the body, a block at a time. */
+static void smtpc_body_write(struct smtpc *s, const char *data, size_t n)
 {
 	char out[2 * SMTPC_BODY_BLOCK];
-	int wrote = 0;
-	while (s->body_off < s->body_len && conn_output_length(s->conn) < SMTPC_BODY_WATERMARK) {
-		size_t n = s->body_len - s->body_off;
-		if (n > SMTPC_BODY_BLOCK)
-			n = SMTPC_BODY_BLOCK;
-		size_t o = smtpc_dot_stuff(s->body + s->body_off, n, out, &s->body_bol);
+	while (n > 0) {
+		size_t k = n < SMTPC_BODY_BLOCK ? n : SMTPC_BODY_BLOCK;
+		size_t o = smtpc_dot_stuff(data, k, out, &s->body_bol);
 		conn_write(s->conn, out, o);
-		s->body_off += n;
-		wrote = 1;
+		s->body_off += k;
+		data += k;
+		n -= k;
 	}
-	if (wrote)
-		smtpc_reply_deadline(s); /* one more block left: a new block_timeout */
-	if (s->body_off < s->body_len)
+	smtpc_reply_deadline(s); /* one more block left: a new block_timeout */
+}
+
+/* Writes body blocks while the output is under the watermark (asking the source for
+ * each, which may answer later); the final dot once the body is all out. */
+static void smtpc_body_fill(struct smtpc *s)
+{
+	if (s->body_filling)
+		return; /* the source answered from inside want: the loop below goes on */
+	smtpc_hold(s);
+	s->body_filling = 1;
+	while (s->state == ST_BODY && !s->ended && !s->doomed && !s->body_waiting &&
+	       s->body_off < s->body_len && conn_output_length(s->conn) < SMTPC_BODY_WATERMARK) {
+		size_t n = s->body_len - s->body_off;
+		if (s->body) {
+			smtpc_body_write(s, s->body + s->body_off,
+					 n < SMTPC_BODY_BLOCK ? n : SMTPC_BODY_BLOCK);
+		} else {
+			s->body_waiting = 1;
+			s->src.want(s->src.arg, n < SMTPC_BODY_READ ? n : SMTPC_BODY_READ);
+		}
+	}
+	s->body_filling = 0;
+	if (s->state == ST_BODY && !s->ended && !s->doomed && s->body_off == s->body_len) {
+		if (s->body_len > 0 && !s->body_bol)
+			conn_write(s->conn, "\r\n", 2);
+		s->state = ST_READY;
+		s->body = NULL;
+		smtpc_set_timeout(s, s->dot_timeout);
+		smtpc_push(s, K_CMD, ".");
+	}
+	smtpc_release(s);
+}
+
+void smtpc_body_put(struct smtpc *s, const char *data, size_t n)
+{
+	if (s->state != ST_BODY || !s->body_waiting || s->ended || s->doomed)
 		return;
-	if (s->body_len > 0 && !s->body_bol)
-		conn_write(s->conn, "\r\n", 2);
-	s->state = ST_READY;
-	s->body = NULL;
-	smtpc_set_timeout(s, s->dot_timeout);
-	smtpc_push(s, K_CMD, ".");
+	if (n == 0) {
+		/* Nothing would ever end the body. */
+		smtpc_body_abort(s, "the message body source gave nothing");
+		return;
+	}
+	if (n > s->body_len - s->body_off)
+		n = s->body_len - s->body_off;
+	s->body_waiting = 0;
+	smtpc_body_write(s, data, n);
+	smtpc_body_fill(s);
+}
+
+void smtpc_body_abort(struct smtpc *s, const char *why)
+{
+	if (s->state != ST_BODY || s->ended || s->doomed)
+		return;
+	s->body_waiting = 0;
+	smtpc_hold(s);
+	/* Closed with no final dot: the server drops the transaction (RFC 5321 3.8). */
+	smtpc_fail(s, SMTPC_ERR_IO, why);
+	if (s->conn)
+		conn_close_after_flush(s->conn);
+	smtpc_release(s);
 }
 
 static void smtpc_on_drain(struct conn *c, void *arg)
@@ -531,9 +584,7 @@ static void smtpc_on_drain(struct conn *c, void *arg)
 	struct smtpc *s = arg;
 	if (s->state != ST_BODY || s->ended || s->doomed)
 		return;
-	smtpc_hold(s);
 	smtpc_body_fill(s);
-	smtpc_release(s);
 }
 
 static const struct conn_cbs smtpc_conn_cbs = {
@@ -663,20 +714,35 @@ void smtpc_set_timeout(struct smtpc *s, unsigned seconds)
 		conn_set_timeout(s->conn, s->timeout);
 }
 
-void smtpc_send_body(struct smtpc *s, const char *body, size_t len, unsigned block_timeout,
-		     unsigned dot_timeout)
+static void smtpc_body_start(struct smtpc *s, const char *body, const struct smtpc_body_src *src,
+			     size_t len, unsigned block_timeout, unsigned dot_timeout)
 {
 	if (!s->conn || s->ended)
 		return;
 	s->state = ST_BODY;
 	s->body = body;
+	if (src)
+		s->src = *src;
 	s->body_len = len;
 	s->body_off = 0;
 	s->body_bol = 1;
+	s->body_waiting = 0;
 	s->dot_timeout = dot_timeout;
 	smtpc_set_timeout(s, block_timeout);
 	smtpc_trace(s, SMTPC_INFO, "message body");
 	smtpc_body_fill(s);
+}
+
+void smtpc_send_body(struct smtpc *s, const char *body, size_t len, unsigned block_timeout,
+		     unsigned dot_timeout)
+{
+	smtpc_body_start(s, body ? body : "", NULL, len, block_timeout, dot_timeout);
+}
+
+void smtpc_send_body_from(struct smtpc *s, size_t len, const struct smtpc_body_src *src,
+			  unsigned block_timeout, unsigned dot_timeout)
+{
+	smtpc_body_start(s, NULL, src, len, block_timeout, dot_timeout);
 }
 
 void smtpc_ehlo(struct smtpc *s, const char *name)

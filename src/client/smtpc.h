@@ -102,6 +102,23 @@ void smtpc_set_timeout(struct smtpc *s, unsigned seconds);
  * body must stay valid until that reply. */
 void smtpc_send_body(struct smtpc *s, const char *body, size_t len, unsigned block_timeout,
 		     unsigned dot_timeout);
+/* Where smtpc_send_body_from gets the body: want(arg, max) is called when the output
+ * has drained and more is wanted; the source answers once, from inside want or later
+ * (after a read on a worker thread), with smtpc_body_put or smtpc_body_abort. A slow
+ * answer counts against block_timeout. */
+struct smtpc_body_src {
+	void (*want)(void *arg, size_t max);
+	void *arg;
+};
+/* As smtpc_send_body, for len octets asked of src a block at a time: the body is never
+ * held whole. */
+void smtpc_send_body_from(struct smtpc *s, size_t len, const struct smtpc_body_src *src,
+			  unsigned block_timeout, unsigned dot_timeout);
+/* The answer to want: the next 1..max octets of the body (copied before it returns). */
+void smtpc_body_put(struct smtpc *s, const char *data, size_t n);
+/* The body cannot be read: the connection closes without the final dot (so the server
+ * drops the transaction) and on_error(SMTPC_ERR_IO, why) follows. */
+void smtpc_body_abort(struct smtpc *s, const char *why);
 /* Whether the last EHLO went to HELO. */
 int smtpc_used_helo(const struct smtpc *s);
 /* EHLO name; the reply is also parsed into smtpc_caps(). */

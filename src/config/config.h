@@ -148,6 +148,7 @@ struct config {
 	unsigned relay_idle_time;        /* seconds an unused connection is kept for reuse: 2 */
 	unsigned relay_reuse_limit;      /* messages sent over one connection at most: 100 */
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
+	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */
 	struct route_conf *routes;       /* route and sender_route blocks, in file order */
 	int log_debug;

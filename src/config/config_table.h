@@ -119,6 +119,8 @@ static const struct opt opt_table[] = {
 	G_NUM("queue_lifetime", T_UINT, 5 * DAY, 1, 30 * DAY, queue_lifetime),
 	G_NUM("delay_warning_time", T_UINT, 4 * 3600, 0, 30 * DAY, delay_warning_time),
 	G_NUM("max_received_headers", T_UINT, 100, 1, 1000, max_received_headers),
+	/* Postfix's default: a returned message is read into memory to be built. */
+	G_NUM("bounce_size_limit", T_SIZE, 50000, 1, 64 * MIB, bounce_size_limit),
 	G_STR("control_socket", T_PATH, "run/cursusd.sock", control_socket),
 	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
 	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),

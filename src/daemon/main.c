@@ -308,7 +308,7 @@ int main(int argc, char **argv)
 		fatalx("dns: %s", err);
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
-	smtp = transport_smtp_create(cfg, srv.base, dns);
+	smtp = transport_smtp_create(cfg, srv.base, dns, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))

@@ -64,9 +64,10 @@ static void bounce_work(void *arg)
 		.now = time(NULL), .retry_until = j->retry_until,
 	};
 	struct envelope env = { 0 };
+	struct qbody b;
 	char **boxes = NULL, *text, *buf;
-	size_t nboxes = 0, len, bodylen;
-	const char *box = NULL, *body;
+	size_t nboxes = 0, len, n;
+	const char *box = NULL;
 
 	if (config_is_local_domain(j->cfg, bounce_domain(to))) {
 		int found = auth_client_resolve(j->users, to, SIZE_MAX, &boxes, &nboxes);
@@ -81,11 +82,30 @@ static void bounce_work(void *arg)
 		}
 		box = boxes[0];
 	}
-	if ((j->err = qstore_body(j->qs, j->m->id, &buf, &body, &bodylen)) != 0) {
+	if ((j->err = qstore_open_body(j->qs, j->m->id, &b)) != 0) {
 		userdb_free_list(boxes, nboxes);
 		return;
 	}
-	text = dsn_build(&j->m->env, body, bodylen, j->items, j->n_items, &p, &len);
+	/* Only what is returned is read: the whole message up to the limit, else the
+	 * part of it that may hold the header, cut at its last line end. */
+	n = b.len;
+	if (n > j->cfg->bounce_size_limit) {
+		n = j->cfg->bounce_size_limit;
+		p.orig_size = b.len;
+	}
+	buf = xmalloc(n + 1);
+	if ((j->err = qbody_read(&b, 0, buf, n)) != 0) {
+		qbody_close(&b);
+		free(buf);
+		userdb_free_list(boxes, nboxes);
+		return;
+	}
+	qbody_close(&b);
+	if (p.orig_size) {
+		const char *nl = memrchr(buf, '\n', n);
+		n = nl ? (size_t)(nl - buf) + 1 : 0;
+	}
+	text = dsn_build(&j->m->env, buf, n, j->items, j->n_items, &p, &len);
 	free(buf);
 	env.received = p.now;
 	env.helo = xstrdup(j->cfg->hostname);

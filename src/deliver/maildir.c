@@ -133,23 +133,69 @@ static int maildir_open(const char *mail_dir, const char *mailbox, int *tmp_r, i
 	return err;
 }
 
-static int maildir_write_file(int dir, const char *name, const char *body, size_t len)
+/* Block of the read/write copy: bounded memory per delivery thread. */
+#define MAILDIR_COPY_BLOCK (64 * 1024)
+
+/* len octets of src at off into dst (both regular files): in the kernel where it can
+ * (copy_file_range: no copy through user space), else through a bounded buffer. */
+static int maildir_copy(int dst, int src, uint64_t off, size_t len)
+{
+	loff_t in = (loff_t)off;
+	size_t done = 0;
+	char *buf;
+	while (done < len) {
+		ssize_t n = copy_file_range(src, &in, dst, NULL, len - done, 0);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* Not supported here (another file system, an old kernel, a file system
+		 * without it), or 0 (a file shorter than checked): the plain way, which
+		 * tells the two apart. */
+		if (n < 0 && errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP &&
+		    errno != EINVAL)
+			return errno;
+		break;
+	}
+	if (done == len)
+		return 0;
+	buf = xmalloc(MAILDIR_COPY_BLOCK);
+	while (done < len) {
+		size_t want = len - done < MAILDIR_COPY_BLOCK ? len - done : MAILDIR_COPY_BLOCK;
+		ssize_t r = pread(src, buf, want, (off_t)(off + done)), w = 0;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int err = r < 0 ? errno : EIO;
+			free(buf);
+			return err;
+		}
+		while (w < r) {
+			ssize_t k = write(dst, buf + w, (size_t)(r - w));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				int err = errno;
+				free(buf);
+				return err;
+			}
+			w += k;
+		}
+		done += (size_t)r;
+	}
+	free(buf);
+	return 0;
+}
+
+static int maildir_write_file(int dir, const char *name, int src, uint64_t off, size_t len)
 {
 	int fd = openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-	int err = 0;
-	size_t off = 0;
+	int err;
 	if (fd < 0)
 		return errno;
-	while (off < len) {
-		ssize_t n = write(fd, body + off, len - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			break;
-		}
-		off += (size_t)n;
-	}
+	err = maildir_copy(fd, src, off, len);
 	if (!err && fsync(fd) < 0)
 		err = errno;
 	if (close(fd) < 0 && !err)
@@ -159,7 +205,7 @@ static int maildir_write_file(int dir, const char *name, const char *body, size_
 	return err;
 }
 
-int maildir_deliver(const char *mail_dir, const char *mailbox, const char *body,
+int maildir_deliver(const char *mail_dir, const char *mailbox, int src, uint64_t off,
 		    size_t len, char *name_r, size_t namesz)
 {
 	struct timespec ts;
@@ -176,7 +222,7 @@ int maildir_deliver(const char *mail_dir, const char *mailbox, const char *body,
 		 __atomic_add_fetch(&maildir_counter, 1, __ATOMIC_RELAXED), maildir_host);
 	if ((err = maildir_open(mail_dir, mailbox, &tmpfd, &newfd)) != 0)
 		return err;
-	err = maildir_write_file(tmpfd, name, body, len);
+	err = maildir_write_file(tmpfd, name, src, off, len);
 	if (!err && renameat(tmpfd, name, newfd, name) < 0) {
 		err = errno;
 		unlinkat(tmpfd, name, 0);

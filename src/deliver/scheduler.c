@@ -45,6 +45,8 @@ struct smsg {
 	int flush_now;          /* next round: every recipient is due */
 	int bounce_now;         /* next round: fail every pending recipient (admin) */
 	int doomed;             /* deleted by the admin: removed when the round ends */
+	int vanished;           /* found corrupt (moved aside) or gone when a delivery
+				 * opened it: forgotten when the round ends */
 	unsigned pending;       /* jobs and records of this round not yet back */
 	unsigned load_failures;
 	unsigned ctl_refs;      /* hold/release requests not yet back from the journal */
@@ -64,7 +66,6 @@ struct sjob {
 	struct route route;
 	struct relay_policy policy;
 	char *auth_user, *auth_password;
-	char *bodybuf;          /* the message file, read for this delivery only */
 	struct delivery d;
 	struct qev *evs;        /* the outcomes to record */
 	size_t n_evs;
@@ -296,7 +297,7 @@ static void sched_job_free(struct sjob *j)
 	}
 	free(j->evs);
 	route_clear(&j->route);
-	free(j->bodybuf);
+	qbody_close(&j->d.body);
 	free(j->auth_user);
 	if (j->auth_password)
 		xfree_secret(j->auth_password, strlen(j->auth_password));
@@ -308,6 +309,7 @@ static struct sjob *sched_job_new(struct sched *s, struct smsg *msg)
 	struct sjob *j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->msg = msg;
+	j->d.body.fd = -1;
 	j->next = s->jobs;
 	if (s->jobs)
 		s->jobs->prev = j;
@@ -339,7 +341,8 @@ static void sched_record_done(void *arg)
 
 static void sched_record(struct sjob *j)
 {
-	workers_submit(j->s->w, sched_record_work, sched_record_done, j);
+	/* A journal written now would be an orphan beside no message. */
+	workers_submit(j->s->w, j->msg->vanished ? NULL : sched_record_work, sched_record_done, j);
 }
 
 static struct qev *sched_ev_add(struct sjob *j, enum qev_kind kind, size_t rcpt, time_t when)
@@ -464,16 +467,18 @@ static void sched_start_delivery(struct sjob *j)
 	t->deliver(t, &j->d, sched_delivered, j);
 }
 
-/* On a worker: what the delivery needs from disk, the body and (for a smart host)
- * the credentials. */
+/* On a worker: what the delivery needs from disk, the body (opened after a check of
+ * the whole file, never read into memory) and (for a smart host) the credentials. */
 static void sched_prepare_work(void *arg)
 {
 	struct sjob *j = arg;
 	const char *sender = j->msg->m.env.mail_from;
 	char *nexthop;
-	if ((j->err = qstore_body(j->s->qs, j->msg->id, &j->bodybuf, &j->d.body,
-				  &j->d.bodylen)) != 0 ||
-	    j->route.kind != ROUTE_RELAY || !j->s->users)
+	if ((j->err = qstore_open_body(j->s->qs, j->msg->id, &j->d.body)) != 0)
+		return;
+	if (j->route.kind != ROUTE_LOCAL)
+		j->d.hops = delivery_count_hops(&j->d.body);
+	if (j->route.kind != ROUTE_RELAY || !j->s->users)
 		return;
 	nexthop = route_nexthop(&j->route);
 	if (auth_client_relay_auth_find(j->s->users, nexthop, *sender ? sender : NULL, &j->auth_user,
@@ -485,6 +490,14 @@ static void sched_prepare_work(void *arg)
 static void sched_prepare_done(void *arg)
 {
 	struct sjob *j = arg;
+	if (j->err == EBADMSG || j->err == ENOENT) {
+		/* Corrupt (moved to corrupt/ and logged by qstore) or removed: nothing
+		 * of it is sent, and nothing more is recorded. */
+		j->msg->vanished = 1;
+		sched_dest_done(j->dest, 1, NULL);
+		sched_record(j);
+		return;
+	}
 	if (j->err) {
 		/* Not sent without its body or the credentials it may need: deferred. */
 		const char *why = j->err == EAGAIN ? "cannot read the relay credentials"
@@ -690,6 +703,11 @@ static void sched_round_end(struct smsg *msg)
 
 	if (s->stopping)
 		return;
+	if (msg->vanished) {
+		msg->busy = 0;
+		sched_msg_drop(msg);
+		return;
+	}
 	if (msg->doomed) {
 		workers_submit(s->w, sched_removed_work, sched_removed_done, msg);
 		return;
@@ -741,6 +759,12 @@ static void sched_notified(void *arg, int err)
 	struct qev *evs;
 	size_t nev;
 	msg->pending--;
+	if (err == EBADMSG || err == ENOENT) {
+		/* Moved aside as corrupt, or removed, while the DSN was built. */
+		msg->busy = 0;
+		sched_msg_drop(msg);
+		return;
+	}
 	if (err) {
 		unsigned wait = sched_backoff(msg->s->cfg, 1);
 		struct timeval tv = { (time_t)wait, 0 };

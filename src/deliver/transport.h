@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "queue/qstore.h"
 #include "route/route.h"
 
 struct envelope;
@@ -39,8 +40,11 @@ struct delivery {
 	 * reuses connections keys them by destination and auth_user. */
 	const char *auth_user;
 	const char *auth_password;
-	const char *body;             /* the message as queued (CRLF line ends) */
-	size_t bodylen;
+	/* The message as queued (CRLF line ends), checked and open, never in memory:
+	 * transports read it in bounded blocks with qbody_read() (on worker threads). */
+	struct qbody body;
+	/* Received: header fields in its header (counted when it was opened). */
+	unsigned hops;
 	size_t n_rcpts;
 	struct delivery_rcpt *rcpts;
 	/* Filled by the transport, for the log and the DSN: */
@@ -74,6 +78,10 @@ void transport_delivery_clear(struct delivery *d);
 void transport_delivery_set(struct delivery_rcpt *r, enum delivery_result res, const char *status,
 		  const char *diag);
 
+/* How many Received: header fields the body's header has (the loop check); reads the
+ * file, so on a worker thread. */
+unsigned delivery_count_hops(const struct qbody *b);
+
 struct config;
 struct workers;
 struct event_base;
@@ -81,8 +89,8 @@ struct dns;
 
 /* Maildir under cfg->mail_dir, on worker threads. */
 struct transport *transport_maildir_create(const struct config *cfg, struct workers *w);
-/* SMTP to MX hosts and smart hosts (relay/smtp_transport.c). */
+/* SMTP to MX hosts and smart hosts (relay/smtp_transport.c); the body is read on w. */
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
-					struct dns *dns);
+					struct dns *dns, struct workers *w);
 
 #endif

@@ -250,6 +250,13 @@ static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 	}
 	if (any[DSN_FAILED] || any[DSN_DELAYED])
 		dsn_buf_str(b, "\r\n");
+	if (p->orig_size) {
+		s = xasprintf("Your message (%zu octets) was too big to return whole; its "
+			      "header is attached below.", p->orig_size);
+		dsn_wrap(b, "", s);
+		free(s);
+		return;
+	}
 	dsn_wrap(b, "", hdrs_only ? "The header of your message is attached below."
 				  : "Your message is attached below.");
 }
@@ -360,7 +367,8 @@ char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 	/* RFC 3461 4.3: RET=HDRS asks for the header only. A BINARYMIME message (RFC
 	 * 3030) or one with lines past 998 octets cannot travel in a DSN that must go
 	 * through plain DATA to any server, so those return their header as well. */
-	hdrs_only = env->ret == DSN_RET_HDRS || env->body == BODY_BINARYMIME || o.long_line;
+	hdrs_only = env->ret == DSN_RET_HDRS || env->body == BODY_BINARYMIME || o.long_line ||
+		    p->orig_size;
 	if (hdrs_only) {
 		dsn_copy_crlf(&orig, body, o.hdr_len, 1);
 		/* RFC 6533 6: a header with UTF-8 (RFC 6532) is message/global-headers. */

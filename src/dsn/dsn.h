@@ -26,6 +26,9 @@ struct dsn_params {
 	const char *msgid_domain;  /* for the DSN's Message-ID: our hostname */
 	time_t now;
 	time_t retry_until;        /* DELAYED: when we give up (Will-Retry-Until) */
+	/* Nonzero: body is only the first part (whole lines) of a message this big, cut at
+	 * bounce_size_limit, and only its header is returned, as Postfix does. */
+	size_t orig_size;
 };
 
 /* Whether rcpt r wants a DSN of kind (its NOTIFY, RFC 3461 defaults: failure and delay
@@ -39,7 +42,8 @@ int dsn_wanted(const struct envelope *env, size_t rcpt, enum dsn_kind kind);
  * per recipient Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
  * Diagnostic-Code with the remote reply verbatim, Last-Attempt-Date, Will-Retry-Until),
  * then the original message (message/rfc822), or only its header
- * (text/rfc822-headers) for RET=HDRS. Several items make one DSN. */
+ * (text/rfc822-headers) for RET=HDRS or a message cut (orig_size). Several items make
+ * one DSN. */
 char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 		const struct dsn_item *items, size_t n_items, const struct dsn_params *p,
 		size_t *len_r);

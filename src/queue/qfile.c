@@ -436,6 +436,12 @@ static int qfile_pread_all(int fd, char *p, size_t n, uint64_t off)
 int qfile_load_env_at(int dirfd, const char *name, struct envelope *env_r,
 		      size_t *bodylen_r)
 {
+	return qfile_open_at(dirfd, name, env_r, NULL, NULL, bodylen_r);
+}
+
+int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r,
+		  uint64_t *off_r, size_t *bodylen_r)
+{
 	struct stat st;
 	struct envelope env;
 	char *buf = NULL, tail[QFILE_END_MAX];
@@ -494,9 +500,17 @@ int qfile_load_env_at(int dirfd, const char *name, struct envelope *env_r,
 	}
 	*env_r = env;
 	*bodylen_r = (size_t)bodylen;
+	if (fd_r) {
+		/* Checked whole: what is read from fd from now on is what was committed
+		 * (the file is never changed once in msg/). */
+		*fd_r = fd;
+		*off_r = pos;
+		fd = -1;
+	}
 out:
 	free(buf);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return err;
 }
 

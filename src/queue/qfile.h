@@ -61,6 +61,11 @@ int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 int qfile_load_env_at(int dirfd, const char *name, struct envelope *env_r,
 		      size_t *bodylen_r);
 
+/* As qfile_load_env_at, and on success leaves the file open for reading: *fd_r, the
+ * body at *off_r (*bodylen_r octets). */
+int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r,
+		  uint64_t *off_r, size_t *bodylen_r);
+
 /* Reads the whole file name (relative to dirfd) into a malloc'd buffer (NUL added
  * after len bytes). Returns 0 or an errno value. */
 int qfile_read_at(int dirfd, const char *name, char **buf_r, size_t *len_r);

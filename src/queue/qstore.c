@@ -362,6 +362,17 @@ static int qstore_replay(struct qstore *qs, struct qmsg *m, const char *name, in
 	return 0;
 }
 
+/* The message and its journal go aside together: the journal alone would be an
+ * orphan, and the message alone would be delivered again from the start. */
+static void qstore_move_corrupt(struct qstore *qs, const char *id)
+{
+	char name[40];
+	qfile_move_corrupt(qs->dir, qs->msgfd, id, "torn or malformed");
+	snprintf(name, sizeof(name), "%s.state", id);
+	if (faccessat(qs->msgfd, name, F_OK, 0) == 0)
+		qfile_move_corrupt(qs->dir, qs->msgfd, name, "journal of a corrupt file");
+}
+
 int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m)
 {
 	char *buf, name[40];
@@ -388,10 +399,7 @@ int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m)
 	if (err || strcmp(m->env.id, id) != 0) {
 		envelope_clear(&m->env);
 		free(buf);
-		qfile_move_corrupt(qs->dir, qs->msgfd, id, "torn or malformed");
-		snprintf(name, sizeof(name), "%s.state", id);
-		if (faccessat(qs->msgfd, name, F_OK, 0) == 0)
-			qfile_move_corrupt(qs->dir, qs->msgfd, name, "journal of a corrupt file");
+		qstore_move_corrupt(qs, id);
 		memset(m, 0, sizeof(*m));
 		return EBADMSG;
 	}
@@ -418,25 +426,51 @@ int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m)
 	return 0;
 }
 
-int qstore_body(struct qstore *qs, const char *id, char **buf_r, const char **body_r,
-		size_t *len_r)
+int qstore_open_body(struct qstore *qs, const char *id, struct qbody *b)
 {
 	struct envelope env;
-	char *buf;
-	size_t len;
 	int err;
-	*buf_r = NULL;
+	b->fd = -1;
 	if (!qstore_is_id(id))
 		return ENOENT;
-	if ((err = qfile_read_at(qs->msgfd, id, &buf, &len)) != 0)
+	err = qfile_open_at(qs->msgfd, id, &env, &b->fd, &b->off, &b->len);
+	if (err && err != EBADMSG)
 		return err;
-	if (qfile_decode(buf, len, &env, body_r, len_r) < 0) {
-		free(buf);
-		return EBADMSG;
+	if (!err && strcmp(env.id, id) != 0) {
+		close(b->fd);
+		b->fd = -1;
+		err = EBADMSG;
 	}
 	envelope_clear(&env);
-	*buf_r = buf;
+	if (err)
+		qstore_move_corrupt(qs, id);
+	return err;
+}
+
+int qbody_read(const struct qbody *b, uint64_t pos, char *buf, size_t n)
+{
+	if (pos > b->len || n > b->len - pos)
+		return EINVAL;
+	while (n > 0) {
+		ssize_t r = pread(b->fd, buf, n, (off_t)(b->off + pos));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno;
+		if (r == 0)
+			return EIO; /* shorter than when it was checked: never, but not a loop */
+		buf += r;
+		n -= (size_t)r;
+		pos += (uint64_t)r;
+	}
 	return 0;
+}
+
+void qbody_close(struct qbody *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
 }
 
 void qmsg_clear(struct qmsg *m)

@@ -17,6 +17,7 @@
 #define CURSUS_QSTORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "queue/envelope.h"
@@ -53,10 +54,24 @@ struct qmsg {
  * another errno value (the message stays, to be tried again). */
 int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m);
 void qmsg_clear(struct qmsg *m);
-/* Only the body of a message, for one delivery: *buf_r (malloc'd) holds the file and
- * *body_r points into it. Returns 0, ENOENT, EBADMSG or an errno value. */
-int qstore_body(struct qstore *qs, const char *id, char **buf_r, const char **body_r,
-		size_t *len_r);
+/* A committed message's body as one delivery reads it: never in memory, len octets at
+ * off in the open file fd. pread only (never the file offset), so any thread may read
+ * while others do. */
+struct qbody {
+	int fd;                /* -1: none */
+	uint64_t off;
+	size_t len;
+};
+
+/* Opens id's file for one delivery after checking it whole (length, end line, CRC), so
+ * a torn or corrupted message is never sent. Returns 0; ENOENT; EBADMSG when it is
+ * torn or malformed (then moved to corrupt/ with its journal, and logged); or another
+ * errno value. On failure b->fd is -1. */
+int qstore_open_body(struct qstore *qs, const char *id, struct qbody *b);
+/* Reads exactly n octets at pos (from the body's start). Returns 0 or an errno value
+ * (EINVAL past the end). */
+int qbody_read(const struct qbody *b, uint64_t pos, char *buf, size_t n);
+void qbody_close(struct qbody *b);
 
 enum qev_kind {
 	QEV_ROUTE,      /* rcpt routed: route */

@@ -51,6 +51,17 @@ const char *relay_sess_key(const struct relay_sess *s);
 /* The session's TLS facts, copied into a delivery. */
 void relay_sess_describe(const struct relay_sess *s, struct delivery *d);
 
+/* ---- relay_body.c ---- */
+struct relay_body;
+struct workers;
+/* After a 354: sends the body b (smtpc_send_body_from), read a block at a time on w.
+ * b is copied (with a descriptor of its own): it need not outlive this call. */
+struct relay_body *relay_body_start(struct workers *w, struct smtpc *c, const struct qbody *b,
+				    unsigned block_timeout, unsigned dot_timeout);
+/* No more reads for c (the transaction or the session is over); frees when the read in
+ * flight, if any, comes back. */
+void relay_body_stop(struct relay_body **rb);
+
 /* ---- smtp_transport.c, called by the session ---- */
 struct delivery *relay_job_delivery(struct relay_job *j);
 const struct config *relay_job_config(struct relay_job *j);
@@ -65,6 +76,8 @@ void relay_cache_put(struct smtp_transport *t, struct relay_sess *s);
 void relay_cache_drop(struct smtp_transport *t, struct relay_sess *s);
 unsigned relay_idle_time(struct smtp_transport *t);
 struct event_base *relay_base(struct smtp_transport *t);
+/* The delivery workers, for reading message bodies. */
+struct workers *relay_workers(struct smtp_transport *t);
 /* Starts the idle timer of a session put in the cache (relay_session.c). */
 void relay_cache_idle_start(struct relay_sess *s);
 /* How many messages a session may carry. */

@@ -45,6 +45,7 @@ struct relay_sess {
 	size_t reply_i, n_rcpts, accepted;
 	char *acc;                  /* per recipient: RCPT taken */
 	int mail_ok, pipelined;
+	struct relay_body *body;    /* the message being sent, read from the queue */
 };
 
 #define RELAY_QUIT_TIMEOUT 10
@@ -114,6 +115,7 @@ void relay_sess_free(struct relay_sess *s)
 {
 	if (!s)
 		return;
+	relay_body_stop(&s->body);
 	smtpc_destroy(&s->c);
 	if (s->ev_idle)
 		event_free(s->ev_idle);
@@ -280,6 +282,7 @@ static void relay_on_tls(struct smtpc *c, void *arg)
 static void relay_tx_finish(struct relay_sess *s)
 {
 	struct relay_job *j = s->job;
+	relay_body_stop(&s->body);
 	s->job = NULL;
 	s->n_msgs++;
 	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t))
@@ -312,7 +315,7 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 	char *line = xasprintf("MAIL FROM:<%s>", d->sender), *tmp;
 #define ADD(...) do { tmp = xasprintf(__VA_ARGS__); free(line); line = tmp; } while (0)
 	if (c->size)
-		ADD("%s SIZE=%zu", line, d->bodylen);
+		ADD("%s SIZE=%zu", line, d->body.len);
 	if (env->body == BODY_8BITMIME)
 		ADD("%s BODY=8BITMIME", line);
 	if (env->smtputf8)
@@ -379,9 +382,9 @@ static int relay_tx_refuse(struct relay_sess *s, struct delivery *d)
 	const char *size = relay_cap(c, "SIZE");
 	unsigned long long limit = size ? strtoull(size, NULL, 10) : 0;
 	char why[200];
-	if (limit > 0 && d->bodylen > limit) {
+	if (limit > 0 && d->body.len > limit) {
 		snprintf(why, sizeof(why), "message size %zu exceeds the limit of %s[%s] (%llu)",
-			 d->bodylen, s->host, s->addr_text, limit);
+			 d->body.len, s->host, s->addr_text, limit);
 		relay_tx_all(s, DR_PERMFAIL, "5.3.4", why, 0);
 		return -1;
 	}
@@ -481,8 +484,13 @@ static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
 			 * message, whose reply means nothing. */
 			int real = s->mail_ok && s->accepted;
 			s->phase = real ? PH_DOT : PH_DOT_DISCARD;
-			smtpc_send_body(s->c, real ? d->body : "", real ? d->bodylen : 0,
-					s->cfg->relay_data_timeout, s->cfg->relay_dot_timeout);
+			if (real)
+				s->body = relay_body_start(relay_workers(s->t), s->c, &d->body,
+							   s->cfg->relay_data_timeout,
+							   s->cfg->relay_dot_timeout);
+			else
+				smtpc_send_body(s->c, "", 0, s->cfg->relay_data_timeout,
+						s->cfg->relay_dot_timeout);
 			free(text);
 			return;
 		}
@@ -621,6 +629,7 @@ static void relay_on_error(struct smtpc *c, void *arg, enum smtpc_error err, con
 	};
 	char reason[400];
 	s->broken = 1;
+	relay_body_stop(&s->body);
 	if (s->closing) {
 		relay_sess_free(s);
 		return;

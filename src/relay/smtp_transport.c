@@ -31,6 +31,7 @@ struct smtp_transport {
 	const struct config *cfg;
 	struct event_base *ev;
 	struct dns *dns;
+	struct workers *w;
 	struct ctx_ent *ctxs;
 	size_t n_ctxs;
 	struct relay_sess **idle;
@@ -66,6 +67,7 @@ unsigned relay_reuse_limit(struct smtp_transport *t)
 }
 unsigned relay_idle_time(struct smtp_transport *t) { return t->cfg->relay_idle_time; }
 struct event_base *relay_base(struct smtp_transport *t) { return t->ev; }
+struct workers *relay_workers(struct smtp_transport *t) { return t->w; }
 
 /* ---- the end of a job ------------------------------------------------------------- */
 
@@ -347,24 +349,6 @@ static char *job_key(const struct delivery *d)
 }
 
 /* Received: fields in the header section. */
-static unsigned count_received(const char *body, size_t len)
-{
-	unsigned n = 0;
-	const char *p = body, *end = body + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t ll = (size_t)((nl ? nl : end) - p);
-		if (ll == 0 || (ll == 1 && p[0] == '\r'))
-			break;
-		if (ll >= 9 && strncasecmp(p, "Received:", 9) == 0)
-			n++;
-		if (!nl)
-			break;
-		p = nl + 1;
-	}
-	return n;
-}
-
 static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done_fn done, void *arg)
 {
 	struct smtp_transport *t = tp(tr);
@@ -384,7 +368,7 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	j->pprev = &t->jobs;
 	d->dest_ok = 1;
 
-	hops = count_received(d->body, d->bodylen);
+	hops = d->hops;
 	if (t->cfg->max_received_headers && hops > t->cfg->max_received_headers) {
 		char why[120];
 		snprintf(why, sizeof(why), "too many hops (%u Received: header fields): a mail loop?",
@@ -427,7 +411,7 @@ static void smtp_destroy(struct transport *tr)
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
-					struct dns *dns)
+					struct dns *dns, struct workers *w)
 {
 	struct smtp_transport *t = xcalloc(1, sizeof(*t));
 	t->base.name = "smtp";
@@ -436,5 +420,6 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 	t->cfg = cfg;
 	t->ev = base;
 	t->dns = dns;
+	t->w = w;
 	return &t->base;
 }

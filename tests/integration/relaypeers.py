@@ -33,8 +33,8 @@ class Sinks:
         self.tmp = tmp
         self.procs = []
 
-    def smtp_sink(self, host, *opts):
-        port = lib.free_port()
+    def smtp_sink(self, host, *opts, port=None):
+        port = port or lib.free_port()
         p = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody"] + list(opts)
                              + ["%s:%d" % (host, port), "10"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

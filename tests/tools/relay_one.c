@@ -9,16 +9,21 @@
  * Output, per delivery: "rcpt I RESULT STATUS DIAG" lines, then
  * "remote_host=H remote_addr=A tls=T verified=V dsn_passed=D dest_ok=O". */
 #include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "deliver/transport.h"
 #include "net/dns.h"
 #include "queue/envelope.h"
 #include "route/route.h"
+#include "util/workers.h"
 #include "util/xmalloc.h"
 
 static struct event_base *base;
@@ -68,24 +73,6 @@ static int parse_route(char *text, struct route *r)
 		return 0;
 	}
 	return -1;
-}
-
-static char *read_file(const char *path, size_t *len_r)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, len = 0, n;
-	if (!f)
-		return NULL;
-	do {
-		if (len + 65536 > cap)
-			buf = xrealloc(buf, cap = cap * 2 + 65536);
-		n = fread(buf + len, 1, cap - len, f);
-		len += n;
-	} while (n > 0);
-	fclose(f);
-	*len_r = len;
-	return buf;
 }
 
 int main(int argc, char **argv)
@@ -169,12 +156,14 @@ int main(int argc, char **argv)
 		}
 		password[strcspn(password, "\r\n")] = '\0';
 	}
-	size_t bodylen;
-	char *body = read_file(argv[optind], &bodylen);
-	if (!body) {
+	/* The transport reads the body from a file, as from the queue. */
+	struct stat st;
+	struct qbody body = { open(argv[optind], O_RDONLY | O_CLOEXEC), 0, 0 };
+	if (body.fd < 0 || fstat(body.fd, &st) < 0) {
 		perror(argv[optind]);
 		return 2;
 	}
+	body.len = (size_t)st.st_size;
 	env.mail_from = (char *)from;
 	env.rcpts = xcalloc(n_tos, sizeof(*env.rcpts));
 	for (size_t i = 0; i < n_tos; i++) {
@@ -184,13 +173,15 @@ int main(int argc, char **argv)
 	}
 	env.n_rcpts = n_tos;
 
+	evthread_use_pthreads();
 	base = event_base_new();
+	struct workers *w = workers_create(base, 2);
 	struct dns *dns = dns_create(base, dns_addr, &err);
 	if (!dns) {
 		fprintf(stderr, "relay-one: dns: %s\n", err ? err : "?");
 		free(err);
 	}
-	struct transport *t = transport_smtp_create(&cfg, base, dns);
+	struct transport *t = transport_smtp_create(&cfg, base, dns, w);
 	int nos[2] = { 1, 2 };
 	struct delivery d[2];
 	for (int k = 0; k < 1 + twice; k++) {
@@ -203,7 +194,7 @@ int main(int argc, char **argv)
 		d[k].auth_user = user;
 		d[k].auth_password = password;
 		d[k].body = body;
-		d[k].bodylen = bodylen;
+		d[k].hops = delivery_count_hops(&body);
 		d[k].n_rcpts = n_tos;
 		d[k].rcpts = xcalloc(n_tos, sizeof(struct delivery_rcpt));
 		for (size_t i = 0; i < n_tos; i++)
@@ -215,6 +206,7 @@ int main(int argc, char **argv)
 		t->deliver(t, &d[k], on_done, &nos[k]);
 		event_base_dispatch(base);
 	}
+	workers_destroy(&w);
 	t->destroy(t);
 	dns_destroy(&dns);
 	/* Let the idle connections' QUIT go out, a bounded while. */
@@ -239,6 +231,6 @@ int main(int argc, char **argv)
 	}
 	free(env.rcpts);
 	free(tos);
-	free(body);
+	qbody_close(&body);
 	return 0;
 }
