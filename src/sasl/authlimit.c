@@ -336,11 +336,11 @@ static unsigned authlimit_remaining(const struct authlimit_entry *e, time_t now)
 
 #define AUTHLIMIT_ADDRKEY_MAX ADDR_CLIENT_KEY_MAX
 
-/* IPv4 addresses, IPv6 /64 prefixes (addr_client_key). Anything else (a local
+/* IPv4 addresses, IPv6 /64 prefixes (addrcount_client_key). Anything else (a local
  * socket, no address) shares one key, so local attempts are still counted. */
 static size_t authlimit_addr_key(const struct sockaddr *sa, unsigned char key[AUTHLIMIT_ADDRKEY_MAX])
 {
-	return addr_client_key(sa, 64, key);
+	return addrcount_client_key(sa, 64, key);
 }
 
 static size_t authlimit_account_key(const char *account, unsigned char key[AUTHLIMIT_ACCOUNT_MAX])

@@ -107,7 +107,7 @@ static void auth_done(void *arg)
 
 	s->sx = j->sx;
 	if (s->dead) {
-		auth_cleanup(s);
+		cmd_auth_cleanup(s);
 		session_unpark(s);
 		goto out;
 	}
@@ -254,7 +254,7 @@ void cmd_auth(struct session *s, const char *args, size_t len)
 		auth_submit(s, sp, len);
 }
 
-void auth_line(struct session *s, const char *line, size_t len)
+void cmd_auth_line(struct session *s, const char *line, size_t len)
 {
 	/* RFC 4954 4: "*" cancels the exchange, answered with 501. */
 	if (len == 1 && line[0] == '*') {
@@ -266,7 +266,7 @@ void auth_line(struct session *s, const char *line, size_t len)
 	auth_submit(s, line, len);
 }
 
-void auth_line_error(struct session *s, enum line_status st)
+void cmd_auth_line_error(struct session *s, enum line_status st)
 {
 	if (st == LINE_TOO_LONG) {
 		/* RFC 4954 6: 500 5.5.6 for an over-long authentication exchange line. */
@@ -279,7 +279,7 @@ void auth_line_error(struct session *s, enum line_status st)
 	auth_finish(s);
 }
 
-void auth_cleanup(struct session *s)
+void cmd_auth_cleanup(struct session *s)
 {
 	if (s->auth_delay) {
 		event_free(s->auth_delay);

@@ -301,7 +301,7 @@ void cmd_data(struct session *s, const char *args, size_t len)
 	session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
 
-void data_line(struct session *s, enum line_status st, const char *line, size_t len)
+void cmd_data_line(struct session *s, enum line_status st, const char *line, size_t len)
 {
 	switch (st) {
 	case LINE_OK:
@@ -376,7 +376,7 @@ void cmd_bdat(struct session *s, const char *args, size_t len)
 	s->bdat_last = last;
 	session_enter(s, S_BDAT);
 	if (size == 0)
-		bdat_bytes(s, "", 0);
+		cmd_bdat_bytes(s, "", 0);
 }
 
 static void bdat_scan_eol(struct session *s, const char *p, size_t n)
@@ -390,7 +390,7 @@ static void bdat_scan_eol(struct session *s, const char *p, size_t n)
 	s->bdat_prev = prev;
 }
 
-void bdat_bytes(struct session *s, const char *p, size_t n)
+void cmd_bdat_bytes(struct session *s, const char *p, size_t n)
 {
 	if (!s->bdat_refuse) {
 		bdat_scan_eol(s, p, n);

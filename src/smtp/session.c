@@ -404,7 +404,7 @@ void session_process(struct session *s)
 			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 				break;
 			size_t n = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
-			bdat_bytes(s, v.iov_base, n);
+			cmd_bdat_bytes(s, v.iov_base, n);
 			evbuffer_drain(in, n);
 			continue;
 		}
@@ -413,7 +413,7 @@ void session_process(struct session *s)
 		st = linereader_next(&s->lr, (const char *)p, want, &len, &consumed);
 		if (s->state == S_DATA) {
 			if (st != LINE_NEED_MORE)
-				data_line(s, st, (const char *)p, len);
+				cmd_data_line(s, st, (const char *)p, len);
 			evbuffer_drain(in, consumed);
 			if (st == LINE_NEED_MORE && consumed == 0)
 				break;
@@ -437,14 +437,14 @@ void session_process(struct session *s)
 				continue;
 			}
 			if (s->state == S_AUTH)
-				auth_line_error(s, st);
+				cmd_auth_line_error(s, st);
 			else
 				session_line_error(s, st);
 			continue;
 		}
 		session_trace_command(s, line, len);
 		if (s->state == S_AUTH) {
-			auth_line(s, line, len);
+			cmd_auth_line(s, line, len);
 			explicit_bzero(line, len);
 			continue;
 		}
@@ -479,7 +479,7 @@ static void session_on_tls(struct conn *c, void *arg)
 		free(s->helo);
 		s->helo = NULL;
 		s->esmtp = 0;
-		auth_cleanup(s);
+		cmd_auth_cleanup(s);
 		session_reset_tx(s);
 		session_enter(s, S_INIT);
 		session_process(s);
@@ -533,7 +533,7 @@ static void session_free(struct session *s)
 		event_free(s->lifetime);
 	session_deadline_free(s);
 	conn_destroy(&s->conn);
-	auth_cleanup(s);
+	cmd_auth_cleanup(s);
 	session_reset_tx(s);
 	free(s->helo);
 	if (s->lprev)

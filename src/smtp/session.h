@@ -212,15 +212,15 @@ void cmd_starttls(struct session *s, const char *args, size_t len);
 void cmd_auth(struct session *s, const char *args, size_t len);
 
 /* A line of an AUTH exchange (cmd_auth.c). */
-void auth_line(struct session *s, const char *line, size_t len);
+void cmd_auth_line(struct session *s, const char *line, size_t len);
 /* A bad line inside an exchange (too long, bare CR or LF) ends it. */
-void auth_line_error(struct session *s, enum line_status st);
+void cmd_auth_line_error(struct session *s, enum line_status st);
 /* Frees what AUTH holds (session end). */
-void auth_cleanup(struct session *s);
+void cmd_auth_cleanup(struct session *s);
 
 /* Message body reception (cmd_data.c). */
-void data_line(struct session *s, enum line_status st, const char *line, size_t len);
-void bdat_bytes(struct session *s, const char *p, size_t n);
+void cmd_data_line(struct session *s, enum line_status st, const char *line, size_t len);
+void cmd_bdat_bytes(struct session *s, const char *p, size_t n);
 /* Drops the message being received: buffers, and its queue file if one was begun. */
 void data_reset(struct session *s);
 

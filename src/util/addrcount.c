@@ -25,7 +25,7 @@ struct addrcount {
 	unsigned prefix6;
 };
 
-size_t addr_client_key(const struct sockaddr *sa, unsigned prefix6,
+size_t addrcount_client_key(const struct sockaddr *sa, unsigned prefix6,
 		       unsigned char key[ADDR_CLIENT_KEY_MAX])
 {
 	if (sa && sa->sa_family == AF_INET) {
@@ -57,7 +57,7 @@ size_t addr_client_key(const struct sockaddr *sa, unsigned prefix6,
 static void addrcount_key(const struct addrcount *ac, const struct sockaddr *sa, unsigned char key[17])
 {
 	memset(key, 0, 17);
-	(void)addr_client_key(sa, ac->prefix6, key);
+	(void)addrcount_client_key(sa, ac->prefix6, key);
 }
 
 static struct addrcount_node **addrcount_slot(struct addrcount *ac, const unsigned char key[17])

@@ -12,7 +12,7 @@
  * client: 4 for IPv4 (also when mapped in IPv6), the first prefix6 bits of IPv6
  * (the last byte masked). Returns the key's length. Shared with the AUTH limiter. */
 #define ADDR_CLIENT_KEY_MAX 17
-size_t addr_client_key(const struct sockaddr *sa, unsigned prefix6,
+size_t addrcount_client_key(const struct sockaddr *sa, unsigned prefix6,
 		       unsigned char key[ADDR_CLIENT_KEY_MAX]);
 
 struct addrcount;

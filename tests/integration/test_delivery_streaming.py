@@ -118,7 +118,8 @@ def test_queue_file_corrupted_after_commit_is_never_sent(start_server, sinks, to
     corrupt = os.path.join(srv.queue_dir, "corrupt", qid)
     assert wait_until(lambda: os.path.exists(corrupt), 15), srv.log[-3000:]
     assert not os.path.exists(path)
-    assert os.path.exists(corrupt + ".state")
+    # The journal follows the message a moment later (a second rename).
+    assert wait_until(lambda: os.path.exists(corrupt + ".state"), 5), srv.log[-3000:]
     assert "file=%s status=corrupt" % qid in srv.log
     assert srv.wait_queue_empty(10), srv.log[-3000:]
     datas = [e for e in events() if e["ev"] == "data"]

@@ -49,12 +49,12 @@ static void test_prefix(void)
 	unsigned char k1[ADDR_CLIENT_KEY_MAX], k2[ADDR_CLIENT_KEY_MAX];
 	struct sockaddr_storage x = addr("2001:db8:1f::"), y = addr("2001:db8:10::"),
 				z = addr("2001:db8:20::");
-	size_t n1 = addr_client_key(SA(x), 44, k1), n2 = addr_client_key(SA(y), 44, k2);
+	size_t n1 = addrcount_client_key(SA(x), 44, k1), n2 = addrcount_client_key(SA(y), 44, k2);
 	CHECK(n1 == 7 && n2 == 7 && memcmp(k1, k2, n1) == 0);
-	n2 = addr_client_key(SA(z), 44, k2);
+	n2 = addrcount_client_key(SA(z), 44, k2);
 	CHECK(memcmp(k1, k2, n1) != 0);
-	CHECK(addr_client_key(SA(x), 128, k1) == 17);
-	CHECK(addr_client_key(SA(v4), 64, k1) == 5 && k1[0] == 4);
+	CHECK(addrcount_client_key(SA(x), 128, k1) == 17);
+	CHECK(addrcount_client_key(SA(v4), 64, k1) == 5 && k1[0] == 4);
 }
 
 void unit_main(void)
