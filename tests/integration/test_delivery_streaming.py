@@ -86,8 +86,9 @@ def test_big_messages_relayed_and_stored_at_once_keep_memory_low(start_server, s
     assert len(delivered_lines(srv, "far@elsewhere.test")) == 10, srv.log[-3000:]
     assert len(delivered_lines(srv, "bob@example.test")) == 10
     peak_kib = status_kib(srv.proc.pid, "VmHWM")
-    # Streamed, about the idle figure (15 MiB measured); read whole, 450 MiB.
-    assert peak_kib < 40 * 1024, "VmHWM %d KiB" % peak_kib
+    # Streamed, about the idle figure (15 MiB measured); read whole, 450 MiB. (Not
+    # under ASan, whose quarantine holds freed memory.)
+    assert lib.SANITIZED or peak_kib < 40 * 1024, "VmHWM %d KiB" % peak_kib
     for i in (0, 9):
         got = srv.wait_message("bob@example.test", "%s-%d" % (token, i))
         assert got.endswith(bodies[i])
