@@ -69,6 +69,18 @@ def server(_shared_server):
 
 
 @pytest.fixture
+def open_root():
+    """A directory an unprivileged user can pass through (pytest's own is 0700), for
+    tests that run cursusd as another user."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="cursus-root-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def token(request):
     """A token unique to this test, for Message-IDs and subjects."""
     import re

@@ -59,6 +59,10 @@ def _sanitized():
 SANITIZED = _sanitized()
 
 
+# Tests that switch users (user/group options, cursus-auth) need root.
+needs_root = __import__("pytest").mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+
+
 def free_port():
     """A loopback port free right now (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

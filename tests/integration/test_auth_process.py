@@ -4,23 +4,19 @@ process (the one with the listening sockets) never opens users.db and never hold
 hash, a SCRAM key or the database's secret. If cursus-auth dies, AUTH answers 454 4.7.0
 and the daemon restarts it, pausing longer each time it dies young."""
 import base64
-import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
-import tempfile
 
-import pytest
 
 import cursus_testlib as lib
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 THREADS = dict(worker_threads=2, delivery_threads=1)
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+needs_root = lib.needs_root
 
 
 def ppid_of(pid):
@@ -119,15 +115,6 @@ def auth_ok(srv, user=ALICE, password=lib.PASSWORD):
         c.expect("QUIT", 221)
     finally:
         c.close()
-
-
-@pytest.fixture
-def open_root():
-    """A directory the unprivileged user can pass through (pytest's own is 0700)."""
-    d = tempfile.mkdtemp(prefix="cursus-auth-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @needs_root

@@ -4,10 +4,8 @@ queue lock are safe against links planted by whoever owns those directories."""
 import grp
 import os
 import pwd
-import shutil
 import socket
 import subprocess
-import tempfile
 
 import pytest
 
@@ -163,16 +161,7 @@ def test_second_daemon_touches_nothing_in_the_queue(start_server, tmp_path, toke
 
 # -- dropping root -----------------------------------------------------------------------
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-
-
-@pytest.fixture
-def open_root():
-    """A directory the unprivileged user can pass through (pytest's own is 0700)."""
-    d = tempfile.mkdtemp(prefix="cursus-priv-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+needs_root = lib.needs_root
 
 
 @needs_root

@@ -11,18 +11,10 @@ import re
 import pytest
 
 import cursus_testlib as lib
-from dnsfixture import DnsServer
+from dnsfixture import dns_server as dns  # noqa: F401 (the fixture, as "dns")
 from relaypeers import SINK_PW, certs, sinks  # noqa: F401 (fixtures)
 
 ALICE = "alice@example.test"
-
-
-@pytest.fixture
-def dns(tmp_path):
-    d = tmp_path / "dns"
-    d.mkdir()
-    with DnsServer(d, {}, log=True) as server:
-        yield server
 
 
 def zone(records):

@@ -12,19 +12,11 @@ import subprocess
 import pytest
 
 import cursus_testlib as lib
-from dnsfixture import DnsServer
+from dnsfixture import dns_server as dns  # noqa: F401 (the fixture, as "dns")
 from relaypeers import certs, sinks  # noqa: F401 (fixtures)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
-
-
-@pytest.fixture
-def dns(tmp_path):
-    d = tmp_path / "dns"
-    d.mkdir()
-    with DnsServer(d, {}, log=True) as server:
-        yield server
 
 
 def mx_zone(domain, host, addr, rtype="A"):
