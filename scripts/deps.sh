@@ -7,7 +7,9 @@ set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
 libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
 swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev
-python3-dnslib postfix sasl2-bin libsasl2-modules iproute2"
+python3-dnslib postfix sasl2-bin libsasl2-modules iproute2
+dovecot-core dovecot-lmtpd dovecot-imapd dovecot-sqlite fail2ban debhelper dpkg-dev fakeroot
+libsystemd-dev systemd prometheus"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -23,5 +25,16 @@ export DEBIAN_FRONTEND=noninteractive
 # test runs under its temporary directory (with Cyrus SASL: libsasl2-modules, and
 # saslpasswd2 from sasl2-bin): no mail system of its own.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# Dovecot, fail2ban and Prometheus are here for the tests, which start their own instances
+# under temporary directories: the packages' services must not start on install.
+# policy-rc.d (a Debian interface) tells invoke-rc.d to leave them stopped.
+rcd=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	rcd=1
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get install -y -qq --no-install-recommends $missing >/dev/null || { [ -n "$rcd" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+[ -n "$rcd" ] && rm -f /usr/sbin/policy-rc.d
+true
