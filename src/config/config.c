@@ -117,7 +117,7 @@ static void choices_list(const struct opt_choice *c, char *buf, size_t sz)
 }
 
 /* "1.2.3.4:25" or "[::1]:587"; host must be numeric so binding never waits on DNS. */
-static int parse_address(struct parser *p, const char *s, char **host_r, char **port_r)
+static int parse_address(struct parser *p, const char *name, const char *s, char **host_r, char **port_r)
 {
 	char e[LOG_ESCAPE_BUFSZ], norm[INET6_ADDRSTRLEN], *h;
 	unsigned char bin[16];
@@ -137,27 +137,27 @@ static int parse_address(struct parser *p, const char *s, char **host_r, char **
 		he = colon;
 		af = AF_INET;
 		if (colon && memchr(s, ':', (size_t)(colon - s))) {
-			cfg_error(p, p->line, "address: \"%s\": an IPv6 address needs brackets, "
-				  "e.g. [::1]:587", esc(e, sizeof(e), s));
+			cfg_error(p, p->line, "%s: \"%s\": an IPv6 address needs brackets, "
+				  "e.g. [::1]:587", name, esc(e, sizeof(e), s));
 			return -1;
 		}
 	}
 	if (!colon || he == hs) {
-		cfg_error(p, p->line, "address: \"%s\" is not host:port "
-			  "(e.g. 127.0.0.1:25 or [::1]:587)", esc(e, sizeof(e), s));
+		cfg_error(p, p->line, "%s: \"%s\" is not host:port "
+			  "(e.g. 127.0.0.1:25 or [::1]:587)", name, esc(e, sizeof(e), s));
 		return -1;
 	}
 	h = xstrndup(hs, (size_t)(he - hs));
 	if (inet_pton(af, h, bin) != 1) {
-		cfg_error(p, p->line, "address: host \"%s\" is not a numeric IP%s address",
-			  esc(e, sizeof(e), h), af == AF_INET6 ? "v6" : "v4");
+		cfg_error(p, p->line, "%s: host \"%s\" is not a numeric IP%s address",
+			  name, esc(e, sizeof(e), h), af == AF_INET6 ? "v6" : "v4");
 		free(h);
 		return -1;
 	}
 	free(h);
 	if (config_lex_number(colon + 1, 0, &port) < 0 || port < 1 || port > 65535) {
-		cfg_error(p, p->line, "address: bad port \"%s\" (1-65535)",
-			  esc(e, sizeof(e), colon + 1));
+		cfg_error(p, p->line, "%s: bad port \"%s\" (1-65535)",
+			  name, esc(e, sizeof(e), colon + 1));
 		return -1;
 	}
 	inet_ntop(af, bin, norm, sizeof(norm));
@@ -340,7 +340,7 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 	}
 	case T_ADDRESS: {
 		char **host = f, **port = field(o, p->cfg, b, o->off2), *h, *pt;
-		if (parse_address(p, v[0].s, &h, &pt) == 0) {
+		if (parse_address(p, o->name, v[0].s, &h, &pt) == 0) {
 			free(*host);
 			free(*port);
 			*host = h;
@@ -832,6 +832,9 @@ void config_free(struct config **cfgp)
 		} else if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH ||
 			   o->type == T_RESOLVER) {
 			free(*(char **)field(o, cfg, NULL, o->off));
+		} else if (o->type == T_ADDRESS) {
+			free(*(char **)field(o, cfg, NULL, o->off));
+			free(*(char **)field(o, cfg, NULL, o->off2));
 		} else if (o->type == T_LIST || o->type == T_WORDS) {
 			char **arr = *(char ***)field(o, cfg, NULL, o->off);
 			size_t n = *(size_t *)field(o, cfg, NULL, o->off2);

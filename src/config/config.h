@@ -161,6 +161,9 @@ struct config {
 	char *trace_file;          /* more of both, one "client X" / "user Y" a line */
 	char **client_limit_exempt; /* addresses/CIDR free of max_client_sessions */
 	size_t n_client_limit_exempt;
+	char *metrics_host;        /* metrics_listen: numeric address; NULL: no metrics */
+	char *metrics_port;
+	unsigned metrics_timeout_ms; /* an HTTP request to read and answer: 10 s */
 	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;

@@ -157,6 +157,10 @@ static const struct opt opt_table[] = {
 	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
 	  offsetof(struct config, client_limit_exempt),
 	  offsetof(struct config, n_client_limit_exempt), NULL , 0 },
+	/* Prometheus metrics over HTTP (docs/metrics.md); unset: off. */
+	{ "metrics_listen", T_ADDRESS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, metrics_host),
+	  offsetof(struct config, metrics_port), NULL, 0 },
+	G_NUM("metrics_timeout", T_SECONDS, 10 * MS, MS / 10, 3600 * MS, metrics_timeout_ms),
 	/* Brute force (SPEC "SMTP AUTH"): failures per address and per account. */
 	A_NUM("auth_fail_addr_budget", 10, 1, 1024, addr_budget),
 	A_NUM("auth_fail_account_budget", 30, 1, 1024, account_budget),

@@ -21,6 +21,8 @@
 #include "daemon/privdrop.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_http.h"
 #include "net/dns.h"
 #include "net/tls.h"
 #include "queue/qstore.h"
@@ -127,6 +129,42 @@ static struct smtp_listener *listen_on(struct smtp_server *srv, const struct lis
 	return l;
 }
 
+/* The gauges read at scrape time; the counters are counted where they happen. */
+struct daemon_metrics {
+	struct smtp_server *srv;
+	struct sched *sched;
+};
+
+static void metrics_collect(void *arg)
+{
+	struct daemon_metrics *dm = arg;
+	struct sched_stats st;
+	for (size_t i = 0; i < dm->srv->n_listeners; i++)
+		metrics_set(METRIC_SESSIONS, dm->srv->listeners[i]->nsessions,
+			    dm->srv->listeners[i]->lc->name, NULL, NULL);
+	if (!dm->sched)
+		return;
+	sched_stats(dm->sched, &st);
+	metrics_set(METRIC_QUEUE_MESSAGES, (long long)st.messages, NULL, NULL, NULL);
+	metrics_set(METRIC_QUEUE_RECIPIENTS, (long long)st.recipients, NULL, NULL, NULL);
+	metrics_set(METRIC_QUEUE_OLDEST, st.oldest_age, NULL, NULL, NULL);
+}
+
+/* The series known in advance start at 0, so that a rate over them is defined before
+ * their first event. */
+static void metrics_series_init(const struct smtp_server *srv, const struct transport *const *ts, size_t nt)
+{
+	static const char *const results[] = {"delivered", "deferred", "bounced"};
+	for (size_t i = 0; i < srv->n_listeners; i++) {
+		const char *name = srv->listeners[i]->lc->name;
+		metrics_add(METRIC_SESSIONS_TOTAL, 0, name, NULL, NULL);
+		metrics_add(METRIC_ACCEPTED, 0, name, NULL, NULL);
+	}
+	for (size_t i = 0; i < nt; i++)
+		for (size_t r = 0; r < 3; r++)
+			metrics_add(METRIC_DELIVERIES, 0, ts[i]->name, results[r], NULL);
+}
+
 /* Thousands of sessions need thousands of descriptors: take the hard limit. */
 static void raise_fd_limit(void)
 {
@@ -212,6 +250,8 @@ int main(int argc, char **argv)
 	struct sched *sched;
 	struct transport *local, *smtp;
 	struct dns *dns;
+	struct metrics_http *mhttp = NULL;
+	struct daemon_metrics dmetrics = {.srv = &srv};
 	struct event *sigs[3];
 	struct priv_id priv;
 	char *err = NULL;
@@ -271,6 +311,12 @@ int main(int argc, char **argv)
 		fatalx("privileges: %s", err);
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
 		ls[nl++] = listen_on(&srv, lc);
+	if (cfg->metrics_host) {
+		metrics_enable();
+		if (!(mhttp = metrics_http_create(srv.base, cfg->metrics_host, cfg->metrics_port,
+						  cfg->metrics_timeout_ms, metrics_collect, &dmetrics, &err)))
+			fatalx("%s", err);
+	}
 	if (priv_drop(&priv, &err) < 0)
 		fatalx("privileges: %s", err);
 	if (priv.drop)
@@ -316,6 +362,9 @@ int main(int argc, char **argv)
 
 	srv.listeners = ls;
 	srv.n_listeners = nl;
+	dmetrics.sched = sched;
+	if (mhttp)
+		metrics_series_init(&srv, (const struct transport *const[]){local, smtp}, 2);
 	srv.accept_resume = evtimer_new(srv.base, accept_resume, &srv);
 	log_info("start event=ready hostname=%s queued=%zu", cfg->hostname, queue_recover(srv.queue));
 
@@ -326,6 +375,7 @@ int main(int argc, char **argv)
 		event_add(sigs[i], NULL);
 	pid_file_write(cfg->pid_file);
 	event_base_dispatch(srv.base);
+	metrics_http_destroy(&mhttp);
 	control_destroy(&ctl);
 	unlink(cfg->pid_file);
 
@@ -358,6 +408,7 @@ int main(int argc, char **argv)
 		SSL_CTX_free(srv.tls);
 	event_base_free(srv.base);
 	config_free(&cfg);
+	metrics_reset();
 	log_info("stop event=done");
 	return 0;
 }

@@ -25,6 +25,7 @@
 #include "deliver/sched_dest.h"
 #include "deliver/transport.h"
 #include "dsn/dsn.h"
+#include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "queue/qstore.h"
 #include "route/route.h"
@@ -362,6 +363,11 @@ static char *sched_dup(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
+static struct transport *sched_transport(const struct sjob *j)
+{
+	return j->route.kind == ROUTE_LOCAL ? j->s->local : j->s->smtp;
+}
+
 static void sched_log_attempt(struct sjob *j, const struct env_rcpt *r, const char *result,
 			      const char *status, const char *diag, time_t now, unsigned retry)
 {
@@ -398,7 +404,7 @@ static void sched_outcomes(struct sjob *j)
 	for (size_t i = 0; i < d->n_rcpts; i++) {
 		struct delivery_rcpt *dr = &d->rcpts[i];
 		const struct env_rcpt *r = &j->msg->m.env.rcpts[dr->index];
-		const char *status = dr->status;
+		const char *status = dr->status, *result;
 		enum qev_kind kind;
 		unsigned retry = 0;
 		struct qev *ev;
@@ -440,12 +446,12 @@ static void sched_outcomes(struct sjob *j)
 			if (dest_ready > ev->next)
 				ev->next = dest_ready;
 		}
-		sched_log_attempt(j, r, kind == QEV_DELIVERED ? "delivered" :
-					kind == QEV_RELAYED ? "relayed" :
-					kind == QEV_FAILED ? (expired && dr->result != DR_PERMFAIL ?
-							      "expired" : "failed") : "deferred",
-				  ev->status, ev->diag, now, kind == QEV_DEFERRED ?
-				  (unsigned)(ev->next - now) : 0);
+		result = kind == QEV_DELIVERED ? "delivered" : kind == QEV_RELAYED ? "relayed" :
+			 kind == QEV_FAILED ? (expired && dr->result != DR_PERMFAIL ? "expired" : "failed")
+					    : "deferred";
+		sched_log_attempt(j, r, result, ev->status, ev->diag, now,
+				  kind == QEV_DEFERRED ? (unsigned)(ev->next - now) : 0);
+		metrics_delivery(sched_transport(j)->name, result);
 	}
 }
 
@@ -461,7 +467,7 @@ static void sched_delivered(struct delivery *d, void *arg)
 
 static void sched_start_delivery(struct sjob *j)
 {
-	struct transport *t = j->route.kind == ROUTE_LOCAL ? j->s->local : j->s->smtp;
+	struct transport *t = sched_transport(j);
 	j->d.auth_user = j->auth_user;
 	j->d.auth_password = j->auth_password;
 	t->deliver(t, &j->d, sched_delivered, j);
@@ -1002,4 +1008,21 @@ void sched_bounce(struct sched *s, const char *id, sched_ctl_cb cb, void *arg)
 	else
 		sched_load(msg);
 	cb(arg, 0, "bounced");
+}
+
+void sched_stats(const struct sched *s, struct sched_stats *st)
+{
+	time_t now = time(NULL);
+	memset(st, 0, sizeof(*st));
+	for (size_t b = 0; b < SCHED_BUCKETS; b++)
+		for (const struct smsg *msg = s->buckets[b]; msg; msg = msg->hnext) {
+			const struct envelope *env = &msg->m.env;
+			st->messages++;
+			if (!msg->loaded)
+				continue;
+			for (size_t i = 0; i < env->n_rcpts; i++)
+				st->recipients += !env->rcpts[i].done;
+			if (env->received && now - env->received > st->oldest_age)
+				st->oldest_age = now - env->received;
+		}
 }

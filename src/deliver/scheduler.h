@@ -9,6 +9,8 @@
 #ifndef CURSUS_SCHEDULER_H
 #define CURSUS_SCHEDULER_H
 
+#include <stddef.h>
+
 struct config;
 struct event_base;
 struct workers;
@@ -43,5 +45,15 @@ void sched_release(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
 void sched_delete(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
 /* Fails every pending recipient (5.0.0, "returned by the postmaster") and sends the DSN. */
 void sched_bounce(struct sched *s, const char *id, sched_ctl_cb cb, void *arg);
+
+/* What the queue holds now, for the metrics: every message the scheduler knows (the
+ * whole queue, from the start), the recipients of the loaded ones not yet final, and
+ * the age in seconds of the oldest loaded one (a message just committed is loaded
+ * within moments). On the loop thread. */
+struct sched_stats {
+	size_t messages, recipients;
+	long long oldest_age;
+};
+void sched_stats(const struct sched *s, struct sched_stats *st);
 
 #endif

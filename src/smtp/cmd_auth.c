@@ -72,6 +72,7 @@ static void auth_log(struct session *s, const char *result, const char *reason)
 		 authid ? log_escape(a, sizeof(a), authid, strlen(authid)) : "",
 		 authzid ? log_escape(z, sizeof(z), authzid, strlen(authzid)) : "", result,
 		 reason ? " reason=" : "", reason ? reason : "");
+	metrics_add(METRIC_AUTH, 1, s->listener->lc->name, s->auth_mech ? s->auth_mech->name : "-", result);
 }
 
 static void auth_finish(struct session *s)

@@ -206,6 +206,7 @@ static void message_committed(void *arg, int err)
 		return;
 	if (err) {
 		log_warnx("smtp session=%s event=queue-failed id=%s error=\"%s\"", s->id, s->env.id, strerror(err));
+		session_rejected(s, err == ENOSPC || err == EDQUOT ? REJECT_RESOURCES : REJECT_TEMPORARY);
 		if (err == ENOSPC || err == EDQUOT)
 			session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
 		else
@@ -213,6 +214,7 @@ static void message_committed(void *arg, int err)
 	} else {
 		char esc[LOG_ESCAPE_BUFSZ];
 		s->messages++;
+		metrics_add(METRIC_ACCEPTED, 1, s->listener->lc->name, NULL, NULL);
 		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu", s->id, s->env.id,
 			 log_escape(esc, sizeof(esc), s->env.mail_from, strlen(s->env.mail_from)),
 			 s->env.n_rcpts, size);
@@ -236,6 +238,8 @@ static void message_end(struct session *s)
 		session_trace(s, 'C', note, (size_t)n);
 	}
 	if (s->body_bad) {
+		session_rejected(s, s->body_bad & BODY_NO_MEMORY ? REJECT_RESOURCES
+				    : s->body_bad & BODY_TOO_BIG ? REJECT_TOO_BIG : REJECT_BAD_MESSAGE);
 		if (s->body_bad & BODY_NO_MEMORY)
 			session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
 		else if (s->body_bad & BODY_TOO_BIG)
@@ -293,6 +297,7 @@ void cmd_data(struct session *s, const char *args, size_t len)
 {
 	if (s->bdat_used) {
 		/* RFC 3030 2: DATA and BDAT are not mixed in one transaction. */
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 503, "5.5.1", "Error: DATA after BDAT");
 		return;
 	}
@@ -346,18 +351,21 @@ void cmd_bdat(struct session *s, const char *args, size_t len)
 
 	/* RFC 3030 2: "BDAT" SP chunk-size [ SP end-marker ] */
 	if (len == 0 || len >= sizeof(buf)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
 		return;
 	}
 	memcpy(buf, args, len);
 	buf[len] = '\0';
 	if (buf[0] < '0' || buf[0] > '9') {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
 		return;
 	}
 	errno = 0;
 	size = strtoull(buf, &end, 10);
 	if (errno || (*end && strcasecmp(end, " LAST") != 0)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
 		return;
 	}
@@ -401,6 +409,7 @@ void cmd_bdat_bytes(struct session *s, const char *p, size_t n)
 		return;
 	if (s->bdat_refuse) {
 		session_enter(s, s->bdat_back);
+		session_rejected(s, s->bdat_refusal->reject);
 		session_reply_refusal(s, s->bdat_refusal);
 		return;
 	}

@@ -88,15 +88,18 @@ static void sender_looked_up(void *arg)
 			 * temporary code, so the client keeps the message, reconnects and must
 			 * authenticate again with what is valid now. */
 			log_info("smtp session=%s event=credentials-withdrawn user=%s", s->id, j->user);
+			session_rejected(s, REJECT_CREDENTIALS_GONE);
 			session_reply(s, 421, "4.7.0", "%s Authentication no longer valid, closing connection",
 				      s->srv->cfg->hostname);
 			session_close(s);
 		} else if (j->cred < 0 || j->ok < 0) {
+			session_rejected(s, REJECT_TEMPORARY);
 			session_reply(s, 451, "4.3.0", "Temporary lookup failure, try again later");
 			session_reset_tx(s);
 		} else if (j->ok == 0) {
 			log_info("smtp session=%s event=sender-rejected user=%s from=\"%s\"", s->id, j->user,
 				 log_escape(esc, sizeof(esc), j->from, strlen(j->from)));
+			session_rejected(s, REJECT_SENDER_NOT_OWNED);
 			session_reply(s, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s",
 				      j->from, j->user);
 			session_reset_tx(s);
@@ -147,32 +150,39 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 	char *addr = NULL;
 
 	if (!(p = path_start(args, len, "FROM:", &rest))) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
 		return;
 	}
 	if (address_parse_path(p, rest, 1, 1, &addr, &end, &why) < 0) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
 		return;
 	}
 	if (params_after_helo(s, p + end, rest - end)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 555, "5.5.4", "MAIL parameters need EHLO, not HELO");
 		goto out;
 	}
 	if (params_parse_mail(p + end, rest - end, &mp, &perr) < 0) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
 		goto out;
 	}
 	/* RFC 6531 3.7.4.1: a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7. */
 	if (!mp.smtputf8 && has_non_ascii(addr)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
 		goto out;
 	}
 	if (mp.body == BODY_BINARYMIME) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 555, "5.5.4", "BODY=BINARYMIME is not supported");
 		goto out;
 	}
 	/* RFC 1870 6.2: refuse at MAIL a message declared larger than the limit. */
 	if (mp.size > s->limits->max_message_size) {
+		session_rejected(s, REJECT_TOO_BIG);
 		session_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		goto out;
 	}
@@ -245,12 +255,15 @@ static void rcpt_looked_up(void *arg)
 		/* Every mailbox an alias expands to is a recipient of max_recipients. */
 		log_info("smtp session=%s event=rcpt-rejected rcpt=\"%s\" reason=too-many-recipients", s->id,
 			 log_escape(esc, sizeof(esc), j->addr, strlen(j->addr)));
+		session_rejected(s, REJECT_TOO_MANY_RCPTS);
 		session_reply(s, 452, "4.5.3", "<%s>: Too many recipients", j->addr);
 	} else if (j->found < 0) {
+		session_rejected(s, REJECT_TEMPORARY);
 		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure, try again later", j->addr);
 	} else if (j->found == 0) {
 		log_info("smtp session=%s event=rcpt-rejected rcpt=\"%s\" reason=unknown", s->id,
 			 log_escape(esc, sizeof(esc), j->addr, strlen(j->addr)));
+		session_rejected(s, REJECT_UNKNOWN_USER);
 		session_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: no such user", j->addr);
 	} else {
 		for (size_t i = 0; i < j->nboxes; i++)
@@ -272,12 +285,14 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	char *addr = NULL, *local = NULL, *domain = NULL;
 
 	if (!(p = path_start(args, len, "TO:", &rest))) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
 		return;
 	}
 	if (s->env.n_rcpts >= s->limits->max_recipients) {
 		/* RFC 5321 4.5.3.1.10: 452 for too many recipients; the client retries them.
 		 * Counted in envelope entries: each mailbox of an expanded alias is one. */
+		session_rejected(s, REJECT_TOO_MANY_RCPTS);
 		session_reply(s, 452, "4.5.3", "Too many recipients");
 		return;
 	}
@@ -286,22 +301,27 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		addr = xasprintf("postmaster@%s", s->srv->cfg->local_domains[0]);
 		end = 12;
 	} else if (address_parse_path(p, rest, 0, 1, &addr, &end, &why) < 0) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.1.3", "Bad recipient address syntax: %s", why);
 		return;
 	}
 	if (params_after_helo(s, p + end, rest - end)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 555, "5.5.4", "RCPT parameters need EHLO, not HELO");
 		goto out;
 	}
 	if (params_parse_rcpt(p + end, rest - end, &rp, &perr) < 0) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
 		goto out;
 	}
 	if (!s->env.smtputf8 && has_non_ascii(addr)) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
 		goto out;
 	}
 	if (address_split(addr, &local, &domain) < 0) {
+		session_rejected(s, REJECT_PROTOCOL);
 		session_reply(s, 501, "5.1.3", "Bad recipient address syntax");
 		goto out;
 	}
@@ -310,6 +330,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		 * The canonical address's domain is the one routing uses, so "%", "!" and
 		 * quoted "@" in the local part cannot smuggle in another destination. */
 		if (!s->user) {
+			session_rejected(s, REJECT_RELAY_DENIED);
 			session_reply(s, 554, "5.7.1", "<%s>: Relay access denied", addr);
 			goto out;
 		}

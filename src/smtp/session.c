@@ -37,6 +37,8 @@
 /* The command reads what follows it (a BDAT chunk) whatever the verdict, and sends
  * the refusal itself once that is read: it asks session_cmd_refusal(). */
 #define CF_DEFERRED   0x200
+/* A command of the mail transaction: its refusals count as rejections (metrics.h). */
+#define CF_TX         0x400
 
 struct cmd_def {
 	void (*fn)(struct session *s, const char *args, size_t len);
@@ -49,10 +51,10 @@ static const struct cmd_def cmd_table[CMD__COUNT] = {
 	[CMD_EHLO] = {cmd_ehlo, 0, 0},
 	[CMD_HELO] = {cmd_helo, 0, 0},
 	/* RFC 6409 4.3: submission accepts mail from authenticated users only. */
-	[CMD_MAIL] = {cmd_mail, CF_NEED_HELO | CF_NO_TX, CF_NEED_AUTH},
-	[CMD_RCPT] = {cmd_rcpt, CF_NEED_MAIL, 0},
-	[CMD_DATA] = {cmd_data, CF_NEED_RCPT | CF_NO_ARGS, 0},
-	[CMD_BDAT] = {cmd_bdat, CF_NEED_RCPT | CF_DEFERRED, 0},
+	[CMD_MAIL] = {cmd_mail, CF_TX | CF_NEED_HELO | CF_NO_TX, CF_NEED_AUTH},
+	[CMD_RCPT] = {cmd_rcpt, CF_TX | CF_NEED_MAIL, 0},
+	[CMD_DATA] = {cmd_data, CF_TX | CF_NEED_RCPT | CF_NO_ARGS, 0},
+	[CMD_BDAT] = {cmd_bdat, CF_TX | CF_NEED_RCPT | CF_DEFERRED, 0},
 	[CMD_RSET] = {cmd_rset, CF_NO_ARGS, 0},
 	[CMD_NOOP] = {cmd_noop, 0, 0},
 	[CMD_QUIT] = {cmd_quit, CF_NO_ARGS, 0},
@@ -75,7 +77,7 @@ enum refusal_id {
 static const struct cmd_refusal refusals[] = {
 	[R_NEED_HELO] = {503, "5.5.1", "Error: send EHLO/HELO first"},
 	/* RFC 4954 6: 530 when the server requires authentication first. */
-	[R_NEED_AUTH] = {530, "5.7.0", "Authentication required"},
+	[R_NEED_AUTH] = {530, "5.7.0", "Authentication required", REJECT_AUTH_REQUIRED},
 	[R_NESTED_MAIL] = {503, "5.5.1", "Error: nested MAIL command"},
 	[R_NEED_MAIL] = {503, "5.5.1", "Error: need MAIL command"},
 	[R_NEED_RCPT] = {503, "5.5.1", "Error: need RCPT command"},
@@ -319,6 +321,11 @@ void session_reply_refusal(struct session *s, const struct cmd_refusal *r)
 	session_reply(s, r->code, r->enhanced, "%s", r->text);
 }
 
+void session_rejected(const struct session *s, enum metrics_reject why)
+{
+	metrics_reject(s->listener->lc->name, why);
+}
+
 int session_can_starttls(const struct session *s)
 {
 	return session_cmd_refusal(s, CMD_STARTTLS) == NULL;
@@ -350,6 +357,8 @@ static void session_dispatch(struct session *s, const char *line, size_t len)
 		return;
 	}
 	if (!(def->flags & CF_DEFERRED) && (r = session_cmd_refusal(s, cmd.verb))) {
+		if (def->flags & CF_TX)
+			session_rejected(s, r->reject);
 		session_reply_refusal(s, r);
 		return;
 	}
@@ -471,6 +480,7 @@ static void session_on_tls(struct conn *c, void *arg)
 	if (s->deadline_kind == DL_HANDSHAKE)
 		session_deadline_set(s, DL_NONE);
 	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
+	metrics_add(METRIC_TLS, 1, s->listener->lc->name, SSL_get_version(conn_ssl(c)), NULL);
 	if (s->trace)
 		log_info("trace session=%s tls=established %s", s->id, s->tls_info);
 	if (s->state == S_TLS) {
@@ -575,6 +585,7 @@ static int session_evict_idle(struct smtp_listener *l)
 		return 0;
 	log_info("smtp session=%s event=evicted reason=listener-full listener=%s client=%s state=%s",
 		 victim->id, l->lc->name, victim->addr, state_names[victim->state]);
+	metrics_add(METRIC_SESSIONS_REFUSED, 1, l->lc->name, "evicted", NULL);
 	if (!conn_ssl(victim->conn) && victim->state != S_TLS && victim->deadline_kind != DL_HANDSHAKE) {
 		char line[256];
 		int n = snprintf(line, sizeof(line), "421 4.3.2 %s Too many sessions, closing an idle "
@@ -620,6 +631,7 @@ static void session_refuse(struct smtp_listener *l, int fd, const char *addr, co
 	int n;
 	log_info("smtp event=refused reason=%s listener=%s client=%s count=%u", why, l->lc->name, addr,
 		 nclient);
+	metrics_add(METRIC_SESSIONS_REFUSED, 1, l->lc->name, why, NULL);
 	if (l->lc->tls != TLS_IMPLICIT) {
 		n = snprintf(line, sizeof(line), "%d %s %s %s\r\n", code, enh, l->srv->cfg->hostname, text);
 		if (n > 0 && (size_t)n < sizeof(line))
@@ -681,6 +693,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		session_deadline_set(s, DL_HANDSHAKE);
 	linereader_init(&s->lr, lc->limits.max_command_line);
 	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
+	metrics_add(METRIC_SESSIONS_TOTAL, 1, lc->name, NULL, NULL);
 	if ((s->trace = trace_match_addr(srv->trace, sa)))
 		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);
 	if (authlimit_addr_blocked(srv->authlimit, sa, time(NULL)) > 0) {
@@ -688,6 +701,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		 * session of its own (counted, under the handshake deadline) so that a user
 		 * who mistyped a password reads why, also over implicit TLS. */
 		log_info("smtp session=%s event=refused reason=auth-budget client=%s", s->id, s->addr);
+		metrics_add(METRIC_SESSIONS_REFUSED, 1, lc->name, "auth-budget", NULL);
 		session_reply(s, 421, "4.7.0", "%s Too many failed authentications, try again later",
 			      srv->cfg->hostname);
 		session_close(s);

@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "queue/envelope.h"
 #include "sasl/sasl.h"
 #include "smtp/command.h"
@@ -179,12 +180,15 @@ struct cmd_refusal {
 	int code;
 	const char *enhanced;
 	const char *text;
+	enum metrics_reject reject;  /* counted as, when it refuses a transaction command */
 };
 /* Why the command may not run now (state, TLS, AUTH, listener), or NULL. The
  * dispatcher asks before every handler; a command that must first read what follows
  * it (BDAT) asks itself and replies once that is read. */
 const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp_verb verb);
 void session_reply_refusal(struct session *s, const struct cmd_refusal *r);
+/* Counts a refused MAIL, RCPT, DATA, BDAT or message (metrics.h), beside its reply. */
+void session_rejected(const struct session *s, enum metrics_reject why);
 
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);
