@@ -29,9 +29,27 @@ static void metrics_http_send(struct evhttp_request *req, int code, const char *
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* Answers anything but GET with 405 (RFC 9110 15.5.6, with the Allow it requires);
+ * returns whether it did. */
+static int metrics_http_not_get(struct evhttp_request *req)
+{
+	struct evbuffer *b;
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET)
+		return 0;
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "method not allowed: only GET\n");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+	metrics_http_send(req, HTTP_BADMETHOD, "Method Not Allowed", "text/plain; charset=utf-8", b);
+	evbuffer_free(b);
+	return 1;
+}
+
 static void metrics_http_not_found(struct evhttp_request *req, void *arg)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b;
+	if (metrics_http_not_get(req))
+		return;
+	b = evbuffer_new();
 	evbuffer_add_printf(b, "not found: only /metrics is served\n");
 	metrics_http_send(req, HTTP_NOTFOUND, "Not Found", "text/plain; charset=utf-8", b);
 	evbuffer_free(b);
@@ -40,8 +58,11 @@ static void metrics_http_not_found(struct evhttp_request *req, void *arg)
 static void metrics_http_metrics(struct evhttp_request *req, void *arg)
 {
 	struct metrics_http *mh = arg;
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b;
 
+	if (metrics_http_not_get(req))
+		return;
+	b = evbuffer_new();
 	if (mh->collect)
 		mh->collect(mh->arg);
 	metrics_render(b);
@@ -67,7 +88,11 @@ struct metrics_http *metrics_http_create(struct event_base *base, const char *ho
 	mh->arg = arg;
 	if (!(mh->http = evhttp_new(base)))
 		fatalx("metrics: cannot create the HTTP server");
-	evhttp_set_allowed_methods(mh->http, EVHTTP_REQ_GET);
+	/* Every method reaches the callbacks, which refuse all but GET with a 405: what
+	 * evhttp would say itself, 501, means a method the server does not know. */
+	evhttp_set_allowed_methods(mh->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+						     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_max_headers_size(mh->http, METRICS_MAX_HEADERS);
 	evhttp_set_max_body_size(mh->http, METRICS_MAX_BODY);
 	evhttp_set_timeout_tv(mh->http, &tv);

@@ -1,6 +1,6 @@
 /* metrics_http: the metrics_listen endpoint. libevent's evhttp on the daemon's event
  * loop answers GET /metrics with metrics_render()'s exposition, anything else with
- * 404 (405 for another method); requests have a bounded size and a timeout. */
+ * 404, any other method with 405; requests have a bounded size and a timeout. */
 #ifndef CURSUS_METRICS_HTTP_H
 #define CURSUS_METRICS_HTTP_H
 
