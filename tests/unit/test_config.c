@@ -496,6 +496,22 @@ static void test_auth_trace_client_options(void)
 	      "F:1: auth_fail_addr_budget: 2000 is above the maximum 1024\n");
 }
 
+/* metrics_listen: off unless set; an address like a listener's. */
+static void test_metrics_options(void)
+{
+	struct config *cfg = loads(BASE);
+	CHECK(cfg && !cfg->metrics_host && !cfg->metrics_port && cfg->metrics_timeout_ms == 10000);
+	config_free(&cfg);
+	cfg = loads("metrics_listen [::1]:9125\nmetrics_timeout 0.5\n" BASE);
+	CHECK(cfg && strcmp(cfg->metrics_host, "::1") == 0 && strcmp(cfg->metrics_port, "9125") == 0);
+	CHECK(cfg && cfg->metrics_timeout_ms == 500);
+	config_free(&cfg);
+	fails("metrics_listen 9125\n" BASE,
+	      "F:1: metrics_listen: \"9125\" is not host:port (e.g. 127.0.0.1:25 or [::1]:587)\n");
+	fails("metrics_listen ::1:9125\n" BASE,
+	      "F:1: metrics_listen: \"::1:9125\": an IPv6 address needs brackets, e.g. [::1]:587\n");
+}
+
 /* Outbound delivery options: defaults. */
 static void test_relay_defaults(void)
 {
@@ -850,4 +866,5 @@ void unit_main(void)
 	test_identity();
 	test_role_names();
 	test_shipped();
+	test_metrics_options();
 }
