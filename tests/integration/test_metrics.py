@@ -259,6 +259,47 @@ def test_counters_follow_real_traffic(metrics_server):
 
 
 @needs_tools
+def test_bounce_counted_and_queue_drains(metrics_server):
+    """A recipient whose Maildir is unusable is deferred, then expires: bounced; the
+    DSN to the sender is a delivery; then the queue's gauges fall back to 0."""
+    srv = metrics_server(retry_min=1, retry_max=1, queue_lifetime=1)
+    port = srv.metrics_port
+    os.makedirs(os.path.dirname(srv.maildir("bob@example.test")), exist_ok=True)
+    with open(srv.maildir("bob@example.test"), "w") as f:
+        f.write("not a maildir\n")
+    before, _ = scrape(port)
+    with srv.smtp() as c:
+        c.ehlo()
+        c.expect("MAIL FROM:<%s>" % ALICE, 250)
+        c.expect("RCPT TO:<bob@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(make_body("metrics-bounce").encode() + b".\r\n")
+        assert c.reply().code == 250
+
+    def drained():
+        now, _ = scrape(port)
+        ok = (get(now, "cursus_deliveries_total", transport="maildir", result="bounced") == 1
+              and get(now, "cursus_queue_messages") == 0)
+        return now if ok else None
+    after = lib.wait_until(drained, 20)
+    assert after, "no bounce counted; log:\n" + srv.log[-3000:]
+    deltas = counter_deltas(before, after)
+    # Deferred once, unless the first attempt came a second late and found it expired.
+    deferred = deltas.pop(("cursus_deliveries_total",
+                           (("transport", "maildir"), ("result", "deferred"))), 0)
+    assert deferred <= 1
+    assert deltas == {
+        ("cursus_sessions_total", (("listener", "smtp"),)): 1,
+        ("cursus_messages_accepted_total", (("listener", "smtp"),)): 1,
+        ("cursus_deliveries_total", (("transport", "maildir"), ("result", "bounced"))): 1,
+        # The DSN, to alice.
+        ("cursus_deliveries_total", (("transport", "maildir"), ("result", "delivered"))): 1,
+    }
+    assert get(after, "cursus_queue_recipients") == 0
+    assert get(after, "cursus_queue_oldest_message_age_seconds") == 0
+
+
+@needs_tools
 def test_http_paths_methods_and_limits(metrics_server):
     srv = metrics_server()
     port = srv.metrics_port
