@@ -49,6 +49,10 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 	[METRIC_TLS] = {"cursus_tls_handshakes_total", "counter",
 			"Completed TLS handshakes of SMTP sessions, by listener and protocol version.",
 			{"listener", "version"}},
+	[METRIC_RELAY_TLS] = {"cursus_relay_tls_handshakes_total", "counter",
+			      "Completed TLS handshakes of outbound SMTP connections, by protocol version "
+			      "and whether the certificate verified.",
+			      {"version", "verified"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

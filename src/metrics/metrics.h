@@ -30,6 +30,7 @@ enum metric_id {
 	METRIC_QUEUE_OLDEST,     /* gauge, seconds (set at scrape time) */
 	METRIC_DELIVERIES,       /* counter: transport, result */
 	METRIC_TLS,              /* counter: listener, version */
+	METRIC_RELAY_TLS,        /* counter: version, verified */
 	METRIC_START_TIME,       /* gauge, Unix seconds */
 	METRIC_BUILD_INFO,       /* gauge 1: libevent, openssl */
 	METRIC__COUNT

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
 #include "relay/relay_int.h"
@@ -268,6 +269,7 @@ static void relay_on_tls(struct smtpc *c, void *arg)
 	struct relay_sess *s = arg;
 	tls_client_check(smtpc_ssl(c), s->host, &s->tc);
 	s->tls_up = 1;
+	metrics_add(METRIC_RELAY_TLS, 1, s->tc.version, s->tc.verified ? "yes" : "no", NULL);
 	if (s->tls == RELAY_TLS_VERIFY && !s->tc.verified) {
 		relay_sess_fail(s, "4.7.5", 0, 0, "TLS certificate verification failed: %s",
 				s->tc.reason);

@@ -16,6 +16,7 @@ import pytest
 
 import cursus_testlib as lib
 from cursus_testlib import make_body
+from relaypeers import certs, sinks  # noqa: F401 (fixtures)
 
 ALICE = "alice@example.test"
 PW = lib.PASSWORD
@@ -297,6 +298,42 @@ def test_bounce_counted_and_queue_drains(metrics_server):
     }
     assert get(after, "cursus_queue_recipients") == 0
     assert get(after, "cursus_queue_oldest_message_age_seconds") == 0
+
+
+@needs_tools
+def test_relay_tls_counted(metrics_server, sinks, certs):
+    """A message relayed to a smart host over verified STARTTLS (an aiosmtpd sink with
+    the test CA's certificate): one outbound handshake, one smtp delivery."""
+    host = "127.0.0.62"  # in the test certificate's names
+    sink_port, events = sinks.aio(host, "--cert", certs["good"][0], "--key", certs["good"][1])
+    srv = metrics_server(relay_host="[%s]:%d" % (host, sink_port), relay_tls="verify",
+                         relay_ca=certs["ca"])
+    before, _ = scrape(srv.metrics_port)
+    with srv.smtp("submissions") as c:
+        c.ehlo()
+        c.expect("AUTH PLAIN " + lib.plain_response(ALICE, PW), 235)
+        c.expect("MAIL FROM:<%s>" % ALICE, 250)
+        c.expect("RCPT TO:<friend@far.example>", 250)
+        c.expect("DATA", 354)
+        c.send(make_body("metrics-relay-tls").encode() + b".\r\n")
+        assert c.reply().code == 250
+
+    def relayed():
+        now, _ = scrape(srv.metrics_port)
+        ok = get(now, "cursus_deliveries_total", transport="smtp", result="delivered") == 1
+        return now if ok else None
+    after = lib.wait_until(relayed, 15)
+    assert after, "not relayed; log:\n" + srv.log[-3000:]
+    assert [e for e in events() if e["ev"] == "data"]
+    assert counter_deltas(before, after) == {
+        ("cursus_auth_attempts_total",
+         (("listener", "submissions"), ("mechanism", "PLAIN"), ("result", "ok"))): 1,
+        ("cursus_sessions_total", (("listener", "submissions"),)): 1,
+        ("cursus_tls_handshakes_total", (("listener", "submissions"), ("version", "TLSv1.3"))): 1,
+        ("cursus_messages_accepted_total", (("listener", "submissions"),)): 1,
+        ("cursus_relay_tls_handshakes_total", (("version", "TLSv1.3"), ("verified", "yes"))): 1,
+        ("cursus_deliveries_total", (("transport", "smtp"), ("result", "delivered"))): 1,
+    }
 
 
 @needs_tools
