@@ -210,7 +210,7 @@ int main(int argc, char **argv)
 	struct workers *dwork;
 	struct control *ctl;
 	struct sched *sched;
-	struct transport *local, *smtp;
+	struct transport *local, *smtp, *lmtp;
 	struct dns *dns;
 	struct event *sigs[3];
 	struct priv_id priv;
@@ -309,7 +309,8 @@ int main(int argc, char **argv)
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
 	smtp = transport_smtp_create(cfg, srv.base, dns, dwork);
-	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp);
+	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
+	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp, lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
@@ -348,6 +349,7 @@ int main(int argc, char **argv)
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
 	smtp->destroy(smtp);
+	lmtp->destroy(lmtp);
 	dns_destroy(&dns);
 	sched_destroy(&sched);
 	local->destroy(local);

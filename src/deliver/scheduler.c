@@ -80,7 +80,7 @@ struct sched {
 	struct qstore *qs;
 	struct queue *q;
 	struct auth_client *users;
-	struct transport *local, *smtp;
+	struct transport *local, *smtp, *lmtp;
 	struct smsg *buckets[SCHED_BUCKETS];
 	struct sdests *dests;
 	struct sjob *jobs;
@@ -405,8 +405,9 @@ static void sched_outcomes(struct sjob *j)
 
 		switch (dr->result) {
 		case DR_DELIVERED:
-			kind = d->dsn_passed || j->route.kind == ROUTE_LOCAL ? QEV_DELIVERED
-									     : QEV_RELAYED;
+			/* LMTP puts it in the mailbox: final, like a Maildir. */
+			kind = d->dsn_passed || j->route.kind == ROUTE_LOCAL ||
+			       j->route.kind == ROUTE_LMTP ? QEV_DELIVERED : QEV_RELAYED;
 			break;
 		case DR_PERMFAIL:
 			kind = QEV_FAILED;
@@ -461,7 +462,8 @@ static void sched_delivered(struct delivery *d, void *arg)
 
 static void sched_start_delivery(struct sjob *j)
 {
-	struct transport *t = j->route.kind == ROUTE_LOCAL ? j->s->local : j->s->smtp;
+	struct transport *t = j->route.kind == ROUTE_LOCAL ? j->s->local
+			    : j->route.kind == ROUTE_LMTP ? j->s->lmtp : j->s->smtp;
 	j->d.auth_user = j->auth_user;
 	j->d.auth_password = j->auth_password;
 	t->deliver(t, &j->d, sched_delivered, j);
@@ -814,7 +816,8 @@ void sched_enqueue_cb(void *s, const char *id)
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct auth_client *users, struct transport *local, struct transport *smtp)
+			   struct auth_client *users, struct transport *local, struct transport *smtp,
+			   struct transport *lmtp)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;
@@ -825,6 +828,7 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 	s->users = users;
 	s->local = local;
 	s->smtp = smtp;
+	s->lmtp = lmtp;
 	s->dests = sched_dests_create(cfg, base, sched_dest_run_cb);
 	return s;
 }
