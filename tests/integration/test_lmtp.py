@@ -100,9 +100,26 @@ def test_alias_goes_to_the_final_mailbox_once(start_server, dovecot_factory, tok
                       aliases=[("team@example.test", ALICE), ("team@example.test", BOB),
                                ("sales@example.test", ALICE)])
     submit(srv, ["team@example.test", "sales@example.test"], token)
-    dc.wait_fetch(BOB, token)
-    dc.wait_fetch(ALICE, token)  # asserts one copy, though two aliases lead there
-    assert srv.wait_queue_empty(10)
+    assert srv.wait_queue_empty(15), srv.log[-3000:]
+    # One copy each, though two aliases lead to alice; all three entries delivered.
+    assert len([m for m in dc.fetch(ALICE) if token in m]) == 1
+    assert len([m for m in dc.fetch(BOB) if token in m]) == 1
+    assert len(re.findall(r"result=delivered", srv.log)) == 3, srv.log[-3000:]
+    assert len(re.findall(r"saved mail to INBOX", dc.log)) == 2, dc.log
+
+
+def test_rcpt_refused_by_dovecot_bounces_alone(start_server, dovecot_factory, token):
+    """carol is a cursus user Dovecot does not know: 550 at RCPT, bounced with that
+    reply; alice in the same transaction is delivered."""
+    dc = dovecot_factory({ALICE: "", BOB: ""})
+    srv = lmtp_server(start_server, dc.unix_target)
+    submit(srv, [CAROL, ALICE], token)
+    line = wait_attempt(srv, CAROL, r"result=failed")
+    assert "status=5.1.1" in line and "550 5.1.1 <carol@example.test> User doesn't exist" in line, line
+    wait_attempt(srv, ALICE, r"result=delivered")
+    msg, rcpts = dsn_of(dc, ALICE)
+    assert [r["final-recipient"] for r in rcpts] == ["rfc822; carol@example.test"], rcpts
+    assert rcpts[0]["status"] == "5.1.1", rcpts
 
 
 def dsn_of(dc, user, timeout=15):

@@ -235,6 +235,30 @@ static void test_router(void)
 	config_free(&cfg);
 }
 
+/* LMTP: the global server for every local domain, a route block's for its own (and,
+ * with a dot, its subdomains'), "maildir" back to Maildirs; remote mail untouched. */
+static void test_router_lmtp(void)
+{
+	struct config *cfg = load("local_domains example.test other.test sub.lists.test\n"
+				  "listener smtp {\naddress 127.0.0.1:2525\n}\n"
+				  "lmtp unix:/run/dovecot/lmtp\n"
+				  "route other.test {\n lmtp 127.0.0.1:24\n}\n"
+				  "route .lists.test {\n lmtp maildir\n}\n"
+				  "route example.org {\n relay_host [smart.example.org]\n}\n");
+	if (!cfg)
+		return;
+	routes_to(cfg, "a@example.test", "alice@example.test", "example.test/alice",
+		  "lmtp unix:/run/dovecot/lmtp");
+	/* An alias: the route follows the mailbox's domain, not the address's. */
+	routes_to(cfg, "a@example.test", "sales@example.test", "other.test/bob",
+		  "lmtp [127.0.0.1]:24");
+	routes_to(cfg, "a@example.test", "x@sub.lists.test", "sub.lists.test/x",
+		  "local sub.lists.test/x");
+	routes_to(cfg, "a@example.test", "bob@example.org", NULL,
+		  "relay smart.example.org 25 1 route+20example.org");
+	config_free(&cfg);
+}
+
 static void policy_is(const struct config *cfg, const char *policy, int tls, const char *ca,
 		      int auth_unverified)
 {
@@ -301,5 +325,6 @@ void unit_main(void)
 	test_parse_rejects();
 	test_names();
 	test_router();
+	test_router_lmtp();
 	test_policy();
 }
