@@ -322,7 +322,7 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 		ADD("%s SIZE=%zu", line, d->body.len);
 	if (env->body == BODY_8BITMIME)
 		ADD("%s BODY=8BITMIME", line);
-	if (env->smtputf8)
+	if (env->smtputf8 && c->smtputf8)
 		ADD("%s SMTPUTF8", line);
 	if (d->dsn_passed) {
 		if (env->ret != DSN_RET_UNSET)
@@ -412,7 +412,10 @@ static int relay_tx_refuse(struct relay_sess *s, struct delivery *d)
 		relay_tx_all(s, DR_PERMFAIL, "5.6.3", why, 0);
 		return -1;
 	}
-	if (d->env->smtputf8 && !c->smtputf8) {
+	/* Not for LMTP: the mailbox is the last stop, there is no one to pass UTF-8
+	 * addresses on to (RFC 6531 3.4's concern), and Dovecot 2.3 does not offer
+	 * SMTPUTF8 though it stores such mail; a sender it cannot take is its reply. */
+	if (d->env->smtputf8 && !c->smtputf8 && !s->lmtp) {
 		snprintf(why, sizeof(why), "next hop cannot take UTF-8 addresses: %s[%s] does not "
 			 "offer SMTPUTF8", s->host, s->addr_text);
 		relay_tx_all(s, DR_PERMFAIL, "5.6.7", why, 0);

@@ -20,18 +20,18 @@ OVER = "userdb_quota_rule=*:storage=1"
 QUOTAS = {ALICE: "", BOB: OVER, CAROL: OVER + " userdb_quota_full_tempfail=yes"}
 
 
-def submit(srv, rcpts, token, text="Hello.\r\n"):
+def submit(srv, rcpts, token, text="Hello.\r\n", mail_params="", subject="test"):
     """alice submits one message on 465 (implicit TLS, AUTH PLAIN)."""
     c = lib.AuthSmtp(srv.ports["submissions"], tls=True)
     try:
         c.greeting()
         c.ehlo()
         c.auth_plain(ALICE, lib.PASSWORD)
-        c.expect("MAIL FROM:<%s>" % ALICE, 250, "2.1.0")
+        c.expect("MAIL FROM:<%s>%s" % (ALICE, mail_params), 250, "2.1.0")
         for r in rcpts:
             c.expect("RCPT TO:<%s>" % r, 250, "2.1.5")
         c.expect("DATA", 354)
-        c.send(lib.make_body(token, text=text).encode() + b".\r\n")
+        c.send(lib.make_body(token, subject=subject, text=text).encode() + b".\r\n")
         c.expect(None, 250, "2.0.0")
     finally:
         c.close()
@@ -158,6 +158,17 @@ def test_over_quota_per_recipient(start_server, dovecot_factory, token):
     assert len(q) == 1, q
     states = {r["address"]: r["state"] for r in q[0]["recipients"]}
     assert states == {ALICE: "delivered", BOB: "failed", CAROL: "deferred"}, states
+
+
+def test_smtputf8_message_is_delivered(start_server, dovecot_factory, token):
+    """Dovecot 2.3 does not offer SMTPUTF8; the mailbox is the last stop, so the
+    message goes all the same (a relay would have to refuse it)."""
+    dc = dovecot_factory({ALICE: "", BOB: ""})
+    srv = lmtp_server(start_server, dc.unix_target)
+    submit(srv, [BOB], token, mail_params=" SMTPUTF8 BODY=8BITMIME", subject="Grüße",
+           text="Schöne Grüße.\r\n")
+    msg = dc.wait_fetch(BOB, token)
+    assert "Subject: Grüße" in msg and "Schöne Grüße." in msg, msg
 
 
 def test_connection_reused_for_the_next_message(start_server, dovecot_factory, token):
