@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -59,11 +58,7 @@ class Dovecot:
 
     @property
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return lib.read_log(self.log_path)
 
     def connects(self):
         """LMTP connections Dovecot accepted so far (its "Connect from" log lines), but
@@ -93,12 +88,7 @@ class Dovecot:
     def stop(self, timeout=15.0):
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        lib.stop_process(self.proc, timeout)
         self.proc.stderr.close()
         # The listeners go with the master: nothing answers any more.
         lib.wait_until(lambda: not os.path.exists(os.path.join(self.root, "run", "master.pid")),

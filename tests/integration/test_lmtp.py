@@ -22,19 +22,8 @@ QUOTAS = {ALICE: "", BOB: OVER, CAROL: OVER + " userdb_quota_full_tempfail=yes"}
 
 def submit(srv, rcpts, token, text="Hello.\r\n", mail_params="", subject="test"):
     """alice submits one message on 465 (implicit TLS, AUTH PLAIN)."""
-    c = lib.AuthSmtp(srv.ports["submissions"], tls=True)
-    try:
-        c.greeting()
-        c.ehlo()
-        c.auth_plain(ALICE, lib.PASSWORD)
-        c.expect("MAIL FROM:<%s>%s" % (ALICE, mail_params), 250, "2.1.0")
-        for r in rcpts:
-            c.expect("RCPT TO:<%s>" % r, 250, "2.1.5")
-        c.expect("DATA", 354)
-        c.send(lib.make_body(token, subject=subject, text=text).encode() + b".\r\n")
-        c.expect(None, 250, "2.0.0")
-    finally:
-        c.close()
+    lib.submit_as(srv, ALICE, rcpts, lib.make_body(token, subject=subject, text=text),
+                  mail_params)
 
 
 def lmtp_server(start_server, target, per_domain=False, **opts):
