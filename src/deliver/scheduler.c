@@ -606,7 +606,9 @@ static void sched_round(struct smsg *msg)
 				    strcasecmp(o->route.policy ? o->route.policy : "",
 					       rt.policy ? rt.policy : "") == 0 &&
 				    (rt.kind == ROUTE_LOCAL ||
-				     (strcasecmp(o->route.target, rt.target) == 0 &&
+				     /* A socket's path is case-sensitive, a host name not. */
+				     ((rt.kind == ROUTE_LMTP ? strcmp(o->route.target, rt.target)
+				       : strcasecmp(o->route.target, rt.target)) == 0 &&
 				      o->d.n_rcpts < s->cfg->relay_rcpts_per_transaction)))
 					j = o;
 			}
