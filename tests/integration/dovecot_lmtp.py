@@ -65,6 +65,14 @@ class Dovecot:
         for the fixture's own probes."""
         return len(re.findall(r"lmtp\(\d+\): Info: Connect from", self.log)) - self.probes
 
+    def wait_saved(self, n, timeout=10.0):
+        """How many "saved mail" lines Dovecot logged, once there are n (or the time is
+        up): its log process writes them a moment after the mail is there."""
+        def count():
+            return len(re.findall(r"saved mail to INBOX", self.log))
+        lib.wait_until(lambda: count() >= n, timeout)
+        return count()
+
     def _answers(self):
         for fam, addr in ((socket.AF_UNIX, self.socket), (socket.AF_INET, ("127.0.0.1", self.port))):
             try:
