@@ -72,6 +72,7 @@ struct smtpc {
 	int body_waiting;          /* src was asked and has not answered */
 	int body_filling;          /* inside smtpc_body_fill (src may answer from want) */
 	unsigned dot_timeout;
+	size_t dot_replies;        /* replies the final dot gets: 1, LMTP one per recipient */
 	struct smtpc_caps caps;
 	Gsasl *gctx;
 	Gsasl_session *gs;
@@ -248,7 +249,18 @@ static void smtpc_send(struct smtpc *s, const char *line, const char *shown)
 }
 
 /* A command whose reply is awaited in turn. */
+static void smtpc_expect(struct smtpc *s, enum smtpc_kind kind);
+
 static void smtpc_push(struct smtpc *s, enum smtpc_kind kind, const char *line)
+{
+	smtpc_expect(s, kind);
+	smtpc_trace(s, SMTPC_SENT, line);
+	conn_write(s->conn, line, strlen(line));
+	conn_write(s->conn, "\r\n", 2);
+}
+
+/* One more reply awaited, in turn, for what is or was sent. */
+static void smtpc_expect(struct smtpc *s, enum smtpc_kind kind)
 {
 	if (s->n_pend == s->cap_pend) {
 		s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 8;
@@ -259,9 +271,6 @@ static void smtpc_push(struct smtpc *s, enum smtpc_kind kind, const char *line)
 	 * when it comes. */
 	if (s->n_pend == 1)
 		smtpc_reply_deadline(s);
-	smtpc_trace(s, SMTPC_SENT, line);
-	conn_write(s->conn, line, strlen(line));
-	conn_write(s->conn, "\r\n", 2);
 }
 
 static void smtpc_auth_end(struct smtpc *s)
@@ -546,6 +555,11 @@ static void smtpc_body_fill(struct smtpc *s)
 		s->body = NULL;
 		smtpc_set_timeout(s, s->dot_timeout);
 		smtpc_push(s, K_CMD, ".");
+		/* RFC 2033 4.2: "there is one reply for each successful RCPT command",
+		 * "in the same order as the successful RCPT commands". */
+		for (size_t i = 1; i < s->dot_replies; i++)
+			smtpc_expect(s, K_CMD);
+		s->dot_replies = 1;
 	}
 	smtpc_release(s);
 }
@@ -644,6 +658,7 @@ struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, s
 	s->timeout = opts->timeout ? opts->timeout : 60;
 	s->connect_timeout = opts->connect_timeout ? opts->connect_timeout : s->timeout;
 	s->helo_fallback = opts->helo_fallback;
+	s->dot_replies = 1;
 	s->state = ST_CONNECTING;
 	linereader_init(&s->lr, SMTPC_LINE_MAX);
 	tv.tv_sec = s->connect_timeout;
@@ -745,16 +760,33 @@ void smtpc_send_body_from(struct smtpc *s, size_t len, const struct smtpc_body_s
 	smtpc_body_start(s, NULL, src, len, block_timeout, dot_timeout);
 }
 
-void smtpc_ehlo(struct smtpc *s, const char *name)
+void smtpc_dot_replies(struct smtpc *s, size_t n)
+{
+	s->dot_replies = n ? n : 1;
+}
+
+static void smtpc_hello(struct smtpc *s, const char *verb, const char *name)
 {
 	char line[600];
 	if (!s->conn || s->ended)
 		return;
-	snprintf(line, sizeof(line), "EHLO %s", name);
+	snprintf(line, sizeof(line), "%s %s", verb, name);
 	free(s->ehlo_name);
 	s->ehlo_name = xstrdup(name);
 	s->used_helo = 0;
 	smtpc_push(s, K_EHLO, line);
+}
+
+void smtpc_ehlo(struct smtpc *s, const char *name)
+{
+	smtpc_hello(s, "EHLO", name);
+}
+
+void smtpc_lhlo(struct smtpc *s, const char *name)
+{
+	/* RFC 2033 4.1: LHLO in place of EHLO, with the same reply; no HELO to fall
+	 * back to. */
+	smtpc_hello(s, "LHLO", name);
 }
 
 void smtpc_starttls(struct smtpc *s, SSL_CTX *ctx)

@@ -3,9 +3,10 @@
  * sends commands (several at once when the server does PIPELINING, RFC 2920), does
  * STARTTLS and implicit TLS as the client, parses the EHLO capabilities (falling back
  * to HELO on request), runs SASL (GNU SASL, client side) over 334 challenges, and
- * streams a message body with dot-stuffing. It never blocks, and it sends a credential
+ * streams a message body with dot-stuffing. For LMTP it says LHLO and takes one reply
+ * per recipient after the final dot. It never blocks, and it sends a credential
  * only when smtpc_auth() is called, only on its own connection: the caller decides
- * whether the channel is good enough. Used by `cursus probe` and the relay. */
+ * whether the channel is good enough. Used by `cursus probe`, the relay and LMTP. */
 #ifndef CURSUS_SMTPC_H
 #define CURSUS_SMTPC_H
 
@@ -119,10 +120,17 @@ void smtpc_body_put(struct smtpc *s, const char *data, size_t n);
 /* The body cannot be read: the connection closes without the final dot (so the server
  * drops the transaction) and on_error(SMTPC_ERR_IO, why) follows. */
 void smtpc_body_abort(struct smtpc *s, const char *why);
+/* LMTP: the final dot of the next body gets n replies (one per recipient accepted,
+ * RFC 2033 4.2), each handed to on_reply in turn, each within the dot timeout of the
+ * one before; 0 and 1 mean the one reply of SMTP. */
+void smtpc_dot_replies(struct smtpc *s, size_t n);
 /* Whether the last EHLO went to HELO. */
 int smtpc_used_helo(const struct smtpc *s);
 /* EHLO name; the reply is also parsed into smtpc_caps(). */
 void smtpc_ehlo(struct smtpc *s, const char *name);
+/* LHLO name (RFC 2033 4.1, LMTP's EHLO): the reply is parsed into smtpc_caps() the
+ * same way; never a HELO fallback. */
+void smtpc_lhlo(struct smtpc *s, const char *name);
 /* STARTTLS; on 220, a handshake with ctx, then on_tls. The capabilities are
  * forgotten (RFC 3207 4.2): say EHLO again. */
 void smtpc_starttls(struct smtpc *s, SSL_CTX *ctx);

@@ -368,6 +368,17 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 		free(*(char **)f);
 		*(char **)f = xstrdup(v[0].s);
 		return;
+	case T_LMTP: {
+		char *norm;
+		if ((why = config_relay_lmtp(v[0].s, &norm))) {
+			cfg_error(p, p->line, "%s: \"%s\": %s", o->name, esc(e, sizeof(e), v[0].s),
+				  why);
+			return;
+		}
+		free(*(char **)f);
+		*(char **)f = norm;
+		return;
+	}
 	}
 }
 
@@ -383,6 +394,7 @@ static void opt_defaults(struct config *cfg)
 		case T_HOST:
 		case T_PATH:
 		case T_RESOLVER:
+		case T_LMTP:
 			*(char **)f = o->def_s ? xstrdup(o->def_s) : NULL;
 			break;
 		case T_SIZE: *(size_t *)f = (size_t)o->def_n; break;
@@ -495,10 +507,12 @@ static int scope_ok(struct parser *p, const struct opt *o)
 			return 1;
 		cfg_error(p, p->line, "\"%s\" is only allowed inside a listener block", o->name);
 	} else if (p->cur->r) {
-		if (o->scope == S_RELAY)
+		/* The sender does not choose where a local mailbox is. */
+		if (o->scope == S_RELAY && (o->type != T_LMTP || !p->cur->r->by_sender))
 			return 1;
 		cfg_error(p, p->line, "\"%s\" is not allowed inside %s (only relay_host, relay_tls, "
-			  "relay_ca, relay_auth_unverified)", o->name, block_name(p->cur, b, sizeof(b)));
+			  "relay_ca, relay_auth_unverified%s)", o->name, block_name(p->cur, b, sizeof(b)),
+			  p->cur->r->by_sender ? "" : ", lmtp");
 	} else {
 		if (o->scope == S_LISTENER || o->scope == S_BOTH)
 			return 1;
@@ -830,7 +844,7 @@ void config_free(struct config **cfgp)
 		if (o->type == T_NEXTHOP) {
 			config_relay_nexthop_clear(field(o, cfg, NULL, o->off));
 		} else if (o->type == T_STRING || o->type == T_HOST || o->type == T_PATH ||
-			   o->type == T_RESOLVER) {
+			   o->type == T_RESOLVER || o->type == T_LMTP) {
 			free(*(char **)field(o, cfg, NULL, o->off));
 		} else if (o->type == T_ADDRESS) {
 			free(*(char **)field(o, cfg, NULL, o->off));
@@ -858,6 +872,7 @@ void config_free(struct config **cfgp)
 		free(r->name);
 		config_relay_nexthop_clear(&r->relay_host);
 		free(r->relay_ca);
+		free(r->lmtp);
 		free(r);
 	}
 	free(cfg->path);

@@ -97,6 +97,7 @@ struct route_conf {
 	int relay_tls;             /* enum relay_tls, or -1: global */
 	char *relay_ca;            /* NULL: global */
 	int relay_auth_unverified; /* -1: global */
+	char *lmtp;                /* NULL: global; route blocks only (not sender_route) */
 	int line;
 	struct route_conf *next;
 };
@@ -132,6 +133,9 @@ struct config {
 	enum relay_tls relay_tls;        /* default may */
 	char *relay_ca;                  /* NULL: the system's default CA store */
 	int relay_auth_unverified;       /* send credentials over unverified TLS (never in clear) */
+	/* Local mailboxes go to this LMTP server: "unix:/path" or "[address]:port";
+	 * NULL or "maildir": Maildirs under mail_dir. */
+	char *lmtp;
 	char *dns_resolver;              /* "ADDRESS[@PORT]": forward every lookup there; NULL: resolv.conf */
 	unsigned dns_timeout;            /* seconds a lookup may take before it is a temporary failure: 10 */
 	unsigned relay_port;             /* TCP port of MX delivery and of relay_host without one: 25 */

@@ -111,6 +111,54 @@ const char *config_relay_resolver(const char *s)
 	return NULL;
 }
 
+const char *config_relay_lmtp(const char *s, char **norm_r)
+{
+	char addr[INET6_ADDRSTRLEN + 8];
+	const char *colon, *hs, *he;
+	unsigned port;
+	int v6;
+	*norm_r = NULL;
+	if (strcmp(s, "maildir") == 0) {
+		*norm_r = xstrdup(s);
+		return NULL;
+	}
+	if (strncmp(s, "unix:", 5) == 0) {
+		/* sockaddr_un's sun_path holds 108 bytes with the NUL. */
+		if (s[5] != '/')
+			return "the socket's path must be absolute (unix:/run/dovecot/lmtp)";
+		if (strlen(s + 5) >= 108)
+			return "the socket's path is too long (107 bytes at most)";
+		for (const char *q = s; *q; q++)
+			if ((unsigned char)*q < ' ' || *q == 0x7f)
+				return "control character in the socket's path";
+		*norm_r = xstrdup(s);
+		return NULL;
+	}
+	if (*s == '[') {
+		hs = s + 1;
+		if (!(he = strchr(hs, ']')) || he[1] != ':')
+			return "expected unix:/PATH, [ADDRESS]:PORT or ADDRESS:PORT";
+		colon = he + 1;
+	} else {
+		hs = s;
+		if (!(colon = strrchr(s, ':')) || memchr(s, ':', (size_t)(colon - s)))
+			return "expected unix:/PATH, [ADDRESS]:PORT or ADDRESS:PORT "
+			       "(an IPv6 address needs brackets)";
+		he = colon;
+	}
+	if ((size_t)(he - hs) >= sizeof(addr))
+		return "not a numeric IP address";
+	memcpy(addr, hs, (size_t)(he - hs));
+	addr[he - hs] = '\0';
+	if (!is_ip(addr, &v6))
+		return "not a numeric IP address (no name lookups for LMTP)";
+	if (!port_ok(colon + 1, &port))
+		return "bad port (1-65535)";
+	*norm_r = xasprintf("[%s]:%u", addr, port);
+	lower(*norm_r);
+	return NULL;
+}
+
 /* A local part as it can be written unquoted in the file: printable, no space. */
 static int local_ok(const char *s, size_t n)
 {

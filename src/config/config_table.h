@@ -17,6 +17,7 @@ enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST
 		T_MECHS /* a set of SASL mechanisms (sasl/sasl.h's registry), as MECH_BITs */,
 		T_WORDS /* a list like T_LIST, of any words (addresses, names) */,
 		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */,
+		T_LMTP /* an LMTP server (config_relay_lmtp) or "maildir", as a string */,
 		T_SECONDS /* "30", "0.5": unsigned milliseconds; min, max and default in ms */ };
 /* Where an option may appear, and so which struct its offset is into. */
 enum opt_scope {
@@ -127,6 +128,8 @@ static const struct opt opt_table[] = {
 	R_OPT("relay_tls", T_ENUM, RELAY_TLS_MAY, relay_tls, relay_tls_choices),
 	R_OPT("relay_ca", T_PATH, 0, relay_ca, NULL),
 	R_OPT("relay_auth_unverified", T_BOOL, 0, relay_auth_unverified, NULL),
+	/* Local mailboxes by LMTP (global default; per domain in a route block). */
+	R_OPT("lmtp", T_LMTP, 0, lmtp, NULL),
 	G_STR("dns_resolver", T_RESOLVER, NULL, dns_resolver),
 	G_NUM("dns_timeout", T_UINT, 10, 1, 300, dns_timeout),
 	G_NUM("relay_port", T_UINT, 25, 1, 65535, relay_port),

@@ -248,7 +248,7 @@ int main(int argc, char **argv)
 	struct workers *dwork;
 	struct control *ctl;
 	struct sched *sched;
-	struct transport *local, *smtp;
+	struct transport *local, *smtp, *lmtp;
 	struct dns *dns;
 	struct metrics_http *mhttp = NULL;
 	struct daemon_metrics dmetrics = {.srv = &srv};
@@ -355,7 +355,8 @@ int main(int argc, char **argv)
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
 	smtp = transport_smtp_create(cfg, srv.base, dns, dwork);
-	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp);
+	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
+	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp, lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
@@ -364,7 +365,7 @@ int main(int argc, char **argv)
 	srv.n_listeners = nl;
 	dmetrics.sched = sched;
 	if (mhttp)
-		metrics_series_init(&srv, (const struct transport *const[]){local, smtp}, 2);
+		metrics_series_init(&srv, (const struct transport *const[]){local, smtp, lmtp}, 3);
 	srv.accept_resume = evtimer_new(srv.base, accept_resume, &srv);
 	log_info("start event=ready hostname=%s queued=%zu", cfg->hostname, queue_recover(srv.queue));
 
@@ -398,6 +399,7 @@ int main(int argc, char **argv)
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
 	smtp->destroy(smtp);
+	lmtp->destroy(lmtp);
 	dns_destroy(&dns);
 	sched_destroy(&sched);
 	local->destroy(local);

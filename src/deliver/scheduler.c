@@ -81,7 +81,7 @@ struct sched {
 	struct qstore *qs;
 	struct queue *q;
 	struct auth_client *users;
-	struct transport *local, *smtp;
+	struct transport *local, *smtp, *lmtp;
 	struct smsg *buckets[SCHED_BUCKETS];
 	struct sdests *dests;
 	struct sjob *jobs;
@@ -365,7 +365,8 @@ static char *sched_dup(const char *s)
 
 static struct transport *sched_transport(const struct sjob *j)
 {
-	return j->route.kind == ROUTE_LOCAL ? j->s->local : j->s->smtp;
+	return j->route.kind == ROUTE_LOCAL ? j->s->local
+	     : j->route.kind == ROUTE_LMTP ? j->s->lmtp : j->s->smtp;
 }
 
 static void sched_log_attempt(struct sjob *j, const struct env_rcpt *r, const char *result,
@@ -411,8 +412,9 @@ static void sched_outcomes(struct sjob *j)
 
 		switch (dr->result) {
 		case DR_DELIVERED:
-			kind = d->dsn_passed || j->route.kind == ROUTE_LOCAL ? QEV_DELIVERED
-									     : QEV_RELAYED;
+			/* LMTP puts it in the mailbox: final, like a Maildir. */
+			kind = d->dsn_passed || j->route.kind == ROUTE_LOCAL ||
+			       j->route.kind == ROUTE_LMTP ? QEV_DELIVERED : QEV_RELAYED;
 			break;
 		case DR_PERMFAIL:
 			kind = QEV_FAILED;
@@ -610,7 +612,9 @@ static void sched_round(struct smsg *msg)
 				    strcasecmp(o->route.policy ? o->route.policy : "",
 					       rt.policy ? rt.policy : "") == 0 &&
 				    (rt.kind == ROUTE_LOCAL ||
-				     (strcasecmp(o->route.target, rt.target) == 0 &&
+				     /* A socket's path is case-sensitive, a host name not. */
+				     ((rt.kind == ROUTE_LMTP ? strcmp(o->route.target, rt.target)
+				       : strcasecmp(o->route.target, rt.target)) == 0 &&
 				      o->d.n_rcpts < s->cfg->relay_rcpts_per_transaction)))
 					j = o;
 			}
@@ -820,7 +824,8 @@ void sched_enqueue_cb(void *s, const char *id)
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct auth_client *users, struct transport *local, struct transport *smtp)
+			   struct auth_client *users, struct transport *local, struct transport *smtp,
+			   struct transport *lmtp)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;
@@ -831,6 +836,7 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 	s->users = users;
 	s->local = local;
 	s->smtp = smtp;
+	s->lmtp = lmtp;
 	s->dests = sched_dests_create(cfg, base, sched_dest_run_cb);
 	return s;
 }

@@ -22,7 +22,8 @@ struct sched;
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct auth_client *users, struct transport *local, struct transport *smtp);
+			   struct auth_client *users, struct transport *local, struct transport *smtp,
+			   struct transport *lmtp);
 /* Stops starting deliveries; those in flight end as deferred; what is left stays
  * queued for the next start. */
 void sched_destroy(struct sched **s);

@@ -1,5 +1,5 @@
 /* transport: one interface for every way a message leaves the queue (Maildir, SMTP,
- * later LMTP). The scheduler hands a transport one delivery: one message, the
+ * LMTP). The scheduler hands a transport one delivery: one message, the
  * recipients of it that share one destination; the transport fills in a result per
  * recipient and calls done on the loop thread. Transports never touch queue files and
  * never log per-recipient outcomes: the scheduler records and logs them in one place.
@@ -62,7 +62,7 @@ struct delivery {
 typedef void (*delivery_done_fn)(struct delivery *d, void *arg);
 
 struct transport {
-	const char *name;             /* "maildir", "smtp" */
+	const char *name;             /* "maildir", "smtp", "lmtp" */
 	/* Starts the delivery; done is called later on the loop thread, exactly once,
 	 * with a result for every rcpt (DR_NONE counts as a temporary failure). */
 	void (*deliver)(struct transport *t, struct delivery *d, delivery_done_fn done, void *arg);
@@ -92,5 +92,10 @@ struct transport *transport_maildir_create(const struct config *cfg, struct work
 /* SMTP to MX hosts and smart hosts (relay/smtp_transport.c); the body is read on w. */
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
 					struct dns *dns, struct workers *w);
+/* LMTP (RFC 2033) to the server of a ROUTE_LMTP route, a UNIX socket or a TCP address:
+ * the SMTP transport's connections, cache and body streaming with LHLO and one reply
+ * per recipient after the final dot (relay/smtp_transport.c). */
+struct transport *transport_lmtp_create(const struct config *cfg, struct event_base *base,
+					struct workers *w);
 
 #endif

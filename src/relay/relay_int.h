@@ -1,4 +1,4 @@
-/* relay_int: what the SMTP transport's two halves share. smtp_transport.c owns the
+/* relay_int: what the SMTP (and LMTP) transport's two halves share. smtp_transport.c owns the
  * deliveries (jobs): name resolution, the order of addresses, the connection cache,
  * results. relay_session.c drives one connection: greeting, EHLO, STARTTLS, AUTH,
  * then one transaction per message, reporting back to the job it serves. */
@@ -34,6 +34,7 @@ struct relay_sess_params {
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* NULL: no AUTH */
 	int auth_unverified;
+	int lmtp;                 /* LHLO; one reply per recipient after the dot */
 };
 
 /* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */

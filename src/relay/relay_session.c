@@ -1,7 +1,8 @@
-/* relay_session: one outbound SMTP connection (see relay_int.h). Setup: greeting,
- * EHLO (HELO fallback), STARTTLS as the policy says, EHLO again, AUTH when the job
- * carries credentials and the channel is good enough; then transactions: MAIL, RCPTs
- * and DATA (in one group under PIPELINING, RFC 2920), the body, the final dot, RSET.
+/* relay_session: one outbound SMTP or LMTP connection (see relay_int.h). Setup:
+ * greeting, EHLO (HELO fallback) or LHLO, STARTTLS as the policy says, EHLO again,
+ * AUTH when the job carries credentials and the channel is good enough; then
+ * transactions: MAIL, RCPTs and DATA (in one group under PIPELINING, RFC 2920), the
+ * body, the final dot (and with LMTP one reply per recipient taken), RSET.
  * Credentials are only ever handed to smtpc_auth, whose transcript hides them. */
 #include <ctype.h>
 #include <event2/event.h>
@@ -34,7 +35,7 @@ struct relay_sess {
 	struct relay_job *job;
 	struct smtpc *c;
 	char *key, *host, *addr_text;
-	int tls, tls_disabled, auth_unverified;
+	int tls, tls_disabled, auth_unverified, lmtp;
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* valid during setup only (the job's) */
 	enum phase phase;
@@ -44,6 +45,8 @@ struct relay_sess {
 	struct event *ev_idle;
 	/* The transaction */
 	size_t reply_i, n_rcpts, accepted;
+	size_t *order;              /* the recipient (in the delivery) of each RCPT sent */
+	size_t dot_i;               /* LMTP: replies to the final dot so far */
 	char *acc;                  /* per recipient: RCPT taken */
 	int mail_ok, pipelined;
 	struct relay_body *body;    /* the message being sent, read from the queue */
@@ -121,6 +124,7 @@ void relay_sess_free(struct relay_sess *s)
 	if (s->ev_idle)
 		event_free(s->ev_idle);
 	free(s->acc);
+	free(s->order);
 	free(s->key);
 	free(s->host);
 	free(s->addr_text);
@@ -320,7 +324,7 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 		ADD("%s SIZE=%zu", line, d->body.len);
 	if (env->body == BODY_8BITMIME)
 		ADD("%s BODY=8BITMIME", line);
-	if (env->smtputf8)
+	if (env->smtputf8 && c->smtputf8)
 		ADD("%s SMTPUTF8", line);
 	if (d->dsn_passed) {
 		if (env->ret != DSN_RET_UNSET)
@@ -342,10 +346,23 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 	return line;
 }
 
-static char *relay_rcpt_line(const struct delivery *d, size_t i)
+/* LMTP's recipient: the final mailbox, "domain/local-part", as local-part@domain,
+ * the full address a Dovecot userdb looks up; alias expansion is done by then. */
+static char *relay_lmtp_rcpt_line(const struct env_rcpt *r)
+{
+	const char *slash = r->mailbox ? strchr(r->mailbox, '/') : NULL;
+	if (!slash)
+		return xasprintf("RCPT TO:<%s>", r->address);
+	return xasprintf("RCPT TO:<%s@%.*s>", slash + 1, (int)(slash - r->mailbox), r->mailbox);
+}
+
+static char *relay_rcpt_line(const struct relay_sess *s, const struct delivery *d, size_t i)
 {
 	const struct env_rcpt *r = &d->env->rcpts[d->rcpts[i].index];
-	char *line = xasprintf("RCPT TO:<%s>", r->address), *tmp;
+	char *line, *tmp;
+	if (s->lmtp)
+		return relay_lmtp_rcpt_line(r);
+	line = xasprintf("RCPT TO:<%s>", r->address);
 	if (d->dsn_passed && r->notify) {
 		tmp = xasprintf("%s NOTIFY=%s", line, (r->notify & DSN_NOTIFY_NEVER) ? "NEVER" : "");
 		free(line);
@@ -397,7 +414,10 @@ static int relay_tx_refuse(struct relay_sess *s, struct delivery *d)
 		relay_tx_all(s, DR_PERMFAIL, "5.6.3", why, 0);
 		return -1;
 	}
-	if (d->env->smtputf8 && !c->smtputf8) {
+	/* Not for LMTP: the mailbox is the last stop, there is no one to pass UTF-8
+	 * addresses on to (RFC 6531 3.4's concern), and Dovecot 2.3 does not offer
+	 * SMTPUTF8 though it stores such mail; a sender it cannot take is its reply. */
+	if (d->env->smtputf8 && !c->smtputf8 && !s->lmtp) {
 		snprintf(why, sizeof(why), "next hop cannot take UTF-8 addresses: %s[%s] does not "
 			 "offer SMTPUTF8", s->host, s->addr_text);
 		relay_tx_all(s, DR_PERMFAIL, "5.6.7", why, 0);
@@ -410,10 +430,30 @@ static int relay_tx_refuse(struct relay_sess *s, struct delivery *d)
 static void relay_tx_send(struct relay_sess *s, size_t i)
 {
 	struct delivery *d = relay_job_delivery(s->job);
-	char *line = i == 0 ? relay_mail_line(s, d) : i <= s->n_rcpts ? relay_rcpt_line(d, i - 1)
+	char *line = i == 0 ? relay_mail_line(s, d)
+		   : i <= s->n_rcpts ? relay_rcpt_line(s, d, s->order[i - 1])
 		   : xstrdup("DATA");
 	smtpc_command(s->c, line);
 	free(line);
+}
+
+/* Which recipients get an RCPT, in order: all of them, but with LMTP one per mailbox
+ * (two aliases of one user are one delivery; the job shares the outcome). */
+static void relay_tx_order(struct relay_sess *s, const struct delivery *d)
+{
+	free(s->order);
+	s->order = xcalloc(d->n_rcpts + 1, sizeof(*s->order));
+	s->n_rcpts = 0;
+	for (size_t i = 0; i < d->n_rcpts; i++) {
+		const char *box = d->env->rcpts[d->rcpts[i].index].mailbox;
+		int dup = 0;
+		for (size_t k = 0; s->lmtp && box && k < s->n_rcpts && !dup; k++) {
+			const char *other = d->env->rcpts[d->rcpts[s->order[k]].index].mailbox;
+			dup = other && strcmp(other, box) == 0;
+		}
+		if (!dup)
+			s->order[s->n_rcpts++] = i;
+	}
 }
 
 void relay_sess_transact(struct relay_sess *s, struct relay_job *j)
@@ -425,11 +465,13 @@ void relay_sess_transact(struct relay_sess *s, struct relay_job *j)
 	if (s->phase == PH_RSET)
 		return; /* the RSET reply starts it */
 	relay_sess_describe(s, d);
-	d->dsn_passed = relay_cap(smtpc_caps(s->c), "DSN") != NULL;
-	s->n_rcpts = d->n_rcpts;
+	/* LMTP delivers into the mailbox: DSN ends here (the scheduler's "delivered"). */
+	d->dsn_passed = !s->lmtp && relay_cap(smtpc_caps(s->c), "DSN") != NULL;
+	relay_tx_order(s, d);
 	free(s->acc);
 	s->acc = xcalloc(d->n_rcpts + 1, 1);
 	s->accepted = 0;
+	s->dot_i = 0;
 	s->mail_ok = 0;
 	s->reply_i = 0;
 	if (relay_tx_refuse(s, d) < 0) {
@@ -472,12 +514,13 @@ static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
 			relay_tx_all(s, relay_class(r->code), status, text, 0);
 		}
 	} else if (i <= s->n_rcpts) {
+		size_t k = s->order[i - 1];
 		if (s->mail_ok) {
 			if (r->code / 100 == 2) {
-				s->acc[i - 1] = 1;
+				s->acc[k] = 1;
 				s->accepted++;
 			} else {
-				transport_delivery_set(&d->rcpts[i - 1], relay_class(r->code), status, text);
+				transport_delivery_set(&d->rcpts[k], relay_class(r->code), status, text);
 			}
 		}
 	} else {
@@ -486,6 +529,8 @@ static void relay_tx_reply(struct relay_sess *s, const struct smtpc_reply *r)
 			 * message, whose reply means nothing. */
 			int real = s->mail_ok && s->accepted;
 			s->phase = real ? PH_DOT : PH_DOT_DISCARD;
+			if (s->lmtp)
+				smtpc_dot_replies(s->c, real ? s->accepted : 1);
 			if (real)
 				s->body = relay_body_start(relay_workers(s->t), s->c, &d->body,
 							   s->cfg->relay_data_timeout,
@@ -523,6 +568,24 @@ static void relay_dot_reply(struct relay_sess *s, const struct smtpc_reply *r)
 	relay_reply_status(r, status);
 	if (r->code == 421)
 		s->broken = 1;
+	if (s->lmtp) {
+		/* RFC 2033 4.2: one reply per recipient taken, in the order of the RCPTs;
+		 * each is that recipient's own outcome (one over quota, the others not). */
+		struct delivery *d = relay_job_delivery(s->job);
+		size_t seen = 0;
+		for (size_t n = 0; n < s->n_rcpts; n++) {
+			size_t k = s->order[n];
+			if (!s->acc[k] || seen++ < s->dot_i)
+				continue;
+			transport_delivery_set(&d->rcpts[k], relay_class(r->code), status, text);
+			break;
+		}
+		free(text);
+		if (++s->dot_i < s->accepted)
+			return;
+		relay_tx_finish(s);
+		return;
+	}
 	relay_tx_all(s, relay_class(r->code), status, text, 1);
 	free(text);
 	relay_tx_finish(s);
@@ -589,13 +652,16 @@ static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *a
 		}
 		s->phase = PH_EHLO1;
 		smtpc_set_timeout(c, s->cfg->relay_command_timeout);
-		smtpc_ehlo(c, s->cfg->hostname);
+		if (s->lmtp)
+			smtpc_lhlo(c, s->cfg->hostname);
+		else
+			smtpc_ehlo(c, s->cfg->hostname);
 		break;
 	case PH_EHLO1:
 	case PH_EHLO2:
 		if (r->code != 250)
-			relay_sess_fail(s, st, 0, 0, "%s refused: %s", smtpc_used_helo(c) ? "HELO" : "EHLO",
-					text);
+			relay_sess_fail(s, st, 0, 0, "%s refused: %s", s->lmtp ? "LHLO" :
+					smtpc_used_helo(c) ? "HELO" : "EHLO", text);
 		else
 			relay_sess_ehlo_done(s);
 		break;
@@ -684,7 +750,8 @@ static void relay_transcript(void *arg, char dir, const char *line)
 	struct relay_sess *s = arg;
 	/* smtpc hides AUTH payloads already. */
 	if (log_debug_enabled())
-		log_debug("relay %s[%s] %c %s", s->host, s->addr_text, dir, line);
+		log_debug("%s %s[%s] %c %s", s->lmtp ? "lmtp" : "relay", s->host, s->addr_text, dir,
+			  line);
 }
 
 static const struct smtpc_cbs relay_cbs = {
@@ -704,7 +771,7 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 		.server_name = p->host,
 		.timeout = cfg->relay_greeting_timeout,
 		.connect_timeout = cfg->relay_connect_timeout,
-		.helo_fallback = 1,
+		.helo_fallback = !p->lmtp,
 	};
 	s->t = t;
 	s->cfg = cfg;
@@ -718,6 +785,7 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 	s->auth_user = p->auth_user;
 	s->auth_password = p->auth_password;
 	s->auth_unverified = p->auth_unverified;
+	s->lmtp = p->lmtp;
 	s->phase = PH_GREETING;
 	s->ev_idle = evtimer_new(relay_base(t), relay_idle_over, s);
 	s->c = smtpc_create(relay_base(t), sa, salen, &o, &relay_cbs, s);

@@ -1,6 +1,7 @@
 /* smtp_transport: the SMTP transport (deliver/transport.h) for MX delivery and smart
- * hosts. A delivery (a job) finds its addresses (DNS, or none for an address
- * literal), tries them in order through relay_session, and ends with a result for
+ * hosts, and in its LMTP flavour (RFC 2033) for local mailboxes behind an LMTP server.
+ * A delivery (a job) finds its addresses (DNS, or none for an address literal or an
+ * LMTP server), tries them in order through relay_session, and ends with a result for
  * every recipient. Connections that carried a message are kept idle for a moment,
  * keyed by destination and relay user, and carry the next message there. */
 #include <arpa/inet.h>
@@ -9,9 +10,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "config/config.h"
 #include "net/dns.h"
@@ -37,6 +40,7 @@ struct smtp_transport {
 	struct relay_sess **idle;
 	size_t n_idle;
 	struct relay_job *jobs;
+	int lmtp;                 /* LMTP to ROUTE_LMTP servers, not SMTP */
 };
 
 struct relay_job {
@@ -189,9 +193,13 @@ static void job_try(struct relay_job *j)
 		snprintf(addr, sizeof(addr), "?");
 	/* The name the certificate must carry: the smart host as configured, or the
 	 * MX host (RFC 7672 would add DANE; not here). */
-	p.host = d->route->kind == ROUTE_RELAY ? d->route->target : tg->host;
-	p.addr_text = addr;
+	p.host = d->route->kind == ROUTE_MX ? tg->host : d->route->target;
+	p.addr_text = tg->addr.ss_family == AF_UNIX ? "local" : addr;
 	p.tls = pol ? pol->tls : RELAY_TLS_MAY;
+	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
+	p.lmtp = t->lmtp;
+	if (t->lmtp)
+		p.tls = RELAY_TLS_NONE;
 	p.tls_disabled = j->clear_retry;
 	p.auth_unverified = pol && pol->auth_unverified;
 	if (d->route->kind == ROUTE_RELAY && d->auth_user) {
@@ -265,6 +273,36 @@ static int literal_target(const char *host, unsigned port, struct dns_target *tg
 	return 0;
 }
 
+/* An LMTP server as config_relay_lmtp wrote it: "unix:/path" or "[address]:port". */
+static int lmtp_target(const char *server, struct dns_target *tg)
+{
+	const char *colon;
+	unsigned long port;
+	char *end;
+	memset(tg, 0, sizeof(*tg));
+	if (strncmp(server, "unix:", 5) == 0) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&tg->addr;
+		size_t n = strlen(server + 5);
+		if (n == 0 || n >= sizeof(sun->sun_path))
+			return -1;
+		sun->sun_family = AF_UNIX;
+		memcpy(sun->sun_path, server + 5, n + 1);
+		tg->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+		tg->host = (char *)server;
+		return 0;
+	}
+	if (!(colon = strrchr(server, ':')) || colon == server || colon[-1] != ']')
+		return -1;
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return -1;
+	char *host = xstrndup(server, (size_t)(colon - server));
+	int rc = literal_target(host, (unsigned)port, tg);
+	free(host);
+	tg->host = (char *)server;
+	return rc;
+}
+
 static void job_resolve(struct relay_job *j)
 {
 	struct smtp_transport *t = j->t;
@@ -273,6 +311,17 @@ static void job_resolve(struct relay_job *j)
 	unsigned max = t->cfg->relay_max_addresses ? t->cfg->relay_max_addresses : 10;
 	enum ip_family fam = t->cfg->relay_ip_family;
 
+	if (t->lmtp) {
+		if (lmtp_target(r->target, &j->literal) < 0) {
+			job_fail_all(j, DR_TEMPFAIL, "4.3.5", "not an LMTP server address");
+			return;
+		}
+		j->targets = &j->literal;
+		j->n_targets = 1;
+		j->ti = j->tried = 0;
+		job_try(j);
+		return;
+	}
 	if (r->kind == ROUTE_RELAY && literal_target(r->target, port, &j->literal) == 0) {
 		j->targets = &j->literal;
 		j->n_targets = 1;
@@ -328,8 +377,30 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 	job_try(j);
 }
 
+/* LMTP: a recipient whose mailbox was another's in this delivery (two aliases of one
+ * user) was not sent again; it shares that recipient's outcome. */
+static void job_share_mailboxes(struct relay_job *j)
+{
+	struct delivery *d = j->d;
+	for (size_t i = 0; i < d->n_rcpts; i++) {
+		const char *box = d->env->rcpts[d->rcpts[i].index].mailbox;
+		if (d->rcpts[i].result != DR_NONE || !box)
+			continue;
+		for (size_t k = 0; k < i; k++) {
+			const char *other = d->env->rcpts[d->rcpts[k].index].mailbox;
+			if (other && strcmp(other, box) == 0 && d->rcpts[k].result != DR_NONE) {
+				transport_delivery_set(&d->rcpts[i], d->rcpts[k].result,
+						       d->rcpts[k].status, d->rcpts[k].diag);
+				break;
+			}
+		}
+	}
+}
+
 void relay_job_tx_done(struct relay_job *j)
 {
+	if (j->t->lmtp)
+		job_share_mailboxes(j);
 	j->sess = NULL;
 	j->d->dest_ok = 1;
 	job_finish(j);
@@ -377,8 +448,9 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 		d->dest_ok = 1; /* the message's fault, not the destination's */
 		return;
 	}
-	if (d->route->kind != ROUTE_MX && d->route->kind != ROUTE_RELAY) {
-		job_fail_all(j, DR_TEMPFAIL, "4.3.5", "not an SMTP route");
+	if (t->lmtp ? d->route->kind != ROUTE_LMTP
+		    : d->route->kind != ROUTE_MX && d->route->kind != ROUTE_RELAY) {
+		job_fail_all(j, DR_TEMPFAIL, "4.3.5", t->lmtp ? "not an LMTP route" : "not an SMTP route");
 		return;
 	}
 	j->key = job_key(d);
@@ -408,6 +480,15 @@ static void smtp_destroy(struct transport *tr)
 	}
 	free(t->ctxs);
 	free(t);
+}
+
+struct transport *transport_lmtp_create(const struct config *cfg, struct event_base *base,
+					struct workers *w)
+{
+	struct transport *tr = transport_smtp_create(cfg, base, NULL, w);
+	tr->name = "lmtp";
+	tp(tr)->lmtp = 1;
+	return tr;
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,

@@ -36,6 +36,9 @@ char *route_format(const struct route *r)
 	case ROUTE_LOCAL:
 		out = xasprintf("local %s", t);
 		break;
+	case ROUTE_LMTP:
+		out = xasprintf("lmtp %s", t);
+		break;
 	case ROUTE_MX:
 	case ROUTE_RELAY:
 		pol = route_x(r->policy ? r->policy : "-");
@@ -103,6 +106,8 @@ int route_parse(const char *text, struct route *r)
 		goto bad;
 	if (route_is(f[0], len[0], "local") && n == 2) {
 		r->kind = ROUTE_LOCAL;
+	} else if (route_is(f[0], len[0], "lmtp") && n == 2) {
+		r->kind = ROUTE_LMTP;
 	} else if (route_is(f[0], len[0], "mx") && n == 4) {
 		r->kind = ROUTE_MX;
 		pol = 3;
@@ -117,7 +122,7 @@ int route_parse(const char *text, struct route *r)
 	}
 	if (!(r->target = xtext_decode(f[1], len[1])) || !r->target[0])
 		goto bad;
-	if (r->kind != ROUTE_LOCAL) {
+	if (r->kind == ROUTE_MX || r->kind == ROUTE_RELAY) {
 		if (route_port(f[2], len[2], &r->port) < 0 ||
 		    !(r->policy = xtext_decode(f[pol], len[pol])))
 			goto bad;
@@ -140,6 +145,8 @@ char *route_dest(const struct route *r)
 	switch (r->kind) {
 	case ROUTE_LOCAL:
 		return xstrdup("local");
+	case ROUTE_LMTP:
+		return xasprintf("lmtp:%s", r->target);
 	case ROUTE_MX:
 		return route_lower(xasprintf("mx:%s:%u", r->target, r->port));
 	case ROUTE_RELAY:

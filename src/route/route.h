@@ -10,6 +10,9 @@ enum route_kind {
 	ROUTE_LOCAL,    /* a local Maildir: target is the mailbox "domain/local-part" */
 	ROUTE_MX,       /* MX delivery: target is the recipient's domain */
 	ROUTE_RELAY,    /* a smart host: target is its name or address */
+	ROUTE_LMTP,     /* a local mailbox delivered by LMTP (RFC 2033): target is the
+			 * server, "unix:/path" or "[address]:port"; the mailbox is the
+			 * recipient's, from the envelope */
 };
 
 struct route {
@@ -28,7 +31,7 @@ struct relay_policy {
 	int auth_unverified;       /* credentials may go over TLS without a verified certificate */
 };
 
-/* Text form, one line without spaces in fields: "local <mailbox>",
+/* Text form, one line without spaces in fields: "local <mailbox>", "lmtp <server>",
  * "mx <domain> <port> <policy>", "relay <host> <port> <literal 0|1> <policy>", fields
  * xtext-encoded (RFC 3461). Returns a malloc'd string. */
 char *route_format(const struct route *r);
@@ -36,7 +39,8 @@ char *route_format(const struct route *r);
 int route_parse(const char *text, struct route *r);
 void route_clear(struct route *r);
 /* The destination a scheduler queue stands for: "local", "mx:<domain>:<port>",
- * "relay:[host]:<port>" or "relay:host:<port>" (malloc'd; lower case). Recipients of one
+ * "relay:[host]:<port>" or "relay:host:<port>" (malloc'd; lower case), or
+ * "lmtp:<server>" (as written: a socket's path keeps its case). Recipients of one
  * message with the same destination go in one transaction. */
 char *route_dest(const struct route *r);
 /* The name credentials are stored under for a relay route (`cursus relay-auth add

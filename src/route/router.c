@@ -50,6 +50,25 @@ static const struct route_conf *router_by_domain(const struct config *cfg, const
 	return rc;
 }
 
+/* The LMTP server of a mailbox ("domain/local-part"): its domain's route block, else
+ * the global lmtp; NULL for a Maildir. */
+static const char *router_lmtp(const struct config *cfg, const char *mailbox)
+{
+	const char *slash = strchr(mailbox, '/');
+	const struct route_conf *rc = NULL;
+	const char *lmtp;
+	if (slash) {
+		char *domain = xstrndup(mailbox, (size_t)(slash - mailbox));
+		for (char *q = domain; *q; q++)
+			if (*q >= 'A' && *q <= 'Z')
+				*q = (char)(*q - 'A' + 'a');
+		rc = router_by_domain(cfg, domain);
+		free(domain);
+	}
+	lmtp = rc && rc->lmtp ? rc->lmtp : cfg->lmtp;
+	return lmtp && strcmp(lmtp, "maildir") != 0 ? lmtp : NULL;
+}
+
 int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 		 struct route *r)
 {
@@ -62,8 +81,9 @@ int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 
 	memset(r, 0, sizeof(*r));
 	if (rcpt->mailbox) {
-		r->kind = ROUTE_LOCAL;
-		r->target = xstrdup(rcpt->mailbox);
+		const char *lmtp = router_lmtp(cfg, rcpt->mailbox);
+		r->kind = lmtp ? ROUTE_LMTP : ROUTE_LOCAL;
+		r->target = xstrdup(lmtp ? lmtp : rcpt->mailbox);
 		return 0;
 	}
 	if (!(at = strrchr(rcpt->address, '@')) || !at[1])

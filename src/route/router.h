@@ -10,7 +10,9 @@
 
 struct envelope;
 
-/* Chooses the route of env->rcpts[i]: local when it has a mailbox; otherwise the first
+/* Chooses the route of env->rcpts[i]: when it has a mailbox, LMTP if its domain's
+ * route block (or, without one there, the global option) names an lmtp server, else
+ * local (Maildir); otherwise the first
  * sender_route matching env->mail_from (exact address, then "@domain"), else the route
  * block of the recipient's domain (exact, then the nearest ".parent" block), else the
  * global relay_host, else MX delivery to the recipient's domain on relay_port.

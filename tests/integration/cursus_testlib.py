@@ -43,7 +43,7 @@ DELIVERY_OPTS = ("relay_host", "relay_tls", "relay_ca", "relay_auth_unverified",
                  "relay_connect_timeout", "relay_greeting_timeout", "relay_command_timeout",
                  "relay_data_timeout", "relay_dot_timeout", "relay_idle_time", "relay_reuse_limit",
                  "max_received_headers", "delay_warning_time", "queue_lifetime", "control_socket",
-                 "bounce_size_limit")
+                 "bounce_size_limit", "lmtp")
 
 
 def _sanitized():
@@ -76,6 +76,31 @@ def tls_client_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def read_log(path):
+    """A log file as text so far ("" before it exists; bad bytes replaced)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def stop_process(proc, timeout=15.0):
+    """SIGTERM, bounded wait, SIGKILL fallback. Returns the exit status ("killed"
+    after SIGKILL; None without a process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            return "killed"
+    return proc.returncode
 
 
 def wait_until(pred, timeout, interval=0.05, what="condition"):
@@ -331,11 +356,7 @@ class Server:
     # -- the daemon --------------------------------------------------------------
     @property
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -390,17 +411,7 @@ class Server:
 
     def stop(self, timeout=15.0):
         """SIGTERM, bounded wait, SIGKILL fallback. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                return "killed"
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def kill9(self):
         assert self.running(), "kill9: not running"
@@ -566,3 +577,21 @@ def auth_mechanisms(ehlo_reply):
         if line.upper().startswith("AUTH "):
             return line[5:].split()
     return None
+
+
+def submit_as(srv, user, rcpts, body, mail_params="", rcpt_params=""):
+    """user submits one message (body: text, CRLF line ends) on 465 with implicit TLS
+    and AUTH PLAIN; every step must succeed."""
+    c = AuthSmtp(srv.ports["submissions"], tls=True)
+    try:
+        c.greeting()
+        c.ehlo()
+        c.auth_plain(user, PASSWORD)
+        c.expect("MAIL FROM:<%s>%s" % (user, mail_params), 250, "2.1.0")
+        for r in rcpts:
+            c.expect("RCPT TO:<%s>%s" % (r, rcpt_params), 250, "2.1.5")
+        c.expect("DATA", 354)
+        c.send(body.encode() + b".\r\n")
+        c.expect(None, 250, "2.0.0")
+    finally:
+        c.close()

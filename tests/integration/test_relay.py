@@ -23,19 +23,7 @@ def zone(records):
 
 def submit(srv, rcpts, token, rcpt_params="", mail_params=""):
     """alice submits one message on 465 (implicit TLS, AUTH PLAIN)."""
-    c = lib.AuthSmtp(srv.ports["submissions"], tls=True)
-    try:
-        c.greeting()
-        c.ehlo()
-        c.auth_plain(ALICE, lib.PASSWORD)
-        c.expect("MAIL FROM:<%s>%s" % (ALICE, mail_params), 250, "2.1.0")
-        for r in rcpts:
-            c.expect("RCPT TO:<%s>%s" % (r, rcpt_params), 250, "2.1.5")
-        c.expect("DATA", 354)
-        c.send(lib.make_body(token).encode() + b".\r\n")
-        c.expect(None, 250, "2.0.0")
-    finally:
-        c.close()
+    lib.submit_as(srv, ALICE, rcpts, lib.make_body(token), mail_params, rcpt_params)
 
 
 def relay_server(start_server, dns, port, **opts):

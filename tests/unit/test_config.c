@@ -742,11 +742,11 @@ out:
 	fails(BASE "route example.org {\nmax_recipients 5\naddress 127.0.0.1:25\n"
 	      "hostname x.test\n}\n",
 	      "F:6: \"max_recipients\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified)\n"
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n"
 	      "F:7: \"address\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified)\n"
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n"
 	      "F:8: \"hostname\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified)\n");
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n");
 	fails(BASE "sender_route @x.test {\nrelay_port 26\n}\n",
 	      "F:6: \"relay_port\" is not allowed inside sender_route @x.test (only relay_host, "
 	      "relay_tls, relay_ca, relay_auth_unverified)\n");
@@ -768,6 +768,40 @@ out:
 	fails(BASE "route example.org {\nrelay_tls none\n",
 	      "F:5: route example.org: unterminated block (missing '}')\n");
 	fails(BASE "route example.org {\n} x\n", "F:6: unexpected text after '}'\n");
+}
+
+/* lmtp: global default and per route block, numeric servers only. */
+static void test_lmtp(void)
+{
+	struct config *cfg = loads("lmtp unix:/run/dovecot/lmtp\n"
+				   "route example.org {\n  lmtp [127.0.0.1]:24\n}\n"
+				   "route example.net {\n  lmtp maildir\n}\n"
+				   "route example.com {\n  lmtp 127.0.0.2:2424\n}\n"
+				   "route example.info {\n  lmtp [::1]:24\n}\n" BASE);
+	if (cfg) {
+		const struct route_conf *r = cfg->routes;
+		CHECK_STR(cfg->lmtp, "unix:/run/dovecot/lmtp");
+		CHECK_STR(r->lmtp, "[127.0.0.1]:24");
+		CHECK_STR(r->next->lmtp, "maildir");
+		CHECK_STR(r->next->next->lmtp, "[127.0.0.2]:2424");
+		CHECK_STR(r->next->next->next->lmtp, "[::1]:24");
+	}
+	config_free(&cfg);
+	cfg = loads(BASE);
+	CHECK(cfg && cfg->lmtp == NULL);
+	config_free(&cfg);
+	fails("lmtp unix:run/lmtp\n" BASE, "F:1: lmtp: \"unix:run/lmtp\": the socket's path must "
+	      "be absolute (unix:/run/dovecot/lmtp)\n");
+	fails("lmtp localhost:24\n" BASE, "F:1: lmtp: \"localhost:24\": not a numeric IP address "
+	      "(no name lookups for LMTP)\n");
+	fails("lmtp [127.0.0.1]\n" BASE, "F:1: lmtp: \"[127.0.0.1]\": expected unix:/PATH, "
+	      "[ADDRESS]:PORT or ADDRESS:PORT\n");
+	fails("lmtp 127.0.0.1:0\n" BASE, "F:1: lmtp: \"127.0.0.1:0\": bad port (1-65535)\n");
+	fails("lmtp ::1:24\n" BASE, "F:1: lmtp: \"::1:24\": expected unix:/PATH, [ADDRESS]:PORT "
+	      "or ADDRESS:PORT (an IPv6 address needs brackets)\n");
+	fails(BASE "sender_route @x.test {\nlmtp unix:/run/lmtp\n}\n",
+	      "F:6: \"lmtp\" is not allowed inside sender_route @x.test (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n");
 }
 
 static void test_relay_errors(void)
@@ -857,6 +891,7 @@ void unit_main(void)
 	test_relay_host();
 	test_routes();
 	test_relay_errors();
+	test_lmtp();
 	test_auth_trace_client_options();
 	test_defaults();
 	test_overrides();

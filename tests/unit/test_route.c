@@ -43,7 +43,7 @@ static void round_trip(const struct route *in, const char *want_text)
 	CHECK(route_parse(t, &out) == 0);
 	CHECK(out.kind == in->kind);
 	CHECK_STR(out.target, in->target);
-	if (in->kind != ROUTE_LOCAL) {
+	if (in->kind != ROUTE_LOCAL && in->kind != ROUTE_LMTP) {
 		CHECK(out.port == in->port && out.literal == (in->literal ? 1 : 0));
 		CHECK_STR(out.policy, in->policy ? in->policy : "-");
 	} else {
@@ -67,6 +67,12 @@ static void test_round_trips(void)
 	round_trip(&r, "relay ::1 65535 1 -");
 	r = (struct route){ ROUTE_MX, "example.org", 1, 0, NULL };
 	round_trip(&r, "mx example.org 1 -");
+	r = (struct route){ ROUTE_LMTP, "unix:/run/dovecot/lmtp", 0, 0, NULL };
+	round_trip(&r, "lmtp unix:/run/dovecot/lmtp");
+	r = (struct route){ ROUTE_LMTP, "[::1]:24", 0, 0, NULL };
+	round_trip(&r, "lmtp [::1]:24");
+	r = (struct route){ ROUTE_LMTP, "unix:/a dir/lmtp", 0, 0, NULL };
+	round_trip(&r, "lmtp unix:/a+20dir/lmtp");
 	/* Odd bytes: spaces, '+', '=', controls, 8-bit, a lone "-". */
 	r = (struct route){ ROUTE_LOCAL, "d\xc3\xa9.test/a b+c=d\t\x01\x7f", 0, 0, NULL };
 	round_trip(&r, "local d+C3+A9.test/a+20b+2Bc+3Dd+09+01+7F");
@@ -87,7 +93,7 @@ static void test_parse_rejects(void)
 {
 	static const char *const bad[] = {
 		"", "local", "local ", " local a", "local a ", "local  a", "local a b",
-		"LOCAL a", "lmtp a", "mx a 25", "mx a 25 - x", "mx a 0 -", "mx a 65536 -",
+		"LOCAL a", "lmtp", "lmtp a b", "LMTP a", "mx a 25", "mx a 25 - x", "mx a 0 -", "mx a 65536 -",
 		"mx a 025 -", "mx a +25 -", "mx a 2x -", "mx a -1 -", "relay a 25 -",
 		"relay a 25 2 -", "relay a 25 01 -", "relay a 25 0 - x", "local a+2", "local a+00",
 		"local a+zz", "local a=b", "local +2b", "mx a\t 25 -", "mx a 25 -\n",
@@ -110,6 +116,11 @@ static void test_names(void)
 	struct route r = { ROUTE_LOCAL, "example.test/alice", 0, 0, NULL };
 	char *s;
 	CHECK_STR(s = route_dest(&r), "local");
+	free(s);
+	CHECK(route_nexthop(&r) == NULL);
+	/* A socket's path keeps its case. */
+	r = (struct route){ ROUTE_LMTP, "unix:/Run/LMTP", 0, 0, NULL };
+	CHECK_STR(s = route_dest(&r), "lmtp:unix:/Run/LMTP");
 	free(s);
 	CHECK(route_nexthop(&r) == NULL);
 	r = (struct route){ ROUTE_MX, "Example.ORG", 25, 0, "-" };
@@ -224,6 +235,30 @@ static void test_router(void)
 	config_free(&cfg);
 }
 
+/* LMTP: the global server for every local domain, a route block's for its own (and,
+ * with a dot, its subdomains'), "maildir" back to Maildirs; remote mail untouched. */
+static void test_router_lmtp(void)
+{
+	struct config *cfg = load("local_domains example.test other.test sub.lists.test\n"
+				  "listener smtp {\naddress 127.0.0.1:2525\n}\n"
+				  "lmtp unix:/run/dovecot/lmtp\n"
+				  "route other.test {\n lmtp 127.0.0.1:24\n}\n"
+				  "route .lists.test {\n lmtp maildir\n}\n"
+				  "route example.org {\n relay_host [smart.example.org]\n}\n");
+	if (!cfg)
+		return;
+	routes_to(cfg, "a@example.test", "alice@example.test", "example.test/alice",
+		  "lmtp unix:/run/dovecot/lmtp");
+	/* An alias: the route follows the mailbox's domain, not the address's. */
+	routes_to(cfg, "a@example.test", "sales@example.test", "other.test/bob",
+		  "lmtp [127.0.0.1]:24");
+	routes_to(cfg, "a@example.test", "x@sub.lists.test", "sub.lists.test/x",
+		  "local sub.lists.test/x");
+	routes_to(cfg, "a@example.test", "bob@example.org", NULL,
+		  "relay smart.example.org 25 1 route+20example.org");
+	config_free(&cfg);
+}
+
 static void policy_is(const struct config *cfg, const char *policy, int tls, const char *ca,
 		      int auth_unverified)
 {
@@ -290,5 +325,6 @@ void unit_main(void)
 	test_parse_rejects();
 	test_names();
 	test_router();
+	test_router_lmtp();
 	test_policy();
 }
