@@ -18,6 +18,7 @@
 #include "auth/auth_spawn.h"
 #include "config/config.h"
 #include "daemon/control.h"
+#include "daemon/local.h"
 #include "daemon/privdrop.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
@@ -203,7 +204,7 @@ int main(int argc, char **argv)
 	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : "etc/cursus-dev.conf";
 	int foreground = 0, check = 0, ch, need_tls = 0;
 	struct smtp_server srv = {0};
-	struct smtp_listener *ls[64];
+	struct smtp_listener *ls[65], *local_l; /* the configured listeners, then the local one */
 	size_t nl = 0;
 	struct config *cfg;
 	struct qstore *qs;
@@ -313,6 +314,10 @@ int main(int argc, char **argv)
 	queue_set_notify(srv.queue, notify_sched, sched);
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
+	/* Made as the mail user, like the control socket: it removes it at exit. */
+	if (!(local_l = local_listener_create(&srv, on_accept, on_accept_error)))
+		fatalx("local socket: cannot serve %s", cfg->local_socket);
+	ls[nl++] = local_l;
 
 	srv.listeners = ls;
 	srv.n_listeners = nl;
@@ -331,6 +336,10 @@ int main(int argc, char **argv)
 
 	event_free(srv.accept_resume);
 	for (size_t i = 0; i < nl; i++) {
+		if (ls[i] == local_l) {
+			local_listener_destroy(&ls[i]);
+			continue;
+		}
 		evconnlistener_free(ls[i]->evl);
 		free(ls[i]);
 	}
