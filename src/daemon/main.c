@@ -312,12 +312,13 @@ int main(int argc, char **argv)
 	smtp = transport_smtp_create(cfg, srv.base, dns, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
-	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
-		fatalx("control socket: cannot serve %s", cfg->control_socket);
-	/* Made as the mail user, like the control socket: it removes it at exit. */
+	/* Made as the mail user, like the control socket, and before it: the directories
+	 * it makes must let local users through to it (the control socket's are 0700). */
 	if (!(local_l = local_listener_create(&srv, on_accept, on_accept_error)))
 		fatalx("local socket: cannot serve %s", cfg->local_socket);
 	ls[nl++] = local_l;
+	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
+		fatalx("control socket: cannot serve %s", cfg->control_socket);
 
 	srv.listeners = ls;
 	srv.n_listeners = nl;
