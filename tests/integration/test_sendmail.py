@@ -172,11 +172,19 @@ def test_daemon_down_exits_75(start_server, token):
     # -bs too.
     r = sendmail(srv, "-bs", stdin=b"QUIT\r\n")
     assert r.returncode == EX_TEMPFAIL
-    # Started again, it serves the socket the stopped daemon removed.
+    # Killed, it leaves its socket behind: refused, the same exit code.
+    srv.start()
+    srv.kill9()
+    assert os.path.exists(os.path.join(srv.root, "var", "run", "local.sock"))
+    r = sendmail(srv, "alice@example.test", stdin=("Subject: %s\n\nx\n" % token).encode())
+    assert r.returncode == EX_TEMPFAIL, r.stderr
+    # Started again, it replaces the stale socket and serves it.
     srv.start()
     r = sendmail(srv, "alice@example.test", stdin=("Subject: %s\n\nx\n" % token).encode())
     assert r.returncode == 0, r.stderr
     srv.wait_message("alice@example.test", token)
+    assert "local path=%s event=stale-socket-removed" % os.path.join(srv.root, "var", "run",
+                                                                     "local.sock") in srv.log
 
 
 def test_remote_recipient_queued_and_listed_by_mailq(start_server, tmp_path, token):
@@ -261,6 +269,30 @@ def test_unprivileged_caller_uid_recorded(open_root, token):
         assert r.returncode == 0, r.stderr
         msg = srv.wait_message("alice@example.test", token + "-f")
         assert "from userid %d" % nobody.pw_uid in lib.received_header(msg)
+    finally:
+        problems = lib.finish_servers([srv])
+    assert not problems, "\n\n".join(problems)
+
+
+@lib.needs_root
+def test_socket_works_after_privilege_drop(open_root, token):
+    """cursusd as nobody: the socket is made after the drop, in the mail user's run/
+    (search-only for others), and local users of every uid submit through it."""
+    import stat
+    root = os.path.join(open_root, "srv")
+    srv = lib.Server(root, user="nobody", group="nogroup", user_db=os.path.join(root, "db", "users.db"))
+    try:
+        srv.start()
+        path = os.path.join(root, "var", "run", "local.sock")
+        assert os.stat(path).st_uid == pwd.getpwnam("nobody").pw_uid
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o711
+        for user in (None, "daemon"):
+            uid = pwd.getpwnam(user).pw_uid if user else 0
+            r = sendmail(srv, "bob@example.test", user=user,
+                         stdin=("Subject: %s-%d\n\nx\n" % (token, uid)).encode())
+            assert r.returncode == 0, r.stderr
+            msg = srv.wait_message("bob@example.test", "%s-%d" % (token, uid))
+            assert "from userid %d" % uid in lib.received_header(msg)
     finally:
         problems = lib.finish_servers([srv])
     assert not problems, "\n\n".join(problems)

@@ -26,12 +26,11 @@ static const struct addrlist_case cases[] = {
 	{ "", "" },
 };
 
-static void check_case(const struct addrlist_case *c, size_t step)
+static void check_case(const struct addrlist_case *c)
 {
 	char **list = NULL, joined[512] = "";
 	size_t n = 0, added;
 
-	(void)step;
 	added = addrlist_parse(c->in, strlen(c->in), &list, &n);
 	CHECK(added == n);
 	for (size_t i = 0; i < n; i++) {
@@ -48,7 +47,7 @@ void unit_main(void)
 	size_t n = 0;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check_case(&cases[i], 0);
+		check_case(&cases[i]);
 	/* Appends to what the list holds. */
 	addrlist_parse("a@x.test", 8, &list, &n);
 	addrlist_parse("b@x.test, c@x.test", 18, &list, &n);
