@@ -37,6 +37,7 @@ struct submit {
 	struct sendmail_msg *m;
 	enum submit_step step;
 	size_t rcpt;              /* the recipient whose reply is awaited */
+	size_t batch_end;         /* past the last recipient of this transaction */
 	size_t accepted, refused_syntax;
 	int tempfail;             /* a recipient was refused for now */
 	int rc;                   /* the exit code so far */
@@ -122,6 +123,8 @@ static void submit_rcpts_done(struct submit *sb)
 		sb->step = ST_RSET;
 		smtpc_command(sb->c, "RSET");
 	} else if (!sb->accepted) {
+		/* Every recipient refused for good; an earlier transaction's sent ones keep
+		 * the exit code at EX_NOUSER at most. */
 		submit_quit(sb, sb->refused_syntax == sb->env->n_rcpts ? EX_DATAERR : EX_NOUSER);
 	} else {
 		sb->step = ST_DATA;
@@ -164,6 +167,14 @@ static void submit_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *
 		submit_rcpt(sb);
 		return;
 	case ST_RCPT:
+		if (r->code == 452 && strcmp(r->enhanced, "4.5.3") == 0 && sb->accepted) {
+			/* RFC 5321 4.5.3.1.10: too many recipients for one transaction; the
+			 * rest follow in the next one. */
+			sb->batch_end = sb->rcpt;
+			sb->step = ST_DATA;
+			smtpc_command(c, "DATA");
+			return;
+		}
 		if (r->code == 250 || r->code == 251) {
 			sb->accepted++;
 		} else {
@@ -176,7 +187,8 @@ static void submit_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *
 			if (r->code >= 500)
 				sb->rc = r->code == 501 ? EX_DATAERR : EX_NOUSER;
 		}
-		if (++sb->rcpt < sb->env->n_rcpts)
+		sb->batch_end = ++sb->rcpt;
+		if (sb->rcpt < sb->env->n_rcpts)
 			submit_rcpt(sb);
 		else
 			submit_rcpts_done(sb);
@@ -201,6 +213,19 @@ static void submit_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *
 		}
 		if (sb->env->verbose)
 			submit_say("accepted", r);
+		if (sb->batch_end < sb->env->n_rcpts) {
+			/* The next transaction, for the recipients the last one had no room for. */
+			if (fseek(sb->m->file, 0, SEEK_SET) != 0) {
+				admin_error("sendmail: the temporary copy of the message cannot be read");
+				submit_quit(sb, EX_IOERR);
+				return;
+			}
+			sb->rcpt = sb->batch_end;
+			sb->accepted = 0;
+			sb->step = ST_MAIL;
+			submit_mail(sb);
+			return;
+		}
 		/* Refused recipients keep their EX_NOUSER: the caller must hear of them. */
 		submit_quit(sb, sb->rc);
 		return;

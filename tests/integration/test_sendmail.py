@@ -296,3 +296,15 @@ def test_socket_works_after_privilege_drop(open_root, token):
     finally:
         problems = lib.finish_servers([srv])
     assert not problems, "\n\n".join(problems)
+
+
+def test_more_recipients_than_a_transaction_takes(start_server, token):
+    """452 4.5.3 to a RCPT: the message goes to those accepted, then again to the rest
+    (RFC 5321 4.5.3.1.10), not refused as a temporary failure for ever."""
+    srv = start_server(max_recipients=1)
+    r = sendmail(srv, "-t", "-v", stdin=("To: alice@example.test, bob@example.test\nSubject: %s\n\nx\n"
+                                         % token).encode())
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(b"accepted: 250 2.0.0") == 2
+    srv.wait_message("alice@example.test", token)
+    srv.wait_message("bob@example.test", token)
