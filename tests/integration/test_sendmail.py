@@ -308,3 +308,18 @@ def test_more_recipients_than_a_transaction_takes(start_server, token):
     assert r.stderr.count(b"accepted: 250 2.0.0") == 2
     srv.wait_message("alice@example.test", token)
     srv.wait_message("bob@example.test", token)
+
+
+def test_mbox_from_line_and_cr_line_ends(server, token):
+    r = sendmail(server, "alice@example.test",
+                 stdin=("From root Tue Dec  1 10:00:00 2026\nSubject: %s\rX-A: 1\r\n\rbody\r" % token).encode())
+    assert r.returncode == 0, r.stderr
+    msg = server.wait_message("alice@example.test", token)
+    assert b"From root" not in msg
+    assert field(msg, "X-A") == ["1"] and msg.endswith(b"\r\n\r\nbody\r\n")
+    # A line that is no header field starts the body, after the blank line it lacked.
+    r = sendmail(server, "alice@example.test",
+                 stdin=("Subject: %s-nf\nthis is no field\nmore\n" % token).encode())
+    assert r.returncode == 0, r.stderr
+    msg = server.wait_message("alice@example.test", token + "-nf")
+    assert msg.endswith(b"\r\n\r\nthis is no field\r\nmore\r\n")
