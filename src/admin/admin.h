@@ -57,6 +57,12 @@ int cmd_trace(const char *config_path, int argc, char **argv);
 int cmd_mx(const char *config_path, int argc, char **argv);
 int cmd_relay_auth(const char *config_path, int argc, char **argv);
 int cmd_queue(const char *config_path, int argc, char **argv);
+/* `cursus sendmail` (also run as sendmail), the sendmail(8) command line; mailq (queue
+ * list) and newaliases (nothing to do) for the other names programs call. Exit codes
+ * from sysexits.h (cmd_sendmail.c). */
+int cmd_sendmail(const char *config_path, int argc, char **argv);
+int cmd_mailq(const char *config_path);
+int cmd_newaliases(void);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */
 int cmd_user_auth(const char *config_path, int argc, char **argv);

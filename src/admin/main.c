@@ -71,6 +71,11 @@ static const char admin_usage_text[] =
 	"  queue show ID              one message: envelope, header, recipients\n"
 	"  queue flush [ID|--domain DOMAIN]\n"
 	"                             attempt delivery now\n"
+	"  sendmail [-t] [-i] [-f SENDER] [-F NAME] [-bs|-bp|-bi] [--] [RECIPIENT ...]\n"
+	"                             the sendmail(8) command: the message from stdin\n"
+	"                             into the queue through cursusd's local_socket; also\n"
+	"                             run as sendmail, mailq (queue list) and newaliases.\n"
+	"                             Exit codes from sysexits.h (75: cursusd not running)\n"
 	"  queue hold|release|delete|bounce ID\n"
 	"                             keep from delivery, deliver again, remove (no DSN),\n"
 	"                             return to the sender now (DSN). Exit 1 no such\n"
@@ -95,6 +100,7 @@ static const struct admin_command admin_commands[] = {
 	{ "mx", cmd_mx },
 	{ "relay-auth", cmd_relay_auth },
 	{ "queue", cmd_queue },
+	{ "sendmail", cmd_sendmail },
 };
 
 void admin_error(const char *fmt, ...)
@@ -113,16 +119,34 @@ int admin_usage_error(void)
 	return ADMIN_EXIT_USAGE;
 }
 
+/* The names programs call instead of cursus: run as those, argv is theirs. */
+static int admin_run_as(const char *name, const char *config_path, int argc, char **argv, int *rc_r)
+{
+	if (strcmp(name, "sendmail") == 0)
+		*rc_r = cmd_sendmail(config_path, argc, argv);
+	else if (strcmp(name, "mailq") == 0)
+		*rc_r = cmd_mailq(config_path);
+	else if (strcmp(name, "newaliases") == 0)
+		*rc_r = cmd_newaliases();
+	else
+		return 0;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	const char *config_path = getenv("CURSUS_CONFIG");
-	int c;
+	const char *config_path = getenv("CURSUS_CONFIG"), *name;
+	int c, rc;
 
 	log_init("cursus", 1);
 	/* The user database holds password hashes: nothing we create is for others. */
 	umask(077);
 	if (!config_path || !*config_path)
 		config_path = ADMIN_DEFAULT_CONFIG;
+	name = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	name = name ? name + 1 : argc > 0 ? argv[0] : "";
+	if (admin_run_as(name, config_path, argc, argv, &rc))
+		return rc;
 	/* '+': options end at the command, so a command's own arguments are its own. */
 	while ((c = getopt(argc, argv, "+c:h")) != -1) {
 		switch (c) {

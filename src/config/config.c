@@ -895,6 +895,8 @@ int config_is_local_domain(const struct config *cfg, const char *domain)
 
 const char *config_role_name(enum listener_role role)
 {
+	if (role == ROLE_LOCAL)
+		return "local";
 	for (const struct opt_choice *c = role_choices; c->name; c++)
 		if (c->value == (int)role)
 			return c->name;

@@ -24,7 +24,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
+/* ROLE_LOCAL is the daemon's local submission socket (local_socket), never a
+ * configured listener: `role local` is not accepted in a listener block. */
+enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS, ROLE_LOCAL };
 enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
 /* Outbound TLS policy (relay_tls): none: never STARTTLS; may: whenever offered, going on
  * in clear if it is not; encrypt: TLS required, any certificate; verify: TLS required
@@ -154,6 +156,7 @@ struct config {
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
 	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */
+	char *local_socket;              /* UNIX socket of `cursus sendmail`: run/local.sock */
 	struct route_conf *routes;       /* route and sender_route blocks, in file order */
 	int log_debug;
 	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */

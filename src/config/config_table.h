@@ -123,6 +123,8 @@ static const struct opt opt_table[] = {
 	/* Postfix's default: a returned message is read into memory to be built. */
 	G_NUM("bounce_size_limit", T_SIZE, 50000, 1, 64 * MIB, bounce_size_limit),
 	G_STR("control_socket", T_PATH, "run/cursusd.sock", control_socket),
+	/* Local submission (`cursus sendmail`): mode 0666, any local user may submit. */
+	G_STR("local_socket", T_PATH, "run/local.sock", local_socket),
 	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
 	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),
 	R_OPT("relay_tls", T_ENUM, RELAY_TLS_MAY, relay_tls, relay_tls_choices),

@@ -12,15 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/control.h"
 #include "deliver/scheduler.h"
 #include "net/conn.h"
+#include "net/unixsock.h"
 #include "queue/qctl.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -216,68 +214,6 @@ static void control_on_accept(struct evconnlistener *evl, evutil_socket_t fd, st
 	conn_set_timeout(cl->conn, CONTROL_TIMEOUT);
 }
 
-/* Removes a socket left at path by a daemon that is gone: connecting to it is
- * refused. 0 when path is free now, else -1 after logging why. */
-static int control_clear_stale(const char *path, const struct sockaddr_un *sun)
-{
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : (log_warn("control cannot stat %s", path), -1);
-	if (!S_ISSOCK(st.st_mode)) {
-		log_warnx("control path=%s error=\"exists and is not a socket\"", path);
-		return -1;
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		log_warn("control socket");
-		return -1;
-	}
-	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	close(fd);
-	if (rc == 0) {
-		log_warnx("control path=%s error=\"another daemon answers on it\"", path);
-		return -1;
-	}
-	if (unlink(path) < 0 && errno != ENOENT) {
-		log_warn("control cannot remove the stale socket %s", path);
-		return -1;
-	}
-	log_info("control path=%s event=stale-socket-removed", path);
-	return 0;
-}
-
-static int control_listen(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd, e;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		log_warnx("control path=%s error=\"path too long for a UNIX socket\"", path);
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	if ((e = fs_mkparent(path, 0700)) != 0) {
-		log_warnx("control cannot create the directory of %s: %s", path, strerror(e));
-		return -1;
-	}
-	if (control_clear_stale(path, &sun) < 0)
-		return -1;
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
-		log_warn("control socket");
-		return -1;
-	}
-	/* Linux gives the socket file the socket inode's mode: set before bind, the file
-	 * is never reachable by others, not even between bind and chmod. */
-	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, CONTROL_MAX_CLIENTS) < 0) {
-		log_warn("control cannot listen on %s", path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct control *control_create(struct event_base *base, const char *path, struct sched *s)
 {
 	struct control *ctl;
@@ -287,7 +223,7 @@ struct control *control_create(struct event_base *base, const char *path, struct
 		log_warnx("control error=\"no control_socket configured\"");
 		return NULL;
 	}
-	if ((fd = control_listen(path)) < 0)
+	if ((fd = unixsock_listen("control", path, 0600, 0700, CONTROL_MAX_CLIENTS)) < 0)
 		return NULL;
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->base = base;

@@ -18,6 +18,7 @@
 #include "auth/auth_spawn.h"
 #include "config/config.h"
 #include "daemon/control.h"
+#include "daemon/local.h"
 #include "daemon/privdrop.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
@@ -241,7 +242,7 @@ int main(int argc, char **argv)
 	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : "etc/cursus-dev.conf";
 	int foreground = 0, check = 0, ch, need_tls = 0;
 	struct smtp_server srv = {0};
-	struct smtp_listener *ls[64];
+	struct smtp_listener *ls[65], *local_l; /* the configured listeners, then the local one */
 	size_t nl = 0;
 	struct config *cfg;
 	struct qstore *qs;
@@ -358,6 +359,11 @@ int main(int argc, char **argv)
 	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp, lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
+	/* Made as the mail user, like the control socket, and before it: the directories
+	 * it makes must let local users through to it (the control socket's are 0700). */
+	if (!(local_l = local_listener_create(&srv, on_accept, on_accept_error)))
+		fatalx("local socket: cannot serve %s", cfg->local_socket);
+	ls[nl++] = local_l;
 	if (!(ctl = control_create(srv.base, cfg->control_socket, sched)))
 		fatalx("control socket: cannot serve %s", cfg->control_socket);
 
@@ -382,6 +388,10 @@ int main(int argc, char **argv)
 
 	event_free(srv.accept_resume);
 	for (size_t i = 0; i < nl; i++) {
+		if (ls[i] == local_l) {
+			local_listener_destroy(&ls[i]);
+			continue;
+		}
 		evconnlistener_free(ls[i]->evl);
 		free(ls[i]);
 	}

@@ -157,6 +157,11 @@ int priv_prepare(const struct config *cfg, const struct priv_id *id, char **err_
 		free(dir);
 	}
 	if (rc == 0) {
+		dir = parent_of(cfg->local_socket);
+		rc = give_dir(cfg, id, "local_socket", dir, 0, err_r);
+		free(dir);
+	}
+	if (rc == 0) {
 		dir = parent_of(cfg->pid_file);
 		rc = give_dir(cfg, id, "pid_file", dir, 0, err_r);
 		free(dir);

@@ -82,11 +82,12 @@ static int header_has(const char *body, size_t len, const char *name)
 }
 
 /* RFC 6409 8.2, 8.3: a submission server may add Date and Message-ID when the client
- * left them out. Decided on the message's first BODY_CHUNK octets: a header section
- * longer than that is not looked at further. */
+ * left them out; local submission also gets a From: of its envelope sender, as
+ * Postfix's cleanup does (RFC 5322 3.6 requires one). Decided on the message's first
+ * BODY_CHUNK octets: a header section longer than that is not looked at further. */
 static char *submission_fields(const struct session *s)
 {
-	char date[64] = "", msgid[200] = "";
+	char date[64] = "", msgid[200] = "", from[600] = "";
 	time_t now = time(NULL);
 	struct tm tm;
 	if (!header_has(SESSION_BODY(s), s->body_fill, "Date")) {
@@ -95,7 +96,9 @@ static char *submission_fields(const struct session *s)
 	}
 	if (!header_has(SESSION_BODY(s), s->body_fill, "Message-ID"))
 		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
-	return xasprintf("%s%s", date, msgid);
+	if (SESSION_LOCAL(s) && s->env.mail_from[0] && !header_has(SESSION_BODY(s), s->body_fill, "From"))
+		snprintf(from, sizeof(from), "From: <%s>\r\n", s->env.mail_from);
+	return xasprintf("%s%s%s", date, msgid, from);
 }
 
 /* The queue id and the fields put before the message; the envelope is complete by
@@ -106,7 +109,7 @@ static char *message_prefix(struct session *s)
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
 	hdr = received_header(s);
-	if (s->user && s->listener->lc->role != ROLE_SMTP) {
+	if ((s->user && s->listener->lc->role != ROLE_SMTP) || SESSION_LOCAL(s)) {
 		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
 		free(hdr);
 		free(extra);
@@ -214,10 +217,13 @@ static void message_committed(void *arg, int err)
 	} else {
 		char esc[LOG_ESCAPE_BUFSZ];
 		s->messages++;
+		char uid[32] = "";
+		if (s->peer_uid >= 0)
+			snprintf(uid, sizeof(uid), " uid=%ld", s->peer_uid);
 		metrics_add(METRIC_ACCEPTED, 1, s->listener->lc->name, NULL, NULL);
-		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu", s->id, s->env.id,
-			 log_escape(esc, sizeof(esc), s->env.mail_from, strlen(s->env.mail_from)),
-			 s->env.n_rcpts, size);
+		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu%s", s->id,
+			 s->env.id, log_escape(esc, sizeof(esc), s->env.mail_from, strlen(s->env.mail_from)),
+			 s->env.n_rcpts, size, uid);
 		session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->env.id);
 	}
 	session_reset_tx(s);

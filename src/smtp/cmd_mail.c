@@ -326,10 +326,11 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		goto out;
 	}
 	if (!config_is_local_domain(s->srv->cfg, domain)) {
-		/* No open relay: mail for other domains only from an authenticated user.
+		/* No open relay: mail for other domains only from an authenticated user
+		 * or a local one (the local socket, whose caller's uid is recorded).
 		 * The canonical address's domain is the one routing uses, so "%", "!" and
 		 * quoted "@" in the local part cannot smuggle in another destination. */
-		if (!s->user) {
+		if (!s->user && !SESSION_LOCAL(s)) {
 			session_rejected(s, REJECT_RELAY_DENIED);
 			session_reply(s, 554, "5.7.1", "<%s>: Relay access denied", addr);
 			goto out;

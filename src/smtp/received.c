@@ -47,6 +47,11 @@ char *received_header(const struct session *s)
 			 strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
 	if (s->user && s->limits->received_show_user)
 		snprintf(user, sizeof(user), "\r\n\t(authenticated as %s)", s->user);
+	if (SESSION_LOCAL(s))
+		/* As Postfix's pickup: the uid is the kernel's word on who submitted, so a
+		 * local user may choose any sender but never hide that it was this uid. */
+		return xasprintf("Received: by %s (cursus, from userid %ld)\r\n\tid %s%s;\r\n\t%s\r\n",
+				 s->srv->cfg->hostname, s->peer_uid, s->env.id, rcpt, date);
 	return xasprintf("Received: %sby %s (cursus) with %s id %s%s%s%s;\r\n\t%s\r\n", from,
 			 s->srv->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
 }

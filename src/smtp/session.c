@@ -289,7 +289,8 @@ int session_unpark(struct session *s)
 static unsigned session_cmd_flags(const struct session *s, enum smtp_verb verb)
 {
 	const struct cmd_def *def = &cmd_table[verb];
-	return def->flags | (s->listener->lc->role != ROLE_SMTP ? def->submission_flags : 0);
+	enum listener_role role = s->listener->lc->role;
+	return def->flags | (role == ROLE_SUBMISSION || role == ROLE_SUBMISSIONS ? def->submission_flags : 0);
 }
 
 const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp_verb verb)
@@ -602,7 +603,6 @@ static int session_evict_idle(struct smtp_listener *l)
 static const char *session_refusal(struct smtp_listener *l, const struct sockaddr *sa, unsigned nclient,
 				   int *code, const char **enh, const char **text)
 {
-	struct smtp_server *srv = l->srv;
 	const struct limits *lim = &l->lc->limits;
 	*code = 421;
 	*enh = "4.7.0";
@@ -611,7 +611,7 @@ static const char *session_refusal(struct smtp_listener *l, const struct sockadd
 		*text = "Too many sessions, try again later";
 		return "sessions";
 	}
-	if (nclient > lim->max_client_sessions && !netlist_match(&srv->client_exempt, sa)) {
+	if (nclient > lim->max_client_sessions) {
 		/* One client must not hold every slot of the server. */
 		*text = "Too many connections from your address, try again later";
 		return "client-sessions";
@@ -649,17 +649,20 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	unsigned nclient;
 	char addr[INET6_ADDRSTRLEN];
 	const char *why, *enh, *text;
-	int code;
+	int code, exempt;
 
 	if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
-	else
+	else if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+	else
+		snprintf(addr, sizeof(addr), "local");
+	/* Local programs are not held to the per-client limits (all share one key). */
+	exempt = lc->role == ROLE_LOCAL || netlist_match(&srv->client_exempt, sa);
 	nclient = addrcount_inc(srv->clients, sa);
-	if (l->nsessions >= lc->limits.max_sessions &&
-	    (nclient <= lc->limits.max_client_sessions || netlist_match(&srv->client_exempt, sa)))
+	if (l->nsessions >= lc->limits.max_sessions && (nclient <= lc->limits.max_client_sessions || exempt))
 		session_evict_idle(l);
-	if ((why = session_refusal(l, sa, nclient, &code, &enh, &text))) {
+	if ((why = session_refusal(l, sa, exempt ? 0 : nclient, &code, &enh, &text))) {
 		addrcount_dec(srv->clients, sa);
 		session_refuse(l, fd, addr, why, nclient, code, enh, text);
 		return;
@@ -672,7 +675,22 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen : sizeof(s->sa));
 	memcpy(s->addr, addr, sizeof(s->addr));
 	/* Exempt addresses (local programs) are not held to any per-client limit. */
-	s->client_bytes = netlist_match(&srv->client_exempt, sa) ? NULL : addrcount_bytes(srv->clients, sa);
+	s->client_bytes = exempt ? NULL : addrcount_bytes(srv->clients, sa);
+	s->peer_uid = s->peer_pid = -1;
+	if (lc->role == ROLE_LOCAL) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+			/* Without the kernel's word on who calls, no trace field can be true. */
+			log_warn("smtp session=%s event=refused reason=no-peer-credentials", s->id);
+			close(fd);
+			addrcount_dec(srv->clients, sa);
+			free(s);
+			return;
+		}
+		s->peer_uid = (long)cred.uid;
+		s->peer_pid = (long)cred.pid;
+	}
 	s->lnext = l->sessions;
 	if (l->sessions)
 		l->sessions->lprev = s;
@@ -692,7 +710,11 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	if (lc->tls == TLS_IMPLICIT)
 		session_deadline_set(s, DL_HANDSHAKE);
 	linereader_init(&s->lr, lc->limits.max_command_line);
-	log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
+	if (s->peer_uid >= 0)
+		log_info("smtp session=%s event=connect listener=%s client=%s uid=%ld pid=%ld", s->id,
+			 lc->name, s->addr, s->peer_uid, s->peer_pid);
+	else
+		log_info("smtp session=%s event=connect listener=%s client=%s", s->id, lc->name, s->addr);
 	metrics_add(METRIC_SESSIONS_TOTAL, 1, lc->name, NULL, NULL);
 	if ((s->trace = trace_match_addr(srv->trace, sa)))
 		log_info("trace session=%s start client=%s listener=%s", s->id, s->addr, lc->name);

@@ -92,8 +92,11 @@ struct session {
 	const struct limits *limits;
 	struct conn *conn;
 	char id[20];
-	char addr[INET6_ADDRSTRLEN];
+	char addr[INET6_ADDRSTRLEN]; /* "local" on the local submission socket */
 	struct sockaddr_storage sa;  /* the client, for the brute-force limiter */
+	/* Local submission: who connected, from SO_PEERCRED (the kernel's word, never the
+	 * client's); -1 on network listeners. */
+	long peer_uid, peer_pid;
 	enum smtp_state state;
 	struct linereader lr;
 	struct event *lifetime;      /* session_timeout */
@@ -189,6 +192,11 @@ const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp
 void session_reply_refusal(struct session *s, const struct cmd_refusal *r);
 /* Counts a refused MAIL, RCPT, DATA, BDAT or message (metrics.h), beside its reply. */
 void session_rejected(const struct session *s, enum metrics_reject why);
+
+/* A session on the local submission socket (cursus sendmail): its caller is a local
+ * user known by uid; it may send to any domain, as any sender, and the uid is
+ * recorded in the Received: field and the log. */
+#define SESSION_LOCAL(s) ((s)->listener->lc->role == ROLE_LOCAL)
 
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);
