@@ -57,6 +57,9 @@ int cmd_trace(const char *config_path, int argc, char **argv);
 int cmd_mx(const char *config_path, int argc, char **argv);
 int cmd_relay_auth(const char *config_path, int argc, char **argv);
 int cmd_queue(const char *config_path, int argc, char **argv);
+/* `cursus checkpassword REPLY-PROGRAM`: the checkpassword interface (Dovecot's passdb
+ * driver), user and password on fd 3; exit codes are that protocol's, not ADMIN_EXIT_*. */
+int cmd_checkpassword(const char *config_path, int argc, char **argv);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */
 int cmd_user_auth(const char *config_path, int argc, char **argv);
