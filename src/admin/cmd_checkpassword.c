@@ -6,7 +6,9 @@
  * fd 3; on success the program execs the rest of its arguments (Dovecot's
  * checkpassword-reply) with USER set to the canonical name. Exit 1: wrong password,
  * unknown or deleted user, revoked app password; 3: unknown user in a lookup without
- * a password (AUTHORIZED=1, Dovecot's userdb check); 111: the store cannot answer.
+ * a password (AUTHORIZED=1: Dovecot's static userdb asking whether a user exists, for
+ * LMTP or doveadm); 111: the store cannot answer, or a mechanism asked for the stored
+ * secret itself (CRAM-MD5 and the like), which is not given out.
  * Promises: the password comes on fd 3, never from argv or the environment, and is
  * wiped before the program exits or execs; nothing is cached from one run to the
  * next, so a change made by `cursus user` applies to the next login; a store failure
@@ -93,9 +95,16 @@ static int checkpw_lookup(struct userdb *db, const char *name, char **user_r)
 }
 
 /* Hands over to the reply program with USER set; returns only on failure. */
-static int checkpw_exec(char **reply_argv, const char *user, int lookup)
+static int checkpw_exec(char **reply_argv, const char *user, int lookup, int exists_only)
 {
 	if (setenv("USER", user, 1) < 0 || (lookup && setenv("AUTHORIZED", "2", 1) < 0))
+		return CHECKPW_EXIT_TEMPFAIL;
+	/* Dovecot's static userdb checks existence with a credentials lookup for no
+	 * scheme, and takes a reply without a password field as "cannot tell" unless it
+	 * says nopassword. No login rests on such a lookup: a login gives a password
+	 * (verified above) or names a scheme (refused above). */
+	if (exists_only && (setenv("EXTRA", "NOPASSWORD", 1) < 0 ||
+			    setenv("NOPASSWORD", "y", 1) < 0))
 		return CHECKPW_EXIT_TEMPFAIL;
 	/* The home comes from the IMAP server's userdb, not from whatever HOME we inherited. */
 	unsetenv("HOME");
@@ -129,7 +138,9 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 		return CHECKPW_EXIT_FAIL;
 	}
 	password++;
-	if (lookup && getenv("CREDENTIALS_LOOKUP")) {
+	const char *scheme = getenv("SCHEME");
+	int exists_only = lookup && getenv("CREDENTIALS_LOOKUP") && (!scheme || !*scheme);
+	if (lookup && getenv("CREDENTIALS_LOOKUP") && !exists_only) {
 		/* CRAM-MD5 and friends want the stored secret itself: not given out here. */
 		admin_error("checkpassword: credential lookups are not supported; allow only "
 			    "PLAIN and LOGIN (auth_mechanisms)");
@@ -155,7 +166,7 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 	} else if (rc == 0) {
 		ret = lookup ? CHECKPW_EXIT_NOUSER : CHECKPW_EXIT_FAIL;
 	} else {
-		ret = checkpw_exec(argv + 1, user, lookup);
+		ret = checkpw_exec(argv + 1, user, lookup, exists_only);
 	}
 	free(user);
 	return ret;
