@@ -7,8 +7,10 @@
  * checkpassword-reply) with USER set to the canonical name. Exit 1: wrong password,
  * unknown or deleted user, revoked app password; 3: unknown user in a lookup without
  * a password (AUTHORIZED=1: Dovecot's static userdb asking whether a user exists, for
- * LMTP or doveadm); 111: the store cannot answer, or a mechanism asked for the stored
- * secret itself (CRAM-MD5 and the like), which is not given out.
+ * LMTP or doveadm); 111: the store cannot answer, or a mechanism asked for a
+ * password-equivalent (CRAM-MD5 and the like), which is not given out. A SCRAM
+ * mechanism's lookup (SCHEME=SCRAM-SHA-1/-256) is answered with the stored SCRAM keys,
+ * which are not the password.
  * Promises: the password comes on fd 3, never from argv or the environment, and is
  * wiped before the program exits or execs; nothing is cached from one run to the
  * next, so a change made by `cursus user` applies to the next login; a store failure
@@ -23,6 +25,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "store/password.h"
+#include "store/username.h"
 #include "util/xmalloc.h"
 
 /* Dovecot sends at most this much (CHECKPASSWORD_MAX_REQUEST_LEN), as qmail did. */
@@ -83,8 +86,32 @@ static struct userdb *checkpw_open(const char *config_path)
 	return db;
 }
 
+/* What Dovecot asks for. */
+enum checkpw_request {
+	CHECKPW_VERIFY,         /* a password to check: a login */
+	CHECKPW_EXISTS,         /* AUTHORIZED=1 with no scheme: does the user exist? */
+	CHECKPW_SCRAM_SHA1,     /* AUTHORIZED=1, CREDENTIALS_LOOKUP for a SCRAM mechanism */
+	CHECKPW_SCRAM_SHA256,
+	CHECKPW_UNSUPPORTED,    /* any other scheme (CRAM-MD5, DIGEST-MD5, PLAIN, ...) */
+};
+
+static enum checkpw_request checkpw_request_kind(void)
+{
+	const char *authorized = getenv("AUTHORIZED"), *scheme = getenv("SCHEME");
+
+	if (!authorized || strcmp(authorized, "1") != 0)
+		return CHECKPW_VERIFY;
+	if (!getenv("CREDENTIALS_LOOKUP") || !scheme || !*scheme)
+		return CHECKPW_EXISTS;
+	if (strcmp(scheme, "SCRAM-SHA-1") == 0)
+		return CHECKPW_SCRAM_SHA1;
+	if (strcmp(scheme, "SCRAM-SHA-256") == 0)
+		return CHECKPW_SCRAM_SHA256;
+	return CHECKPW_UNSUPPORTED;
+}
+
 /* 1 when the user exists (*user_r its stored name), 0 not, -1 failure. */
-static int checkpw_lookup(struct userdb *db, const char *name, char **user_r)
+static int checkpw_exists(struct userdb *db, const char *name, char **user_r)
 {
 	struct user_record rec;
 	int rc = userdb_user_get(db, name, &rec);
@@ -94,17 +121,45 @@ static int checkpw_lookup(struct userdb *db, const char *name, char **user_r)
 	return rc;
 }
 
-/* Hands over to the reply program with USER set; returns only on failure. */
-static int checkpw_exec(char **reply_argv, const char *user, int lookup, int exists_only)
+/* The SCRAM keys as Dovecot's scheme has them, "{SCRAM-SHA-256}iter,salt,stored,server",
+ * into *field_r. An unknown user gets the store's fake keys (stable for the name, match
+ * no password), as on SMTP: the exchange then fails like a wrong password instead of
+ * telling that the user does not exist. 1, or -1 on store failure. */
+static int checkpw_scram(struct userdb *db, const char *name, enum checkpw_request kind,
+			 char **user_r, char **field_r)
 {
-	if (setenv("USER", user, 1) < 0 || (lookup && setenv("AUTHORIZED", "2", 1) < 0))
-		return CHECKPW_EXIT_TEMPFAIL;
+	int sha1 = kind == CHECKPW_SCRAM_SHA1, exists;
+	struct scram_keys keys;
+
+	if (userdb_scram_keys(db, name, sha1 ? "SHA-1" : "SHA-256", &keys, &exists) < 0)
+		return -1;
+	*field_r = xasprintf("{SCRAM-SHA-%s}%u,%s,%s,%s", sha1 ? "1" : "256", keys.iterations,
+			     keys.salt, keys.stored_key, keys.server_key);
+	password_scram_keys_clear(&keys);
+	*user_r = xstrdup(name);
+	username_lower(*user_r);
+	return 1;
+}
+
+/* Hands over to the reply program: USER, and for a lookup AUTHORIZED=2 and the
+ * fields Dovecot needs (EXTRA names them). Returns only on failure. */
+static int checkpw_exec(char **reply_argv, enum checkpw_request kind, const char *user,
+			const char *password_field)
+{
+	int ok = setenv("USER", user, 1) == 0;
+
+	if (kind != CHECKPW_VERIFY)
+		ok = ok && setenv("AUTHORIZED", "2", 1) == 0;
 	/* Dovecot's static userdb checks existence with a credentials lookup for no
-	 * scheme, and takes a reply without a password field as "cannot tell" unless it
-	 * says nopassword. No login rests on such a lookup: a login gives a password
-	 * (verified above) or names a scheme (refused above). */
-	if (exists_only && (setenv("EXTRA", "NOPASSWORD", 1) < 0 ||
-			    setenv("NOPASSWORD", "y", 1) < 0))
+	 * scheme, and takes a reply without a password as "cannot tell" unless it says
+	 * nopassword. No login rests on such a lookup: a login gives a password (checked
+	 * here) or names a scheme (a SCRAM one, answered with its keys; others refused). */
+	if (kind == CHECKPW_EXISTS && getenv("CREDENTIALS_LOOKUP"))
+		ok = ok && setenv("EXTRA", "NOPASSWORD", 1) == 0 && setenv("NOPASSWORD", "y", 1) == 0;
+	if (password_field)
+		ok = ok && setenv("EXTRA", "PASSWORD", 1) == 0 &&
+		     setenv("PASSWORD", password_field, 1) == 0;
+	if (!ok)
 		return CHECKPW_EXIT_TEMPFAIL;
 	/* The home comes from the IMAP server's userdb, not from whatever HOME we inherited. */
 	unsetenv("HOME");
@@ -115,11 +170,10 @@ static int checkpw_exec(char **reply_argv, const char *user, int lookup, int exi
 
 int cmd_checkpassword(const char *config_path, int argc, char **argv)
 {
+	enum checkpw_request kind = checkpw_request_kind();
 	char buf[CHECKPW_MAX_INPUT + 2];
-	const char *authorized = getenv("AUTHORIZED");
-	int lookup = authorized && strcmp(authorized, "1") == 0;
+	char *user = NULL, *field = NULL;
 	struct userdb *db;
-	char *user = NULL;
 	ssize_t len;
 	int rc, ret;
 
@@ -138,16 +192,14 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 		return CHECKPW_EXIT_FAIL;
 	}
 	password++;
-	const char *scheme = getenv("SCHEME");
-	int exists_only = lookup && getenv("CREDENTIALS_LOOKUP") && (!scheme || !*scheme);
-	if (lookup && getenv("CREDENTIALS_LOOKUP") && !exists_only) {
-		/* CRAM-MD5 and friends want the stored secret itself: not given out here. */
-		admin_error("checkpassword: credential lookups are not supported; allow only "
-			    "PLAIN and LOGIN (auth_mechanisms)");
+	if (kind == CHECKPW_UNSUPPORTED) {
+		/* CRAM-MD5 and friends want a password-equivalent: not given out here. */
+		admin_error("checkpassword: no credentials for scheme %s; allow only PLAIN, "
+			    "LOGIN, SCRAM-SHA-1 and SCRAM-SHA-256 (auth_mechanisms)", getenv("SCHEME"));
 		explicit_bzero(buf, sizeof(buf));
 		return CHECKPW_EXIT_TEMPFAIL;
 	}
-	if (!lookup)
+	if (kind == CHECKPW_VERIFY)
 		/* An unknown user makes userdb_verify_password derive its dummy hash (one
 		 * yescrypt) before the check: pay that here in every case, so the time of
 		 * a failure does not tell whether the user exists. */
@@ -156,18 +208,24 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 		explicit_bzero(buf, sizeof(buf));
 		return CHECKPW_EXIT_TEMPFAIL;
 	}
-	rc = lookup ? checkpw_lookup(db, name, &user)
-		    : userdb_verify_password(db, name, password, &user);
+	if (kind == CHECKPW_VERIFY)
+		rc = userdb_verify_password(db, name, password, &user);
+	else if (kind == CHECKPW_EXISTS)
+		rc = checkpw_exists(db, name, &user);
+	else
+		rc = checkpw_scram(db, name, kind, &user, &field);
 	userdb_close(&db);
 	explicit_bzero(buf, sizeof(buf));
 	if (rc < 0) {
 		admin_error("checkpassword: the user database cannot answer");
 		ret = CHECKPW_EXIT_TEMPFAIL;
 	} else if (rc == 0) {
-		ret = lookup ? CHECKPW_EXIT_NOUSER : CHECKPW_EXIT_FAIL;
+		ret = kind == CHECKPW_VERIFY ? CHECKPW_EXIT_FAIL : CHECKPW_EXIT_NOUSER;
 	} else {
-		ret = checkpw_exec(argv + 1, user, lookup, exists_only);
+		ret = checkpw_exec(argv + 1, kind, user, field);
 	}
+	if (field)
+		xfree_secret(field, strlen(field));
 	free(user);
 	return ret;
 }

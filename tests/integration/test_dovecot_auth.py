@@ -7,6 +7,9 @@ it is the cursus user's) and Dovecot with its auth process as nobody too (config
 peers/dovecot-auth/dovecot.conf; docs/dovecot.md). Each test has its own users, so the
 order does not matter. The first tests speak the checkpassword protocol directly and
 need neither root nor Dovecot."""
+import base64
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -77,11 +80,43 @@ def test_checkpassword_lookup(plain_srv):
             "NOPASSWORD=y"} <= set(r.stdout.splitlines()), r.stdout
     r = checkpassword(plain_srv, b"ghost@example.test\0\0\0", env)
     assert (r.returncode, r.stdout) == (3, "")
-    # A mechanism that wants the stored secret gets nothing: a temporary failure with
-    # the reason in Dovecot's log, never a success.
-    r = checkpassword(plain_srv, b"alice@example.test\0\0\0", dict(env, SCHEME="CRAM-MD5"))
-    assert (r.returncode, r.stdout) == (111, "")
-    assert "credential lookups are not supported" in r.stderr
+    # A mechanism that wants a password-equivalent gets nothing: a temporary failure
+    # with the reason in Dovecot's log, never a success.
+    for scheme in ("CRAM-MD5", "DIGEST-MD5", "PLAIN"):
+        r = checkpassword(plain_srv, b"alice@example.test\0\0\0", dict(env, SCHEME=scheme))
+        assert (r.returncode, r.stdout) == (111, "")
+        assert "no credentials for scheme %s" % scheme in r.stderr
+
+
+def scram_field(stdout):
+    env = dict(l.split("=", 1) for l in stdout.splitlines() if "=" in l)
+    assert env["EXTRA"] == "PASSWORD" and env["AUTHORIZED"] == "2", stdout
+    return env["USER"], env["PASSWORD"]
+
+
+@pytest.mark.parametrize("scheme,hash_name", [("SCRAM-SHA-256", "sha256"),
+                                              ("SCRAM-SHA-1", "sha1")])
+def test_checkpassword_scram_lookup(plain_srv, scheme, hash_name):
+    """A SCRAM mechanism's lookup gets the stored keys in Dovecot's format, which are
+    RFC 5802's keys of the password; an unknown user gets fake ones, stable per name,
+    so that the exchange fails like a wrong password."""
+    env = {"AUTHORIZED": "1", "CREDENTIALS_LOOKUP": "1", "SCHEME": scheme}
+    r = checkpassword(plain_srv, b"Alice@example.test\0\0\0", env)
+    assert r.returncode == 0, r.stderr
+    user, field = scram_field(r.stdout)
+    assert user == "alice@example.test"
+    m = re.fullmatch(r"\{%s\}(\d+),([A-Za-z0-9+/=]+),([A-Za-z0-9+/=]+),([A-Za-z0-9+/=]+)"
+                     % scheme, field)
+    assert m, field
+    iters, salt, stored, server = int(m.group(1)), *(base64.b64decode(g) for g in m.groups()[1:])
+    salted = hashlib.pbkdf2_hmac(hash_name, PW.encode(), salt, iters)
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    assert hashlib.new(hash_name, client_key).digest() == stored
+    assert hmac.new(salted, b"Server Key", hash_name).digest() == server
+    fakes = [scram_field(checkpassword(plain_srv, b"ghost@example.test\0\0\0", env).stdout)
+             for _ in range(2)]
+    assert fakes[0] == fakes[1] and fakes[0][0] == "ghost@example.test"
+    assert fakes[0][1].startswith("{%s}%d," % (scheme, iters))
 
 
 def test_checkpassword_store_down_is_111_and_creates_nothing(plain_srv, tmp_path):
@@ -152,6 +187,7 @@ def smtp_auth(srv, user, password, code=235, enhanced="2.7.0"):
         c.starttls()
         c.expect("EHLO client.test", 250)
         c.auth_plain(user, password, code, enhanced)
+        c.expect("QUIT", 221)
 
 
 def add_app_password(srv, user, label):
@@ -200,6 +236,35 @@ def test_imap_login_and_smtp_submission_share_the_password(pair):
     home = os.path.join(dc.mail_home, "example.test", "dave")
     assert os.path.isdir(os.path.join(home, "Maildir"))
     assert os.stat(home).st_uid == __import__("pwd").getpwnam("nobody").pw_uid
+
+
+def gsasl_imap(dc, mech, user, password):
+    """gsasl as an IMAP client (no TLS: loopback) with a SCRAM mechanism."""
+    return subprocess.run(["gsasl", "--imap", "--connect", "127.0.0.1:%d" % dc.port,
+                           "--no-starttls", "-m", mech, "-a", user, "-p", password],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+@needs_dovecot
+@pytest.mark.skipif(not shutil.which("gsasl"), reason="gsasl not installed")
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "SCRAM-SHA-1"])
+def test_imap_scram_on_cursus_keys(pair, mech):
+    srv, dc = pair
+    user = "hank-%s@example.test" % mech[-3:].strip("-").lower()
+    add_user(srv, user)
+    r = gsasl_imap(dc, mech, user, PW)
+    assert r.returncode == 0 and ". OK Logged in\n" in r.stdout, r.stdout + r.stderr
+    # Wrong password and unknown user: the same refusal (Dovecot logs both as a
+    # password mismatch: fake keys for the unknown one).
+    for u, p in ((user, NEW_PW), ("ghost@example.test", PW)):
+        r = gsasl_imap(dc, mech, u, p)
+        assert r.returncode != 0 and ". NO %s\n" % AUTH_FAILED.decode() in r.stdout, r.stdout
+    lines = [l for l in dc.log.splitlines() if "%s(ghost@example.test," % mech.lower() in l]
+    assert lines and all(l.endswith(": Password mismatch") for l in lines), lines
+    # cursus user passwd changes the keys: the old password stops at once.
+    srv.admin("user", "passwd", user, stdin=NEW_PW + "\n")
+    assert gsasl_imap(dc, mech, user, PW).returncode != 0
+    assert gsasl_imap(dc, mech, user, NEW_PW).returncode == 0
 
 
 @needs_dovecot
