@@ -12,7 +12,7 @@
  * mechanism's lookup (SCHEME=SCRAM-SHA-1/-256) is answered with the stored SCRAM keys,
  * which are not the password.
  * Promises: the password comes on fd 3, never from argv or the environment, and is
- * wiped before the program exits or execs; nothing is cached from one run to the
+ * wiped before the program exits (an exec discards it with the image); nothing is cached from one run to the
  * next, so a change made by `cursus user` applies to the next login; a store failure
  * is 111, never 1, so an outage is not taken for a wrong password; the database is
  * opened, never created; an unknown user costs the same hashing as a known one. */
@@ -168,35 +168,19 @@ static int checkpw_exec(char **reply_argv, enum checkpw_request kind, const char
 	return CHECKPW_EXIT_TEMPFAIL;
 }
 
-int cmd_checkpassword(const char *config_path, int argc, char **argv)
+/* Answers one request whose input is name and password (both within the caller's
+ * buffer, which the caller wipes). Returns the exit code, or does not return (exec). */
+static int checkpw_answer(const char *config_path, char **reply_argv, enum checkpw_request kind,
+			  const char *name, const char *password)
 {
-	enum checkpw_request kind = checkpw_request_kind();
-	char buf[CHECKPW_MAX_INPUT + 2];
 	char *user = NULL, *field = NULL;
 	struct userdb *db;
-	ssize_t len;
 	int rc, ret;
 
-	if (argc < 2 || argv[1][0] != '/') {
-		admin_error("usage: cursus checkpassword /path/to/checkpassword-reply "
-			    "(run by Dovecot's passdb checkpassword, input on fd 3)");
-		return CHECKPW_EXIT_USAGE;
-	}
-	if ((len = checkpw_read_input(buf, sizeof(buf))) < 0)
-		return CHECKPW_EXIT_USAGE;
-	/* user NUL password NUL ...: two terminators at least. */
-	const char *name = buf, *password = memchr(buf, '\0', (size_t)len);
-	if (!password || !memchr(password + 1, '\0', (size_t)(buf + len - password - 1)) ||
-	    !*name) {
-		explicit_bzero(buf, sizeof(buf));
-		return CHECKPW_EXIT_FAIL;
-	}
-	password++;
 	if (kind == CHECKPW_UNSUPPORTED) {
 		/* CRAM-MD5 and friends want a password-equivalent: not given out here. */
 		admin_error("checkpassword: no credentials for scheme %s; allow only PLAIN, "
 			    "LOGIN, SCRAM-SHA-1 and SCRAM-SHA-256 (auth_mechanisms)", getenv("SCHEME"));
-		explicit_bzero(buf, sizeof(buf));
 		return CHECKPW_EXIT_TEMPFAIL;
 	}
 	if (kind == CHECKPW_VERIFY)
@@ -204,10 +188,8 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 		 * yescrypt) before the check: pay that here in every case, so the time of
 		 * a failure does not tell whether the user exists. */
 		(void)password_dummy_hash();
-	if (!(db = checkpw_open(config_path))) {
-		explicit_bzero(buf, sizeof(buf));
+	if (!(db = checkpw_open(config_path)))
 		return CHECKPW_EXIT_TEMPFAIL;
-	}
 	if (kind == CHECKPW_VERIFY)
 		rc = userdb_verify_password(db, name, password, &user);
 	else if (kind == CHECKPW_EXISTS)
@@ -215,17 +197,43 @@ int cmd_checkpassword(const char *config_path, int argc, char **argv)
 	else
 		rc = checkpw_scram(db, name, kind, &user, &field);
 	userdb_close(&db);
-	explicit_bzero(buf, sizeof(buf));
 	if (rc < 0) {
 		admin_error("checkpassword: the user database cannot answer");
 		ret = CHECKPW_EXIT_TEMPFAIL;
 	} else if (rc == 0) {
 		ret = kind == CHECKPW_VERIFY ? CHECKPW_EXIT_FAIL : CHECKPW_EXIT_NOUSER;
 	} else {
-		ret = checkpw_exec(argv + 1, kind, user, field);
+		ret = checkpw_exec(reply_argv, kind, user, field);
 	}
 	if (field)
 		xfree_secret(field, strlen(field));
 	free(user);
+	return ret;
+}
+
+int cmd_checkpassword(const char *config_path, int argc, char **argv)
+{
+	char buf[CHECKPW_MAX_INPUT + 2];
+	const char *password;
+	ssize_t len;
+	int ret = CHECKPW_EXIT_USAGE;
+
+	if (argc < 2 || argv[1][0] != '/') {
+		admin_error("usage: cursus checkpassword /path/to/checkpassword-reply "
+			    "(run by Dovecot's passdb checkpassword, input on fd 3)");
+		return CHECKPW_EXIT_USAGE;
+	}
+	if ((len = checkpw_read_input(buf, sizeof(buf))) >= 0) {
+		/* user NUL password NUL ...: two terminators at least, and a user. */
+		password = memchr(buf, '\0', (size_t)len);
+		if (!password || !buf[0] ||
+		    !memchr(password + 1, '\0', (size_t)(buf + len - password - 1)))
+			ret = CHECKPW_EXIT_FAIL;
+		else
+			ret = checkpw_answer(config_path, argv + 1, checkpw_request_kind(), buf,
+					     password + 1);
+	}
+	/* The exec, on success, replaced this image; every other way out passes here. */
+	explicit_bzero(buf, sizeof(buf));
 	return ret;
 }
