@@ -27,6 +27,14 @@ CHECKPASSWORD_REPLY = "/usr/lib/dovecot/checkpassword-reply"
 LOG_ALARMS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Fatal:", "Panic:")
 
 
+def _text(path):
+    """A file's text, "" while it does not exist."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
 def available():
     """None when Dovecot can run here, else why not (for pytest.skip)."""
     if os.geteuid() != 0:
@@ -77,11 +85,7 @@ class Dovecot:
 
     @property
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return _text(self.log_path)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -116,11 +120,8 @@ class Dovecot:
         raise AssertionError("dovecot did not start:\n%s\n%s" % (self.output(), self.log[-3000:]))
 
     def output(self):
-        try:
-            with open(os.path.join(self.root, "dovecot.out"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        """What the master wrote before its log was open (configuration errors)."""
+        return _text(os.path.join(self.root, "dovecot.out"))
 
     def stop(self, timeout=15.0):
         """SIGTERM to the master (it stops its children), bounded wait, SIGKILL fallback."""
