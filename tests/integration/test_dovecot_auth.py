@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -37,15 +38,21 @@ def plain_srv(tmp_path_factory):
     return lib.Server(tmp_path_factory.mktemp("chkpw"), users=("alice@example.test",))
 
 
-def checkpassword(srv, data, env=None, reply=("/usr/bin/env",), conf=None):
+def checkpassword(srv, data, env=None, reply=("/usr/bin/env",), conf=None, as_user=None):
     """Runs `cursus checkpassword` with data on fd 3 (sh moves it there from stdin) and
     the reply program's output (here env(1), printing the environment it was given) on
-    stdout."""
+    stdout; as_user (a pwd entry) runs it as that user, as Dovecot's auth process would."""
     e = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}
     e.update(env or {})
     cmd = [lib.CURSUS, "-c", conf or srv.conf, "checkpassword"] + list(reply)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(as_user.pw_gid)
+        os.setuid(as_user.pw_uid)
     r = subprocess.run(["/bin/sh", "-c", 'exec "$@" 3<&0 0</dev/null', "sh"] + cmd,
-                       input=data, capture_output=True, timeout=30, env=e)
+                       input=data, capture_output=True, timeout=30, env=e,
+                       preexec_fn=drop if as_user else None)
     r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()
     return r
 
@@ -129,6 +136,33 @@ def test_checkpassword_store_down_is_111_and_creates_nothing(plain_srv, tmp_path
     assert (r.returncode, r.stdout) == (111, "")
     assert "cannot open user database" in r.stderr and PW not in r.stderr
     assert not os.path.exists(missing) and not os.path.exists(missing.parent)
+
+
+@lib.needs_root
+def test_checkpassword_as_owner_while_root_administers(open_root):
+    """No cursusd running: `cursus checkpassword` as the database's owner is then the
+    only reader, so SQLite makes and removes the -wal and -shm files as that user; the
+    admin tool, run as root in between, must leave none of root's behind (SQLite gives
+    them to the database's owner) or the next login would fail."""
+    nobody = pwd.getpwnam("nobody")
+    db = os.path.join(open_root, "db", "users.db")
+    srv = lib.Server(os.path.join(open_root, "srv"), users=("alice@example.test",), user_db=db)
+    for p in (os.path.dirname(db), db):
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    ok = b"alice@example.test\0" + PW.encode() + b"\0\0"
+    r = checkpassword(srv, ok, as_user=nobody)
+    assert r.returncode == 0, r.stderr
+    srv.admin("user", "passwd", "alice@example.test", stdin=NEW_PW + "\n")
+    srv.admin("user", "app-password", "add", "alice@example.test", "tablet")
+    for name in os.listdir(os.path.dirname(db)):
+        assert os.stat(os.path.join(os.path.dirname(db), name)).st_uid == nobody.pw_uid, name
+    r = checkpassword(srv, ok, as_user=nobody)
+    assert (r.returncode, r.stderr) == (1, "")
+    r = checkpassword(srv, b"alice@example.test\0" + NEW_PW.encode() + b"\0\0", as_user=nobody)
+    assert r.returncode == 0, r.stderr
+    # Someone else (not the owner) cannot read it: a temporary failure, not a wrong password.
+    r = checkpassword(srv, ok, as_user=pwd.getpwnam("daemon"))
+    assert r.returncode == 111 and "cannot open user database" in r.stderr, r.stderr
 
 
 def test_checkpassword_usage(plain_srv):
