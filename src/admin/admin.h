@@ -63,6 +63,9 @@ int cmd_queue(const char *config_path, int argc, char **argv);
 int cmd_sendmail(const char *config_path, int argc, char **argv);
 int cmd_mailq(const char *config_path);
 int cmd_newaliases(void);
+/* `cursus checkpassword REPLY-PROGRAM`: the checkpassword interface (Dovecot's passdb
+ * driver), user and password on fd 3; exit codes are that protocol's, not ADMIN_EXIT_*. */
+int cmd_checkpassword(const char *config_path, int argc, char **argv);
 /* The rest of `cursus user` (grant, revoke, app-password, cert, show): called by
  * cmd_user for a subcommand it does not know; prints the usage when none fits. */
 int cmd_user_auth(const char *config_path, int argc, char **argv);

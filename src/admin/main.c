@@ -80,6 +80,11 @@ static const char admin_usage_text[] =
 	"                             keep from delivery, deliver again, remove (no DSN),\n"
 	"                             return to the sender now (DSN). Exit 1 no such\n"
 	"                             message, 75 the daemon is not reachable\n"
+	"  checkpassword /path/to/checkpassword-reply\n"
+	"                             the checkpassword interface for an IMAP server\n"
+	"                             (Dovecot's passdb checkpassword): user and password\n"
+	"                             on fd 3, checked as SMTP AUTH checks them\n"
+	"                             (docs/dovecot.md). Exit 1 wrong, 111 store down\n"
 	"  help                       this text\n"
 	"\n"
 	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
@@ -101,6 +106,7 @@ static const struct admin_command admin_commands[] = {
 	{ "relay-auth", cmd_relay_auth },
 	{ "queue", cmd_queue },
 	{ "sendmail", cmd_sendmail },
+	{ "checkpassword", cmd_checkpassword },
 };
 
 void admin_error(const char *fmt, ...)
