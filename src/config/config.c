@@ -753,6 +753,7 @@ struct config *config_load(const char *path, FILE *errs)
 		return NULL;
 	}
 	p.cfg = xcalloc(1, sizeof(*p.cfg));
+	atomic_init(&p.cfg->refs, 1);
 	opt_defaults(p.cfg);
 	while (getline(&buf, &cap, f) != -1) {
 		p.line++;
@@ -818,10 +819,20 @@ struct config *config_load(const char *path, FILE *errs)
 	return p.cfg;
 }
 
+struct config *config_ref(const struct config *cfg)
+{
+	struct config *c = (struct config *)cfg; /* the count is not the configuration */
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
 void config_free(struct config **cfgp)
 {
 	struct config *cfg = *cfgp;
 	if (!cfg)
+		return;
+	*cfgp = NULL;
+	if (atomic_fetch_sub(&cfg->refs, 1) != 1)
 		return;
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt *o = &opt_table[i];
@@ -860,6 +871,13 @@ void config_free(struct config **cfgp)
 	free(cfg->path);
 	free(cfg);
 	*cfgp = NULL;
+}
+
+void config_release(const struct config **cfgp)
+{
+	struct config *cfg = (struct config *)*cfgp;
+	*cfgp = NULL;
+	config_free(&cfg);
 }
 
 int config_is_local_domain(const struct config *cfg, const char *domain)

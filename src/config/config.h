@@ -21,6 +21,7 @@
 #ifndef CURSUS_CONFIG_H
 #define CURSUS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -102,6 +103,9 @@ struct route_conf {
 };
 
 struct config {
+	/* Holders (config_ref); the last config_free frees. A reload builds a new
+	 * config, and what runs keeps the one it started with (docs/reload.md). */
+	atomic_uint refs;
 	char *path;
 	char *hostname;
 	char **local_domains;      /* lower case */
@@ -169,7 +173,12 @@ struct config {
 /* Parses path; on error prints every error as "file:line: message" to errs and
  * returns NULL. */
 struct config *config_load(const char *path, FILE *errs);
+/* One more holder of cfg (any thread); returns cfg. */
+struct config *config_ref(const struct config *cfg);
+/* Drops the caller's hold and sets *cfg to NULL; the last holder frees. */
 void config_free(struct config **cfg);
+/* config_free for a holder that reads through a const pointer. */
+void config_release(const struct config **cfg);
 /* domain compared case-insensitively. */
 int config_is_local_domain(const struct config *cfg, const char *domain);
 const char *config_role_name(enum listener_role role);

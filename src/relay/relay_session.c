@@ -123,6 +123,7 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->key);
 	free(s->host);
 	free(s->addr_text);
+	config_release(&s->cfg);
 	free(s);
 }
 
@@ -705,7 +706,7 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 		.helo_fallback = 1,
 	};
 	s->t = t;
-	s->cfg = cfg;
+	s->cfg = config_ref(cfg); /* kept while the connection is reused */
 	s->job = j;
 	s->key = xstrdup(p->key);
 	s->host = xstrdup(p->host);

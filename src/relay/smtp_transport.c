@@ -28,7 +28,7 @@ struct ctx_ent {
 
 struct smtp_transport {
 	struct transport base;
-	const struct config *cfg;
+	const struct config *cfg;  /* held; replaced by smtp_reconfigure */
 	struct event_base *ev;
 	struct dns *dns;
 	struct workers *w;
@@ -407,7 +407,16 @@ static void smtp_destroy(struct transport *tr)
 		free(t->ctxs[i].ca);
 	}
 	free(t->ctxs);
+	config_release(&t->cfg);
 	free(t);
+}
+
+static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
+{
+	struct smtp_transport *t = tp(tr);
+	const struct config *old = t->cfg;
+	t->cfg = config_ref(cfg);
+	config_release(&old);
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
@@ -417,7 +426,8 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 	t->base.name = "smtp";
 	t->base.deliver = smtp_deliver;
 	t->base.destroy = smtp_destroy;
-	t->cfg = cfg;
+	t->base.reconfigure = smtp_reconfigure;
+	t->cfg = config_ref(cfg);
 	t->ev = base;
 	t->dns = dns;
 	t->w = w;

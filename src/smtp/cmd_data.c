@@ -94,7 +94,7 @@ static char *submission_fields(const struct session *s)
 		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
 	}
 	if (!header_has(SESSION_BODY(s), s->body_fill, "Message-ID"))
-		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
+		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->cfg->hostname);
 	return xasprintf("%s%s", date, msgid);
 }
 
@@ -106,7 +106,7 @@ static char *message_prefix(struct session *s)
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
 	hdr = received_header(s);
-	if (s->user && s->listener->lc->role != ROLE_SMTP) {
+	if (s->user && s->lc->role != ROLE_SMTP) {
 		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
 		free(hdr);
 		free(extra);

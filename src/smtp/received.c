@@ -48,5 +48,5 @@ char *received_header(const struct session *s)
 	if (s->user && s->limits->received_show_user)
 		snprintf(user, sizeof(user), "\r\n\t(authenticated as %s)", s->user);
 	return xasprintf("Received: %sby %s (cursus) with %s id %s%s%s%s;\r\n\t%s\r\n", from,
-			 s->srv->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
+			 s->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
 }

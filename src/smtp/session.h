@@ -29,7 +29,9 @@ struct authlimit;
 struct trace_rules;
 struct addrcount;
 
-/* What every session shares: the daemon's context. */
+/* What every session shares: the daemon's context. cfg, tls and trace are the
+ * current ones, replaced by a reload (daemon/reload.c); a session takes its own hold
+ * of cfg and tls when it starts, so its settings never change under it. */
 struct smtp_server {
 	struct event_base *base;
 	const struct config *cfg;
@@ -52,6 +54,7 @@ struct smtp_server {
 /* One listening socket and its sessions' count (for max_sessions). */
 struct smtp_listener {
 	struct smtp_server *srv;
+	const struct config *cfg;    /* held; lc is one of its listeners */
 	const struct listener_conf *lc;
 	struct evconnlistener *evl;
 	unsigned nsessions;
@@ -88,6 +91,10 @@ enum smtp_state {
 struct session {
 	struct smtp_server *srv;
 	struct smtp_listener *listener;
+	/* The configuration the session started with, held to its end (config_ref). */
+	const struct config *cfg;
+	const struct listener_conf *lc; /* in cfg */
+	SSL_CTX *tls_ctx;            /* held (SSL_CTX_up_ref); NULL: no TLS */
 	const struct limits *limits;
 	struct conn *conn;
 	char id[20];
