@@ -822,7 +822,8 @@ struct config *config_load(const char *path, FILE *errs)
 struct config *config_ref(const struct config *cfg)
 {
 	struct config *c = (struct config *)cfg; /* the count is not the configuration */
-	atomic_fetch_add(&c->refs, 1);
+	if (atomic_load(&c->refs) != 0) /* 0: not config_load's, never freed (tests) */
+		atomic_fetch_add(&c->refs, 1);
 	return c;
 }
 
@@ -832,7 +833,7 @@ void config_free(struct config **cfgp)
 	if (!cfg)
 		return;
 	*cfgp = NULL;
-	if (atomic_fetch_sub(&cfg->refs, 1) != 1)
+	if (atomic_load(&cfg->refs) == 0 || atomic_fetch_sub(&cfg->refs, 1) != 1)
 		return;
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt *o = &opt_table[i];

@@ -104,7 +104,8 @@ struct route_conf {
 
 struct config {
 	/* Holders (config_ref); the last config_free frees. A reload builds a new
-	 * config, and what runs keeps the one it started with (docs/reload.md). */
+	 * config, and what runs keeps the one it started with (docs/reload.md). 0: a
+	 * config not made by config_load (a test's, on the stack), never freed. */
 	atomic_uint refs;
 	char *path;
 	char *hostname;
