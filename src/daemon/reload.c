@@ -48,13 +48,13 @@ static const struct fixed_opt {
 	{ "client_ipv6_prefix", FIXED_UINT, offsetof(struct config, client_ipv6_prefix) },
 };
 
-struct names {
+struct reload_names {
 	char buf[1024];
 	size_t len, n;
 };
 
 /* Appends "pre name post" to the list. */
-static void names_add(struct names *nm, const char *pre, const char *name, const char *post)
+static void reload_names_add(struct reload_names *nm, const char *pre, const char *name, const char *post)
 {
 	int w;
 	if (nm->len >= sizeof(nm->buf) - 1)
@@ -65,7 +65,7 @@ static void names_add(struct names *nm, const char *pre, const char *name, const
 		nm->len = nm->len + (size_t)w < sizeof(nm->buf) ? nm->len + (size_t)w : sizeof(nm->buf) - 1;
 }
 
-static int str_differs(const char *a, const char *b)
+static int reload_str_differs(const char *a, const char *b)
 {
 	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
@@ -80,46 +80,46 @@ static const struct listener_conf *reload_listener_find(const struct config *cfg
 
 /* Names every option whose new value waits for a restart: compared with the running
  * values, which are the start's (they never change without one). */
-static void reload_fixed_changes(const struct config *start, const struct config *cfg, struct names *nm)
+static void reload_fixed_changes(const struct config *start, const struct config *cfg, struct reload_names *nm)
 {
 	for (size_t i = 0; i < sizeof(reload_fixed) / sizeof(reload_fixed[0]); i++) {
 		const struct fixed_opt *f = &reload_fixed[i];
 		const char *a = (const char *)start + f->off, *b = (const char *)cfg + f->off;
-		int differs = f->kind == FIXED_STR ? str_differs(*(char *const *)a, *(char *const *)b)
+		int differs = f->kind == FIXED_STR ? reload_str_differs(*(char *const *)a, *(char *const *)b)
 						   : *(const unsigned *)a != *(const unsigned *)b;
 		if (differs)
-			names_add(nm, "", f->name, "");
+			reload_names_add(nm, "", f->name, "");
 	}
 	/* Sockets are bound as root, before the privilege drop: a listener cannot move,
 	 * appear or go away until a restart. */
 	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next) {
 		const struct listener_conf *old = reload_listener_find(start, lc->name);
 		if (!old)
-			names_add(nm, "listener ", lc->name, " (new)");
+			reload_names_add(nm, "listener ", lc->name, " (new)");
 		else if (strcmp(old->host, lc->host) != 0 || strcmp(old->port, lc->port) != 0)
-			names_add(nm, "listener ", lc->name, " address");
+			reload_names_add(nm, "listener ", lc->name, " address");
 	}
 	for (const struct listener_conf *lc = start->listeners; lc; lc = lc->next)
 		if (!reload_listener_find(cfg, lc->name))
-			names_add(nm, "listener ", lc->name, " (removed)");
+			reload_names_add(nm, "listener ", lc->name, " (removed)");
 }
 
 /* Errors of the configuration and the trace file ("file:line: message") go to the
  * log: after start-up stderr is nowhere. */
-struct errs {
+struct reload_errs {
 	char *text;
 	size_t len;
 	FILE *f;
 };
 
-static FILE *errs_open(struct errs *e)
+static FILE *reload_errs_open(struct reload_errs *e)
 {
 	e->text = NULL;
 	e->len = 0;
 	return e->f = open_memstream(&e->text, &e->len);
 }
 
-static void errs_log(struct errs *e)
+static void reload_errs_log(struct reload_errs *e)
 {
 	char *line, *save = NULL;
 	if (e->f)
@@ -180,14 +180,14 @@ int reload_apply(struct reload_target *t)
 {
 	struct smtp_server *srv = t->srv;
 	const char *path = srv->cfg->path;
-	struct errs e;
-	struct config *cfg = config_load(path, errs_open(&e));
+	struct reload_errs e;
+	struct config *cfg = config_load(path, reload_errs_open(&e));
 	const struct config *old;
 	SSL_CTX *tls = NULL;
-	struct names fixed = {0};
+	struct reload_names fixed = {0};
 	int need_tls = 0;
 
-	errs_log(&e);
+	reload_errs_log(&e);
 	if (!cfg) {
 		log_warnx("reload event=failed path=%s (keeping the running configuration)", path);
 		return -1;
@@ -216,8 +216,8 @@ int reload_apply(struct reload_target *t)
 		SSL_CTX_free(srv->tls); /* sessions hold their own reference */
 	srv->tls = tls;
 	trace_rules_free(&srv->trace);
-	srv->trace = trace_rules_load(cfg, errs_open(&e));
-	errs_log(&e);
+	srv->trace = trace_rules_load(cfg, reload_errs_open(&e));
+	reload_errs_log(&e);
 	netlist_clear(&srv->client_exempt);
 	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++)
 		(void)netlist_add(&srv->client_exempt, cfg->client_limit_exempt[i]);

@@ -284,3 +284,42 @@ def test_broken_configuration_changes_nothing(start_server, token):
     with lib.Smtp(srv.ports["smtp"]) as c:
         c.greeting()
         assert size_of(c.ehlo()) == 40000
+
+
+def test_reloads_in_the_middle_of_transactions_and_deliveries(start_server, sinks, token):  # noqa: F811
+    """Sessions mid-transaction and deliveries in flight across many reloads: each
+    keeps the configuration it started with (under ASan: nothing read after free)."""
+    ports = [sinks.aio("127.0.0.93")[0], sinks.aio("127.0.0.94")[0]]
+    routes = ["route far.example {\n relay_host [127.0.0.%d]:%d\n}" % (93 + i, p)
+              for i, p in enumerate(ports)]
+    srv = start_server(retry_min=1, retry_max=2, extra_conf=routes[0])
+    rounds = 12
+    for i in range(rounds):
+        local = lib.Smtp(srv.ports["smtp"])
+        relay = lib.AuthSmtp(srv.ports["submissions"], tls=True)
+        try:
+            local.greeting()
+            local.ehlo()
+            local.expect("MAIL FROM:<%s>" % ALICE, 250)
+            local.expect("RCPT TO:<%s>" % ALICE, 250)
+            relay.greeting()
+            relay.ehlo()
+            relay.auth_plain(ALICE, lib.PASSWORD)
+            relay.expect("MAIL FROM:<%s>" % ALICE, 250)
+            relay.expect("RCPT TO:<bob@far.example>", 250)
+            srv.extra_conf = routes[(i + 1) % 2]
+            srv.global_opts["max_message_size"] = 20000 + 1000 * i
+            rewrite(srv)
+            reload(srv)
+            for c, t in ((local, "%s-l%02d" % (token, i)), (relay, "%s-r%02d" % (token, i))):
+                c.expect("DATA", 354)
+                c.send(lib.make_body(t).encode() + b".\r\n")
+                c.expect(None, 250, "2.0.0")
+                c.expect("QUIT", 221)
+        finally:
+            local.close()
+            relay.close()
+    for i in range(rounds):
+        srv.wait_message(ALICE, "%s-l%02d" % (token, i))
+    assert srv.wait_queue_empty(20), srv.log[-3000:]
+    assert srv.log.count("reload event=done ") == rounds
