@@ -323,3 +323,35 @@ def test_reloads_in_the_middle_of_transactions_and_deliveries(start_server, sink
         srv.wait_message(ALICE, "%s-l%02d" % (token, i))
     assert srv.wait_queue_empty(20), srv.log[-3000:]
     assert srv.log.count("reload event=done ") == rounds
+
+
+@lib.needs_root
+def test_after_the_privilege_drop_the_key_must_be_readable_by_the_mail_user(open_root):
+    import grp
+    root = os.path.join(open_root, "srv")
+    srv = lib.Server(root, user="nobody", group="nogroup",
+                     user_db=os.path.join(root, "db", "users.db"))
+    try:
+        srv.start()
+        tls_dir = os.path.join(root, "tls")
+        key = os.path.join(tls_dir, "key.pem")
+        assert os.stat(key).st_mode & 0o077 == 0  # root's alone, as made at start
+        srv.global_opts["max_message_size"] = 30000
+        rewrite(srv)
+        reload(srv, "failed")
+        assert "cannot load certificate" in srv.log
+        with lib.Smtp(srv.ports["smtp"]) as c:
+            c.greeting()
+            assert size_of(c.ehlo()) == 35 * 1024 * 1024
+        # Readable by the mail group, as docs/reload.md asks: the reload goes through.
+        gid = grp.getgrnam("nogroup").gr_gid
+        for p, mode in ((tls_dir, 0o750), (key, 0o640)):
+            os.chown(p, 0, gid)
+            os.chmod(p, mode)
+        reload(srv)
+        with lib.Smtp(srv.ports["smtp"]) as c:
+            c.greeting()
+            assert size_of(c.ehlo()) == 30000
+    finally:
+        problems = lib.finish_servers([srv])
+    assert not problems, "\n\n".join(problems)
