@@ -264,13 +264,8 @@ int main(int argc, char **argv)
 			fatalx("%s", err);
 	}
 	{
-		const struct auth_limits *a = &cfg->auth;
-		struct authlimit_conf ac = {
-			.addr_budget = a->addr_budget, .account_budget = a->account_budget,
-			.window = a->window, .cooldown = a->cooldown, .delay_after = a->delay_after,
-			.delay_base_ms = a->delay_base_ms, .delay_max_ms = a->delay_max_ms,
-			.max_entries = a->max_entries,
-		};
+		struct authlimit_conf ac;
+		reload_authlimit_conf(&cfg->auth, &ac);
 		srv.authlimit = authlimit_create(&ac);
 	}
 	srv.workers = workers_create(srv.base, cfg->worker_threads);

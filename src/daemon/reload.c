@@ -164,14 +164,20 @@ static void reload_listeners(struct smtp_server *srv, const struct config *cfg)
 	}
 }
 
-static void reload_authlimit(struct authlimit *al, const struct auth_limits *a)
+void reload_authlimit_conf(const struct auth_limits *a, struct authlimit_conf *ac_r)
 {
-	struct authlimit_conf ac = {
+	*ac_r = (struct authlimit_conf){
 		.addr_budget = a->addr_budget, .account_budget = a->account_budget,
 		.window = a->window, .cooldown = a->cooldown, .delay_after = a->delay_after,
 		.delay_base_ms = a->delay_base_ms, .delay_max_ms = a->delay_max_ms,
 		.max_entries = a->max_entries,
 	};
+}
+
+static void reload_authlimit(struct authlimit *al, const struct auth_limits *a)
+{
+	struct authlimit_conf ac;
+	reload_authlimit_conf(a, &ac);
 	if (authlimit_configure(al, &ac))
 		log_info("reload event=auth-limits-changed (failure counts start over)");
 }

@@ -13,6 +13,8 @@ struct smtp_server;
 struct sched;
 struct dns;
 struct listener_conf;
+struct auth_limits;
+struct authlimit_conf;
 
 /* What a reload updates; all of it used on the loop thread only. */
 struct reload_target {
@@ -29,5 +31,7 @@ int reload_apply(struct reload_target *t);
 /* Warns that a listener lets passwords cross the wire in clear (at start and at every
  * reload: the product promises the opposite unless told so). */
 void reload_cleartext_warn(const struct listener_conf *lc);
+/* The brute-force limiter's settings from the configuration's, at start and reload. */
+void reload_authlimit_conf(const struct auth_limits *a, struct authlimit_conf *ac_r);
 
 #endif
