@@ -123,6 +123,8 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->key);
 	free(s->host);
 	free(s->addr_text);
+	if (s->ctx)
+		SSL_CTX_free(s->ctx);
 	config_release(&s->cfg);
 	free(s);
 }
@@ -713,7 +715,8 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 	s->addr_text = xstrdup(p->addr_text);
 	s->tls = p->tls;
 	s->tls_disabled = p->tls_disabled;
-	s->ctx = p->ctx;
+	if ((s->ctx = p->ctx)) /* a reload may drop the transport's cache meanwhile */
+		SSL_CTX_up_ref(s->ctx);
 	s->auth_user = p->auth_user;
 	s->auth_password = p->auth_password;
 	s->auth_unverified = p->auth_unverified;

@@ -390,6 +390,17 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	job_resolve(j);
 }
 
+static void smtp_ctxs_clear(struct smtp_transport *t)
+{
+	for (size_t i = 0; i < t->n_ctxs; i++) {
+		SSL_CTX_free(t->ctxs[i].ctx); /* connections hold their own reference */
+		free(t->ctxs[i].ca);
+	}
+	free(t->ctxs);
+	t->ctxs = NULL;
+	t->n_ctxs = 0;
+}
+
 static void smtp_destroy(struct transport *tr)
 {
 	struct smtp_transport *t = tp(tr);
@@ -402,11 +413,7 @@ static void smtp_destroy(struct transport *tr)
 	for (size_t i = 0; i < t->n_idle; i++)
 		relay_sess_close(t->idle[i]);
 	free(t->idle);
-	for (size_t i = 0; i < t->n_ctxs; i++) {
-		SSL_CTX_free(t->ctxs[i].ctx);
-		free(t->ctxs[i].ca);
-	}
-	free(t->ctxs);
+	smtp_ctxs_clear(t);
 	config_release(&t->cfg);
 	free(t);
 }
@@ -417,6 +424,8 @@ static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
 	const struct config *old = t->cfg;
 	t->cfg = config_ref(cfg);
 	config_release(&old);
+	/* CA files are read again when next needed: one renewed in place is taken. */
+	smtp_ctxs_clear(t);
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
