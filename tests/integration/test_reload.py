@@ -229,6 +229,38 @@ def test_changed_route_sends_new_mail_to_the_new_next_hop(start_server, sinks, t
     assert got(ev1, token + "b") == [] and got(ev2, token + "a") == []
 
 
+def test_relay_ca_renewed_in_place_is_read_again(start_server, sinks, tmp_path, token):  # noqa: F811
+    """A route's TLS policy is looked up at each delivery, and the CA file is read
+    again after a reload: mail deferred for an unverifiable certificate goes out."""
+    for d in ("right", "wrong"):
+        os.mkdir(str(tmp_path / d))
+    right = TestCA(tmp_path / "right", "the next hop's CA")
+    wrong = TestCA(tmp_path / "wrong", "another CA")
+    cert, key = right.leaf("hop", ["relay.example"], ["127.0.0.95"])
+    port, events = sinks.aio("127.0.0.95", "--cert", cert, "--key", key)
+    ca_file = str(tmp_path / "relay-ca.pem")
+    with open(wrong.ca, "rb") as f, open(ca_file, "wb") as g:
+        g.write(f.read())
+    srv = start_server(retry_min=1, retry_max=1, extra_conf=(
+        "route far.example {\n relay_host [127.0.0.95]:%d\n relay_tls verify\n relay_ca %s\n}"
+        % (port, ca_file)))
+    with lib.AuthSmtp(srv.ports["submissions"], tls=True) as c:
+        c.greeting()
+        c.ehlo()
+        c.auth_plain(ALICE, lib.PASSWORD)
+        c.send_message(ALICE, ["bob@far.example"], lib.make_body(token))
+        c.expect("QUIT", 221)
+    assert lib.wait_until(lambda: 'rcpt="bob@far.example"' in srv.log and
+                          "result=deferred" in srv.log, 15), srv.log[-3000:]
+    with open(right.ca, "rb") as f, open(ca_file, "wb") as g:
+        g.write(f.read())
+    reload(srv)
+    mark = "<%s@test.example>" % token
+    assert lib.wait_until(lambda: [e for e in events() if e["ev"] == "data" and mark in e["content"]],
+                          15), srv.log[-3000:]
+    assert srv.wait_queue_empty(10)
+
+
 # -- what needs a restart, and what does not load -------------------------------------------
 
 def test_listener_address_change_is_named_and_the_old_listener_serves(start_server, token):
