@@ -288,7 +288,7 @@ static void relay_tx_finish(struct relay_sess *s)
 	relay_body_stop(&s->body);
 	s->job = NULL;
 	s->n_msgs++;
-	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t))
+	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t) || s->cfg != relay_config(s->t))
 		relay_sess_close(s);
 	else {
 		/* In the cache at once: the next message may come before the RSET reply,

@@ -66,6 +66,7 @@ unsigned relay_reuse_limit(struct smtp_transport *t)
 	return t->cfg->relay_reuse_limit ? t->cfg->relay_reuse_limit : 1;
 }
 unsigned relay_idle_time(struct smtp_transport *t) { return t->cfg->relay_idle_time; }
+const struct config *relay_config(struct smtp_transport *t) { return t->cfg; }
 struct event_base *relay_base(struct smtp_transport *t) { return t->ev; }
 struct workers *relay_workers(struct smtp_transport *t) { return t->w; }
 
@@ -424,6 +425,10 @@ static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
 	const struct config *old = t->cfg;
 	t->cfg = config_ref(cfg);
 	config_release(&old);
+	/* Opened under the old policy (TLS, CA, credentials): not for new deliveries. */
+	for (size_t i = 0; i < t->n_idle; i++)
+		relay_sess_close(t->idle[i]);
+	t->n_idle = 0;
 	/* CA files are read again when next needed: one renewed in place is taken. */
 	smtp_ctxs_clear(t);
 }

@@ -261,6 +261,35 @@ def test_relay_ca_renewed_in_place_is_read_again(start_server, sinks, tmp_path, 
     assert srv.wait_queue_empty(10)
 
 
+def test_cached_relay_connections_are_not_reused_after_a_reload(start_server, sinks, token):  # noqa: F811
+    """A connection kept for reuse was opened under the old TLS policy: the first
+    delivery after a reload opens a new one."""
+    port, events = sinks.aio("127.0.0.96")
+    srv = start_server(relay_idle_time=30, extra_conf=(
+        "route far.example {\n relay_host [127.0.0.96]:%d\n}" % port))
+
+    def send_and_wait(t):
+        with lib.AuthSmtp(srv.ports["submissions"], tls=True) as c:
+            c.greeting()
+            c.ehlo()
+            c.auth_plain(ALICE, lib.PASSWORD)
+            c.send_message(ALICE, ["bob@far.example"], lib.make_body(t))
+            c.expect("QUIT", 221)
+        mark = "<%s@test.example>" % t
+        assert lib.wait_until(lambda: [e for e in events() if e["ev"] == "data" and
+                                       mark in e["content"]], 15), srv.log[-3000:]
+
+    def connects():
+        return [e["ev"] for e in events()].count("connect")
+
+    send_and_wait(token + "a")
+    send_and_wait(token + "b")
+    assert connects() == 1  # reused
+    reload(srv)
+    send_and_wait(token + "c")
+    assert connects() == 2
+
+
 # -- what needs a restart, and what does not load -------------------------------------------
 
 def test_listener_address_change_is_named_and_the_old_listener_serves(start_server, token):
