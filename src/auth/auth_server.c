@@ -457,6 +457,8 @@ int auth_server_main(int argc, char **argv)
 	    prctl(PR_SET_NAME, "cursus-auth") < 0)
 		log_warn("auth event=prctl");
 	signal(SIGPIPE, SIG_IGN);
+	/* Nothing here to reload (reload.h): a SIGHUP sent to the group must not end it. */
+	signal(SIGHUP, SIG_IGN);
 	if (!(srv.db = userdb_open(db, 1, &err))) {
 		char *msg = xasprintf("userdb: %s: %s", db, err ? err : "cannot open");
 		auth_server_ready(msg);

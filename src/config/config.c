@@ -731,6 +731,8 @@ static void check_all(struct parser *p)
 	}
 	check_exempt(p);
 	check_identity(p);
+	p->cfg->local_listener = (struct listener_conf){ .name = "local", .role = ROLE_LOCAL,
+		.host = "", .port = "", .tls = TLS_NONE, .limits = p->cfg->limits };
 	if (p->n_ls == 0)
 		cfg_error(p, eof, "no listener defined (e.g. listener smtp { address "
 			  "127.0.0.1:25 })");
@@ -767,6 +769,7 @@ struct config *config_load(const char *path, FILE *errs)
 		return NULL;
 	}
 	p.cfg = xcalloc(1, sizeof(*p.cfg));
+	atomic_init(&p.cfg->refs, 1);
 	opt_defaults(p.cfg);
 	while (getline(&buf, &cap, f) != -1) {
 		p.line++;
@@ -832,10 +835,21 @@ struct config *config_load(const char *path, FILE *errs)
 	return p.cfg;
 }
 
+struct config *config_ref(const struct config *cfg)
+{
+	struct config *c = (struct config *)cfg; /* the count is not the configuration */
+	if (atomic_load(&c->refs) != 0) /* 0: not config_load's, never freed (tests) */
+		atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
 void config_free(struct config **cfgp)
 {
 	struct config *cfg = *cfgp;
 	if (!cfg)
+		return;
+	*cfgp = NULL;
+	if (atomic_load(&cfg->refs) == 0 || atomic_fetch_sub(&cfg->refs, 1) != 1)
 		return;
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt *o = &opt_table[i];
@@ -878,6 +892,13 @@ void config_free(struct config **cfgp)
 	free(cfg->path);
 	free(cfg);
 	*cfgp = NULL;
+}
+
+void config_release(const struct config **cfgp)
+{
+	struct config *cfg = (struct config *)*cfgp;
+	*cfgp = NULL;
+	config_free(&cfg);
 }
 
 int config_is_local_domain(const struct config *cfg, const char *domain)

@@ -21,6 +21,7 @@
 #ifndef CURSUS_CONFIG_H
 #define CURSUS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -105,6 +106,10 @@ struct route_conf {
 };
 
 struct config {
+	/* Holders (config_ref); the last config_free frees. A reload builds a new
+	 * config, and what runs keeps the one it started with (docs/reload.md). 0: a
+	 * config not made by config_load (a test's, on the stack), never freed. */
+	atomic_uint refs;
 	char *path;
 	char *hostname;
 	char **local_domains;      /* lower case */
@@ -157,6 +162,10 @@ struct config {
 	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */
 	char *local_socket;              /* UNIX socket of `cursus sendmail`: run/local.sock */
+	/* The local socket's listener: name "local", no TLS, the global limits. In the
+	 * configuration (not the daemon) so that sessions hold it with the snapshot they
+	 * were accepted under, and a reload replaces it like the others. */
+	struct listener_conf local_listener;
 	struct route_conf *routes;       /* route and sender_route blocks, in file order */
 	int log_debug;
 	char *auth_client_ca;      /* CA file for TLS client certificates (EXTERNAL); NULL: none */
@@ -179,7 +188,12 @@ struct config {
 /* Parses path; on error prints every error as "file:line: message" to errs and
  * returns NULL. */
 struct config *config_load(const char *path, FILE *errs);
+/* One more holder of cfg (any thread); returns cfg. */
+struct config *config_ref(const struct config *cfg);
+/* Drops the caller's hold and sets *cfg to NULL; the last holder frees. */
 void config_free(struct config **cfg);
+/* config_free for a holder that reads through a const pointer. */
+void config_release(const struct config **cfg);
 /* domain compared case-insensitively. */
 int config_is_local_domain(const struct config *cfg, const char *domain);
 const char *config_role_name(enum listener_role role);

@@ -37,28 +37,22 @@ struct smtp_listener *local_listener_create(struct smtp_server *srv, evconnliste
 {
 	const struct config *cfg = srv->cfg;
 	struct smtp_listener *l;
-	struct listener_conf *lc;
 	int fd;
 
 	if ((fd = unixsock_listen("local", cfg->local_socket, 0666, 0711, LOCAL_BACKLOG)) < 0)
 		return NULL;
 	local_open_dir(cfg->local_socket);
-	lc = xcalloc(1, sizeof(*lc));
-	lc->name = xstrdup("local");
-	lc->role = ROLE_LOCAL;
-	lc->tls = TLS_NONE;
-	lc->limits = cfg->limits;
 	l = xcalloc(1, sizeof(*l));
 	l->srv = srv;
-	l->lc = lc;
+	l->cfg = config_ref(cfg);
+	l->lc = &cfg->local_listener;
 	l->evl = evconnlistener_new(srv->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 				    -1, fd);
 	if (!l->evl) {
 		log_warnx("local cannot serve %s", cfg->local_socket);
 		close(fd);
 		unlink(cfg->local_socket);
-		free(lc->name);
-		free(lc);
+		config_release(&l->cfg);
 		free(l);
 		return NULL;
 	}
@@ -67,19 +61,16 @@ struct smtp_listener *local_listener_create(struct smtp_server *srv, evconnliste
 	return l;
 }
 
-void local_listener_destroy(struct smtp_listener **lp)
+void local_listener_destroy(struct smtp_listener **lp, const char *path)
 {
 	struct smtp_listener *l = *lp;
-	struct listener_conf *lc;
 
 	if (!l)
 		return;
-	lc = (struct listener_conf *)l->lc;
 	evconnlistener_free(l->evl);
-	if (unlink(l->srv->cfg->local_socket) < 0 && errno != ENOENT)
-		log_warn("local cannot remove %s", l->srv->cfg->local_socket);
-	free(lc->name);
-	free(lc);
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("local cannot remove %s", path);
+	config_release(&l->cfg);
 	free(l);
 	*lp = NULL;
 }

@@ -16,8 +16,8 @@ struct smtp_listener;
  * the server's accept callbacks. Returns NULL after logging why. */
 struct smtp_listener *local_listener_create(struct smtp_server *srv, evconnlistener_cb on_accept,
 					    evconnlistener_errorcb on_error);
-/* Stops accepting, removes the socket file, frees l and its listener_conf. Its
+/* Stops accepting, removes the socket file (path: where it was made at start), frees l. Its
  * sessions must be gone already (they point at it). */
-void local_listener_destroy(struct smtp_listener **l);
+void local_listener_destroy(struct smtp_listener **l, const char *path);
 
 #endif

@@ -20,6 +20,7 @@
 #include "daemon/control.h"
 #include "daemon/local.h"
 #include "daemon/privdrop.h"
+#include "daemon/reload.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
 #include "metrics/metrics.h"
@@ -82,28 +83,8 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 	evtimer_add(srv->accept_resume, &tv);
 }
 
-/* The product promises that no password crosses the wire in clear; a listener whose
- * auth_cleartext_mechanisms break that promise is named at every start. Which
- * mechanisms send the password is the registry's to say (SASLF_CLEARTEXT). */
-static void listener_cleartext_warn(const struct listener_conf *lc)
-{
-	char names[256];
-	size_t n, used = 0;
-	const struct sasl_mech *m = sasl_mechs(&n);
-	unsigned in_clear = lc->limits.auth_mechanisms & lc->limits.auth_cleartext;
-
-	if (lc->tls == TLS_IMPLICIT)
-		return;
-	for (size_t i = 0; i < n && i < MECH__COUNT && used + 1 < sizeof(names); i++)
-		if ((in_clear & MECH_BIT(i)) && (m[i].flags & SASLF_CLEARTEXT))
-			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", used ? " " : "",
-						 m[i].name);
-	if (used)
-		log_warnx("listen name=%s event=cleartext-passwords mechanisms=\"%s\" (auth_cleartext_mechanisms: "
-			  "passwords cross the wire in clear)", lc->name, names);
-}
-
-static struct smtp_listener *listen_on(struct smtp_server *srv, const struct listener_conf *lc)
+static struct smtp_listener *listen_on(struct smtp_server *srv, const struct config *cfg,
+				       const struct listener_conf *lc)
 {
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
@@ -114,6 +95,7 @@ static struct smtp_listener *listen_on(struct smtp_server *srv, const struct lis
 	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0)
 		fatalx("listener %s: bad address %s", lc->name, spec);
 	l->srv = srv;
+	l->cfg = config_ref(cfg);
 	l->lc = lc;
 	/* V6ONLY so that "[::]:25" and "0.0.0.0:25" can both be configured. */
 	l->evl = evconnlistener_new_bind(srv->base, on_accept, l,
@@ -125,7 +107,7 @@ static struct smtp_listener *listen_on(struct smtp_server *srv, const struct lis
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
 	log_info("listen name=%s role=%s address=%s tls=%s", lc->name, config_role_name(lc->role), spec,
 		 lc->tls == TLS_IMPLICIT ? "implicit" : lc->tls == TLS_STARTTLS ? "starttls" : "none");
-	listener_cleartext_warn(lc);
+	reload_cleartext_warn(lc);
 	free(spec);
 	return l;
 }
@@ -177,20 +159,11 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* SIGHUP: re-read the configuration for what can change at runtime: the protocol
- * trace rules (trace_clients, trace_users, trace_file). Other changes need a restart. */
+/* SIGHUP: re-read the configuration and apply what can change at runtime
+ * (daemon/reload.h); the rest waits for a restart, named in a warning. */
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-	struct smtp_server *srv = arg;
-	struct config *cfg = config_load(srv->cfg->path, stderr);
-	if (!cfg) {
-		log_warnx("reload event=failed path=%s (keeping the running configuration)", srv->cfg->path);
-		return;
-	}
-	trace_rules_free(&srv->trace);
-	srv->trace = trace_rules_load(cfg, stderr);
-	log_info("reload event=done trace_rules=%zu", trace_rules_count(srv->trace));
-	config_free(&cfg);
+	(void)reload_apply(arg);
 }
 
 /* Never through a link planted at path: that would write wherever it points. */
@@ -255,6 +228,7 @@ int main(int argc, char **argv)
 	struct daemon_metrics dmetrics = {.srv = &srv};
 	struct event *sigs[3];
 	struct priv_id priv;
+	struct reload_target rt;
 	char *err = NULL;
 
 	/* The same binary is cursus-auth, the credential process (auth_spawn.h). */
@@ -288,7 +262,9 @@ int main(int argc, char **argv)
 	srv.base = event_base_new();
 	if (!srv.base)
 		fatalx("cannot create the event loop");
-	srv.cfg = cfg;
+	/* cfg stays as started (restart-only options are read from it); srv.cfg is the
+	 * current configuration, replaced by every reload. */
+	srv.cfg = config_ref(cfg);
 	srv.trace = trace_rules_load(cfg, stderr);
 	srv.clients = addrcount_create(cfg->client_ipv6_prefix);
 	for (size_t i = 0; i < cfg->n_client_limit_exempt; i++)
@@ -311,7 +287,7 @@ int main(int argc, char **argv)
 	if (priv_prepare(cfg, &priv, &err) < 0)
 		fatalx("privileges: %s", err);
 	for (const struct listener_conf *lc = cfg->listeners; lc && nl < 64; lc = lc->next)
-		ls[nl++] = listen_on(&srv, lc);
+		ls[nl++] = listen_on(&srv, cfg, lc);
 	if (cfg->metrics_host) {
 		metrics_enable();
 		if (!(mhttp = metrics_http_create(srv.base, cfg->metrics_host, cfg->metrics_port,
@@ -335,13 +311,8 @@ int main(int argc, char **argv)
 			fatalx("%s", err);
 	}
 	{
-		const struct auth_limits *a = &cfg->auth;
-		struct authlimit_conf ac = {
-			.addr_budget = a->addr_budget, .account_budget = a->account_budget,
-			.window = a->window, .cooldown = a->cooldown, .delay_after = a->delay_after,
-			.delay_base_ms = a->delay_base_ms, .delay_max_ms = a->delay_max_ms,
-			.max_entries = a->max_entries,
-		};
+		struct authlimit_conf ac;
+		reload_authlimit_conf(&cfg->auth, &ac);
 		srv.authlimit = authlimit_create(&ac);
 	}
 	srv.workers = workers_create(srv.base, cfg->worker_threads);
@@ -377,7 +348,8 @@ int main(int argc, char **argv)
 
 	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
 	sigs[1] = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
-	sigs[2] = evsignal_new(srv.base, SIGHUP, on_reload, &srv);
+	rt = (struct reload_target){ .srv = &srv, .sched = sched, .dns = dns, .start = cfg };
+	sigs[2] = evsignal_new(srv.base, SIGHUP, on_reload, &rt);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
 	pid_file_write(cfg->pid_file);
@@ -389,10 +361,11 @@ int main(int argc, char **argv)
 	event_free(srv.accept_resume);
 	for (size_t i = 0; i < nl; i++) {
 		if (ls[i] == local_l) {
-			local_listener_destroy(&ls[i]);
+			local_listener_destroy(&ls[i], cfg->local_socket);
 			continue;
 		}
 		evconnlistener_free(ls[i]->evl);
+		config_release(&ls[i]->cfg);
 		free(ls[i]);
 	}
 	for (int i = 0; i < 3; i++)
@@ -419,6 +392,7 @@ int main(int argc, char **argv)
 	if (srv.tls)
 		SSL_CTX_free(srv.tls);
 	event_base_free(srv.base);
+	config_release(&srv.cfg);
 	config_free(&cfg);
 	metrics_reset();
 	log_info("stop event=done");

@@ -38,6 +38,7 @@ struct bounce_job {
 static void bounce_finish(struct bounce_job *j)
 {
 	j->done(j->arg, j->err);
+	config_release(&j->cfg);
 	free(j);
 }
 
@@ -135,7 +136,7 @@ void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs,
 		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg)
 {
 	struct bounce_job *j = xcalloc(1, sizeof(*j));
-	j->cfg = cfg;
+	j->cfg = config_ref(cfg);
 	j->qs = qs;
 	j->q = q;
 	j->users = users;

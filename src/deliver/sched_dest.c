@@ -56,6 +56,11 @@ struct sdests *sched_dests_create(const struct config *cfg, struct event_base *b
 	return ds;
 }
 
+void sched_dests_reconfigure(struct sdests *ds, const struct config *cfg)
+{
+	ds->cfg = cfg;
+}
+
 void sched_dests_destroy(struct sdests **dsp)
 {
 	struct sdests *ds = *dsp;

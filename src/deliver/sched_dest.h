@@ -21,6 +21,8 @@ typedef void (*sched_dest_run_fn)(void *job, const char *suspended);
 
 struct sdests *sched_dests_create(const struct config *cfg, struct event_base *base,
 				  sched_dest_run_fn run);
+/* The scheduler's new configuration (it holds it): limits and backoff from now on. */
+void sched_dests_reconfigure(struct sdests *ds, const struct config *cfg);
 void sched_dests_destroy(struct sdests **ds);
 
 /* The destination of key (route_dest()), made on first use. */

@@ -62,6 +62,7 @@ struct smsg {
 
 struct sjob {
 	struct sched *s;
+	const struct config *cfg; /* held: policy's strings point into it */
 	struct smsg *msg;
 	struct sdest *dest;
 	struct route route;
@@ -75,7 +76,7 @@ struct sjob {
 };
 
 struct sched {
-	const struct config *cfg;
+	const struct config *cfg; /* held; replaced by sched_reconfigure */
 	struct event_base *base;
 	struct workers *w;
 	struct qstore *qs;
@@ -178,6 +179,7 @@ static unsigned sched_backoff(const struct config *cfg, unsigned attempts)
 
 struct load_job {
 	struct smsg *msg;
+	const struct config *cfg; /* held: the router reads it on a worker */
 	struct qmsg m;
 	int err;
 };
@@ -212,7 +214,7 @@ static void sched_load_work(void *arg)
 		struct route rt;
 		if (r->done || sched_route_readable(r->route))
 			continue;
-		if (router_route(s->cfg, &lj->m.env, i, &rt) == 0) {
+		if (router_route(lj->cfg, &lj->m.env, i, &rt) == 0) {
 			texts[n] = route_format(&rt);
 			route_clear(&rt);
 		}
@@ -262,6 +264,7 @@ static void sched_load_done(void *arg)
 		msg->loaded = 1;
 		sched_round(msg);
 	}
+	config_release(&lj->cfg);
 	free(lj);
 }
 
@@ -272,6 +275,7 @@ static void sched_load(struct smsg *msg)
 		return;
 	lj = xcalloc(1, sizeof(*lj));
 	lj->msg = msg;
+	lj->cfg = config_ref(msg->s->cfg);
 	msg->busy = 1;
 	msg->again = 0;
 	evtimer_del(msg->timer);
@@ -302,6 +306,7 @@ static void sched_job_free(struct sjob *j)
 	free(j->auth_user);
 	if (j->auth_password)
 		xfree_secret(j->auth_password, strlen(j->auth_password));
+	config_release(&j->cfg);
 	free(j);
 }
 
@@ -309,6 +314,7 @@ static struct sjob *sched_job_new(struct sched *s, struct smsg *msg)
 {
 	struct sjob *j = xcalloc(1, sizeof(*j));
 	j->s = s;
+	j->cfg = config_ref(s->cfg);
 	j->msg = msg;
 	j->d.body.fd = -1;
 	j->next = s->jobs;
@@ -571,7 +577,7 @@ static struct sjob *sched_job_for(struct smsg *msg, struct route *rt)
 	memset(rt, 0, sizeof(*rt));
 	j->dest = sched_dest_get(s->dests, key, j->route.kind == ROUTE_LOCAL);
 	free(key);
-	router_policy(s->cfg, &j->route, &j->policy);
+	router_policy(j->cfg, &j->route, &j->policy);
 	j->d.id = msg->id;
 	j->d.env = &msg->m.env;
 	j->d.route = &j->route;
@@ -828,7 +834,7 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct transport *lmtp)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
-	s->cfg = cfg;
+	s->cfg = config_ref(cfg);
 	s->base = base;
 	s->w = w;
 	s->qs = qs;
@@ -839,6 +845,20 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 	s->lmtp = lmtp;
 	s->dests = sched_dests_create(cfg, base, sched_dest_run_cb);
 	return s;
+}
+
+void sched_reconfigure(struct sched *s, const struct config *cfg)
+{
+	const struct config *old = s->cfg;
+	s->cfg = config_ref(cfg);
+	sched_dests_reconfigure(s->dests, cfg);
+	if (s->smtp->reconfigure)
+		s->smtp->reconfigure(s->smtp, cfg);
+	if (s->local->reconfigure)
+		s->local->reconfigure(s->local, cfg);
+	if (s->lmtp->reconfigure)
+		s->lmtp->reconfigure(s->lmtp, cfg);
+	config_release(&old);
 }
 
 void sched_destroy(struct sched **sp)
@@ -853,6 +873,7 @@ void sched_destroy(struct sched **sp)
 	for (size_t b = 0; b < SCHED_BUCKETS; b++)
 		while (s->buckets[b])
 			sched_msg_free(s->buckets[b]);
+	config_release(&s->cfg);
 	free(s);
 	*sp = NULL;
 }

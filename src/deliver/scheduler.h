@@ -27,6 +27,10 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 /* Stops starting deliveries; those in flight end as deferred; what is left stays
  * queued for the next start. */
 void sched_destroy(struct sched **s);
+/* A reload: new routing, policy, retry and relay settings for what is decided from
+ * now on (routes already recorded stay, by design); deliveries in flight keep the
+ * configuration they started with. Loop thread. */
+void sched_reconfigure(struct sched *s, const struct config *cfg);
 
 /* A message to look at now: committed, or found at start. Callable from any thread
  * (it is the queue's notify function: queue_set_notify(q, sched_enqueue_cb, s)). */

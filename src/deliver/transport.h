@@ -12,6 +12,7 @@
 #include "queue/qstore.h"
 #include "route/route.h"
 
+struct config;
 struct envelope;
 
 enum delivery_result {
@@ -70,6 +71,9 @@ struct transport {
 	 * on; deliveries in flight are dropped without calling their done (whoever
 	 * would receive it, the scheduler, is being destroyed too). */
 	void (*destroy)(struct transport *t);
+	/* Optional: the configuration of deliveries started from now on (a reload).
+	 * Those in flight, and connections kept for reuse, keep theirs. Loop thread. */
+	void (*reconfigure)(struct transport *t, const struct config *cfg);
 };
 
 /* Frees what the transport put in d (diag strings, remote_*, tls), not d itself. */

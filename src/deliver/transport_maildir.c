@@ -99,6 +99,8 @@ static void maildir_deliver_op(struct transport *t, struct delivery *d, delivery
 
 static void maildir_destroy(struct transport *t)
 {
+	struct maildir_transport *mt = (struct maildir_transport *)t;
+	config_release(&mt->cfg);
 	free(t);
 }
 
@@ -108,7 +110,8 @@ struct transport *transport_maildir_create(const struct config *cfg, struct work
 	mt->t.name = "maildir";
 	mt->t.deliver = maildir_deliver_op;
 	mt->t.destroy = maildir_destroy;
-	mt->cfg = cfg;
+	/* Held for good: mail_dir, all it reads, takes a restart to change. */
+	mt->cfg = config_ref(cfg);
 	mt->w = w;
 	return &mt->t;
 }

@@ -83,6 +83,9 @@ struct workers *relay_workers(struct smtp_transport *t);
 void relay_cache_idle_start(struct relay_sess *s);
 /* How many messages a session may carry. */
 unsigned relay_reuse_limit(struct smtp_transport *t);
+/* The transport's current configuration: a session opened under another (before a
+ * reload) is not reused, since its TLS policy may no longer be the route's. */
+const struct config *relay_config(struct smtp_transport *t);
 
 /* ---- helpers (relay_session.c) ---- */
 /* "550 5.1.1 text / more" : the reply verbatim, lines after the first after " / ". */

@@ -128,6 +128,9 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->key);
 	free(s->host);
 	free(s->addr_text);
+	if (s->ctx)
+		SSL_CTX_free(s->ctx);
+	config_release(&s->cfg);
 	free(s);
 }
 
@@ -291,7 +294,7 @@ static void relay_tx_finish(struct relay_sess *s)
 	relay_body_stop(&s->body);
 	s->job = NULL;
 	s->n_msgs++;
-	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t))
+	if (s->broken || s->n_msgs >= relay_reuse_limit(s->t) || s->cfg != relay_config(s->t))
 		relay_sess_close(s);
 	else {
 		/* In the cache at once: the next message may come before the RSET reply,
@@ -774,14 +777,15 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 		.helo_fallback = !p->lmtp,
 	};
 	s->t = t;
-	s->cfg = cfg;
+	s->cfg = config_ref(cfg); /* kept while the connection is reused */
 	s->job = j;
 	s->key = xstrdup(p->key);
 	s->host = xstrdup(p->host);
 	s->addr_text = xstrdup(p->addr_text);
 	s->tls = p->tls;
 	s->tls_disabled = p->tls_disabled;
-	s->ctx = p->ctx;
+	if ((s->ctx = p->ctx)) /* a reload may drop the transport's cache meanwhile */
+		SSL_CTX_up_ref(s->ctx);
 	s->auth_user = p->auth_user;
 	s->auth_password = p->auth_password;
 	s->auth_unverified = p->auth_unverified;

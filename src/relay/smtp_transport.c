@@ -31,7 +31,7 @@ struct ctx_ent {
 
 struct smtp_transport {
 	struct transport base;
-	const struct config *cfg;
+	const struct config *cfg;  /* held; replaced by smtp_reconfigure */
 	struct event_base *ev;
 	struct dns *dns;
 	struct workers *w;
@@ -70,6 +70,7 @@ unsigned relay_reuse_limit(struct smtp_transport *t)
 	return t->cfg->relay_reuse_limit ? t->cfg->relay_reuse_limit : 1;
 }
 unsigned relay_idle_time(struct smtp_transport *t) { return t->cfg->relay_idle_time; }
+const struct config *relay_config(struct smtp_transport *t) { return t->cfg; }
 struct event_base *relay_base(struct smtp_transport *t) { return t->ev; }
 struct workers *relay_workers(struct smtp_transport *t) { return t->w; }
 
@@ -462,6 +463,17 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	job_resolve(j);
 }
 
+static void smtp_ctxs_clear(struct smtp_transport *t)
+{
+	for (size_t i = 0; i < t->n_ctxs; i++) {
+		SSL_CTX_free(t->ctxs[i].ctx); /* connections hold their own reference */
+		free(t->ctxs[i].ca);
+	}
+	free(t->ctxs);
+	t->ctxs = NULL;
+	t->n_ctxs = 0;
+}
+
 static void smtp_destroy(struct transport *tr)
 {
 	struct smtp_transport *t = tp(tr);
@@ -474,11 +486,8 @@ static void smtp_destroy(struct transport *tr)
 	for (size_t i = 0; i < t->n_idle; i++)
 		relay_sess_close(t->idle[i]);
 	free(t->idle);
-	for (size_t i = 0; i < t->n_ctxs; i++) {
-		SSL_CTX_free(t->ctxs[i].ctx);
-		free(t->ctxs[i].ca);
-	}
-	free(t->ctxs);
+	smtp_ctxs_clear(t);
+	config_release(&t->cfg);
 	free(t);
 }
 
@@ -491,6 +500,20 @@ struct transport *transport_lmtp_create(const struct config *cfg, struct event_b
 	return tr;
 }
 
+static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
+{
+	struct smtp_transport *t = tp(tr);
+	const struct config *old = t->cfg;
+	t->cfg = config_ref(cfg);
+	config_release(&old);
+	/* Opened under the old policy (TLS, CA, credentials): not for new deliveries. */
+	for (size_t i = 0; i < t->n_idle; i++)
+		relay_sess_close(t->idle[i]);
+	t->n_idle = 0;
+	/* CA files are read again when next needed: one renewed in place is taken. */
+	smtp_ctxs_clear(t);
+}
+
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
 					struct dns *dns, struct workers *w)
 {
@@ -498,7 +521,8 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 	t->base.name = "smtp";
 	t->base.deliver = smtp_deliver;
 	t->base.destroy = smtp_destroy;
-	t->cfg = cfg;
+	t->base.reconfigure = smtp_reconfigure;
+	t->cfg = config_ref(cfg);
 	t->ev = base;
 	t->dns = dns;
 	t->w = w;

@@ -370,11 +370,24 @@ static unsigned authlimit_delay_steps(const struct authlimit_conf *c)
 	return s;
 }
 
+static void authlimit_tables_init(struct authlimit *al)
+{
+	const struct authlimit_conf *conf = &al->conf;
+	/* An address's ring must also hold enough failures to walk the delay up to
+	 * its cap, even if the budget is smaller or disabled. */
+	unsigned delay_ring = conf->delay_after + 1 + authlimit_delay_steps(conf);
+	if (delay_ring > AUTHLIMIT_RING_MAX)
+		delay_ring = AUTHLIMIT_RING_MAX;
+	authlimit_table_init(&al->addrs, "address", conf->max_entries, conf->addr_budget,
+			     delay_ring);
+	authlimit_table_init(&al->accounts, "account", conf->max_entries,
+			     conf->account_budget, 1);
+}
+
 struct authlimit *authlimit_create(const struct authlimit_conf *conf)
 {
 	struct authlimit *al = xcalloc(1, sizeof(*al));
 	unsigned char seed[16];
-	unsigned delay_ring;
 
 	al->conf = *conf;
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
@@ -390,18 +403,30 @@ struct authlimit *authlimit_create(const struct authlimit_conf *conf)
 	memcpy(&al->k1, seed + 8, 8);
 	explicit_bzero(seed, sizeof(seed));
 
-	/* An address's ring must also hold enough failures to walk the delay up to
-	 * its cap, even if the budget is smaller or disabled. */
-	delay_ring = conf->delay_after + 1 + authlimit_delay_steps(conf);
-	if (delay_ring > AUTHLIMIT_RING_MAX)
-		delay_ring = AUTHLIMIT_RING_MAX;
-	authlimit_table_init(&al->addrs, "address", conf->max_entries, conf->addr_budget,
-			     delay_ring);
-	authlimit_table_init(&al->accounts, "account", conf->max_entries,
-			     conf->account_budget, 1);
+	authlimit_tables_init(al);
 	if (pthread_mutex_init(&al->mu, NULL) != 0)
 		fatalx("authlimit: pthread_mutex_init failed");
 	return al;
+}
+
+int authlimit_configure(struct authlimit *al, const struct authlimit_conf *conf)
+{
+	int changed;
+	pthread_mutex_lock(&al->mu);
+	const struct authlimit_conf *o = &al->conf;
+	changed = o->addr_budget != conf->addr_budget || o->account_budget != conf->account_budget ||
+		  o->window != conf->window || o->cooldown != conf->cooldown ||
+		  o->delay_after != conf->delay_after || o->delay_base_ms != conf->delay_base_ms ||
+		  o->delay_max_ms != conf->delay_max_ms || o->max_entries != conf->max_entries;
+	if (changed) {
+		/* Ring sizes follow the budgets: the tables are made anew. */
+		authlimit_table_free(&al->addrs);
+		authlimit_table_free(&al->accounts);
+		al->conf = *conf;
+		authlimit_tables_init(al);
+	}
+	pthread_mutex_unlock(&al->mu);
+	return changed;
 }
 
 void authlimit_destroy(struct authlimit **alp)

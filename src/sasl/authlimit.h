@@ -24,6 +24,9 @@ struct authlimit;
 
 struct authlimit *authlimit_create(const struct authlimit_conf *conf);
 void authlimit_destroy(struct authlimit **al);
+/* New budgets (a reload). When they differ, the failures counted so far are
+ * forgotten, as at a restart. Returns whether they differed. */
+int authlimit_configure(struct authlimit *al, const struct authlimit_conf *conf);
 
 /* Seconds the address must still wait (its budget is spent), or 0. */
 unsigned authlimit_addr_blocked(struct authlimit *al, const struct sockaddr *addr, time_t now);

@@ -68,11 +68,11 @@ static void auth_log(struct session *s, const char *result, const char *reason)
 	/* The one stable format (fail2ban: match "auth .* client=<HOST> .* result=fail"). */
 	log_info("auth session=%s client=%s listener=%s mechanism=%s authid=\"%s\" authzid=\"%s\" "
 		 "result=%s%s%s",
-		 s->id, s->addr, s->listener->lc->name, s->auth_mech ? s->auth_mech->name : "-",
+		 s->id, s->addr, s->lc->name, s->auth_mech ? s->auth_mech->name : "-",
 		 authid ? log_escape(a, sizeof(a), authid, strlen(authid)) : "",
 		 authzid ? log_escape(z, sizeof(z), authzid, strlen(authzid)) : "", result,
 		 reason ? " reason=" : "", reason ? reason : "");
-	metrics_add(METRIC_AUTH, 1, s->listener->lc->name, s->auth_mech ? s->auth_mech->name : "-", result);
+	metrics_add(METRIC_AUTH, 1, s->lc->name, s->auth_mech ? s->auth_mech->name : "-", result);
 }
 
 static void auth_finish(struct session *s)

@@ -95,7 +95,7 @@ static char *submission_fields(const struct session *s)
 		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S %z\r\n", &tm);
 	}
 	if (!header_has(SESSION_BODY(s), s->body_fill, "Message-ID"))
-		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->srv->cfg->hostname);
+		snprintf(msgid, sizeof(msgid), "Message-ID: <%s@%s>\r\n", s->env.id, s->cfg->hostname);
 	if (SESSION_LOCAL(s) && s->env.mail_from[0] && !header_has(SESSION_BODY(s), s->body_fill, "From"))
 		snprintf(from, sizeof(from), "From: <%s>\r\n", s->env.mail_from);
 	return xasprintf("%s%s%s", date, msgid, from);
@@ -109,7 +109,7 @@ static char *message_prefix(struct session *s)
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
 	hdr = received_header(s);
-	if ((s->user && s->listener->lc->role != ROLE_SMTP) || SESSION_LOCAL(s)) {
+	if ((s->user && s->lc->role != ROLE_SMTP) || SESSION_LOCAL(s)) {
 		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
 		free(hdr);
 		free(extra);
@@ -220,7 +220,7 @@ static void message_committed(void *arg, int err)
 		char uid[32] = "";
 		if (s->peer_uid >= 0)
 			snprintf(uid, sizeof(uid), " uid=%ld", s->peer_uid);
-		metrics_add(METRIC_ACCEPTED, 1, s->listener->lc->name, NULL, NULL);
+		metrics_add(METRIC_ACCEPTED, 1, s->lc->name, NULL, NULL);
 		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu%s", s->id,
 			 s->env.id, log_escape(esc, sizeof(esc), s->env.mail_from, strlen(s->env.mail_from)),
 			 s->env.n_rcpts, size, uid);

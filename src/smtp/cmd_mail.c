@@ -90,7 +90,7 @@ static void sender_looked_up(void *arg)
 			log_info("smtp session=%s event=credentials-withdrawn user=%s", s->id, j->user);
 			session_rejected(s, REJECT_CREDENTIALS_GONE);
 			session_reply(s, 421, "4.7.0", "%s Authentication no longer valid, closing connection",
-				      s->srv->cfg->hostname);
+				      s->cfg->hostname);
 			session_close(s);
 		} else if (j->cred < 0 || j->ok < 0) {
 			session_rejected(s, REJECT_TEMPORARY);
@@ -298,7 +298,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 	}
 	/* RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted. */
 	if (rest >= 12 && strncasecmp(p, "<postmaster>", 12) == 0) {
-		addr = xasprintf("postmaster@%s", s->srv->cfg->local_domains[0]);
+		addr = xasprintf("postmaster@%s", s->cfg->local_domains[0]);
 		end = 12;
 	} else if (address_parse_path(p, rest, 0, 1, &addr, &end, &why) < 0) {
 		session_rejected(s, REJECT_PROTOCOL);
@@ -325,7 +325,7 @@ void cmd_rcpt(struct session *s, const char *args, size_t len)
 		session_reply(s, 501, "5.1.3", "Bad recipient address syntax");
 		goto out;
 	}
-	if (!config_is_local_domain(s->srv->cfg, domain)) {
+	if (!config_is_local_domain(s->cfg, domain)) {
 		/* No open relay: mail for other domains only from an authenticated user
 		 * or a local one (the local socket, whose caller's uid is recorded).
 		 * The canonical address's domain is the one routing uses, so "%", "!" and

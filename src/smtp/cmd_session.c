@@ -48,7 +48,7 @@ void cmd_ehlo(struct session *s, const char *args, size_t len)
 	if (hello_common(s, "EHLO", args, len) < 0)
 		return;
 	s->esmtp = 1;
-	snprintf(greet, sizeof(greet), "%s Hello %s [%s]", s->srv->cfg->hostname, s->helo, s->addr);
+	snprintf(greet, sizeof(greet), "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->addr);
 	snprintf(size, sizeof(size), "SIZE %zu", s->limits->max_message_size);
 	lines[n++] = greet;
 	lines[n++] = "PIPELINING";
@@ -89,14 +89,14 @@ void cmd_helo(struct session *s, const char *args, size_t len)
 	if (hello_common(s, "HELO", args, len) < 0)
 		return;
 	s->esmtp = 0;
-	session_reply(s, 250, NULL, "%s", s->srv->cfg->hostname);
+	session_reply(s, 250, NULL, "%s", s->cfg->hostname);
 }
 
 void cmd_starttls(struct session *s, const char *args, size_t len)
 {
 	session_reply(s, 220, "2.0.0", "Ready to start TLS");
 	session_enter(s, S_TLS);
-	conn_starttls(s->conn, s->srv->tls);
+	conn_starttls(s->conn, s->tls_ctx);
 }
 
 void cmd_rset(struct session *s, const char *args, size_t len)

@@ -57,7 +57,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 		conn_abort(s->conn, "tls handshake deadline");
 		return;
 	}
-	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
 	session_close(s);
 }
 

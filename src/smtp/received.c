@@ -51,7 +51,7 @@ char *received_header(const struct session *s)
 		/* As Postfix's pickup: the uid is the kernel's word on who submitted, so a
 		 * local user may choose any sender but never hide that it was this uid. */
 		return xasprintf("Received: by %s (cursus, from userid %ld)\r\n\tid %s%s;\r\n\t%s\r\n",
-				 s->srv->cfg->hostname, s->peer_uid, s->env.id, rcpt, date);
+				 s->cfg->hostname, s->peer_uid, s->env.id, rcpt, date);
 	return xasprintf("Received: %sby %s (cursus) with %s id %s%s%s%s;\r\n\t%s\r\n", from,
-			 s->srv->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
+			 s->cfg->hostname, proto, s->env.id, user, tls, rcpt, date);
 }

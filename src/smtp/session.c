@@ -178,7 +178,7 @@ static void session_vreply(struct session *s, int code, const char *enh, const c
 	session_trace_reply(s, line, (size_t)n - 2);
 	if (code >= 400 && code != 421 && ++s->errors >= s->limits->max_errors) {
 		n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many errors, closing connection\r\n",
-			     s->srv->cfg->hostname);
+			     s->cfg->hostname);
 		conn_write(s->conn, line, (size_t)n);
 		session_trace_reply(s, line, (size_t)n - 2);
 		log_info("smtp session=%s event=error-limit errors=%u", s->id, s->errors);
@@ -238,7 +238,7 @@ void session_reset_tx(struct session *s)
 
 int session_inflight_charge(struct session *s, size_t n)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->cfg;
 	if (s->srv->inflight + n > cfg->max_inflight_bytes ||
 	    (s->client_bytes && *s->client_bytes + n > cfg->max_client_inflight_bytes))
 		return -1;
@@ -289,7 +289,7 @@ int session_unpark(struct session *s)
 static unsigned session_cmd_flags(const struct session *s, enum smtp_verb verb)
 {
 	const struct cmd_def *def = &cmd_table[verb];
-	enum listener_role role = s->listener->lc->role;
+	enum listener_role role = s->lc->role;
 	return def->flags | (role == ROLE_SUBMISSION || role == ROLE_SUBMISSIONS ? def->submission_flags : 0);
 }
 
@@ -312,7 +312,7 @@ const struct cmd_refusal *session_cmd_refusal(const struct session *s, enum smtp
 		return &refusals[R_AUTHED];
 	if ((f & CF_NO_TLS) && s->tls)
 		return &refusals[R_TLS_ACTIVE];
-	if ((f & CF_STARTTLS) && (s->listener->lc->tls != TLS_STARTTLS || !s->srv->tls))
+	if ((f & CF_STARTTLS) && (s->lc->tls != TLS_STARTTLS || !s->tls_ctx))
 		return &refusals[R_NO_STARTTLS];
 	return NULL;
 }
@@ -324,7 +324,7 @@ void session_reply_refusal(struct session *s, const struct cmd_refusal *r)
 
 void session_rejected(const struct session *s, enum metrics_reject why)
 {
-	metrics_reject(s->listener->lc->name, why);
+	metrics_reject(s->lc->name, why);
 }
 
 int session_can_starttls(const struct session *s)
@@ -481,7 +481,7 @@ static void session_on_tls(struct conn *c, void *arg)
 	if (s->deadline_kind == DL_HANDSHAKE)
 		session_deadline_set(s, DL_NONE);
 	log_info("smtp session=%s event=tls %s", s->id, s->tls_info);
-	metrics_add(METRIC_TLS, 1, s->listener->lc->name, SSL_get_version(conn_ssl(c)), NULL);
+	metrics_add(METRIC_TLS, 1, s->lc->name, SSL_get_version(conn_ssl(c)), NULL);
 	if (s->trace)
 		log_info("trace session=%s tls=established %s", s->id, s->tls_info);
 	if (s->state == S_TLS) {
@@ -519,7 +519,7 @@ static void session_on_timeout(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 	log_info("smtp session=%s event=timeout state=%s", s->id, state_names[s->state]);
-	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
 	session_close(s);
 }
 
@@ -534,7 +534,7 @@ static void session_lifetime_cb(evutil_socket_t fd, short what, void *arg)
 		conn_abort(s->conn, "session time limit in tls handshake");
 		return;
 	}
-	session_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->srv->cfg->hostname);
+	session_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded", s->cfg->hostname);
 	session_close(s);
 }
 
@@ -557,6 +557,9 @@ static void session_free(struct session *s)
 	s->srv->nsessions--;
 	session_stress_update(s->listener);
 	addrcount_dec(s->srv->clients, (struct sockaddr *)&s->sa);
+	if (s->tls_ctx)
+		SSL_CTX_free(s->tls_ctx);
+	config_release(&s->cfg);
 	free(s);
 }
 
@@ -590,7 +593,7 @@ static int session_evict_idle(struct smtp_listener *l)
 	if (!conn_ssl(victim->conn) && victim->state != S_TLS && victim->deadline_kind != DL_HANDSHAKE) {
 		char line[256];
 		int n = snprintf(line, sizeof(line), "421 4.3.2 %s Too many sessions, closing an idle "
-				 "connection\r\n", l->srv->cfg->hostname);
+				 "connection\r\n", l->cfg->hostname);
 		if (n > 0 && (size_t)n < sizeof(line))
 			(void)send(conn_fd(victim->conn), line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
@@ -633,7 +636,7 @@ static void session_refuse(struct smtp_listener *l, int fd, const char *addr, co
 		 nclient);
 	metrics_add(METRIC_SESSIONS_REFUSED, 1, l->lc->name, why, NULL);
 	if (l->lc->tls != TLS_IMPLICIT) {
-		n = snprintf(line, sizeof(line), "%d %s %s %s\r\n", code, enh, l->srv->cfg->hostname, text);
+		n = snprintf(line, sizeof(line), "%d %s %s %s\r\n", code, enh, l->cfg->hostname, text);
 		if (n > 0 && (size_t)n < sizeof(line))
 			(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
@@ -670,6 +673,10 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->listener = l;
+	s->cfg = config_ref(l->cfg);
+	s->lc = lc;
+	if ((s->tls_ctx = srv->tls))
+		SSL_CTX_up_ref(s->tls_ctx);
 	s->limits = &lc->limits;
 	snprintf(s->id, sizeof(s->id), "%08" PRIx64, ++srv->next_id);
 	memcpy(&s->sa, sa, (size_t)salen < sizeof(s->sa) ? (size_t)salen : sizeof(s->sa));
@@ -699,7 +706,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	srv->nsessions++;
 	session_deadline_init(s);
 	session_stress_update(l);
-	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? srv->tls : NULL, &session_cbs, s);
+	s->conn = conn_create(srv->base, fd, lc->tls == TLS_IMPLICIT ? s->tls_ctx : NULL, &session_cbs, s);
 	if (!s->conn) {
 		log_warnx("smtp event=accept-failed client=%s", s->addr);
 		session_free(s);
@@ -725,7 +732,7 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 		log_info("smtp session=%s event=refused reason=auth-budget client=%s", s->id, s->addr);
 		metrics_add(METRIC_SESSIONS_REFUSED, 1, lc->name, "auth-budget", NULL);
 		session_reply(s, 421, "4.7.0", "%s Too many failed authentications, try again later",
-			      srv->cfg->hostname);
+			      s->cfg->hostname);
 		session_close(s);
 		return;
 	}
@@ -733,5 +740,5 @@ void session_accept(struct smtp_listener *l, int fd, const struct sockaddr *sa, 
 	tv.tv_sec = lc->limits.session_timeout_ms / 1000;
 	tv.tv_usec = (suseconds_t)(lc->limits.session_timeout_ms % 1000) * 1000;
 	evtimer_add(s->lifetime, &tv);
-	session_reply(s, 220, NULL, "%s ESMTP cursus", srv->cfg->hostname);
+	session_reply(s, 220, NULL, "%s ESMTP cursus", s->cfg->hostname);
 }

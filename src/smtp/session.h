@@ -30,7 +30,9 @@ struct authlimit;
 struct trace_rules;
 struct addrcount;
 
-/* What every session shares: the daemon's context. */
+/* What every session shares: the daemon's context. cfg, tls and trace are the
+ * current ones, replaced by a reload (daemon/reload.c); a session takes its own hold
+ * of cfg and tls when it starts, so its settings never change under it. */
 struct smtp_server {
 	struct event_base *base;
 	const struct config *cfg;
@@ -53,6 +55,7 @@ struct smtp_server {
 /* One listening socket and its sessions' count (for max_sessions). */
 struct smtp_listener {
 	struct smtp_server *srv;
+	const struct config *cfg;    /* held; lc is one of its listeners */
 	const struct listener_conf *lc;
 	struct evconnlistener *evl;
 	unsigned nsessions;
@@ -89,6 +92,10 @@ enum smtp_state {
 struct session {
 	struct smtp_server *srv;
 	struct smtp_listener *listener;
+	/* The configuration the session started with, held to its end (config_ref). */
+	const struct config *cfg;
+	const struct listener_conf *lc; /* in cfg */
+	SSL_CTX *tls_ctx;            /* held (SSL_CTX_up_ref); NULL: no TLS */
 	const struct limits *limits;
 	struct conn *conn;
 	char id[20];
@@ -196,7 +203,7 @@ void session_rejected(const struct session *s, enum metrics_reject why);
 /* A session on the local submission socket (cursus sendmail): its caller is a local
  * user known by uid; it may send to any domain, as any sender, and the uid is
  * recorded in the Received: field and the log. */
-#define SESSION_LOCAL(s) ((s)->listener->lc->role == ROLE_LOCAL)
+#define SESSION_LOCAL(s) ((s)->lc->role == ROLE_LOCAL)
 
 /* Policy predicates: EHLO advertises exactly what these accept. */
 int session_can_starttls(const struct session *s);

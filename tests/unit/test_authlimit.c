@@ -305,8 +305,32 @@ static const struct step off[] = {
 	{ END, 0, NULL, NULL, 0 },
 };
 
+/* A reload: the same budgets keep the counts; new ones start them over, with the new
+ * budget in force at once. */
+static void test_configure(void)
+{
+	struct authlimit_conf two = defaults;
+	struct sockaddr_storage ss;
+	const struct sockaddr *a = sa("192.0.2.9", &ss);
+	struct authlimit *al = authlimit_create(&defaults);
+	for (time_t t = 0; t < 10; t++)
+		(void)authlimit_failure(al, a, "alice", t);
+	CHECK(authlimit_addr_blocked(al, a, 10) > 0);
+	CHECK(authlimit_configure(al, &defaults) == 0);
+	CHECK(authlimit_addr_blocked(al, a, 10) > 0);
+	two.addr_budget = 2;
+	CHECK(authlimit_configure(al, &two) == 1);
+	CHECK(authlimit_addr_blocked(al, a, 10) == 0);
+	(void)authlimit_failure(al, a, "alice", 11);
+	CHECK(authlimit_addr_blocked(al, a, 11) == 0);
+	(void)authlimit_failure(al, a, "alice", 12);
+	CHECK(authlimit_addr_blocked(al, a, 12) == 900);
+	authlimit_destroy(&al);
+}
+
 void unit_main(void)
 {
+	test_configure();
 	run("boundary", &defaults, boundary);
 	run("window_expiry", &defaults, window_expiry);
 	run("ipv6", &defaults, ipv6);

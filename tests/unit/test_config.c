@@ -883,8 +883,29 @@ static void test_seconds(void)
 	      "F:1: client_ipv6_prefix: 129 is above the maximum 128\n");
 }
 
+/* Holders share one configuration; the last to let go frees it (ASan would see a
+ * double free or a leak); a zeroed one of a test's own is never freed. */
+static void test_refs(void)
+{
+	struct config *cfg = loads(BASE), *held = config_ref(cfg), *again;
+	const struct config *ro = config_ref(cfg);
+	struct config mine = {0}, *p = &mine;
+	CHECK(held == cfg);
+	config_free(&cfg);
+	CHECK(cfg == NULL && held->listeners != NULL);
+	config_release(&ro);
+	CHECK(ro == NULL && strcmp(held->local_domains[0], "example.test") == 0);
+	config_free(&held);
+	CHECK(held == NULL);
+	again = config_ref(p);
+	config_free(&again);
+	config_free(&p);
+	CHECK(p == NULL && atomic_load(&mine.refs) == 0);
+}
+
 void unit_main(void)
 {
+	test_refs();
 	test_seconds();
 	test_relay_defaults();
 	test_relay_options();
