@@ -19,13 +19,10 @@ void check_add(struct check_report *r, enum check_severity sev, const char *id, 
 	struct check_finding *f;
 	va_list ap;
 	char *msg;
-	int n;
 
 	va_start(ap, fmt);
-	n = vasprintf(&msg, fmt, ap);
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		fatal("check: out of memory");
 	for (size_t i = 0; i < r->n; i++) {
 		f = &r->findings[i];
 		if (strcmp(f->id, id) == 0 && f->line == line && strcmp(f->message, msg) == 0) {

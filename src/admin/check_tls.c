@@ -87,25 +87,35 @@ static void check_tls_cert(struct check_report *r, X509 *x, int line)
 			  cfg->tls_cert, secbits);
 }
 
+/* Opens path for reading; NULL when it cannot be: *missing_r says whether it does not
+ * exist (the caller's finding), else a note says why it was not checked. */
+static FILE *check_tls_open(struct check_report *r, const char *path, int line,
+			    const char *not_checked_id, int *missing_r)
+{
+	FILE *f = fopen(path, "r");
+	*missing_r = !f && errno == ENOENT;
+	if (!f && !*missing_r)
+		check_add(r, CHECK_INFO, not_checked_id, line,
+			  "run cursus check as the user that starts cursusd (root)",
+			  "%s could not be read here: %s", path, strerror(errno));
+	return f;
+}
+
 static void check_tls_key(struct check_report *r, X509 *x)
 {
 	const struct config *cfg = r->cfg;
 	int line = check_tls_line(r, "tls_key");
 	EVP_PKEY *key;
 	struct stat st;
+	int missing;
 	FILE *f;
 
-	if (!(f = fopen(cfg->tls_key, "r"))) {
-		if (errno == ENOENT)
+	if (!(f = check_tls_open(r, cfg->tls_key, line, "tls-key-not-checked", &missing))) {
+		if (missing)
 			check_add(r, CHECK_ERROR, "tls-key-missing", line,
 				  "install the certificate's private key at tls_key",
 				  "the key %s does not exist: cursusd cannot start its TLS",
 				  cfg->tls_key);
-		else
-			check_add(r, CHECK_INFO, "tls-key-not-checked", line,
-				  "run cursus check as the user that starts cursusd (root)",
-				  "the key %s could not be read here: %s", cfg->tls_key,
-				  strerror(errno));
 		return;
 	}
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
@@ -133,27 +143,23 @@ void check_tls(struct check_report *r)
 	const struct config *cfg = r->cfg;
 	int line = check_tls_line(r, "tls_cert"), self_line = check_tls_line(r, "tls_self_signed");
 	X509 *x = NULL;
+	int missing;
 	FILE *f;
 
 	if (!check_tls_used(cfg))
 		return;
-	if (!(f = fopen(cfg->tls_cert, "r"))) {
-		if (errno == ENOENT && cfg->tls_self_signed)
+	if (!(f = check_tls_open(r, cfg->tls_cert, line, "tls-cert-not-checked", &missing))) {
+		if (missing && cfg->tls_self_signed)
 			check_add(r, CHECK_WARNING, "tls-cert-self-signed", self_line,
 				  "install a certificate from a CA (e.g. Let's Encrypt) as tls_cert "
 				  "and tls_key and set tls_self_signed no",
 				  "%s does not exist: tls_self_signed makes a self-signed certificate "
 				  "that clients cannot verify", cfg->tls_cert);
-		else if (errno == ENOENT)
+		else if (missing)
 			check_add(r, CHECK_ERROR, "tls-cert-missing", line,
 				  "install the server's certificate (with its chain) at tls_cert",
 				  "the certificate %s does not exist: cursusd cannot start its TLS",
 				  cfg->tls_cert);
-		else
-			check_add(r, CHECK_INFO, "tls-cert-not-checked", line,
-				  "run cursus check as the user that starts cursusd (root)",
-				  "the certificate %s could not be read here: %s", cfg->tls_cert,
-				  strerror(errno));
 		return;
 	}
 	x = PEM_read_X509(f, NULL, NULL, NULL);
