@@ -77,12 +77,21 @@ static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx
 			  "%s: relay_auth_unverified with relay_tls %s sends the relay password "
 			  "for %s to any server that answers with a certificate", c->where,
 			  check_relay_tls_names[c->tls], c->nexthop);
-	else if (c->tls != RELAY_TLS_VERIFY && strset_has(creds, c->nexthop))
-		check_add(r, CHECK_WARNING, "relay-tls-not-verify", c->tls_line,
+	else if (c->tls == RELAY_TLS_NONE && strset_has(creds, c->nexthop))
+		check_add(r, CHECK_ERROR, "relay-auth-no-tls", c->tls_line,
 			  "set relay_tls verify for this next hop (relay_ca for a private CA)",
-			  "%s: credentials are stored for %s but relay_tls is %s: a server "
-			  "without a verified certificate gets the mail without AUTH or defers it",
-			  c->where, c->nexthop, check_relay_tls_names[c->tls]);
+			  "%s: credentials are stored for %s but relay_tls is none: they are never "
+			  "sent in clear, so mail through it is always deferred", c->where,
+			  c->nexthop);
+	/* The transport sends them only over a verified certificate anyway (unless
+	 * relay_auth_unverified): safe, but the policy should say so. */
+	else if (c->tls != RELAY_TLS_VERIFY && strset_has(creds, c->nexthop))
+		check_add(r, CHECK_INFO, "relay-tls-not-verify", c->tls_line,
+			  "set relay_tls verify for this next hop, so that the policy says what "
+			  "happens (relay_ca for a private CA)",
+			  "%s: credentials are stored for %s with relay_tls %s: they go only "
+			  "over a verified certificate, and mail is deferred where it does not "
+			  "verify", c->where, c->nexthop, check_relay_tls_names[c->tls]);
 }
 
 static int check_relay_named(const struct check_relay_ctx *ctx, size_t n, const char *nexthop)

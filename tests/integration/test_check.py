@@ -119,6 +119,7 @@ CASES = [
     ("key_mismatch", "key_mismatch", ()),
     ("relay_auth_unverified", "good", ()),
     ("relay_tls_not_verify", "good", ("[192.0.2.5]:587",)),
+    ("relay_auth_no_tls", "good", ("[192.0.2.5]:587",)),
     ("postmaster_missing", "good", ()),
 ]
 
@@ -132,20 +133,21 @@ def test_one_finding(ca, tmp_path, name, cert, creds):
     assert [(m["file"], m["line"], m["sev"], m["id"]) for m in got] == \
         [(conf, str(line), sev, fid)], r.stdout + r.stderr
     assert r.returncode == (0 if sev == "info" else 1), r.stdout
-    assert r.stdout.splitlines()[-1] == "%d error%s, %d warning%s" % (
+    assert r.stdout.splitlines()[-1] == ("configuration OK" if sev == "info" else
+                                         "%d error%s, %d warning%s" % (
         sev == "error", "" if sev == "error" else "s", sev == "warning",
-        "" if sev == "warning" else "s")
+        "" if sev == "warning" else "s"))
 
     j = run(conf, "check", "--json")
     assert j.returncode == r.returncode
     doc = json.loads(j.stdout)
-    assert doc["file"] == conf and doc["status"] == "problems"
+    assert doc["file"] == conf and doc["status"] == ("ok" if sev == "info" else "problems")
     assert [(f["id"], f["severity"], f["file"], f["line"]) for f in doc["findings"]] == \
         [(fid, sev, conf, line)]
     assert doc["findings"][0]["message"] == got[0]["msg"]
     assert doc["findings"][0]["fix"] == got[0]["fix"]
     assert (doc["errors"], doc["warnings"], doc["infos"]) == (
-        int(sev == "error"), int(sev == "warning"), 0)
+        int(sev == "error"), int(sev == "warning"), int(sev == "info"))
 
 
 def test_clean(ca, tmp_path):
