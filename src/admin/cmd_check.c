@@ -10,9 +10,9 @@
 
 #include "admin/admin.h"
 #include "admin/check.h"
-#include "config/config_lex.h"
 #include "store/userdb.h"
 #include "util/json.h"
+#include "util/xmalloc.h"
 
 #define CHECK_CERT_DAYS 30      /* a certificate expiring sooner is a warning */
 #define CHECK_CERT_DAYS_MAX 3650
@@ -31,7 +31,7 @@ static int check_unreadable(const char *path, const char *errors, int json)
 		char *line;
 		if (!(nl = strchr(p, '\n')))
 			nl = p + strlen(p) - 1;
-		line = strndup(p, (size_t)(nl - p + (*nl != '\n')));
+		line = xstrndup(p, (size_t)(nl - p + (*nl != '\n')));
 		printf("%s", p == errors ? "" : ",");
 		json_put_str(stdout, line);
 		free(line);
@@ -58,7 +58,8 @@ int cmd_check(const char *config_path, int argc, char **argv)
 	struct userdb *db;
 	char *errors = NULL, *store_err;
 	size_t errlen = 0;
-	unsigned long long days;
+	unsigned long days;
+	char *end;
 	int json = 0, status;
 	FILE *errs;
 
@@ -66,7 +67,8 @@ int cmd_check(const char *config_path, int argc, char **argv)
 		if (strcmp(argv[i], "--json") == 0)
 			json = 1;
 		else if (strcmp(argv[i], "--cert-days") == 0 && i + 1 < argc &&
-			 config_lex_number(argv[++i], 0, &days) == 0 && days <= CHECK_CERT_DAYS_MAX)
+			 argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' &&
+			 (days = strtoul(argv[++i], &end, 10)) <= CHECK_CERT_DAYS_MAX && !*end)
 			r.cert_days = (int)days;
 		else
 			return admin_usage_error();
