@@ -15,6 +15,7 @@
 #include "client/smtpc.h"
 #include "net/tls_client.h"
 #include "sasl/sasl.h"
+#include "util/json.h"
 #include "util/xmalloc.h"
 
 /* ---- TLS -------------------------------------------------------------------------- */
@@ -200,18 +201,10 @@ int probe_exit_status(const struct probe_result *pr)
 
 /* ---- output ----------------------------------------------------------------------- */
 
+/* The probe writes "" for what it did not see. */
 static void probe_json_str(const char *s)
 {
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
+	json_put_str(stdout, s ? s : "");
 }
 
 static void probe_json_list(const char *list)

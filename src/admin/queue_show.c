@@ -11,6 +11,7 @@
 
 #include "admin/admin.h"
 #include "queue/qstore.h"
+#include "util/json.h"
 #include "util/xmalloc.h"
 
 #define QUEUE_SHOW_HEADER_MAX (64 * 1024)   /* octets of header printed by show */
@@ -33,45 +34,6 @@ static void queue_put_clean(const char *s, size_t len)
 static void queue_puts_clean(const char *s)
 {
 	queue_put_clean(s ? s : "", s ? strlen(s) : 0);
-}
-
-/* The length of the valid UTF-8 sequence at s (n octets left), or 0. */
-static size_t queue_utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-	if (s[0] >= 0xf5 || len == 0 || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
-static void queue_json_str(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)p);
-
-	if (!s) {
-		fputs("null", stdout);
-		return;
-	}
-	putchar('"');
-	for (size_t i = 0; i < n; i++) {
-		size_t u;
-		if (p[i] == '"' || p[i] == '\\')
-			printf("\\%c", p[i]);
-		else if (p[i] < 0x20 || p[i] == 0x7f)
-			printf("\\u%04x", p[i]);
-		else if (p[i] < 0x80)
-			putchar(p[i]);
-		else if ((u = queue_utf8_len(p + i, n - i)) > 0) {
-			fwrite(p + i, 1, u, stdout);
-			i += u - 1;
-		} else
-			fputs("\\ufffd", stdout);
-	}
-	putchar('"');
 }
 
 /* "45s", "12m", "3h20m", "2d4h". */
@@ -177,21 +139,21 @@ static void queue_print_json(const struct qmsg *m, time_t now)
 	queue_time(t, sizeof(t), m->env.received);
 	printf("\"received\":\"%s\",\"age\":%lld,\"size\":%zu,\"sender\":", t,
 	       (long long)(now - m->env.received), m->size);
-	queue_json_str(m->env.mail_from);
+	json_put_str(stdout, m->env.mail_from);
 	printf(",\"held\":%s,\"recipients\":[", m->held ? "true" : "false");
 	for (size_t i = 0; i < m->env.n_rcpts; i++) {
 		const struct env_rcpt *r = &m->env.rcpts[i];
 		printf("%s{\"address\":", i ? "," : "");
-		queue_json_str(r->address);
+		json_put_str(stdout, r->address);
 		printf(",\"state\":\"%s\",\"attempts\":%u,\"status\":", rcpt_state_name(r->state),
 		       r->attempts);
-		queue_json_str(r->status[0] ? r->status : NULL);
+		json_put_str(stdout, r->status[0] ? r->status : NULL);
 		fputs(",\"remote\":", stdout);
-		queue_json_str(r->remote_mta);
+		json_put_str(stdout, r->remote_mta);
 		fputs(",\"reply\":", stdout);
-		queue_json_str(r->diag);
+		json_put_str(stdout, r->diag);
 		fputs(",\"route\":", stdout);
-		queue_json_str(r->route);
+		json_put_str(stdout, r->route);
 		queue_time(t, sizeof(t), r->last_attempt);
 		printf(",\"last_attempt\":%s%s%s", r->last_attempt ? "\"" : "",
 		       r->last_attempt ? t : "null", r->last_attempt ? "\"" : "");

@@ -756,6 +756,36 @@ static void check_all(struct parser *p)
 	}
 }
 
+/* Kept after parsing so that a message can name the line of a setting. */
+static int *lines_copy(const struct optset *s)
+{
+	int *lines = xcalloc(N_OPTS, sizeof(*lines));
+	for (size_t i = 0; i < N_OPTS; i++)
+		lines[i] = s->set[i] ? s->line[i] : 0;
+	return lines;
+}
+
+static int lines_find(const int *lines, const char *option)
+{
+	const struct opt *o = opt_find(option);
+	return lines && o ? lines[o - opt_table] : 0;
+}
+
+int config_option_line(const struct config *cfg, const char *option)
+{
+	return lines_find(cfg->opt_lines, option);
+}
+
+int config_listener_line(const struct listener_conf *l, const char *option)
+{
+	return lines_find(l->opt_lines, option);
+}
+
+int config_route_line(const struct route_conf *r, const char *option)
+{
+	return lines_find(r->opt_lines, option);
+}
+
 struct config *config_load(const char *path, FILE *errs)
 {
 	struct parser p = { .file = path, .errs = errs };
@@ -781,6 +811,11 @@ struct config *config_load(const char *path, FILE *errs)
 	fclose(f);
 
 	check_all(&p);
+	p.cfg->opt_lines = lines_copy(&p.opts);
+	for (size_t i = 0; i < p.n_ls; i++)
+		p.ls[i].l->opt_lines = lines_copy(&p.ls[i].opts);
+	for (size_t i = 0; i < p.n_rs; i++)
+		p.rs[i].r->opt_lines = lines_copy(&p.rs[i].opts);
 	/* Linked in file order, so the daemon binds and logs them as written. */
 	for (size_t i = p.n_ls; i-- > 0;) {
 		p.ls[i].l->next = p.cfg->listeners;
@@ -877,6 +912,7 @@ void config_free(struct config **cfgp)
 		free(l->name);
 		free(l->host);
 		free(l->port);
+		free(l->opt_lines);
 		free(l);
 	}
 	while (cfg->routes) {
@@ -887,9 +923,11 @@ void config_free(struct config **cfgp)
 		config_relay_nexthop_clear(&r->relay_host);
 		free(r->relay_ca);
 		free(r->lmtp);
+		free(r->opt_lines);
 		free(r);
 	}
 	free(cfg->path);
+	free(cfg->opt_lines);
 	free(cfg);
 	*cfgp = NULL;
 }

@@ -79,6 +79,7 @@ struct listener_conf {
 	enum tls_mode tls;
 	struct limits limits;
 	int line;                  /* where it was declared, for messages */
+	int *opt_lines;            /* see config_listener_line() */
 	struct listener_conf *next;
 };
 
@@ -102,6 +103,7 @@ struct route_conf {
 	int relay_auth_unverified; /* -1: global */
 	char *lmtp;                /* NULL: global; route blocks only (not sender_route) */
 	int line;
+	int *opt_lines;            /* see config_route_line() */
 	struct route_conf *next;
 };
 
@@ -183,6 +185,7 @@ struct config {
 	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;
+	int *opt_lines;            /* see config_option_line() */
 };
 
 /* Parses path; on error prints every error as "file:line: message" to errs and
@@ -197,5 +200,12 @@ void config_release(const struct config **cfg);
 /* domain compared case-insensitively. */
 int config_is_local_domain(const struct config *cfg, const char *domain);
 const char *config_role_name(enum listener_role role);
+/* The line of cfg->path where an option was set: globally, in a listener block or in
+ * a route / sender_route block (the first line of a list spread over several); 0 when
+ * it was not set there (the default, or for a block the global value). For messages
+ * that point the administrator at a setting, such as `cursus check`'s. */
+int config_option_line(const struct config *cfg, const char *option);
+int config_listener_line(const struct listener_conf *l, const char *option);
+int config_route_line(const struct route_conf *r, const char *option);
 
 #endif

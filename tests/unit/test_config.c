@@ -903,9 +903,43 @@ static void test_refs(void)
 	CHECK(p == NULL && atomic_load(&mine.refs) == 0);
 }
 
+/* Where each option was set, for `cursus check`: global, per listener, per route; 0
+ * for a default and for a value a block inherits. */
+static void test_option_lines(void)
+{
+	struct config *cfg = loads("# comment\n"
+				   "local_domains example.test\n"
+				   "local_domains example.org\n"
+				   "relay_tls verify\n"
+				   "listener smtp {\n"
+				   "address 127.0.0.1:2525\n"
+				   "auth_mechanisms none\n"
+				   "}\n"
+				   "route partner.example {\n"
+				   "relay_host [192.0.2.5]:587\n"
+				   "relay_auth_unverified yes\n"
+				   "}\n");
+	CHECK(cfg != NULL);
+	if (!cfg)
+		return;
+	CHECK(config_option_line(cfg, "local_domains") == 2);
+	CHECK(config_option_line(cfg, "relay_tls") == 4);
+	CHECK(config_option_line(cfg, "hostname") == 0);
+	CHECK(config_option_line(cfg, "no_such_option") == 0);
+	CHECK(config_option_line(cfg, "auth_mechanisms") == 0);
+	CHECK(config_listener_line(cfg->listeners, "auth_mechanisms") == 7);
+	CHECK(config_listener_line(cfg->listeners, "address") == 6);
+	CHECK(config_listener_line(cfg->listeners, "max_recipients") == 0);
+	CHECK(config_route_line(cfg->routes, "relay_host") == 10);
+	CHECK(config_route_line(cfg->routes, "relay_auth_unverified") == 11);
+	CHECK(config_route_line(cfg->routes, "relay_tls") == 0);
+	config_free(&cfg);
+}
+
 void unit_main(void)
 {
 	test_refs();
+	test_option_lines();
 	test_seconds();
 	test_relay_defaults();
 	test_relay_options();

@@ -1,0 +1,149 @@
+/* check_relay: where the relay password could go. SPEC "Queue and delivery": it is
+ * sent only to the smart host it is stored for, only over TLS with a verified
+ * certificate unless explicitly allowed. Each place a smart host is named (the global
+ * relay_host, each route or sender_route block with one) is a context with its own
+ * effective relay_tls and relay_auth_unverified; the stored credentials
+ * (`cursus relay-auth`) are matched to contexts by the name route_nexthop() gives. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/check.h"
+#include "route/route.h"
+#include "store/userdb.h"
+#include "util/strset.h"
+#include "util/xmalloc.h"
+
+struct check_relay_ctx {
+	const char *where;         /* "relay_host" or a block's name */
+	char *nexthop;             /* as credentials are stored: "[host]:port" */
+	int tls, tls_line;
+	int unverified, unverified_line;
+};
+
+static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify" };
+
+static char *check_relay_nexthop(const struct config *cfg, const struct nexthop_conf *nh)
+{
+	struct route rt = { .kind = ROUTE_RELAY, .target = nh->host,
+			    .port = nh->port ? nh->port : cfg->relay_port, .literal = nh->literal };
+	return route_nexthop(&rt);
+}
+
+/* A block's setting, else the global one; its line likewise, else the block's. */
+static void check_relay_ctx_route(const struct config *cfg, const struct route_conf *rc,
+				  struct check_relay_ctx *c)
+{
+	int g_tls = config_option_line(cfg, "relay_tls");
+	int g_unv = config_option_line(cfg, "relay_auth_unverified");
+	c->where = rc->name;
+	c->nexthop = check_relay_nexthop(cfg, &rc->relay_host);
+	c->tls = rc->relay_tls >= 0 ? rc->relay_tls : (int)cfg->relay_tls;
+	c->tls_line = rc->relay_tls >= 0 ? config_route_line(rc, "relay_tls") : g_tls;
+	if (!c->tls_line)
+		c->tls_line = rc->line;
+	c->unverified = rc->relay_auth_unverified >= 0 ? rc->relay_auth_unverified
+						       : cfg->relay_auth_unverified;
+	c->unverified_line = rc->relay_auth_unverified >= 0
+			     ? config_route_line(rc, "relay_auth_unverified") : g_unv;
+	if (!c->unverified_line)
+		c->unverified_line = rc->line;
+}
+
+/* The next hops credentials are stored for, each once. */
+struct check_relay_creds {
+	struct strset set;
+	char **names;
+	size_t n;
+};
+
+static void check_relay_list_cb(void *arg, const char *nexthop, const char *sender,
+				const char *user)
+{
+	struct check_relay_creds *c = arg;
+	if (!strset_add(&c->set, nexthop))
+		return;
+	c->names = xrealloc(c->names, (c->n + 1) * sizeof(*c->names));
+	c->names[c->n++] = xstrdup(nexthop);
+}
+
+static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx *c,
+			    const struct strset *creds)
+{
+	/* With relay_tls none no password is sent at all: it never goes in clear. */
+	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT))
+		check_add(r, CHECK_ERROR, "relay-auth-unverified", c->unverified_line,
+			  "set relay_tls verify (relay_ca for a private CA) and remove "
+			  "relay_auth_unverified",
+			  "%s: relay_auth_unverified with relay_tls %s sends the relay password "
+			  "for %s to any server that answers with a certificate", c->where,
+			  check_relay_tls_names[c->tls], c->nexthop);
+	else if (c->tls == RELAY_TLS_NONE && strset_has(creds, c->nexthop))
+		check_add(r, CHECK_ERROR, "relay-auth-no-tls", c->tls_line,
+			  "set relay_tls verify for this next hop (relay_ca for a private CA)",
+			  "%s: credentials are stored for %s but relay_tls is none: they are never "
+			  "sent in clear, so mail through it is always deferred", c->where,
+			  c->nexthop);
+	/* The transport sends them only over a verified certificate anyway (unless
+	 * relay_auth_unverified): safe, but the policy should say so. */
+	else if (c->tls != RELAY_TLS_VERIFY && strset_has(creds, c->nexthop))
+		check_add(r, CHECK_INFO, "relay-tls-not-verify", c->tls_line,
+			  "set relay_tls verify for this next hop, so that the policy says what "
+			  "happens (relay_ca for a private CA)",
+			  "%s: credentials are stored for %s with relay_tls %s: they go only "
+			  "over a verified certificate, and mail is deferred where it does not "
+			  "verify", c->where, c->nexthop, check_relay_tls_names[c->tls]);
+}
+
+static int check_relay_named(const struct check_relay_ctx *ctx, size_t n, const char *nexthop)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ctx[i].nexthop, nexthop) == 0)
+			return 1;
+	return 0;
+}
+
+void check_relay(struct check_report *r, struct userdb *db)
+{
+	const struct config *cfg = r->cfg;
+	struct check_relay_ctx *ctx = NULL;
+	struct check_relay_creds creds = {0};
+	size_t n = 0;
+	char *err = NULL;
+
+	if (cfg->relay_host.host) {
+		ctx = xrealloc(ctx, (n + 1) * sizeof(*ctx));
+		ctx[n] = (struct check_relay_ctx){
+			"relay_host", check_relay_nexthop(cfg, &cfg->relay_host), (int)cfg->relay_tls,
+			config_option_line(cfg, "relay_tls"), cfg->relay_auth_unverified,
+			config_option_line(cfg, "relay_auth_unverified") };
+		if (!ctx[n].tls_line)
+			ctx[n].tls_line = config_option_line(cfg, "relay_host");
+		n++;
+	}
+	for (const struct route_conf *rc = cfg->routes; rc; rc = rc->next) {
+		if (!rc->relay_host.host)
+			continue;
+		ctx = xrealloc(ctx, (n + 1) * sizeof(*ctx));
+		check_relay_ctx_route(cfg, rc, &ctx[n++]);
+	}
+	if (db) {
+		/* A failure here leaves the list empty; check_store says the store is bad. */
+		userdb_relay_auth_list(db, check_relay_list_cb, &creds, &err);
+		free(err);
+	}
+	for (size_t i = 0; i < n; i++)
+		check_relay_ctx(r, &ctx[i], &creds.set);
+	for (size_t i = 0; i < creds.n; i++) {
+		if (!check_relay_named(ctx, n, creds.names[i]))
+			check_add(r, CHECK_INFO, "relay-auth-unused", 0,
+				  "name the host in relay_host, or delete them with cursus relay-auth "
+				  "del", "credentials are stored for %s, which no relay_host names",
+				  creds.names[i]);
+		free(creds.names[i]);
+	}
+	free(creds.names);
+	for (size_t i = 0; i < n; i++)
+		free(ctx[i].nexthop);
+	free(ctx);
+	strset_clear(&creds.set);
+}
