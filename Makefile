@@ -6,7 +6,7 @@ DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt \
-            libunbound
+            libunbound libsystemd
 CFLAGS   ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (the sanitizer build) keeps them.
 ALL_CFLAGS = $(CFLAGS) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter \

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/privdrop.h"
+#include "daemon/svcnotify.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
 #include "net/dns.h"
@@ -185,9 +186,19 @@ static void notify_close(void)
 	pthread_mutex_unlock(&notify_mu);
 }
 
+/* SIGHUP as the service manager sees it: reloading until the new configuration is in
+ * place (or refused, the old one kept), then ready again. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	svcnotify_reloading();
+	on_reload(sig, what, arg);
+	svcnotify_ready();
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal=%d event=shutdown", (int)sig);
+	svcnotify_stopping();
 	event_base_loopexit(arg, NULL);
 }
 
@@ -321,10 +332,11 @@ int main(int argc, char **argv)
 
 	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
 	sigs[1] = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
-	sigs[2] = evsignal_new(srv.base, SIGHUP, on_reload, &srv);
+	sigs[2] = evsignal_new(srv.base, SIGHUP, on_sighup, &srv);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
 	pid_file_write(cfg->pid_file);
+	svcnotify_ready();
 	event_base_dispatch(srv.base);
 	control_destroy(&ctl);
 	unlink(cfg->pid_file);
