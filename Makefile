@@ -35,7 +35,7 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libcursus.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -81,11 +81,36 @@ bench-relay: deps all
 bench-big: deps all
 	$(PYTHON) bench/bigmsg.py --build $(abspath $(BUILD))
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/cursus
+# Installed layout (docs/install.md): programs in sbin, sendmail/mailq/newaliases as
+# links to cursus where Debian puts them, man pages, the systemd unit, the production
+# configuration (kept when one is there), and the state directory.
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+MANDIR        ?= $(PREFIX)/share/man
+DOCDIR        ?= $(PREFIX)/share/doc/cursus
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+MAN_PAGES      = $(wildcard man/*.[1-8])
+
+install: $(BUILD)/cursusd $(BUILD)/cursus
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/cursus
+	install -d -m 755 $(DESTDIR)$(LOCALSTATEDIR)/lib/cursus
 	install -m 755 $(BUILD)/cursusd $(DESTDIR)$(PREFIX)/sbin/cursusd
-	install -m 755 $(BUILD)/cursus $(DESTDIR)$(PREFIX)/bin/cursus
-	install -m 644 etc/cursus.conf.example $(DESTDIR)$(PREFIX)/share/doc/cursus/cursus.conf.example
+	install -m 755 $(BUILD)/cursus $(DESTDIR)$(PREFIX)/sbin/cursus
+	ln -sf cursus $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf ../sbin/cursus $(DESTDIR)$(PREFIX)/bin/mailq
+	ln -sf ../sbin/cursus $(DESTDIR)$(PREFIX)/bin/newaliases
+	for p in $(MAN_PAGES); do \
+		install -m 644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/$${p#man/} || exit 1; done
+	sed -e 's#/usr/sbin/#$(PREFIX)/sbin/#g' -e 's#/etc/cursus/#$(SYSCONFDIR)/cursus/#g' \
+		-e 's#/var/lib/cursus#$(LOCALSTATEDIR)/lib/cursus#g' systemd/cursusd.service \
+		>$(DESTDIR)$(UNITDIR)/cursusd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/cursusd.service
+	install -m 644 etc/cursus.conf.example $(DESTDIR)$(DOCDIR)/cursus.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf || \
+		sed 's#/var/lib/cursus#$(LOCALSTATEDIR)/lib/cursus#g' etc/cursus.conf \
+		>$(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf
 
 clean:
 	rm -rf build build-san build-fuzz
