@@ -10,8 +10,6 @@
 
 #include "admin/admin.h"
 
-#define ADMIN_DEFAULT_CONFIG "etc/cursus-dev.conf"
-
 static const char admin_usage_text[] =
 	"usage: cursus [-c FILE] COMMAND ...\n"
 	"\n"
@@ -79,7 +77,7 @@ static const char admin_usage_text[] =
 	"\n"
 	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
 	"line from stdin when it is not a terminal; never from the command line.\n"
-	"The configuration is FILE, else $CURSUS_CONFIG, else " ADMIN_DEFAULT_CONFIG ".\n";
+	"The configuration is FILE, else $CURSUS_CONFIG, else " CURSUS_DEFAULT_CONFIG ".\n";
 
 struct admin_command {
 	const char *name;
@@ -122,7 +120,7 @@ int main(int argc, char **argv)
 	/* The user database holds password hashes: nothing we create is for others. */
 	umask(077);
 	if (!config_path || !*config_path)
-		config_path = ADMIN_DEFAULT_CONFIG;
+		config_path = CURSUS_DEFAULT_CONFIG;
 	/* '+': options end at the command, so a command's own arguments are its own. */
 	while ((c = getopt(argc, argv, "+c:h")) != -1) {
 		switch (c) {

@@ -37,7 +37,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: cursusd [-d] [-n] [-c FILE]\n"
-			"  -c, --config FILE   configuration (default etc/cursus-dev.conf)\n"
+			"  -c, --config FILE   configuration (default " CURSUS_DEFAULT_CONFIG ")\n"
 			"  -d, --foreground    stay in the foreground, log to stderr\n"
 			"  -n, --check         check the configuration and exit\n");
 	exit(2);
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : "etc/cursus-dev.conf";
+	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : CURSUS_DEFAULT_CONFIG;
 	int foreground = 0, check = 0, ch, need_tls = 0;
 	struct smtp_server srv = {0};
 	struct smtp_listener *ls[64];
