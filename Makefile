@@ -99,7 +99,7 @@ DOCDIR        ?= $(PREFIX)/share/doc/cursus
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 MAN_PAGES      = $(wildcard man/*.[1-8])
 
-IBUILD         = $(BUILD)/installed
+IBUILD         = $(BUILD)/installed$(subst /,-,$(SYSCONFDIR))
 
 .PHONY: installed-programs
 installed-programs:
