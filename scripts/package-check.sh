@@ -78,9 +78,12 @@ PY
 
 in_net() { nsenter --net="/proc/$daemon_pid/ns/net" "$@"; }
 
+# Names as the root knows them, not as this machine does.
+getent() { getent "$@"; }
+owner() { chroot "$root" stat -c %U:%G:%a "$1"; }
+
 check_installed() {
 	local uid
-	getent() { chroot "$root" getent "$@"; }
 	getent passwd cursus >/dev/null || die "no user cursus after the installation"
 	getent group cursus >/dev/null || die "no group cursus after the installation"
 	uid=$(getent passwd cursus | cut -d: -f3)
@@ -97,9 +100,9 @@ check_installed() {
 	[ "$(readlink "$root/usr/bin/newaliases")" = ../sbin/cursus ] || die "/usr/bin/newaliases is not a link to cursus"
 	[ -L "$root/etc/systemd/system/multi-user.target.wants/cursusd.service" ] ||
 		die "cursusd.service is not enabled"
-	[ "$(stat -c %U:%G:%a "$root/var/lib/cursus")" = root:root:755 ] || die "/var/lib/cursus: $(stat -c %U:%G:%a "$root/var/lib/cursus")"
-	[ "$(stat -c %U:%G:%a "$root/etc/cursus/cursus.conf")" = root:cursus:640 ] ||
-		die "/etc/cursus/cursus.conf: $(stat -c %U:%G:%a "$root/etc/cursus/cursus.conf")"
+	[ "$(owner /var/lib/cursus)" = root:root:755 ] || die "/var/lib/cursus: $(owner /var/lib/cursus)"
+	[ "$(owner /etc/cursus/cursus.conf)" = root:cursus:640 ] ||
+		die "/etc/cursus/cursus.conf: $(owner /etc/cursus/cursus.conf)"
 	in_root "cursus check" >/dev/null || die "cursus check fails on the installed configuration"
 	say "installed: user cursus (uid $uid), programs, links, man pages, unit enabled"
 }
@@ -130,7 +133,7 @@ start_as_unit() {
 	wait_notify 1 READY=1
 	kill -0 "$daemon_pid" 2>/dev/null || die "cursusd is gone after READY=1"
 	local uid
-	uid=$(chroot "$root" getent passwd cursus | cut -d: -f3)
+	uid=$(getent passwd cursus | cut -d: -f3)
 	grep -q "^Uid:	$uid	$uid	$uid	$uid$" "/proc/$daemon_pid/status" ||
 		die "cursusd does not run as cursus: $(grep ^Uid "/proc/$daemon_pid/status")"
 	grep -q "^NoNewPrivs:	1$" "/proc/$daemon_pid/status" || die "cursusd runs without no_new_privs"
@@ -138,12 +141,12 @@ start_as_unit() {
 }
 
 send_and_deliver() {
-	local token maildir i
+	local token maildir i f
 	token="package-check-$$-$RANDOM"
 	in_net swaks --server 127.0.0.1 --port 25 --tls --from root@localhost --to alice@localhost \
 		--header "Subject: $token" --body "$token" --timeout 30 >"$work/swaks.log" 2>&1 ||
 		{ cat "$work/swaks.log" >&2; die "swaks could not send to port 25"; }
-	grep -q '^<- *250 .*queued\|^<- *250 2.0.0' "$work/swaks.log" ||
+	grep -Eq '^<[~-] +250 2\.0\.0 .*queued' "$work/swaks.log" ||
 		{ cat "$work/swaks.log" >&2; die "the message was not accepted"; }
 	maildir="$root/var/lib/cursus/mail/localhost/alice/new"
 	for ((i = 0; i < 120; i++)); do
@@ -152,8 +155,9 @@ send_and_deliver() {
 	done
 	grep -qs "$token" "$maildir"/* || die "the message did not reach $maildir; log:
 $(tail -n 20 "$work/cursusd.log")"
-	[ "$(stat -c %U "$(grep -ls "$token" "$maildir"/* | head -n 1)")" = cursus ] ||
-		die "the delivered message is not cursus's"
+	f=$(grep -ls "$token" "$maildir"/* | head -n 1)
+	[ "$(owner "${f#"$root"}")" = cursus:cursus:600 ] ||
+		die "the delivered message is $(owner "${f#"$root"}"), not cursus's"
 	say "a message sent with swaks to port 25 was delivered to alice@localhost's Maildir"
 	in_net swaks --server ::1 --port 587 --tls --quit-after EHLO --timeout 30 >"$work/swaks587.log" 2>&1 ||
 		{ cat "$work/swaks587.log" >&2; die "submission on [::1]:587 does not answer with STARTTLS"; }
@@ -179,8 +183,8 @@ check_purged() {
 	local f
 	in_root "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq cursus" >"$work/purge.log" 2>&1 ||
 		{ cat "$work/purge.log" >&2; die "apt-get purge cursus failed"; }
-	! chroot "$root" getent passwd cursus >/dev/null || die "the user cursus survived the purge"
-	! chroot "$root" getent group cursus >/dev/null || die "the group cursus survived the purge"
+	! getent passwd cursus >/dev/null || die "the user cursus survived the purge"
+	! getent group cursus >/dev/null || die "the group cursus survived the purge"
 	for f in /var/lib/cursus /etc/cursus /usr/sbin/cursusd /usr/sbin/sendmail \
 		/lib/systemd/system/cursusd.service /etc/systemd/system/multi-user.target.wants/cursusd.service; do
 		[ ! -e "$root$f" ] && [ ! -L "$root$f" ] || die "$f survived the purge"
