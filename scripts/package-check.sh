@@ -79,16 +79,16 @@ PY
 in_net() { nsenter --net="/proc/$daemon_pid/ns/net" "$@"; }
 
 # Names as the root knows them, not as this machine does.
-getent() { getent "$@"; }
+root_getent() { chroot "$root" getent "$@"; }
 owner() { chroot "$root" stat -c %U:%G:%a "$1"; }
 
 check_installed() {
 	local uid
 	getent passwd cursus >/dev/null || die "no user cursus after the installation"
 	getent group cursus >/dev/null || die "no group cursus after the installation"
-	uid=$(getent passwd cursus | cut -d: -f3)
+	uid=$(root_getent passwd cursus | cut -d: -f3)
 	[ "$uid" -lt 1000 ] || die "cursus is not a system user (uid $uid)"
-	[ "$(getent passwd cursus | cut -d: -f7)" = /usr/sbin/nologin ] || die "cursus has a login shell"
+	[ "$(root_getent passwd cursus | cut -d: -f7)" = /usr/sbin/nologin ] || die "cursus has a login shell"
 	local f
 	for f in /usr/sbin/cursusd /usr/sbin/cursus /lib/systemd/system/cursusd.service \
 		/etc/cursus/cursus.conf /usr/share/man/man8/cursusd.8.gz /usr/share/man/man8/cursus.8.gz \
@@ -133,7 +133,7 @@ start_as_unit() {
 	wait_notify 1 READY=1
 	kill -0 "$daemon_pid" 2>/dev/null || die "cursusd is gone after READY=1"
 	local uid
-	uid=$(getent passwd cursus | cut -d: -f3)
+	uid=$(root_getent passwd cursus | cut -d: -f3)
 	grep -q "^Uid:	$uid	$uid	$uid	$uid$" "/proc/$daemon_pid/status" ||
 		die "cursusd does not run as cursus: $(grep ^Uid "/proc/$daemon_pid/status")"
 	grep -q "^NoNewPrivs:	1$" "/proc/$daemon_pid/status" || die "cursusd runs without no_new_privs"
@@ -183,8 +183,8 @@ check_purged() {
 	local f
 	in_root "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq cursus" >"$work/purge.log" 2>&1 ||
 		{ cat "$work/purge.log" >&2; die "apt-get purge cursus failed"; }
-	! getent passwd cursus >/dev/null || die "the user cursus survived the purge"
-	! getent group cursus >/dev/null || die "the group cursus survived the purge"
+	! root_getent passwd cursus >/dev/null || die "the user cursus survived the purge"
+	! root_getent group cursus >/dev/null || die "the group cursus survived the purge"
 	for f in /var/lib/cursus /etc/cursus /usr/sbin/cursusd /usr/sbin/sendmail \
 		/lib/systemd/system/cursusd.service /etc/systemd/system/multi-user.target.wants/cursusd.service; do
 		[ ! -e "$root$f" ] && [ ! -L "$root$f" ] || die "$f survived the purge"
