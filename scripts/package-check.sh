@@ -84,8 +84,8 @@ owner() { chroot "$root" stat -c %U:%G:%a "$1"; }
 
 check_installed() {
 	local uid
-	getent passwd cursus >/dev/null || die "no user cursus after the installation"
-	getent group cursus >/dev/null || die "no group cursus after the installation"
+	root_getent passwd cursus >/dev/null || die "no user cursus after the installation"
+	root_getent group cursus >/dev/null || die "no group cursus after the installation"
 	uid=$(root_getent passwd cursus | cut -d: -f3)
 	[ "$uid" -lt 1000 ] || die "cursus is not a system user (uid $uid)"
 	[ "$(root_getent passwd cursus | cut -d: -f7)" = /usr/sbin/nologin ] || die "cursus has a login shell"
