@@ -11,9 +11,11 @@ BUILD = os.environ["CURSUS_BUILD"]
 
 
 def make_install(destdir, *extra):
-    # The installed programs are built in $(BUILD)/installed-etc, once; later runs only link.
+    # The installed programs are built in $(BUILD)/installed-etc, once; later runs only
+    # copy. Not with the flags of a `make check` this runs under (its jobserver is gone).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     r = subprocess.run(["make", "-s", "-C", TREE, "BUILD=" + BUILD, "DESTDIR=" + str(destdir),
-                        *extra, "install"], capture_output=True, text=True, timeout=900)
+                        *extra, "install"], capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return r
 
