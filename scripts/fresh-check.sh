@@ -70,9 +70,7 @@ check_run() {
 inside() {
 	root=$(readlink -f "$1")
 	local test_cmd=$2 run_cmd=$3 t0
-	trap inner_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	exit_traps inner_cleanup
 	mount_root
 
 	t0=$SECONDS
@@ -99,21 +97,6 @@ readme_command() {
 		}'
 }
 
-work=""
-inner=""
-outer_cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$inner" ] && kill -0 "$inner" 2>/dev/null; then
-		kill -TERM "$inner" 2>/dev/null || true
-		wait "$inner" 2>/dev/null || true
-	fi
-	# The mounts lived only in the namespace, which is gone once its process has ended:
-	# nothing is mounted under $work here, and --one-file-system keeps it that way.
-	[ -n "$work" ] && rm -rf --one-file-system "$work"
-	exit "$rc"
-}
-
 main() {
 	[ "$(id -u)" = 0 ] || die "run as root (it makes a chroot)"
 	cd "$(dirname "$self")/.."
@@ -128,9 +111,7 @@ main() {
 	[ -n "$run_cmd" ] || die "README.md's \"two commands\" block has no command ending in 'make run'"
 	[ -z "$(git status --porcelain)" ] || say "note: uncommitted changes are not part of the check"
 
-	trap outer_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	exit_traps outer_cleanup
 	t0=$SECONDS
 	cache=$(cached_root) || exit 1
 
@@ -142,10 +123,7 @@ main() {
 	git archive --format=tar HEAD | tar -x -C "$root/root/cursus"
 	say "fresh $suite root with $rev in $work ($((SECONDS - t0))s)"
 
-	unshare --mount --propagation private -- bash "$self" --inside "$root" "$test_cmd" "$run_cmd" &
-	inner=$!
-	wait "$inner"
-	inner=""
+	run_inside "$root" "$test_cmd" "$run_cmd"
 	say "passed in $((SECONDS - t0))s: '$test_cmd' and '$run_cmd' on a fresh Debian $suite ($rev)"
 }
 

@@ -1,11 +1,21 @@
+# shellcheck shell=bash
 # Shared by scripts/fresh-check.sh and scripts/package-check.sh (sourced, not run): a
 # fresh minimal Debian root made from a cached debootstrap tarball, the mounts a
 # program needs inside it (in a private mount namespace), commands run in it, and the
 # cleanup that leaves no process and no mount behind.
 # The sourcing script sets `tag` (its name in messages) and `root` (the fresh root) and,
 # for in_root, `root_cwd` (the directory commands start in).
+# shellcheck disable=SC2154  # tag and root come from the sourcing script
 
 suite=bookworm
+
+# $1 (inner_cleanup or outer_cleanup) runs at every exit; INT and TERM exit through it.
+exit_traps() {
+	# shellcheck disable=SC2064  # the handler's name, known now
+	trap "$1" EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
 
 say() { printf '%s: %s\n' "$tag" "$*"; }
 die() { printf '%s: FAIL: %s\n' "$tag" "$*" >&2; exit 1; }
@@ -75,7 +85,24 @@ in_root() {
 		/bin/sh -c "cd ${root_cwd:-/} && $1"
 }
 
-# ---- The host side: the cached root and a fresh copy of it. ----
+# ---- The host side: the cached root, a fresh copy of it, and its removal. ----
+
+# `work` is the run's directory (removed at exit), `inner` the process running in the
+# private mount namespace (stopped at exit); the caller traps EXIT with outer_cleanup.
+work=""
+inner=""
+outer_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$inner" ] && kill -0 "$inner" 2>/dev/null; then
+		kill -TERM "$inner" 2>/dev/null || true
+		wait "$inner" 2>/dev/null || true
+	fi
+	# The mounts lived only in the namespace, which is gone once its process has ended:
+	# nothing is mounted under $work here, and --one-file-system keeps it that way.
+	[ -n "$work" ] && rm -rf --one-file-system "$work"
+	exit "$rc"
+}
 
 default_mirror() {
 	local m
@@ -89,6 +116,15 @@ need() {   # command, Debian package
 	say "installing $2"
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+# The sourcing script ($self) again with --inside and the arguments, in a private mount
+# namespace, waited for in the background so that SIGTERM is handled at once.
+run_inside() {
+	unshare --mount --propagation private -- bash "$self" --inside "$@" &
+	inner=$!
+	wait "$inner"
+	inner=""
 }
 
 # The minbase root for $suite, made once and kept as a tarball in CURSUS_FRESH_CACHE

@@ -113,7 +113,7 @@ start_as_unit() {
 	local pre start caps nnp
 	pre=$(unit_value ExecStartPre)
 	start=$(unit_value ExecStart)
-	caps=$(unit_value CapabilityBoundingSet | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+	caps=$(unit_value CapabilityBoundingSet | tr '[:upper:]' '[:lower:]' | sed 's/cap_/+/g; s/ /,/g')
 	nnp=$(unit_value NoNewPrivileges)
 	[ "$(unit_value Type)" = notify ] || die "the unit is not Type=notify"
 	[ "$nnp" = yes ] || die "the unit does not set NoNewPrivileges=yes"
@@ -122,8 +122,9 @@ start_as_unit() {
 	: >"$notify_log"
 	notify_listen "$root/run/cursus-notify" "$notify_log"
 	say "ExecStart=$start (bounding set ${caps//+/}, no_new_privs)"
-	# unshare, sh, chroot, env and setpriv each exec the next: $! is cursusd's pid.
-	# shellcheck disable=SC2016
+	# unshare, sh, chroot, env and setpriv each exec the next: $! is cursusd's pid. The
+	# unit's command line is split into words as systemd does (no quoting in it).
+	# shellcheck disable=SC2016,SC2086
 	unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
 		chroot "$root" /usr/bin/env -i LANG=C.UTF-8 NOTIFY_SOCKET=/run/cursus-notify \
 		PATH=/usr/sbin:/usr/bin:/sbin:/bin \
@@ -215,7 +216,7 @@ check_purged() {
 	! root_getent group cursus >/dev/null || die "the group cursus survived the purge"
 	for f in /var/lib/cursus /etc/cursus /usr/sbin/cursusd /usr/sbin/sendmail \
 		/lib/systemd/system/cursusd.service /etc/systemd/system/multi-user.target.wants/cursusd.service; do
-		[ ! -e "$root$f" ] && [ ! -L "$root$f" ] || die "$f survived the purge"
+		if [ -e "$root$f" ] || [ -L "$root$f" ]; then die "$f survived the purge"; fi
 	done
 	say "purged: no package, user, group, state or configuration left"
 }
@@ -224,9 +225,7 @@ inside() {
 	root=$(readlink -f "$1")
 	work=$2
 	local deb=$3 t0=$SECONDS
-	trap inner_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	exit_traps inner_cleanup
 	mount_root
 	say "apt-get install ./$deb (dependencies from the archive)"
 	in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/$deb" \
@@ -243,19 +242,6 @@ inside() {
 
 # ---- The host side. ----
 
-work=""
-inner=""
-outer_cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$inner" ] && kill -0 "$inner" 2>/dev/null; then
-		kill -TERM "$inner" 2>/dev/null || true
-		wait "$inner" 2>/dev/null || true
-	fi
-	[ -n "$work" ] && rm -rf --one-file-system "$work"
-	exit "$rc"
-}
-
 main() {
 	[ "$(id -u)" = 0 ] || die "run as root (it makes a chroot)"
 	cd "$(dirname "$self")/.."
@@ -267,9 +253,7 @@ main() {
 	top=$(git rev-parse --show-toplevel 2>/dev/null) || die "not a git checkout: it tests the committed tree"
 	cd "$top"
 	[ -z "$(git status --porcelain)" ] || say "note: uncommitted changes are not part of the check"
-	trap outer_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	exit_traps outer_cleanup
 	t0=$SECONDS
 	cache=$(cached_root) || exit 1
 
@@ -287,10 +271,7 @@ main() {
 	root="$work/root"
 	fresh_root "$cache" "$root"
 	cp "$work/src/$deb" "$root/root/"
-	unshare --mount --propagation private -- bash "$self" --inside "$root" "$work" "$deb" &
-	inner=$!
-	wait "$inner"
-	inner=""
+	run_inside "$root" "$work" "$deb"
 	say "passed in $((SECONDS - t0))s: $deb built, installed, run as its unit, purged on a fresh Debian $suite ($rev)"
 }
 
