@@ -6,10 +6,13 @@ DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt \
-            libunbound
+            libunbound libsystemd
 CFLAGS   ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (the sanitizer build) keeps them.
-ALL_CFLAGS = $(CFLAGS) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter \
+# The file the programs read without -c (config/config.h); the installed ones are built
+# apart, with $(SYSCONFDIR)/cursus/cursus.conf (see install).
+DEFAULT_CONFIG ?= etc/cursus-dev.conf
+ALL_CFLAGS = $(CFLAGS) -DCURSUS_DEFAULT_CONFIG='"$(DEFAULT_CONFIG)"' -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter \
             -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
@@ -29,14 +32,15 @@ UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps run check check-sanitize bench bench-relay bench-big install clean
 # Keep the unit tests' objects: they are not intermediate files to delete.
 .SECONDARY:
-all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one
+all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/tests/relay-one \
+     $(BUILD)/tests/config-options
 
 deps:
 	@sh scripts/deps.sh
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libcursus.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -53,6 +57,10 @@ $(BUILD)/smtp-bench: $(BUILD)/bench/smtp-bench.o $(BUILD)/libcursus.a
 
 # Test drivers (tests/tools/): small programs the integration tests run.
 $(BUILD)/tests/relay-one: $(BUILD)/tests/tools/relay_one.o $(BUILD)/libcursus.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/config-options: $(BUILD)/tests/tools/config_options.o $(BUILD)/libcursus.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -82,11 +90,43 @@ bench-relay: deps all
 bench-big: deps all
 	$(PYTHON) bench/bigmsg.py --build $(abspath $(BUILD))
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/cursus
-	install -m 755 $(BUILD)/cursusd $(DESTDIR)$(PREFIX)/sbin/cursusd
-	install -m 755 $(BUILD)/cursus $(DESTDIR)$(PREFIX)/bin/cursus
-	install -m 644 etc/cursus.conf.example $(DESTDIR)$(PREFIX)/share/doc/cursus/cursus.conf.example
+# Installed layout (docs/install.md): programs in sbin, sendmail/mailq/newaliases as
+# links to cursus where Debian puts them, man pages, the systemd unit, the production
+# configuration (kept when one is there), and the state directory.
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+MANDIR        ?= $(PREFIX)/share/man
+DOCDIR        ?= $(PREFIX)/share/doc/cursus
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+MAN_PAGES      = $(wildcard man/*.[1-8])
+
+IBUILD         = $(BUILD)/installed$(subst /,-,$(SYSCONFDIR))
+
+.PHONY: installed-programs
+installed-programs:
+	$(MAKE) BUILD=$(IBUILD) DEFAULT_CONFIG=$(SYSCONFDIR)/cursus/cursus.conf \
+		$(IBUILD)/cursusd $(IBUILD)/cursus
+
+install: installed-programs
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/cursus
+	install -d -m 755 $(DESTDIR)$(LOCALSTATEDIR)/lib/cursus
+	install -m 755 $(IBUILD)/cursusd $(DESTDIR)$(PREFIX)/sbin/cursusd
+	install -m 755 $(IBUILD)/cursus $(DESTDIR)$(PREFIX)/sbin/cursus
+	ln -sf cursus $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf ../sbin/cursus $(DESTDIR)$(PREFIX)/bin/mailq
+	ln -sf ../sbin/cursus $(DESTDIR)$(PREFIX)/bin/newaliases
+	for p in $(MAN_PAGES); do \
+		install -m 644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/$${p#man/} || exit 1; done
+	sed -e 's#/usr/sbin/#$(PREFIX)/sbin/#g' -e 's#/etc/cursus/#$(SYSCONFDIR)/cursus/#g' \
+		-e 's#/var/lib/cursus#$(LOCALSTATEDIR)/lib/cursus#g' systemd/cursusd.service \
+		>$(DESTDIR)$(UNITDIR)/cursusd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/cursusd.service
+	install -m 644 etc/cursus.conf.example $(DESTDIR)$(DOCDIR)/cursus.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf || \
+		sed 's#/var/lib/cursus#$(LOCALSTATEDIR)/lib/cursus#g' etc/cursus.conf \
+		>$(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf
 
 clean:
 	rm -rf build build-san build-fuzz

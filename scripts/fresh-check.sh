@@ -13,68 +13,13 @@
 # (days before the cached root is made again, default 30).
 set -euo pipefail
 
-suite=bookworm
 self=$(readlink -f "$0")
+tag=fresh-check
+root_cwd=/root/cursus
+# shellcheck source=scripts/freshroot.sh
+. "$(dirname "$self")/freshroot.sh"
 run_ports="2525 2587 2465"        # etc/cursus-dev.conf
 run_wait=120                      # seconds for `make run` to answer (nothing left to build)
-
-say() { printf 'fresh-check: %s\n' "$*"; }
-die() { printf 'fresh-check: FAIL: %s\n' "$*" >&2; exit 1; }
-
-# ---- Inside a private mount namespace (see main): mounts, the commands, and cleanup. ----
-
-mounted=()
-mnt() {
-	mount "$@"
-	mounted+=("${!#}")
-}
-
-# Every process whose root is the fresh root was started by this run: a daemon left behind
-# by a test would keep the mounts busy.
-root_pids() {
-	local p r
-	for p in /proc/[0-9]*; do
-		r=$(readlink "$p/root" 2>/dev/null) || continue
-		[ "$r" = "$root" ] && printf '%s\n' "${p#/proc/}"
-	done
-	return 0
-}
-
-stop_root_processes() {
-	local sig i pids
-	for sig in TERM KILL; do
-		pids=$(root_pids)
-		[ -z "$pids" ] && return 0
-		# shellcheck disable=SC2086
-		kill -s "$sig" $pids 2>/dev/null || true
-		for ((i = 0; i < 40; i++)); do
-			[ -z "$(root_pids)" ] && return 0
-			sleep 0.25
-		done
-	done
-	[ -z "$(root_pids)" ]
-}
-
-inner_cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
-	stop_root_processes || { say "processes in the root survived SIGKILL"; rc=1; }
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		if ! umount "${mounted[i]}"; then
-			say "umount ${mounted[i]} failed; detaching it"
-			umount -l "${mounted[i]}" || true
-			rc=1
-		fi
-	done
-	exit "$rc"
-}
-
-# A command as root in the fresh root, in the tree, with a login-like clean environment.
-in_root() {
-	chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		/bin/sh -c "cd /root/cursus && $1"
-}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -125,15 +70,8 @@ check_run() {
 inside() {
 	root=$(readlink -f "$1")
 	local test_cmd=$2 run_cmd=$3 t0
-	trap inner_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
-	mkdir -p "$root/proc" "$root/dev/pts" "$root/sys" "$root/tmp"
-	mnt -t proc proc "$root/proc"
-	mnt --bind /dev "$root/dev"
-	mnt --bind /dev/pts "$root/dev/pts"
-	mnt -t sysfs sysfs "$root/sys"
-	mnt -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+	exit_traps inner_cleanup
+	mount_root
 
 	t0=$SECONDS
 	say "running '$test_cmd'"
@@ -159,70 +97,11 @@ readme_command() {
 		}'
 }
 
-default_mirror() {
-	local m
-	m=$(awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }' \
-		/etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-	printf '%s\n' "${m:-http://deb.debian.org/debian}"
-}
-
-need() {   # command, Debian package
-	command -v "$1" >/dev/null && return 0
-	say "installing $2"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
-}
-
-work=""
-inner=""
-outer_cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$inner" ] && kill -0 "$inner" 2>/dev/null; then
-		kill -TERM "$inner" 2>/dev/null || true
-		wait "$inner" 2>/dev/null || true
-	fi
-	# The mounts lived only in the namespace, which is gone once its process has ended:
-	# nothing is mounted under $work here, and --one-file-system keeps it that way.
-	[ -n "$work" ] && rm -rf --one-file-system "$work"
-	exit "$rc"
-}
-
-# The minbase root for $suite, made once and kept as a tarball; rebuilt when older than
-# max_age days. debootstrap mounts /proc and /sys in its target: in a namespace of its own,
-# whatever it leaves mounted goes with it.
-cached_root() {
-	local cache=$1 mirror=$2 tmp
-	exec 9>"$cache_dir/.lock"
-	flock 9
-	if [ -s "$cache" ] && [ -z "$(find "$cache" -mtime +"$max_age")" ]; then
-		exec 9>&-
-		return 0
-	fi
-	need debootstrap debootstrap
-	tmp=$(mktemp -d "$cache_dir/build.XXXXXX")
-	work=$tmp
-	say "debootstrap --variant=minbase $suite from $mirror (cached in $cache)"
-	local t0=$SECONDS
-	if ! unshare --mount --propagation private \
-		debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
-		tail -n 30 "$tmp/debootstrap.log" >&2
-		die "debootstrap failed"
-	fi
-	tar -C "$tmp/root" --numeric-owner --exclude='./var/cache/apt/archives/*.deb' \
-		-czpf "$tmp/root.tar.gz" .
-	mv "$tmp/root.tar.gz" "$cache"
-	rm -rf --one-file-system "$tmp"
-	work=""
-	exec 9>&-
-	say "debootstrap took $((SECONDS - t0))s"
-}
-
 main() {
 	[ "$(id -u)" = 0 ] || die "run as root (it makes a chroot)"
 	cd "$(dirname "$self")/.."
 	need git git
-	local top test_cmd run_cmd mirror arch cache t0 rev
+	local top test_cmd run_cmd cache t0 rev
 	top=$(git rev-parse --show-toplevel 2>/dev/null) || die "not a git checkout: it tests the committed tree"
 	cd "$top"
 	# The committed README, as the tree in the root is the committed one.
@@ -232,41 +111,19 @@ main() {
 	[ -n "$run_cmd" ] || die "README.md's \"two commands\" block has no command ending in 'make run'"
 	[ -z "$(git status --porcelain)" ] || say "note: uncommitted changes are not part of the check"
 
-	cache_dir=${CURSUS_FRESH_CACHE:-/var/cache/cursus-fresh}
-	max_age=${CURSUS_FRESH_MAX_AGE:-30}
-	mirror=${CURSUS_FRESH_MIRROR:-$(default_mirror)}
-	arch=$(dpkg --print-architecture)
-	mkdir -p "$cache_dir"
-	cache="$cache_dir/debian-$suite-minbase-$arch.tar.gz"
-
-	trap outer_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	exit_traps outer_cleanup
 	t0=$SECONDS
-	cached_root "$cache" "$mirror"
+	cache=$(cached_root) || exit 1
 
 	work=$(mktemp -d /var/tmp/cursus-fresh.XXXXXX)
 	root=$(readlink -f "$work")/root
-	mkdir "$root"
-	tar -C "$root" --numeric-owner -xzpf "$cache"
-	cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-	if [ -z "${CURSUS_FRESH_MIRROR:-}" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
-		# This machine's sources (updates and security included), as an installed system has.
-		cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/"
-		rm -f "$root/etc/apt/sources.list"
-	fi
-	# A chroot has no init: package scripts must not start services (Debian's policy-rc.d).
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
+	fresh_root "$cache" "$root"
 	mkdir "$root/root/cursus"
 	rev=$(git rev-parse --short HEAD)
 	git archive --format=tar HEAD | tar -x -C "$root/root/cursus"
 	say "fresh $suite root with $rev in $work ($((SECONDS - t0))s)"
 
-	unshare --mount --propagation private -- bash "$self" --inside "$root" "$test_cmd" "$run_cmd" &
-	inner=$!
-	wait "$inner"
-	inner=""
+	run_inside "$root" "$test_cmd" "$run_cmd"
 	say "passed in $((SECONDS - t0))s: '$test_cmd' and '$run_cmd' on a fresh Debian $suite ($rev)"
 }
 

@@ -10,8 +10,6 @@
 
 #include "admin/admin.h"
 
-#define ADMIN_DEFAULT_CONFIG "etc/cursus-dev.conf"
-
 static const char admin_usage_text[] =
 	"usage: cursus [-c FILE] COMMAND ...\n"
 	"\n"
@@ -92,7 +90,7 @@ static const char admin_usage_text[] =
 	"\n"
 	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
 	"line from stdin when it is not a terminal; never from the command line.\n"
-	"The configuration is FILE, else $CURSUS_CONFIG, else " ADMIN_DEFAULT_CONFIG ".\n";
+	"The configuration is FILE, else $CURSUS_CONFIG, else " CURSUS_DEFAULT_CONFIG ".\n";
 
 struct admin_command {
 	const char *name;
@@ -151,7 +149,7 @@ int main(int argc, char **argv)
 	/* The user database holds password hashes: nothing we create is for others. */
 	umask(077);
 	if (!config_path || !*config_path)
-		config_path = ADMIN_DEFAULT_CONFIG;
+		config_path = CURSUS_DEFAULT_CONFIG;
 	name = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	name = name ? name + 1 : argc > 0 ? argv[0] : "";
 	if (admin_run_as(name, config_path, argc, argv, &rc))

@@ -22,6 +22,13 @@
 #define CURSUS_CONFIG_H
 
 #include <stdatomic.h>
+/* The file cursusd and cursus read without -c or $CURSUS_CONFIG: the development
+ * configuration of the checkout, or, in the programs `make install` and the Debian
+ * package build, $(SYSCONFDIR)/cursus/cursus.conf (the Makefile's DEFAULT_CONFIG). */
+#ifndef CURSUS_DEFAULT_CONFIG
+#define CURSUS_DEFAULT_CONFIG "etc/cursus-dev.conf"
+#endif
+
 #include <stddef.h>
 #include <stdio.h>
 

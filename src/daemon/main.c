@@ -21,6 +21,7 @@
 #include "daemon/local.h"
 #include "daemon/privdrop.h"
 #include "daemon/reload.h"
+#include "daemon/svcnotify.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
 #include "metrics/metrics.h"
@@ -40,7 +41,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: cursusd [-d] [-n] [-c FILE]\n"
-			"  -c, --config FILE   configuration (default etc/cursus-dev.conf)\n"
+			"  -c, --config FILE   configuration (default " CURSUS_DEFAULT_CONFIG ")\n"
 			"  -d, --foreground    stay in the foreground, log to stderr\n"
 			"  -n, --check         check the configuration and exit\n");
 	exit(2);
@@ -161,10 +162,6 @@ static void raise_fd_limit(void)
 
 /* SIGHUP: re-read the configuration and apply what can change at runtime
  * (daemon/reload.h); the rest waits for a restart, named in a warning. */
-static void on_reload(evutil_socket_t sig, short what, void *arg)
-{
-	(void)reload_apply(arg);
-}
 
 /* Never through a link planted at path: that would write wherever it points. */
 static void pid_file_write(const char *path)
@@ -197,9 +194,19 @@ static void notify_close(void)
 	pthread_mutex_unlock(&notify_mu);
 }
 
+/* SIGHUP as the service manager sees it: reloading until the new configuration is in
+ * place (or refused, the old one kept), then ready again. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	svcnotify_reloading();
+	(void)reload_apply(arg); /* a failed reload keeps the running configuration: ready */
+	svcnotify_ready();
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal=%d event=shutdown", (int)sig);
+	svcnotify_stopping();
 	event_base_loopexit(arg, NULL);
 }
 
@@ -212,7 +219,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : "etc/cursus-dev.conf";
+	const char *path = getenv("CURSUS_CONFIG") ? getenv("CURSUS_CONFIG") : CURSUS_DEFAULT_CONFIG;
 	int foreground = 0, check = 0, ch, need_tls = 0;
 	struct smtp_server srv = {0};
 	struct smtp_listener *ls[65], *local_l; /* the configured listeners, then the local one */
@@ -349,10 +356,11 @@ int main(int argc, char **argv)
 	sigs[0] = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
 	sigs[1] = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
 	rt = (struct reload_target){ .srv = &srv, .sched = sched, .dns = dns, .start = cfg };
-	sigs[2] = evsignal_new(srv.base, SIGHUP, on_reload, &rt);
+	sigs[2] = evsignal_new(srv.base, SIGHUP, on_sighup, &rt);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
 	pid_file_write(cfg->pid_file);
+	svcnotify_ready();
 	event_base_dispatch(srv.base);
 	metrics_http_destroy(&mhttp);
 	control_destroy(&ctl);
