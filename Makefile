@@ -124,6 +124,9 @@ install: installed-programs
 		>$(DESTDIR)$(UNITDIR)/cursusd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/cursusd.service
 	install -m 644 etc/cursus.conf.example $(DESTDIR)$(DOCDIR)/cursus.conf.example
+	install -d $(DESTDIR)$(DOCDIR)/fail2ban
+	install -m 644 fail2ban/filter.d/cursus.conf fail2ban/jail.d/cursus.local.example \
+		$(DESTDIR)$(DOCDIR)/fail2ban/
 	test -e $(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf || \
 		sed 's#/var/lib/cursus#$(LOCALSTATEDIR)/lib/cursus#g' etc/cursus.conf \
 		>$(DESTDIR)$(SYSCONFDIR)/cursus/cursus.conf

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth/auth_client.h"
@@ -196,6 +197,25 @@ static void notify_close(void)
 
 /* SIGHUP as the service manager sees it: reloading until the new configuration is in
  * place (or refused, the old one kept), then ready again. */
+/* A self-signed key made at this start is root's alone (0600, in a 0700 directory); the
+ * mail user reads it again on SIGHUP (docs/reload.md), so its group gets read access, as
+ * an administrator's key would have. The directory changes only when it is as made
+ * (root:root 0700), never one of the administrator's such as /etc/ssl/private. */
+static void key_share(const struct config *cfg, gid_t gid)
+{
+	char *dir = xstrdup(cfg->tls_key), *slash = strrchr(dir, '/');
+	struct stat st;
+
+	if (slash && slash != dir)
+		*slash = '\0';
+	if (chown(cfg->tls_key, 0, gid) < 0 || chmod(cfg->tls_key, 0640) < 0)
+		log_warn("tls: cannot give the key %s to group %ld", cfg->tls_key, (long)gid);
+	else if (slash && stat(dir, &st) == 0 && st.st_uid == 0 && st.st_gid == 0 &&
+		 (st.st_mode & 07777) == 0700 && (chown(dir, 0, gid) < 0 || chmod(dir, 0750) < 0))
+		log_warn("tls: cannot give the directory %s to group %ld", dir, (long)gid);
+	free(dir);
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	svcnotify_reloading();
@@ -235,6 +255,7 @@ int main(int argc, char **argv)
 	struct daemon_metrics dmetrics = {.srv = &srv};
 	struct event *sigs[3];
 	struct priv_id priv;
+	int made_key;
 	struct reload_target rt;
 	char *err = NULL;
 
@@ -282,8 +303,11 @@ int main(int argc, char **argv)
 	 * before any thread exists, and everything else is opened as the mail user. */
 	for (const struct listener_conf *lc = cfg->listeners; lc; lc = lc->next)
 		need_tls |= lc->tls != TLS_NONE;
+	made_key = need_tls && cfg->tls_self_signed && access(cfg->tls_key, F_OK) != 0;
 	if (need_tls && !(srv.tls = tls_server_ctx_create(cfg)))
 		fatalx("tls: cannot load certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
+	if (made_key && priv.drop)
+		key_share(cfg, priv.gid);
 	if (!(qs = qstore_open(cfg->queue_dir, &err)))
 		fatalx("queue: %s", err);
 	/* Two daemons on one queue would both deliver every message; the second stops
