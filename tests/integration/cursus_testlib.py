@@ -2,8 +2,10 @@
 and a raw SMTP client that reads whole multi-line replies (Smtp).
 
 Every wait here is a poll with a deadline; every process started is stopped."""
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -14,6 +16,24 @@ BUILD = os.path.abspath(os.environ.get(
     "CURSUS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build")))
 CURSUSD = os.path.join(BUILD, "cursusd")
 CURSUS = os.path.join(BUILD, "cursus")
+
+_shared_copy = []
+
+
+def cursus_for_any_user():
+    """The cursus program at a path every user can execute. A tree cloned into a private
+    home (root's /root is 0700) is out of reach of nobody or Dovecot's auth user, so tests
+    that run cursus as them use a copy in a 0755 directory, made once, removed at exit."""
+    if not _shared_copy:
+        import tempfile
+        d = tempfile.mkdtemp(prefix="cursus-bin-", dir="/tmp")
+        os.chmod(d, 0o755)
+        path = os.path.join(d, "cursus")
+        shutil.copy2(CURSUS, path)
+        os.chmod(path, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+        _shared_copy.append(path)
+    return _shared_copy[0]
 
 USERS = ("alice@example.test", "bob@example.test")
 PASSWORD = "correct horse battery"

@@ -61,7 +61,7 @@ class Dovecot:
             "BASE_DIR": os.path.join(self.root, "base"),
             "STATE_DIR": os.path.join(self.root, "state"),
             "LOG": self.log_path,
-            "CURSUS": lib.CURSUS,
+            "CURSUS": lib.cursus_for_any_user(),
             "CURSUS_CONF": cursus_conf,
             "AUTH_USER": auth_user,
             "MAIL_USER": mail_user,

@@ -44,7 +44,8 @@ def checkpassword(srv, data, env=None, reply=("/usr/bin/env",), conf=None, as_us
     stdout; as_user (a pwd entry) runs it as that user, as Dovecot's auth process would."""
     e = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}
     e.update(env or {})
-    cmd = [lib.CURSUS, "-c", conf or srv.conf, "checkpassword"] + list(reply)
+    prog = lib.cursus_for_any_user() if as_user else lib.CURSUS
+    cmd = [prog, "-c", conf or srv.conf, "checkpassword"] + list(reply)
 
     def drop():
         os.setgroups([])

@@ -19,7 +19,8 @@ EX_USAGE, EX_NOUSER, EX_TEMPFAIL = 64, 67, 75
 
 
 def sendmail(srv, *args, stdin=b"", user=None, argv0=None, env=None, timeout=30):
-    cmd = [argv0 or lib.CURSUS] + ([] if argv0 else ["-c", srv.conf, "sendmail"]) + list(args)
+    prog = lib.cursus_for_any_user() if user else lib.CURSUS
+    cmd = [argv0 or prog] + ([] if argv0 else ["-c", srv.conf, "sendmail"]) + list(args)
     return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, user=user,
                           cwd="/", env=env)
 
