@@ -6,7 +6,7 @@ DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt \
-            libunbound libsystemd
+            libunbound libsystemd libcurl
 CFLAGS   ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (the sanitizer build) keeps them.
 # The file the programs read without -c (config/config.h); the installed ones are built
@@ -19,7 +19,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 LIB_SRC   = $(wildcard src/util/*.c src/config/*.c src/net/*.c src/smtp/*.c src/store/*.c \
                        src/sasl/*.c src/queue/*.c src/route/*.c src/deliver/*.c src/dsn/*.c \
                        src/relay/*.c src/client/*.c src/auth/*.c \
-                       src/metrics/*.c)
+                       src/metrics/*.c src/oauth/*.c)
 D_SRC     = $(wildcard src/daemon/*.c)
 A_SRC     = $(wildcard src/admin/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)

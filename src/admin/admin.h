@@ -33,6 +33,12 @@ struct userdb *admin_userdb_open(const char *config_path);
  * with xfree_secret(p, strlen(p)), or NULL after printing why (empty, mismatch, too
  * long, no input). */
 char *admin_password_read(int confirm);
+/* A longer secret (an OAuth client secret or refresh token): one line, from the
+ * terminal without echo after prompt, else of stdin; never asked twice. "" when
+ * optional and the line is empty. As admin_password_read otherwise (what names it
+ * in the errors). */
+#define ADMIN_SECRET_MAX 8192
+char *admin_secret_read(const char *prompt, const char *what, int optional);
 
 /* Sends one request line (LF-terminated) to the control socket at path and reads the
  * one-line reply (*reply_r malloc'd, without the LF). Returns 0, or an errno value:

@@ -57,7 +57,7 @@ struct check_relay_creds {
 };
 
 static void check_relay_list_cb(void *arg, const char *nexthop, const char *sender,
-				const char *user)
+				const char *user, const char *oauth_mech)
 {
 	struct check_relay_creds *c = arg;
 	if (!strset_add(&c->set, nexthop))

@@ -66,6 +66,12 @@ static const char admin_usage_text[] =
 	"                             host:port, [host] or [host]:port as in relay_host;\n"
 	"                             without a port, relay_port); with --sender only for\n"
 	"                             mail from ADDRESS; replaces an earlier entry\n"
+	"  relay-auth add NEXTHOP USER --oauth URL --client-id ID [--scope SCOPE]\n"
+	"             [--mechanism XOAUTH2|OAUTHBEARER] [--grant refresh_token|client_credentials]\n"
+	"                             an OAuth 2 credential: cursus gets its tokens from\n"
+	"                             the token endpoint URL; the client secret (may be\n"
+	"                             empty with refresh_token), then the refresh token,\n"
+	"                             are read like passwords (docs/relay-oauth.md)\n"
 	"  relay-auth del NEXTHOP [--sender ADDRESS]\n"
 	"  relay-auth list            the entries, without their passwords\n"
 	"  queue list [--json]        the queued messages and each recipient's state\n"
@@ -88,7 +94,7 @@ static const char admin_usage_text[] =
 	"                             (docs/dovecot.md). Exit 1 wrong, 111 store down\n"
 	"  help                       this text\n"
 	"\n"
-	"Passwords (user, relay-auth) are read from the terminal without echo, or as one\n"
+	"Passwords and OAuth secrets (user, relay-auth) are read from the terminal without echo, or as one\n"
 	"line from stdin when it is not a terminal; never from the command line.\n"
 	"The configuration is FILE, else $CURSUS_CONFIG, else " CURSUS_DEFAULT_CONFIG ".\n";
 

@@ -146,3 +146,30 @@ char *admin_password_read(int confirm)
 	close(fd);
 	return out;
 }
+
+char *admin_secret_read(const char *prompt, const char *what, int optional)
+{
+	char *buf = xmalloc(ADMIN_SECRET_MAX + 1), *out = NULL;
+	int n, fd = STDIN_FILENO;
+
+	if (isatty(STDIN_FILENO) && (fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0) {
+		admin_error("cannot open /dev/tty: %s", strerror(errno));
+		free(buf);
+		return NULL;
+	}
+	n = fd == STDIN_FILENO ? admin_read_line(fd, buf, ADMIN_SECRET_MAX + 1)
+			       : admin_tty_prompt(fd, prompt, buf, ADMIN_SECRET_MAX + 1);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (n > 0 || (optional && n == 0))
+		out = xstrdup(buf);
+	else if (n == -2)
+		admin_error("%s too long (at most %d octets)", what, ADMIN_SECRET_MAX);
+	else if (n == -3)
+		admin_error("cannot turn off echo on the terminal");
+	else
+		admin_error("no %s given", what);
+	explicit_bzero(buf, ADMIN_SECRET_MAX + 1);
+	free(buf);
+	return out;
+}

@@ -321,25 +321,49 @@ int auth_client_credential_gen(struct auth_client *c, const char *authid, const 
 }
 
 int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, const char *sender,
-				char **user_r, char **password_r)
+				const struct auth_client_relay_req *req,
+				struct auth_client_relay_cred *cred)
 {
+	static const char *const fetch_names[] = { NULL, "ok", "refused", "error", "timeout" };
 	struct auth_call *call = auth_call_new(AUTH_IPC_RELAY_AUTH);
+	long long how = -1;
 	int r = -1;
 
-	*user_r = *password_r = NULL;
+	memset(cred, 0, sizeof(*cred));
 	auth_ipc_add_str(&call->out, nexthop);
 	auth_ipc_add_str(&call->out, sender);
-	if (auth_client_call(c, call, NULL, NULL, NULL) == 0 && (r = auth_client_r(call, -1, 1)) == 1 &&
-	    (auth_ipc_str(&call->m, 1, AUTH_IPC_FIELD_MAX, user_r) < 0 || !*user_r ||
-	     auth_ipc_str(&call->m, 2, AUTH_IPC_FIELD_MAX, password_r) < 0 || !*password_r)) {
-		free(*user_r);
-		if (*password_r)
-			xfree_secret(*password_r, strlen(*password_r));
-		*user_r = *password_r = NULL;
-		r = -1;
+	auth_ipc_add_str(&call->out, req->ca);
+	auth_ipc_add_int(&call->out, req->timeout_ms);
+	auth_ipc_add_int(&call->out, req->margin_ms);
+	auth_ipc_add_str(&call->out, req->rejected);
+	if (auth_client_call(c, call, NULL, NULL, NULL) == 0 && (r = auth_client_r(call, -2, 1)) != -1) {
+		if (auth_ipc_str(&call->m, 1, AUTH_IPC_FIELD_MAX, &cred->user) < 0 ||
+		    auth_ipc_str(&call->m, 2, AUTH_IPC_FIELD_MAX, &cred->password) < 0 ||
+		    auth_ipc_str(&call->m, 3, 32, &cred->mech) < 0 ||
+		    auth_ipc_int(&call->m, 4, &how) < 0 || how < -1 || how > 4 ||
+		    auth_ipc_str(&call->m, 5, AUTH_IPC_FIELD_MAX, &cred->reason) < 0 ||
+		    (r == 1 && (!cred->user || !cred->password)) || (r == -2 && !cred->reason))
+			r = -1;
+		else if (how >= 0)
+			cred->fetch = fetch_names[how];
+	}
+	if (r == -1 || r == 0) {
+		char *fetch_keep = (char *)cred->fetch;
+		auth_client_relay_cred_clear(cred);
+		cred->fetch = fetch_keep;
 	}
 	auth_call_free(call);
 	return r;
+}
+
+void auth_client_relay_cred_clear(struct auth_client_relay_cred *cred)
+{
+	free(cred->user);
+	if (cred->password)
+		xfree_secret(cred->password, strlen(cred->password));
+	free(cred->mech);
+	free(cred->reason);
+	memset(cred, 0, sizeof(*cred));
 }
 
 /* ---- SMTP AUTH ---- */

@@ -37,8 +37,29 @@ int auth_client_may_send_as(struct auth_client *c, const char *user, const char 
 int auth_client_may_act_as(struct auth_client *c, const char *authid, const char *authzid);
 int auth_client_credential_gen(struct auth_client *c, const char *authid, const char *user,
 			       long long *gen_r);
+/* Relay credentials (userdb_relay_auth_find), asked on a worker thread. For an OAuth
+ * credential cursus-auth gets the access token (from its cache or the token
+ * endpoint, which may take up to req's timeout) and it comes back as the password,
+ * with mech set. */
+struct auth_client_relay_req {
+	const char *ca;            /* the token endpoint's trust store (relay_ca), or NULL */
+	unsigned timeout_ms;       /* relay_oauth_timeout */
+	unsigned margin_ms;        /* relay_oauth_refresh_margin */
+	const char *rejected;      /* the access token the next hop refused, or NULL */
+};
+struct auth_client_relay_cred {
+	char *user, *password;     /* password: the access token for OAuth; wipe after use */
+	char *mech;                /* "XOAUTH2" / "OAUTHBEARER" for OAuth, else NULL */
+	const char *fetch;         /* NULL, or the token endpoint was asked: "ok", "refused",
+				    * "error", "timeout" (the fetch counter's label) */
+	char *reason;              /* r == -2: why there is no token (no secret in it) */
+};
+/* 1 found, 0 none, -1 cursus-auth or the store failed, -2 an OAuth credential whose
+ * token could not be had (cred->reason). Clear cred after use, whatever r. */
 int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, const char *sender,
-				char **user_r, char **password_r);
+				const struct auth_client_relay_req *req,
+				struct auth_client_relay_cred *cred);
+void auth_client_relay_cred_clear(struct auth_client_relay_cred *cred);
 
 /* SMTP AUTH, run in cursus-auth: this side relays the client's messages and gets the
  * challenges and the verdict back, never a secret. start does no I/O. */

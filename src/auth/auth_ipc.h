@@ -24,7 +24,8 @@ enum auth_ipc_type {
 	AUTH_IPC_MAY_SEND_AS,      /* user, address -> RESULT(r) */
 	AUTH_IPC_MAY_ACT_AS,       /* authid, authzid -> RESULT(r) */
 	AUTH_IPC_CRED_GEN,         /* authid, user -> RESULT(r, gen) */
-	AUTH_IPC_RELAY_AUTH,       /* nexthop, sender? -> RESULT(r, user?, password?) */
+	AUTH_IPC_RELAY_AUTH,       /* nexthop, sender?, ca?, timeout_ms, margin_ms, rejected?
+				    * -> RESULT(r, user?, password?, oauth_mech?, how, reason?) */
 	AUTH_IPC_SASL_STEP,        /* xid, mech? (first step only), tls_unique, tls_exporter,
 				   * cert_fingerprint, cert_subject, in? -> PRECHECK* , SASL_REPLY */
 	AUTH_IPC_SASL_END,         /* xid; no reply */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "auth/auth_ipc.h"
+#include "auth/auth_oauth.h"
 #include "auth/auth_spawn.h"
 #include "sasl/sasl.h"
 #include "store/userdb.h"
@@ -149,24 +150,51 @@ static void auth_server_pair(struct auth_server_conn *c, const struct auth_ipc_m
 }
 
 /* For a delivery through a smart host: the one secret that must leave this process,
- * because the network process sends it. */
+ * because the network process sends it. For an OAuth credential that is the access
+ * token, had here (auth_oauth.c): the client secret and refresh token stay. */
 static void auth_server_relay_auth(struct auth_server_conn *c, const struct auth_ipc_msg *m)
 {
 	char *nexthop = auth_server_str(c, m, 0, AUTH_IPC_FIELD_MAX, 0);
 	char *sender = auth_server_str(c, m, 1, AUTH_IPC_FIELD_MAX, 1);
-	char *user = NULL, *password = NULL;
-	int r = userdb_relay_auth_find(c->srv->db, nexthop, sender, &user, &password);
+	char *ca = auth_server_str(c, m, 2, AUTH_IPC_FIELD_MAX, 1);
+	char *rejected = auth_server_str(c, m, 5, AUTH_IPC_FIELD_MAX, 1);
+	char *user = NULL, *password = NULL, *token = NULL, reason[600] = "";
+	struct userdb_relay_oauth o;
+	enum auth_oauth_how how = AUTH_OAUTH_CACHED;
+	long long timeout_ms, margin_ms;
+	int r, oauth;
 
+	if (m->nfields != 6 || auth_ipc_int(m, 3, &timeout_ms) < 0 ||
+	    auth_ipc_int(m, 4, &margin_ms) < 0 || timeout_ms <= 0 || timeout_ms > 86400000LL ||
+	    margin_ms < 0 || margin_ms > 86400000LL)
+		auth_server_broken(c, "bad field");
+	r = userdb_relay_auth_find(c->srv->db, nexthop, sender, &user, &password, &o);
+	oauth = r == 1 && o.url;
+	if (oauth) {
+		struct auth_oauth_req req = { ca, (unsigned)timeout_ms, (unsigned)margin_ms, rejected };
+		if (auth_oauth_token(c->srv->db, nexthop, user, &o, &req, &token, &how, reason,
+				     sizeof(reason)) < 0)
+			r = -2;
+	}
 	auth_ipc_begin(&c->out, AUTH_IPC_RESULT, m->id);
 	auth_ipc_add_int(&c->out, r);
 	auth_ipc_add_str(&c->out, r == 1 ? user : NULL);
-	auth_ipc_add_str(&c->out, r == 1 ? password : NULL);
+	auth_ipc_add_str(&c->out, r == 1 ? (oauth ? token : password) : NULL);
+	auth_ipc_add_str(&c->out, r == 1 && oauth ? o.mech : NULL);
+	auth_ipc_add_int(&c->out, oauth ? (long long)how : -1);
+	auth_ipc_add_str(&c->out, r == -2 ? reason : NULL);
 	auth_server_send(c);
 	free(user);
 	if (password)
 		xfree_secret(password, strlen(password));
+	if (token)
+		xfree_secret(token, strlen(token));
+	userdb_relay_oauth_clear(&o);
 	free(nexthop);
 	free(sender);
+	free(ca);
+	if (rejected)
+		xfree_secret(rejected, strlen(rejected));
 }
 
 /* Asked by GNU SASL's callbacks (sasl.c) before any secret is looked at: the network
@@ -457,6 +485,7 @@ int auth_server_main(int argc, char **argv)
 	    prctl(PR_SET_NAME, "cursus-auth") < 0)
 		log_warn("auth event=prctl");
 	signal(SIGPIPE, SIG_IGN);
+	auth_oauth_init(); /* libcurl's global set-up, before any thread */
 	/* Nothing here to reload (reload.h): a SIGHUP sent to the group must not end it. */
 	signal(SIGHUP, SIG_IGN);
 	if (!(srv.db = userdb_open(db, 1, &err))) {

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <gsasl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "oauth/oauth_sasl.h"
 #include "util/linereader.h"
 #include "util/xmalloc.h"
 
@@ -78,6 +80,9 @@ struct smtpc {
 	Gsasl_session *gs;
 	int saw_330;
 	unsigned auth_rounds;      /* challenges answered in this exchange */
+	int oauth;                 /* -1, or the enum oauth_mech of this exchange (ours) */
+	char oauth_error[64];      /* the status of its error challenge, or "" */
+	unsigned port;             /* the server's, for OAUTHBEARER's port= */
 	struct event *ev_reply;    /* a whole reply (or handshake) must come within timeout */
 	int ended, busy, doomed;
 };
@@ -278,7 +283,34 @@ static void smtpc_auth_end(struct smtpc *s)
 	if (s->gs)
 		gsasl_finish(s->gs);
 	s->gs = NULL;
+	s->oauth = -1;
 	s->state = ST_READY;
+}
+
+/* A challenge inside XOAUTH2 or OAUTHBEARER can only be the server's error (the
+ * client has said all it has): note its status and answer as RFC 7628 3.2.3 says,
+ * so the server sends its final reply. A second one is cancelled. */
+static void smtpc_oauth_challenge(struct smtpc *s, const struct smtpc_reply *r)
+{
+	char *raw = NULL, *b64 = NULL;
+	size_t rawlen = 0, n;
+	const char *resp;
+	if (s->oauth_error[0]) {
+		smtpc_send(s, "*", NULL);
+		return;
+	}
+	if (gsasl_base64_from(r->n_lines ? r->lines[0] : "", r->n_lines ? strlen(r->lines[0]) : 0,
+			      &raw, &rawlen) != GSASL_OK)
+		rawlen = 0;
+	oauth_sasl_parse_error(raw ? raw : "", rawlen, s->oauth_error, sizeof(s->oauth_error));
+	free(raw);
+	resp = oauth_sasl_error_response((enum oauth_mech)s->oauth, &n);
+	if (n && gsasl_base64_to(resp, n, &b64, NULL) != GSASL_OK) {
+		smtpc_send(s, "*", NULL);
+		return;
+	}
+	smtpc_send(s, b64 ? b64 : "", "<hidden>");
+	free(b64);
 }
 
 /* One 334 (or 330) challenge: answer it through GNU SASL, or cancel the exchange. */
@@ -291,6 +323,10 @@ static void smtpc_auth_challenge(struct smtpc *s, const struct smtpc_reply *r)
 	if (++s->auth_rounds > SMTPC_AUTH_ROUNDS_MAX) {
 		smtpc_trace(s, SMTPC_INFO, "too many AUTH challenges: cancelling the exchange");
 		smtpc_send(s, "*", NULL);
+		return;
+	}
+	if (s->oauth >= 0) {
+		smtpc_oauth_challenge(s, r);
 		return;
 	}
 	/* RFC 4954 4: "A server challenge is sent as a 334 reply with the text part
@@ -659,6 +695,11 @@ struct smtpc *smtpc_create(struct event_base *base, const struct sockaddr *sa, s
 	s->connect_timeout = opts->connect_timeout ? opts->connect_timeout : s->timeout;
 	s->helo_fallback = opts->helo_fallback;
 	s->dot_replies = 1;
+	s->oauth = -1;
+	if (sa->sa_family == AF_INET)
+		s->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	else if (sa->sa_family == AF_INET6)
+		s->port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	s->state = ST_CONNECTING;
 	linereader_init(&s->lr, SMTPC_LINE_MAX);
 	tv.tv_sec = s->connect_timeout;
@@ -826,12 +867,48 @@ int smtpc_mech_supported(const char *mech)
 {
 	Gsasl *ctx = NULL;
 	int ok;
+	if (oauth_sasl_mech(mech) >= 0)
+		return 1;
 	if (gsasl_init(&ctx) != GSASL_OK)
 		return 0;
 	ok = gsasl_client_support_p(ctx, mech);
 	gsasl_done(ctx);
 	return ok;
 }
+
+/* XOAUTH2 or OAUTHBEARER: the one client message, as the initial response. */
+static int smtpc_auth_oauth(struct smtpc *s, enum oauth_mech m, const char *user, const char *token)
+{
+	char host[256], *raw, *b64 = NULL, *line, *shown;
+	size_t rawlen, n = strlen(s->server_name);
+	const char *h = s->server_name;
+	/* An address literal's brackets are not part of the host. */
+	if (n > 2 && h[0] == '[' && h[n - 1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(n - 2), h + 1);
+	else
+		snprintf(host, sizeof(host), "%s", h);
+	if (!(raw = oauth_sasl_initial(m, user, host, s->port, token, &rawlen)))
+		return -1;
+	if (gsasl_base64_to(raw, rawlen, &b64, NULL) != GSASL_OK) {
+		xfree_secret(raw, rawlen);
+		return -1;
+	}
+	xfree_secret(raw, rawlen);
+	line = xasprintf("AUTH %s %s", oauth_sasl_name(m), b64);
+	shown = xasprintf("AUTH %s <hidden>", oauth_sasl_name(m));
+	smtpc_send(s, line, shown);
+	xfree_secret(line, strlen(line));
+	xfree_secret(b64, strlen(b64));
+	free(shown);
+	s->oauth = (int)m;
+	s->oauth_error[0] = '\0';
+	s->auth_rounds = 0;
+	s->saw_330 = 0;
+	s->state = ST_AUTH;
+	return 0;
+}
+
+const char *smtpc_auth_oauth_error(const struct smtpc *s) { return s->oauth_error; }
 
 int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *password)
 {
@@ -841,8 +918,10 @@ int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *
 	char *out = NULL, *line, *shown;
 	size_t n = strlen(mech);
 
-	if (!s->conn || s->ended || s->gs)
+	if (!s->conn || s->ended || s->gs || s->state == ST_AUTH)
 		return -1;
+	if (oauth_sasl_mech(mech) >= 0)
+		return smtpc_auth_oauth(s, (enum oauth_mech)oauth_sasl_mech(mech), user, password);
 	if (!s->gctx && gsasl_init(&s->gctx) != GSASL_OK)
 		return -1;
 	if (!gsasl_client_support_p(s->gctx, mech) || gsasl_client_start(s->gctx, mech, &s->gs) != GSASL_OK)

@@ -135,9 +135,15 @@ void smtpc_lhlo(struct smtpc *s, const char *name);
  * forgotten (RFC 3207 4.2): say EHLO again. */
 void smtpc_starttls(struct smtpc *s, SSL_CTX *ctx);
 /* AUTH mech as user with password (copied and wiped after use). Channel binding
- * data for -PLUS mechanisms comes from the TLS session. Returns -1 (and sends
- * nothing) when GNU SASL has no client for mech. */
+ * data for -PLUS mechanisms comes from the TLS session. XOAUTH2 and OAUTHBEARER are
+ * ours (oauth/oauth_sasl.h), the password being the access token; their error
+ * challenge is answered inside, and the final reply (535) comes to on_reply. Returns
+ * -1 (and sends nothing) when there is no client for mech, or the token cannot be
+ * sent by it. */
 int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *password);
+/* After an XOAUTH2/OAUTHBEARER exchange: the "status" of the server's error challenge
+ * (RFC 7628 3.2.2, e.g. "invalid_token"; printable, short), or "" when none came. */
+const char *smtpc_auth_oauth_error(const struct smtpc *s);
 /* After smtpc_auth: whether the server sent 330 where RFC 4954 says 334 (we went on
  * as if it were 334). */
 int smtpc_auth_saw_330(const struct smtpc *s);

@@ -167,6 +167,10 @@ struct config {
 	unsigned relay_dot_timeout;      /* the reply to the final dot, 4.5.3.2.6: 600 */
 	unsigned relay_idle_time;        /* seconds an unused connection is kept for reuse: 2 */
 	unsigned relay_reuse_limit;      /* messages sent over one connection at most: 100 */
+	/* OAuth 2 relay credentials (docs/relay-oauth.md): the whole HTTPS exchange with a
+	 * token endpoint (30 s), and how long before it expires a token is refreshed (60 s). */
+	unsigned relay_oauth_timeout_ms;
+	unsigned relay_oauth_refresh_margin_ms;
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
 	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */

@@ -40,7 +40,11 @@ struct delivery {
 	 * on a worker): sent only as relay_policy allows. NULL otherwise. A transport that
 	 * reuses connections keys them by destination and auth_user. */
 	const char *auth_user;
-	const char *auth_password;
+	const char *auth_password;    /* for OAuth: the access token */
+	const char *auth_mech;        /* OAuth: "XOAUTH2" or "OAUTHBEARER"; NULL: a password */
+	/* Set by the transport: the next hop refused the OAuth token (535, or the error
+	 * challenge); the scheduler fetches a fresh one and tries once more. */
+	int auth_rejected;
 	/* The message as queued (CRLF line ends), checked and open, never in memory:
 	 * transports read it in bounded blocks with qbody_read() (on worker threads). */
 	struct qbody body;

@@ -53,6 +53,10 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 			      "Completed TLS handshakes of outbound SMTP connections, by protocol version "
 			      "and whether the certificate verified.",
 			      {"version", "verified"}},
+	[METRIC_RELAY_OAUTH_FETCH] = {"cursus_relay_oauth_token_fetches_total", "counter",
+				      "Requests to OAuth 2 token endpoints for relay credentials, by "
+				      "result (ok, refused, error, timeout).",
+				      {"result"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

@@ -33,6 +33,7 @@ struct relay_sess_params {
 	int tls_disabled;         /* a may-mode retry without STARTTLS */
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* NULL: no AUTH */
+	const char *auth_mech;    /* OAuth: XOAUTH2 or OAUTHBEARER (password: the token) */
 	int auth_unverified;
 	int lmtp;                 /* LHLO; one reply per recipient after the dot */
 };

@@ -38,6 +38,7 @@ struct relay_sess {
 	int tls, tls_disabled, auth_unverified, lmtp;
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* valid during setup only (the job's) */
+	const char *auth_mech;      /* likewise: an OAuth credential's mechanism */
 	enum phase phase;
 	int tls_up, authed, broken, closing, reused;
 	struct tls_check tc;
@@ -186,11 +187,25 @@ static void relay_sess_fail(struct relay_sess *s, const char *status, int final,
 		relay_job_failed(j, NULL, &f);
 }
 
+/* The next hop did not take our OAuth token. A 535, or any failure after its error
+ * challenge (RFC 7628 3.2.2), means the token itself: the job says so, and the
+ * scheduler tries once more with a fresh one. */
+static void relay_auth_oauth_failed(struct relay_sess *s, const struct smtpc_reply *r,
+				    const char *status, const char *text)
+{
+	const char *why = smtpc_auth_oauth_error(s->c);
+	struct relay_job *j = s->job;
+	if (j && (r->code == 535 || *why))
+		relay_job_delivery(j)->auth_rejected = 1;
+	relay_sess_fail(s, status, 1, 0, "authentication failed: %s%s%s%s", text,
+			*why ? " (token refused: " : "", why, *why ? ")" : "");
+}
+
 /* ---- setup ------------------------------------------------------------------------ */
 
 static void relay_sess_ready(struct relay_sess *s)
 {
-	s->auth_user = s->auth_password = NULL;
+	s->auth_user = s->auth_password = s->auth_mech = NULL;
 	s->phase = PH_IDLE;
 	relay_job_session_ready(s->job, s);
 }
@@ -213,6 +228,15 @@ static const char *relay_pick_mech(const struct smtpc_caps *c)
 				return m[i].name;
 		}
 	return NULL;
+}
+
+/* An OAuth credential's token goes by the mechanism stored with it, else by the other
+ * one of the two when only that is offered: both carry the same bearer token. */
+static const char *relay_pick_oauth(const struct smtpc_caps *c, const char *want)
+{
+	const char *list = c->auth ? c->auth : c->auth_legacy;
+	const char *other = strcasecmp(want, "XOAUTH2") == 0 ? "OAUTHBEARER" : "XOAUTH2";
+	return smtpc_list_has(list, want) ? want : smtpc_list_has(list, other) ? other : NULL;
 }
 
 /* TLS is settled (up, or not to be): AUTH if the job has credentials. */
@@ -240,7 +264,13 @@ static void relay_sess_after_tls(struct relay_sess *s)
 		relay_sess_fail(s, "4.7.0", 1, 0, "relay credentials not sent: AUTH not offered");
 		return;
 	}
-	if (!(mech = relay_pick_mech(c))) {
+	if (s->auth_mech && !(mech = relay_pick_oauth(c, s->auth_mech))) {
+		relay_sess_fail(s, "4.7.0", 1, 0,
+				"relay credentials not sent: OAuth needs XOAUTH2 or OAUTHBEARER "
+				"(server offers %s)", c->auth ? c->auth : c->auth_legacy);
+		return;
+	}
+	if (!s->auth_mech && !(mech = relay_pick_mech(c))) {
 		relay_sess_fail(s, "4.7.0", 1, 0,
 				"relay credentials not sent: no common mechanism (server offers %s)",
 				c->auth ? c->auth : c->auth_legacy);
@@ -679,6 +709,8 @@ static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *a
 		if (r->code == 235) {
 			s->authed = 1;
 			relay_sess_ready(s);
+		} else if (s->auth_mech) {
+			relay_auth_oauth_failed(s, r, st, text);
 		} else {
 			relay_sess_fail(s, st, 1, 0, "authentication failed: %s", text);
 		}
@@ -788,6 +820,7 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 		SSL_CTX_up_ref(s->ctx);
 	s->auth_user = p->auth_user;
 	s->auth_password = p->auth_password;
+	s->auth_mech = p->auth_mech;
 	s->auth_unverified = p->auth_unverified;
 	s->lmtp = p->lmtp;
 	s->phase = PH_GREETING;

@@ -206,6 +206,7 @@ static void job_try(struct relay_job *j)
 	if (d->route->kind == ROUTE_RELAY && d->auth_user) {
 		p.auth_user = d->auth_user;
 		p.auth_password = d->auth_password ? d->auth_password : "";
+		p.auth_mech = d->auth_mech;
 	}
 	if (p.tls != RELAY_TLS_NONE && !(p.ctx = ctx_for(t, pol ? pol->ca : NULL, &err))) {
 		job_fail_all(j, DR_TEMPFAIL, "4.7.5", err);

@@ -145,15 +145,38 @@ int userdb_relay_auth_set(struct userdb *db, const char *nexthop, const char *se
 			  const char *user, const char *password, char **err);
 /* Returns 1 when deleted, 0 when there was none, -1 on error. */
 int userdb_relay_auth_del(struct userdb *db, const char *nexthop, const char *sender, char **err);
-/* Calls fn for each entry (sender NULL for a default); never passes the password. */
+/* Calls fn for each entry (sender NULL for a default); never passes the password nor
+ * an OAuth secret. oauth_mech is NULL for a password, else the entry's mechanism. */
 int userdb_relay_auth_list(struct userdb *db,
 			   void (*fn)(void *arg, const char *nexthop, const char *sender,
-				      const char *user),
+				      const char *user, const char *oauth_mech),
 			   void *arg, char **err);
+/* An OAuth 2 relay credential (docs/relay-oauth.md): cursus gets the access token it
+ * sends from url itself. client_secret may be NULL (a public client), refresh_token
+ * NULL for the client_credentials grant, scope NULL for none. */
+struct userdb_relay_oauth {
+	char *url, *client_id, *client_secret, *refresh_token, *scope;
+	char *mech;   /* "XOAUTH2" or "OAUTHBEARER" */
+	char *grant;  /* "refresh_token" or "client_credentials" */
+};
+/* Frees the strings, wiping the secrets; the struct is left zeroed. */
+void userdb_relay_oauth_clear(struct userdb_relay_oauth *o);
+/* As userdb_relay_auth_set, for an OAuth credential (its fields checked here: an
+ * https URL, one-line values, a known mechanism and grant, a refresh token when the
+ * grant needs one). */
+int userdb_relay_oauth_set(struct userdb *db, const char *nexthop, const char *sender,
+			   const char *user, const struct userdb_relay_oauth *o, char **err);
 /* The credentials for mail from sender to nexthop: the sender's own, else the next
- * hop's default. Returns 1 (both malloc'd; wipe the password after use), 0 when none,
- * -1 on error. */
+ * hop's default. Returns 1 (malloc'd; wipe the password after use), 0 when none,
+ * -1 on error. For an OAuth credential *password_r is "" and, when oauth_r is not
+ * NULL, *oauth_r is filled (userdb_relay_oauth_clear after use); without oauth_r an
+ * OAuth credential is returned as one with an empty password. */
 int userdb_relay_auth_find(struct userdb *db, const char *nexthop, const char *sender,
-			   char **user_r, char **password_r);
+			   char **user_r, char **password_r, struct userdb_relay_oauth *oauth_r);
+/* The token endpoint rotated a refresh token: old_token becomes new_token wherever
+ * nexthop's credentials hold it (compare and set: an entry the administrator replaced
+ * meanwhile is left alone). 1 replaced, 0 none held it, -1 error. */
+int userdb_relay_oauth_rotate(struct userdb *db, const char *nexthop, const char *old_token,
+			      const char *new_token);
 
 #endif

@@ -21,7 +21,7 @@
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define USERDB_SCHEMA_VERSION 4
+#define USERDB_SCHEMA_VERSION 5
 #define USERDB_BUSY_TIMEOUT_MS 5000
 
 /* The schema as a list of steps: userdb_migrations[v] takes a database from
@@ -93,11 +93,27 @@ static const char userdb_schema_v4_sql[] =
 	"CREATE TRIGGER cert_gone AFTER DELETE ON certs BEGIN"
 	" UPDATE users SET cred_gen = random() WHERE name = OLD.user; END;";
 
+/* Version 5: OAuth 2 relay credentials (docs/relay-oauth.md). A row with oauth_url
+ * set is one: cursus gets its access tokens from that token endpoint with the
+ * oauth_grant (refresh_token or client_credentials) and sends them with oauth_mech
+ * (XOAUTH2 or OAUTHBEARER); its password is ''. The client secret and the refresh
+ * token are kept as given, like the password, because they must be sent; the refresh
+ * token is replaced when the endpoint rotates it. */
+static const char userdb_schema_v5_sql[] =
+	"ALTER TABLE relay_auth ADD COLUMN oauth_url TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_client_id TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_client_secret TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_refresh_token TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_scope TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_mech TEXT;"
+	"ALTER TABLE relay_auth ADD COLUMN oauth_grant TEXT;";
+
 static const char *const userdb_migrations[USERDB_SCHEMA_VERSION] = {
 	userdb_schema_v1_sql,
 	userdb_schema_v2_sql,
 	userdb_schema_v3_sql,
 	userdb_schema_v4_sql,
+	userdb_schema_v5_sql,
 };
 
 /* PRAGMA user_version, or -1. */

@@ -21,11 +21,13 @@ static void remove_db(const char *path)
 }
 
 /* The listing, one "nexthop|sender|user;" per entry ("-" for no sender). */
-static void collect(void *arg, const char *nexthop, const char *sender, const char *user)
+static void collect(void *arg, const char *nexthop, const char *sender, const char *user,
+		    const char *oauth_mech)
 {
 	char *buf = arg;
 	size_t len = strlen(buf);
-	snprintf(buf + len, 1024 - len, "%s|%s|%s;", nexthop, sender ? sender : "-", user);
+	snprintf(buf + len, 1024 - len, "%s|%s|%s%s%s;", nexthop, sender ? sender : "-", user,
+		 oauth_mech ? "|" : "", oauth_mech ? oauth_mech : "");
 }
 
 /* 1 with the user and password found, else the find's return value. */
@@ -33,7 +35,7 @@ static int find(struct userdb *db, const char *nexthop, const char *sender, cons
 		const char *want_password)
 {
 	char *user = NULL, *password = NULL;
-	int rc = userdb_relay_auth_find(db, nexthop, sender, &user, &password);
+	int rc = userdb_relay_auth_find(db, nexthop, sender, &user, &password, NULL);
 	if (rc == 1) {
 		CHECK_STR(user, want_user);
 		CHECK_STR(password, want_password);
@@ -103,6 +105,88 @@ static void test_set_find(struct userdb *db)
 	CHECK_STR(list, "");
 }
 
+/* An OAuth entry: stored, found whole, listed by mechanism, its refresh token
+ * rotated by compare and set, and replaced whole by a password entry. */
+static void test_oauth(struct userdb *db)
+{
+	struct userdb_relay_oauth o = {
+		.url = "https://login.example/token", .client_id = "cid", .client_secret = "csecret",
+		.refresh_token = "rt-1", .scope = "https://outlook.office.com/SMTP.Send offline_access",
+		.mech = "XOAUTH2", .grant = "refresh_token",
+	}, got;
+	char *user = NULL, *password = NULL, *err = NULL, list[1024] = "";
+
+	CHECK(userdb_relay_oauth_set(db, "[SMTP.example]:587", NULL, "me@example.test", &o, &err) == 0);
+	CHECK(userdb_relay_auth_find(db, "[smtp.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(user, "me@example.test");
+	CHECK_STR(password, "");
+	CHECK_STR(got.url, o.url);
+	CHECK_STR(got.client_id, "cid");
+	CHECK_STR(got.client_secret, "csecret");
+	CHECK_STR(got.refresh_token, "rt-1");
+	CHECK_STR(got.scope, o.scope);
+	CHECK_STR(got.mech, "XOAUTH2");
+	CHECK_STR(got.grant, "refresh_token");
+	free(user);
+	free(password);
+	userdb_relay_oauth_clear(&got);
+	CHECK(got.url == NULL && got.refresh_token == NULL);
+
+	CHECK(userdb_relay_auth_list(db, collect, list, &err) == 0);
+	CHECK_STR(list, "[smtp.example]:587|-|me@example.test|XOAUTH2;");
+
+	/* Rotation replaces only the token it was given. */
+	CHECK(userdb_relay_oauth_rotate(db, "[smtp.example]:587", "rt-0", "rt-x") == 0);
+	CHECK(userdb_relay_oauth_rotate(db, "[smtp.example]:587", "rt-1", "rt-2") == 1);
+	CHECK(userdb_relay_auth_find(db, "[smtp.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(got.refresh_token, "rt-2");
+	free(user);
+	free(password);
+	userdb_relay_oauth_clear(&got);
+
+	/* Refused: http, a missing refresh token, an unknown mechanism; the error never
+	 * quotes a secret. */
+	o.url = "http://login.example/token";
+	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
+	CHECK(err && !strstr(err, "csecret"));
+	free(err);
+	err = NULL;
+	o.url = "https://login.example/token";
+	o.refresh_token = NULL;
+	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
+	free(err);
+	err = NULL;
+	o.refresh_token = "line\nbreak";
+	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
+	CHECK(err && !strstr(err, "zq7"));
+	free(err);
+	err = NULL;
+	o.refresh_token = "rt";
+	o.mech = "PLAIN";
+	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
+	free(err);
+	err = NULL;
+	/* client_credentials needs no refresh token but a secret. */
+	o.mech = "OAUTHBEARER";
+	o.grant = "client_credentials";
+	o.refresh_token = NULL;
+	CHECK(userdb_relay_oauth_set(db, "[cc.example]:587", NULL, "svc", &o, &err) == 0);
+	o.client_secret = NULL;
+	CHECK(userdb_relay_oauth_set(db, "[cc.example]:587", NULL, "svc", &o, &err) < 0);
+	free(err);
+	err = NULL;
+
+	/* A password replaces the OAuth entry whole. */
+	CHECK(set(db, "[smtp.example]:587", NULL, "me", "pw") == 0);
+	CHECK(userdb_relay_auth_find(db, "[smtp.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK(got.url == NULL && got.refresh_token == NULL);
+	CHECK_STR(password, "pw");
+	free(user);
+	free(password);
+	CHECK(userdb_relay_auth_del(db, "[smtp.example]:587", NULL, &err) == 1);
+	CHECK(userdb_relay_auth_del(db, "[cc.example]:587", NULL, &err) == 1);
+}
+
 static void test_invalid(struct userdb *db)
 {
 	char *err = NULL, long_hop[400];
@@ -168,7 +252,7 @@ static void test_upgrade(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(s);
-	CHECK(version == 4);
+	CHECK(version == 5);
 	remove_db(path);
 }
 
@@ -187,6 +271,7 @@ void unit_main(void)
 	CHECK(db != NULL);
 	if (db) {
 		test_set_find(db);
+		test_oauth(db);
 		test_invalid(db);
 		userdb_close(&db);
 	} else {

@@ -530,7 +530,7 @@ static void test_migration(void)
 		free(err);
 		return;
 	}
-	CHECK(pragma_version(path) == 4);
+	CHECK(pragma_version(path) == 5);
 	{
 		/* Users from before version 4 have generation 0 until a change. */
 		long long g = -1;
