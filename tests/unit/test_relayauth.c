@@ -156,7 +156,7 @@ static void test_oauth(struct userdb *db)
 	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
 	free(err);
 	err = NULL;
-	o.refresh_token = "line\nbreak";
+	o.refresh_token = "zq7\nzq8";
 	CHECK(userdb_relay_oauth_set(db, "[smtp.example]:587", NULL, "me", &o, &err) < 0);
 	CHECK(err && !strstr(err, "zq7"));
 	free(err);

@@ -603,7 +603,7 @@ void unit_main(void)
 	test_credential_gen(db);
 	test_scram_iterations(db);
 	userdb_close(&db);
-	CHECK(pragma_version(dbpath) == 4);
+	CHECK(pragma_version(dbpath) == 5);
 	cleanup(dbpath);
 	test_migration();
 	rmdir(tmpdir);
