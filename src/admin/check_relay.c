@@ -3,7 +3,10 @@
  * certificate unless explicitly allowed. Each place a smart host is named (the global
  * relay_host, each route or sender_route block with one) is a context with its own
  * effective relay_tls and relay_auth_unverified; the stored credentials
- * (`cursus relay-auth`) are matched to contexts by the name route_nexthop() gives. */
+ * (`cursus relay-auth`) are matched to contexts by the name route_nexthop() gives.
+ * An OAuth 2 credential is a credential like a password here (its access token is
+ * what goes to the next hop, under the same rules); what is its own is that relay_ca
+ * also verifies its token endpoint. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +21,8 @@ struct check_relay_ctx {
 	char *nexthop;             /* as credentials are stored: "[host]:port" */
 	int tls, tls_line;
 	int unverified, unverified_line;
+	const char *ca;            /* the effective relay_ca, or NULL */
+	int ca_line;
 };
 
 static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify" };
@@ -47,11 +52,15 @@ static void check_relay_ctx_route(const struct config *cfg, const struct route_c
 			     ? config_route_line(rc, "relay_auth_unverified") : g_unv;
 	if (!c->unverified_line)
 		c->unverified_line = rc->line;
+	c->ca = rc->relay_ca ? rc->relay_ca : cfg->relay_ca;
+	c->ca_line = rc->relay_ca ? config_route_line(rc, "relay_ca")
+				  : config_option_line(cfg, "relay_ca");
 }
 
 /* The next hops credentials are stored for, each once. */
 struct check_relay_creds {
 	struct strset set;
+	struct strset oauth;       /* those with an OAuth credential */
 	char **names;
 	size_t n;
 };
@@ -60,6 +69,8 @@ static void check_relay_list_cb(void *arg, const char *nexthop, const char *send
 				const char *user, const char *oauth_mech)
 {
 	struct check_relay_creds *c = arg;
+	if (oauth_mech)
+		strset_add(&c->oauth, nexthop);
 	if (!strset_add(&c->set, nexthop))
 		return;
 	c->names = xrealloc(c->names, (c->n + 1) * sizeof(*c->names));
@@ -67,8 +78,17 @@ static void check_relay_list_cb(void *arg, const char *nexthop, const char *send
 }
 
 static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx *c,
-			    const struct strset *creds)
+			    const struct strset *creds, const struct strset *oauth)
 {
+	/* Not wrong in itself (a private token endpoint), but a public provider's will
+	 * not chain to a private CA, and then no token is had. */
+	if (c->ca && strset_has(oauth, c->nexthop))
+		check_add(r, CHECK_INFO, "relay-oauth-ca", c->ca_line ? c->ca_line : c->tls_line,
+			  "leave relay_ca unset for a public provider (the system's store then "
+			  "verifies both), or make it hold the token endpoint's root as well",
+			  "%s: OAuth credentials are stored for %s and relay_ca is set: the token "
+			  "endpoint's certificate is verified against %s too", c->where, c->nexthop,
+			  c->ca);
 	/* With relay_tls none no password is sent at all: it never goes in clear. */
 	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT))
 		check_add(r, CHECK_ERROR, "relay-auth-unverified", c->unverified_line,
@@ -115,7 +135,8 @@ void check_relay(struct check_report *r, struct userdb *db)
 		ctx[n] = (struct check_relay_ctx){
 			"relay_host", check_relay_nexthop(cfg, &cfg->relay_host), (int)cfg->relay_tls,
 			config_option_line(cfg, "relay_tls"), cfg->relay_auth_unverified,
-			config_option_line(cfg, "relay_auth_unverified") };
+			config_option_line(cfg, "relay_auth_unverified"), cfg->relay_ca,
+			config_option_line(cfg, "relay_ca") };
 		if (!ctx[n].tls_line)
 			ctx[n].tls_line = config_option_line(cfg, "relay_host");
 		n++;
@@ -132,7 +153,7 @@ void check_relay(struct check_report *r, struct userdb *db)
 		free(err);
 	}
 	for (size_t i = 0; i < n; i++)
-		check_relay_ctx(r, &ctx[i], &creds.set);
+		check_relay_ctx(r, &ctx[i], &creds.set, &creds.oauth);
 	for (size_t i = 0; i < creds.n; i++) {
 		if (!check_relay_named(ctx, n, creds.names[i]))
 			check_add(r, CHECK_INFO, "relay-auth-unused", 0,
@@ -146,4 +167,5 @@ void check_relay(struct check_report *r, struct userdb *db)
 		free(ctx[i].nexthop);
 	free(ctx);
 	strset_clear(&creds.set);
+	strset_clear(&creds.oauth);
 }

@@ -79,7 +79,11 @@ def make_conf(ca, tmp_path, name, cert="good", creds=()):
     for args, stdin in [(("user", "add", "admin@example.test"), lib.PASSWORD + "\n"),
                         (("alias", "add", "postmaster@example.test", "admin@example.test"), None),
                         (("alias", "add", "postmaster@example.org", "admin@example.test"), None)] + \
-            [(("relay-auth", "add", nh, "account"), "relay secret\n") for nh in creds]:
+            [(("relay-auth", "add", nh, "account"), "relay secret\n") for nh in creds
+             if not nh.startswith("oauth:")] + \
+            [(("relay-auth", "add", nh[6:], "account", "--oauth", "https://login.example/token",
+               "--client-id", "cid"), "client secret\nrefresh token\n")
+             for nh in creds if nh.startswith("oauth:")]:
         r = run(conf, *args, stdin=stdin)
         assert r.returncode == 0, "cursus %s: %s" % (" ".join(args), r.stderr)
     return conf
@@ -120,6 +124,7 @@ CASES = [
     ("relay_auth_unverified", "good", ()),
     ("relay_tls_not_verify", "good", ("[192.0.2.5]:587",)),
     ("relay_auth_no_tls", "good", ("[192.0.2.5]:587",)),
+    ("relay_oauth_ca", "good", ("oauth:[192.0.2.5]:587",)),
     ("postmaster_missing", "good", ()),
 ]
 
@@ -158,6 +163,14 @@ def test_clean(ca, tmp_path):
     assert j.returncode == 0
     assert json.loads(j.stdout) == {"file": conf, "status": "ok", "errors": 0, "warnings": 0,
                                     "infos": 0, "findings": []}
+
+
+def test_oauth_credentials_clean(ca, tmp_path):
+    """OAuth credentials for a verified route: no finding (not a password, nothing
+    wrong), and exit 0."""
+    conf = make_conf(ca, tmp_path, "relay_oauth_clean", creds=("oauth:[192.0.2.5]:587",))
+    r = run(conf, "check")
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n"), r.stdout + r.stderr
 
 
 def test_expiry_threshold(ca, tmp_path):
