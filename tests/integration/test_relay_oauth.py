@@ -17,6 +17,7 @@ import pytest
 import cursus_testlib as lib
 from oauthpeers import OAuthSink, TokenEndpoint, closed_port
 from relaypeers import certs  # noqa: F401 (fixture)
+from test_metrics import get, scrape
 
 ALICE = "alice@example.test"
 SMART = "127.0.0.63"        # the next hop (in the test certificate's names)
@@ -138,9 +139,15 @@ def test_delivery_with_each_mechanism_and_grant(start_server, certs, endpoint, s
     no_secret_in_logs(srv, endpoint, sink)
 
 
+def fetches_counted(port, result):
+    return get(scrape(port)[0], "cursus_relay_oauth_token_fetches_total", result=result)
+
+
 def test_token_refused_at_the_next_hop_is_refreshed_once(start_server, certs, endpoint, sink,
                                                          token):
-    srv = server(start_server, certs, sink, relay_idle_time=0, log_debug="yes")
+    mport = lib.free_port()
+    srv = server(start_server, certs, sink, relay_idle_time=0, log_debug="yes",
+                 extra_conf="metrics_listen 127.0.0.1:%d" % mport)
     rt = endpoint.add_refresh_token(CLIENT_ID)
     add_oauth(srv, endpoint.url, "OAUTHBEARER", secrets_in="%s\n%s\n" % (CLIENT_SECRET, rt),
               port=sink.port)
@@ -165,6 +172,7 @@ def test_token_refused_at_the_next_hop_is_refreshed_once(start_server, certs, en
     assert "oauth event=token-rejected nexthop=[%s]:%d: refreshing" % (SMART, sink.port) \
         in srv.log
     assert srv.wait_queue_empty(10)
+    assert fetches_counted(mport, "ok") == 2
     no_secret_in_logs(srv, endpoint, sink)
 
 
@@ -208,7 +216,9 @@ def test_token_refreshed_before_it_expires(start_server, certs, endpoint, sink, 
 
 
 def test_refused_refresh_defers_with_the_reason(start_server, certs, endpoint, sink, token):
-    srv = server(start_server, certs, sink, retry_min=3600, retry_max=3600)
+    mport = lib.free_port()
+    srv = server(start_server, certs, sink, retry_min=3600, retry_max=3600,
+                 extra_conf="metrics_listen 127.0.0.1:%d" % mport)
     rt = endpoint.add_refresh_token(CLIENT_ID)
     add_oauth(srv, endpoint.url, secrets_in="%s\n%s\n" % (CLIENT_SECRET, rt), port=sink.port)
     endpoint.mode = "invalid_grant"
@@ -226,6 +236,7 @@ def test_refused_refresh_defers_with_the_reason(start_server, certs, endpoint, s
     assert re.search(r'rcpt="bob@far.example" .*result=deferred status=4\.7\.0', srv.log)
     # The stored refresh token is kept for the administrator to replace.
     assert stored_refresh_token(srv) == rt
+    assert fetches_counted(mport, "refused") == 1 and fetches_counted(mport, "ok") is None
     no_secret_in_logs(srv, endpoint, sink)
 
 
