@@ -348,9 +348,9 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 			cred->fetch = fetch_names[how];
 	}
 	if (r == -1 || r == 0) {
-		char *fetch_keep = (char *)cred->fetch;
+		const char *fetch = cred->fetch; /* counted whatever came of it */
 		auth_client_relay_cred_clear(cred);
-		cred->fetch = fetch_keep;
+		cred->fetch = fetch;
 	}
 	auth_call_free(call);
 	return r;

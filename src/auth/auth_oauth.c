@@ -24,6 +24,11 @@ struct auth_oauth_ent {
 	pthread_mutex_t mu;        /* held across a fetch */
 	char *token;               /* NULL: none */
 	struct timespec fresh_until;
+	/* The last fetch that failed: when it ended, how and why. A request that waited
+	 * for it shares its outcome rather than trying again, so no request waits for
+	 * two fetches (the network process gives cursus-auth 60 s for an answer). */
+	struct timespec failed_at;
+	char failed_why[600];
 	struct auth_oauth_ent *next;
 };
 
@@ -162,10 +167,16 @@ static int auth_oauth_fetch(struct userdb *db, const char *nexthop, const char *
 	return ret;
 }
 
+static int auth_oauth_after(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
 int auth_oauth_token(struct userdb *db, const char *nexthop, const char *user,
 		     const struct userdb_relay_oauth *o, const struct auth_oauth_req *req,
 		     char **token_r, enum auth_oauth_how *how_r, char *reason, size_t reasonlen)
 {
+	struct timespec arrived;
 	char hop_log[LOG_ESCAPE_BUFSZ];
 	char *key = xasprintf("%s\n%s\n%s\n%s\n%s", o->grant, o->url, o->client_id,
 			      o->scope ? o->scope : "", user);
@@ -180,12 +191,23 @@ int auth_oauth_token(struct userdb *db, const char *nexthop, const char *user,
 		snprintf(reason, reasonlen, "unknown OAuth grant in the relay credentials");
 		return -1;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &arrived);
 	pthread_mutex_lock(&e->mu);
-	/* Whoever waited here may find the token the fetch before it brought. */
-	if (!auth_oauth_fresh(e, req)) {
+	/* Whoever waited here may find the token the fetch before it brought, or share
+	 * its failure (a failure without a counted fetch of its own: how stays cached). */
+	if (auth_oauth_fresh(e, req)) {
+		ret = 0;
+	} else if (auth_oauth_after(&e->failed_at, &arrived)) {
+		snprintf(reason, reasonlen, "%s", e->failed_why);
+		ret = -1;
+	} else {
 		if (req->rejected && e->token && strcmp(req->rejected, e->token) == 0)
 			log_info("oauth event=token-rejected nexthop=%s: refreshing", hop_log);
 		ret = auth_oauth_fetch(db, nexthop, hop_log, e, o, req, how_r, reason, reasonlen);
+		if (ret < 0) {
+			clock_gettime(CLOCK_MONOTONIC, &e->failed_at);
+			snprintf(e->failed_why, sizeof(e->failed_why), "%s", reason);
+		}
 	}
 	if (ret == 0)
 		*token_r = xstrdup(e->token);

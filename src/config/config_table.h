@@ -149,9 +149,10 @@ static const struct opt opt_table[] = {
 	/* 0: a connection is closed as soon as its deliveries are done. */
 	G_NUM("relay_idle_time", T_UINT, 2, 0, 3600, relay_idle_time),
 	G_NUM("relay_reuse_limit", T_UINT, 100, 1, 100000, relay_reuse_limit),
-	/* OAuth 2 relay credentials: a token request to the endpoint, and the refresh
-	 * ahead of a token's expiry. */
-	G_NUM("relay_oauth_timeout", T_SECONDS, 30 * MS, MS / 100, 600 * MS, relay_oauth_timeout_ms),
+	/* OAuth 2 relay credentials: a token request to the endpoint (at most 45 s: the
+	 * network process waits 60 s for cursus-auth's answer), and the refresh ahead of
+	 * a token's expiry. */
+	G_NUM("relay_oauth_timeout", T_SECONDS, 30 * MS, MS / 100, 45 * MS, relay_oauth_timeout_ms),
 	G_NUM("relay_oauth_refresh_margin", T_SECONDS, 60 * MS, 0, 3600 * MS,
 	      relay_oauth_refresh_margin_ms),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
