@@ -17,6 +17,7 @@
 
 #include "admin/admin.h"
 #include "client/smtpc.h"
+#include "oauth/oauth_sasl.h"
 #include "net/tls_client.h"
 #include "util/xmalloc.h"
 
@@ -150,6 +151,12 @@ static void probe_ready(struct probe *p)
 	if (ssl && (!t->chain_ok || !t->name_match || t->proto < TLS1_2_VERSION) && !p->res.insecure) {
 		probe_skip(p, "not tried: the certificate or TLS version does not verify "
 			      "(--insecure to send the password anyway)");
+		return;
+	}
+	/* smtpc speaks these, but they carry an OAuth access token, not a password. */
+	if (oauth_sasl_mech(p->attempt->mech) >= 0) {
+		probe_skip(p, "not tried: an OAuth mechanism (it takes an access token, not a "
+			      "password)");
 		return;
 	}
 	p->res.tried_auth = 1;
