@@ -18,7 +18,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 LIB_SRC   = $(wildcard src/util/*.c src/config/*.c src/net/*.c src/smtp/*.c src/store/*.c \
                        src/sasl/*.c src/queue/*.c src/route/*.c src/deliver/*.c src/dsn/*.c \
-                       src/relay/*.c src/client/*.c src/auth/*.c \
+                       src/relay/*.c src/client/*.c src/auth/*.c src/dkim/*.c \
                        src/metrics/*.c)
 D_SRC     = $(wildcard src/daemon/*.c)
 A_SRC     = $(wildcard src/admin/*.c)
