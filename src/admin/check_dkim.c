@@ -40,6 +40,11 @@ static void check_dkim_key(struct check_report *r, const struct dkim_key_conf *k
 			  "it under a new selector and replace this one",
 			  "the DKIM key %s for %s is %s", k->path, k->domain, why);
 		return;
+	case ENOTSUP:
+		check_add(r, CHECK_ERROR, "dkim-key-unusable", k->line,
+			  "make a new key with cursus dkim keygen and publish it under a new selector",
+			  "the DKIM key %s for %s is %s", k->path, k->domain, why);
+		return;
 	default:
 		check_add(r, CHECK_ERROR, "dkim-key-unreadable", k->line,
 			  "install the private key in PEM form, without a passphrase",

@@ -17,31 +17,31 @@ int dkim_key_usable(EVP_PKEY *pkey, char *why, size_t whysz)
 {
 	int bits;
 	if (EVP_PKEY_is_a(pkey, "ED25519"))
-		return 1;
+		return 0;
 	if (!EVP_PKEY_is_a(pkey, "RSA")) {
 		snprintf(why, whysz, "a %s key: DKIM signs with Ed25519 or RSA",
 			 EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "unknown");
-		return 0;
+		return ENOTSUP;
 	}
 	bits = EVP_PKEY_get_bits(pkey);
 	if (bits < DKIM_RSA_MIN_BITS) {
 		snprintf(why, whysz, "an RSA key of %d bits, weaker than the %d required", bits,
 			 DKIM_RSA_MIN_BITS);
-		return 0;
+		return EKEYREJECTED;
 	}
 	if (bits > DKIM_RSA_MAX_BITS) {
 		snprintf(why, whysz, "an RSA key of %d bits: verifiers need not handle more than %d",
 			 bits, DKIM_RSA_MAX_BITS);
-		return 0;
+		return EKEYREJECTED;
 	}
-	return 1;
+	return 0;
 }
 
 int dkim_key_read(const char *path, EVP_PKEY **pkey_r, char *why, size_t whysz)
 {
 	FILE *f = fopen(path, "r");
 	EVP_PKEY *pkey;
-	int err;
+	int err, bad;
 
 	*pkey_r = NULL;
 	if (!f) {
@@ -56,15 +56,15 @@ int dkim_key_read(const char *path, EVP_PKEY **pkey_r, char *why, size_t whysz)
 		snprintf(why, whysz, "not a PEM private key (or one with a passphrase)");
 		return EINVAL;
 	}
-	if (!dkim_key_usable(pkey, why, whysz)) {
+	if ((bad = dkim_key_usable(pkey, why, whysz)) != 0) {
 		EVP_PKEY_free(pkey);
-		return EKEYREJECTED;
+		return bad;
 	}
 	*pkey_r = pkey;
 	return 0;
 }
 
-static char *dkim_base64(const unsigned char *p, size_t n)
+char *dkim_base64(const unsigned char *p, size_t n)
 {
 	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
 	EVP_EncodeBlock((unsigned char *)out, p, (int)n);

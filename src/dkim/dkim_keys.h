@@ -44,15 +44,18 @@ void dkim_keys_free(struct dkim_keys **ks);
 
 /* Reads a PEM private key from path and checks it is usable for DKIM (Ed25519, or RSA
  * of DKIM_RSA_MIN_BITS to DKIM_RSA_MAX_BITS). Returns 0 with *pkey_r; else an errno
- * value (EACCES, ENOENT: the file; EINVAL: not a PEM private key; EKEYREJECTED: a
- * type or size refused) with why[] saying it in words. */
+ * value (EACCES, ENOENT: the file; EINVAL: not a PEM private key; EKEYREJECTED: an RSA
+ * key of a size refused; ENOTSUP: another type) with why[] saying it in words. */
 int dkim_key_read(const char *path, EVP_PKEY **pkey_r, char *why, size_t whysz);
-/* Whether pkey is usable (as dkim_key_read checks); why[] says why not. */
+/* 0 when pkey is usable (as dkim_key_read checks), else its errno value, why[]
+ * saying why not. */
 int dkim_key_usable(EVP_PKEY *pkey, char *why, size_t whysz);
 
 /* The TXT record's text for pkey, "v=DKIM1; k=ed25519; p=..." (RFC 6376 3.6.1, RFC
  * 8463 4: the raw 32-octet Ed25519 key; for RSA the DER SubjectPublicKeyInfo).
  * malloc'd. */
 char *dkim_key_txt(EVP_PKEY *pkey);
+/* Base64 of p[0..n) (RFC 4648, no line breaks), malloc'd. */
+char *dkim_base64(const unsigned char *p, size_t n);
 
 #endif

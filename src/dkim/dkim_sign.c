@@ -188,13 +188,6 @@ static char *dkim_from_domain(const struct dkim_signer *d, char *why, size_t why
 	return domain;
 }
 
-static char *dkim_b64(const unsigned char *p, size_t n)
-{
-	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return out;
-}
-
 /* Appends s, first breaking the line (CRLF TAB) when s would pass DKIM_FOLD. */
 static void dkim_fold_put(struct dkim_buf *b, size_t *col, const char *s, size_t n)
 {
@@ -233,7 +226,7 @@ static char *dkim_sign_data(const struct dkim_key *key, const char *data, size_t
 		goto out;
 	sig = xmalloc(siglen);
 	if (EVP_DigestSign(ctx, sig, &siglen, in, inlen) == 1)
-		b64 = dkim_b64(sig, siglen);
+		b64 = dkim_base64(sig, siglen);
 out:
 	free(sig);
 	EVP_MD_CTX_free(ctx);
@@ -317,7 +310,7 @@ static char *dkim_finish(struct queue_seal *seal)
 	}
 	if (!d->now)
 		d->now = time(NULL);
-	bh = dkim_b64(hash, sizeof(hash));
+	bh = dkim_base64(hash, sizeof(hash));
 	dkim_select(d, &names, &selected);
 	for (size_t i = 0; i < d->keys->n; i++) {
 		const struct dkim_key *k = &d->keys->keys[i];
