@@ -7,37 +7,12 @@
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-void dkim_buf_put(struct dkim_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		b->p = xrealloc(b->p, cap);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void dkim_buf_puts(struct dkim_buf *b, const char *s)
-{
-	dkim_buf_put(b, s, strlen(s));
-}
-
-void dkim_buf_free(struct dkim_buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
 static int dkim_wsp(char c)
 {
 	return c == ' ' || c == '\t';
 }
 
-void dkim_canon_header(const char *f, size_t n, int crlf, struct dkim_buf *out)
+void dkim_canon_header(const char *f, size_t n, int crlf, struct strbuf *out)
 {
 	const char *colon = memchr(f, ':', n);
 	size_t name_end = colon ? (size_t)(colon - f) : n, i;
@@ -51,9 +26,9 @@ void dkim_canon_header(const char *f, size_t n, int crlf, struct dkim_buf *out)
 		char c = f[i];
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
-		dkim_buf_put(out, &c, 1);
+		strbuf_put(out, &c, 1);
 	}
-	dkim_buf_put(out, ":", 1);
+	strbuf_put(out, ":", 1);
 	/* The value: CR and LF go (unfolding), white space runs become one SP, none
 	 * before the first or after the last other octet. */
 	for (i = colon ? (size_t)(colon - f) + 1 : n; i < n; i++) {
@@ -65,13 +40,13 @@ void dkim_canon_header(const char *f, size_t n, int crlf, struct dkim_buf *out)
 			continue;
 		}
 		if (wsp && started)
-			dkim_buf_put(out, " ", 1);
+			strbuf_put(out, " ", 1);
 		wsp = 0;
 		started = 1;
-		dkim_buf_put(out, &c, 1);
+		strbuf_put(out, &c, 1);
 	}
 	if (crlf)
-		dkim_buf_put(out, "\r\n", 2);
+		strbuf_put(out, "\r\n", 2);
 }
 
 void dkim_body_init(struct dkim_body *b)

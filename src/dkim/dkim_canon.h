@@ -8,21 +8,13 @@
 
 #include <stddef.h>
 
-/* A growable byte string. */
-struct dkim_buf {
-	char *p;
-	size_t len, cap;
-};
-
-void dkim_buf_put(struct dkim_buf *b, const char *s, size_t n);
-void dkim_buf_puts(struct dkim_buf *b, const char *s);
-void dkim_buf_free(struct dkim_buf *b);
+#include "util/strbuf.h"
 
 /* Appends the relaxed form of one header field f[0..n) ("Name: value", folded or not,
  * with or without its final CRLF) to out: the name in lower case, unfolded, runs of
  * white space as one SP, none around the colon or at the end, then CRLF unless
  * crlf is 0 (the DKIM-Signature field being signed, RFC 6376 3.7). */
-void dkim_canon_header(const char *f, size_t n, int crlf, struct dkim_buf *out);
+void dkim_canon_header(const char *f, size_t n, int crlf, struct strbuf *out);
 
 /* The body's relaxed form, hashed with SHA-256 as it is fed. */
 struct dkim_body {

@@ -48,7 +48,7 @@ struct dkim_signer {
 	char id[24];
 	time_t now;
 	int in_body, bol;
-	struct dkim_buf cur;   /* the field being read */
+	struct strbuf cur;   /* the field being read */
 	struct dkim_field *fields;
 	size_t n;
 	struct dkim_body body;
@@ -105,7 +105,7 @@ static void dkim_update(struct queue_seal *seal, const char *p, size_t n)
 				dkim_field_end(d);
 			d->bol = 0;
 		}
-		dkim_buf_put(&d->cur, &c, 1);
+		strbuf_put(&d->cur, &c, 1);
 		if (c == '\n')
 			d->bol = 1;
 		i++;
@@ -116,8 +116,8 @@ static void dkim_update(struct queue_seal *seal, const char *p, size_t n)
 
 char *dkim_header_list(char *const *names, size_t n)
 {
-	struct dkim_buf b = { 0 };
-	dkim_buf_put(&b, "", 0);
+	struct strbuf b = { 0 };
+	strbuf_put(&b, "", 0);
 	for (size_t k = 0; k < DKIM_N_SIGNED; k++) {
 		size_t count = 0;
 		for (size_t i = 0; i < n; i++)
@@ -125,8 +125,8 @@ char *dkim_header_list(char *const *names, size_t n)
 		count += (size_t)dkim_signed[k].over;
 		for (size_t i = 0; i < count; i++) {
 			if (b.len)
-				dkim_buf_put(&b, ":", 1);
-			dkim_buf_puts(&b, dkim_signed[k].name);
+				strbuf_put(&b, ":", 1);
+			strbuf_puts(&b, dkim_signed[k].name);
 		}
 	}
 	return b.p;
@@ -135,7 +135,7 @@ char *dkim_header_list(char *const *names, size_t n)
 /* The h= names and, in the same order, the canonical fields they select: for a name
  * given k times, its last k instances from the bottom up (RFC 6376 5.4.2); a name
  * given once more than present selects nothing the last time. */
-static void dkim_select(const struct dkim_signer *d, struct dkim_buf *names, struct dkim_buf *data)
+static void dkim_select(const struct dkim_signer *d, struct strbuf *names, struct strbuf *data)
 {
 	for (size_t k = 0; k < DKIM_N_SIGNED; k++) {
 		size_t count = 0, times;
@@ -144,8 +144,8 @@ static void dkim_select(const struct dkim_signer *d, struct dkim_buf *names, str
 		times = count + (size_t)dkim_signed[k].over;
 		for (size_t t = 0, i = d->n; t < times; t++) {
 			if (names->len)
-				dkim_buf_put(names, ":", 1);
-			dkim_buf_puts(names, dkim_signed[k].name);
+				strbuf_put(names, ":", 1);
+			strbuf_puts(names, dkim_signed[k].name);
 			while (i > 0 && d->fields[i - 1].which != k)
 				i--;
 			if (i == 0)
@@ -189,13 +189,13 @@ static char *dkim_from_domain(const struct dkim_signer *d, char *why, size_t why
 }
 
 /* Appends s, first breaking the line (CRLF TAB) when s would pass DKIM_FOLD. */
-static void dkim_fold_put(struct dkim_buf *b, size_t *col, const char *s, size_t n)
+static void dkim_fold_put(struct strbuf *b, size_t *col, const char *s, size_t n)
 {
 	if (*col + n > DKIM_FOLD && *col > 1) {
-		dkim_buf_put(b, "\r\n\t", 3);
+		strbuf_put(b, "\r\n\t", 3);
 		*col = 1;
 	}
-	dkim_buf_put(b, s, n);
+	strbuf_put(b, s, n);
 	*col += n;
 }
 
@@ -235,9 +235,9 @@ out:
 
 /* One DKIM-Signature field for key, appended to out; -1 when the key failed. */
 static int dkim_sign_one(const struct dkim_signer *d, const struct dkim_key *key, const char *hlist,
-			 const char *bh, const struct dkim_buf *selected, struct dkim_buf *out)
+			 const char *bh, const struct strbuf *selected, struct strbuf *out)
 {
-	struct dkim_buf f = { 0 }, data = { 0 };
+	struct strbuf f = { 0 }, data = { 0 };
 	char tag[600], *b;
 	size_t col = 0;
 	int n;
@@ -265,30 +265,30 @@ static int dkim_sign_one(const struct dkim_signer *d, const struct dkim_key *key
 
 	/* What is signed: the selected fields, then this field with b= empty and no
 	 * final CRLF (RFC 6376 3.7). */
-	dkim_buf_put(&data, selected->p ? selected->p : "", selected->len);
+	strbuf_put(&data, selected->p ? selected->p : "", selected->len);
 	dkim_canon_header(f.p, f.len, 0, &data);
 	b = dkim_sign_data(key, data.p, data.len);
-	dkim_buf_free(&data);
+	strbuf_free(&data);
 	if (!b) {
-		dkim_buf_free(&f);
+		strbuf_free(&f);
 		return -1;
 	}
 	/* The value may be broken anywhere: white space in b= is ignored (3.5). */
 	for (size_t i = 0, bl = strlen(b); i < bl;) {
 		size_t room = col < DKIM_FOLD ? DKIM_FOLD - col : 0, k;
 		if (room < 8) {
-			dkim_buf_put(&f, "\r\n\t", 3);
+			strbuf_put(&f, "\r\n\t", 3);
 			col = 1;
 			continue;
 		}
 		k = bl - i < room ? bl - i : room;
-		dkim_buf_put(&f, b + i, k);
+		strbuf_put(&f, b + i, k);
 		col += k;
 		i += k;
 	}
-	dkim_buf_put(&f, "\r\n", 2);
-	dkim_buf_put(out, f.p, f.len);
-	dkim_buf_free(&f);
+	strbuf_put(&f, "\r\n", 2);
+	strbuf_put(out, f.p, f.len);
+	strbuf_free(&f);
 	free(b);
 	return 0;
 }
@@ -296,7 +296,7 @@ static int dkim_sign_one(const struct dkim_signer *d, const struct dkim_key *key
 static char *dkim_finish(struct queue_seal *seal)
 {
 	struct dkim_signer *d = (struct dkim_signer *)seal;
-	struct dkim_buf out = { 0 }, names = { 0 }, selected = { 0 }, sels = { 0 };
+	struct strbuf out = { 0 }, names = { 0 }, selected = { 0 }, sels = { 0 };
 	char why[120], *domain, *bh, esc[LOG_ESCAPE_BUFSZ];
 	unsigned char hash[32];
 	size_t found = 0, failed = 0;
@@ -324,8 +324,8 @@ static char *dkim_finish(struct queue_seal *seal)
 			continue;
 		}
 		if (sels.len)
-			dkim_buf_put(&sels, ",", 1);
-		dkim_buf_puts(&sels, k->selector);
+			strbuf_put(&sels, ",", 1);
+		strbuf_puts(&sels, k->selector);
 	}
 	if (!found)
 		log_info("dkim id=%s result=unsigned reason=\"no key for the From domain\" domain=%s",
@@ -334,9 +334,9 @@ static char *dkim_finish(struct queue_seal *seal)
 		log_info("dkim id=%s result=signed domain=%s selectors=%s", d->id, domain, sels.p);
 	free(domain);
 	free(bh);
-	dkim_buf_free(&names);
-	dkim_buf_free(&selected);
-	dkim_buf_free(&sels);
+	strbuf_free(&names);
+	strbuf_free(&selected);
+	strbuf_free(&sels);
 	return out.p;
 }
 
@@ -346,7 +346,7 @@ static void dkim_destroy(struct queue_seal *seal)
 	for (size_t i = 0; i < d->n; i++)
 		free(d->fields[i].raw);
 	free(d->fields);
-	dkim_buf_free(&d->cur);
+	strbuf_free(&d->cur);
 	if (d->body.md)
 		dkim_body_discard(&d->body);
 	dkim_keys_free(&d->keys);

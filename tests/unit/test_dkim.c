@@ -47,10 +47,10 @@ static void check_body(const char *in, const char *want)
 
 static void check_header(const char *in, const char *want)
 {
-	struct dkim_buf b = { 0 };
+	struct strbuf b = { 0 };
 	dkim_canon_header(in, strlen(in), 1, &b);
 	CHECK_STR(b.p, want);
-	dkim_buf_free(&b);
+	strbuf_free(&b);
 }
 
 static void test_rfc6376_example(void)
@@ -118,23 +118,23 @@ static char *sign_chunks(struct dkim_keys *ks, const char *msg, size_t chunk)
 static int verify(EVP_PKEY *pkey, const char *field, const char *selected)
 {
 	const char *b = strstr(field, " b=");
-	struct dkim_buf data = { 0 }, sig64 = { 0 };
+	struct strbuf data = { 0 }, sig64 = { 0 };
 	unsigned char sig[128], hash[32];
 	int siglen, ok;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-	dkim_buf_puts(&data, selected);
+	strbuf_puts(&data, selected);
 	dkim_canon_header(field, (size_t)(b + 3 - field), 0, &data);
 	for (const char *p = b + 3; *p; p++)
 		if (*p != '\r' && *p != '\n' && *p != '\t' && *p != ' ')
-			dkim_buf_put(&sig64, p, 1);
+			strbuf_put(&sig64, p, 1);
 	siglen = EVP_DecodeBlock(sig, (unsigned char *)sig64.p, (int)sig64.len);
 	sha256(data.p, data.len, hash);
 	ok = siglen >= 64 && EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, pkey, NULL) == 1 &&
 	     EVP_DigestVerify(ctx, sig, 64, hash, 32) == 1;
 	EVP_MD_CTX_free(ctx);
-	dkim_buf_free(&data);
-	dkim_buf_free(&sig64);
+	strbuf_free(&data);
+	strbuf_free(&sig64);
 	return ok;
 }
 
