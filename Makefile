@@ -146,7 +146,7 @@ FUZZ_RUNS    = 200000
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  = -O1 -g $(FUZZ_SAN) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
                -Wno-unused-parameter -Isrc -Itests/fuzz $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
-FUZZ_TARGETS = linereader command address params smtpc sasl
+FUZZ_TARGETS = linereader command address params smtpc sasl dkim
 FUZZ_UTIL    = src/util/xmalloc.c src/util/log.c
 FUZZ_SRC_linereader = src/util/linereader.c
 FUZZ_SRC_command    = src/smtp/command.c
@@ -154,6 +154,7 @@ FUZZ_SRC_address    = src/smtp/address.c $(FUZZ_UTIL)
 FUZZ_SRC_params     = src/smtp/params.c src/util/xtext.c $(FUZZ_UTIL)
 FUZZ_SRC_smtpc      = src/client/smtpc.c src/net/conn.c src/util/linereader.c $(FUZZ_UTIL)
 FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) src/util/strset.c $(FUZZ_UTIL)
+FUZZ_SRC_dkim       = $(wildcard src/dkim/*.c) src/util/strbuf.c src/smtp/addrlist.c $(FUZZ_UTIL)
 FUZZ_BIN     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build
