@@ -18,7 +18,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 LIB_SRC   = $(wildcard src/util/*.c src/config/*.c src/net/*.c src/smtp/*.c src/store/*.c \
                        src/sasl/*.c src/queue/*.c src/route/*.c src/deliver/*.c src/dsn/*.c \
-                       src/relay/*.c src/client/*.c src/auth/*.c \
+                       src/relay/*.c src/client/*.c src/auth/*.c src/dkim/*.c \
                        src/metrics/*.c src/oauth/*.c)
 D_SRC     = $(wildcard src/daemon/*.c)
 A_SRC     = $(wildcard src/admin/*.c)
@@ -146,7 +146,7 @@ FUZZ_RUNS    = 200000
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  = -O1 -g $(FUZZ_SAN) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
                -Wno-unused-parameter -Isrc -Itests/fuzz $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
-FUZZ_TARGETS = linereader command address params smtpc sasl oauth
+FUZZ_TARGETS = linereader command address params smtpc sasl oauth dkim
 FUZZ_UTIL    = src/util/xmalloc.c src/util/log.c
 FUZZ_SRC_linereader = src/util/linereader.c
 FUZZ_SRC_command    = src/smtp/command.c
@@ -156,6 +156,7 @@ FUZZ_SRC_smtpc      = src/client/smtpc.c src/net/conn.c src/util/linereader.c sr
                       src/util/jsonscan.c $(FUZZ_UTIL)
 FUZZ_SRC_oauth      = src/oauth/oauth_token.c src/oauth/oauth_sasl.c src/util/jsonscan.c $(FUZZ_UTIL)
 FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) src/util/strset.c $(FUZZ_UTIL)
+FUZZ_SRC_dkim       = $(wildcard src/dkim/*.c) src/util/strbuf.c src/smtp/addrlist.c $(FUZZ_UTIL)
 FUZZ_BIN     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build

@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FUZZ_BUILD = os.path.join(ROOT, "build-fuzz")
 CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
-TARGETS = ["linereader", "command", "address", "params", "smtpc", "sasl", "oauth"]
+TARGETS = ["linereader", "command", "address", "params", "smtpc", "sasl", "oauth", "dkim"]
 RUNS = 20000
 
 

@@ -48,6 +48,7 @@ int check_listener_line(const struct check_report *r, const struct listener_conf
 /* The lints. The store may be NULL (none yet, or unreadable: store_error says why). */
 void check_auth(struct check_report *r);
 void check_tls(struct check_report *r);
+void check_dkim(struct check_report *r);
 void check_relay(struct check_report *r, struct userdb *db);
 void check_store(struct check_report *r, struct userdb *db, const char *store_error);
 

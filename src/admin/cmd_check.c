@@ -87,6 +87,7 @@ int cmd_check(const char *config_path, int argc, char **argv)
 	db = check_store_open(cfg, &store_err);
 	check_auth(&r);
 	check_tls(&r);
+	check_dkim(&r);
 	check_relay(&r, db);
 	check_store(&r, db, store_err);
 	status = check_report_print(&r, json);

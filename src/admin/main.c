@@ -74,6 +74,10 @@ static const char admin_usage_text[] =
 	"                             are read like passwords (docs/relay-oauth.md)\n"
 	"  relay-auth del NEXTHOP [--sender ADDRESS]\n"
 	"  relay-auth list            the entries, without their passwords\n"
+	"  dkim keygen DOMAIN SELECTOR --out FILE [--rsa BITS]\n"
+	"                             make a DKIM signing key (Ed25519, or RSA of\n"
+	"                             2048 to 4096 bits) in FILE (0600, never\n"
+	"                             overwritten) and print its DNS TXT record\n"
 	"  queue list [--json]        the queued messages and each recipient's state\n"
 	"  queue show ID              one message: envelope, header, recipients\n"
 	"  queue flush [ID|--domain DOMAIN]\n"
@@ -111,6 +115,7 @@ static const struct admin_command admin_commands[] = {
 	{ "trace", cmd_trace },
 	{ "mx", cmd_mx },
 	{ "relay-auth", cmd_relay_auth },
+	{ "dkim", cmd_dkim },
 	{ "queue", cmd_queue },
 	{ "sendmail", cmd_sendmail },
 	{ "checkpassword", cmd_checkpassword },

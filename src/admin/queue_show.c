@@ -319,6 +319,9 @@ int admin_queue_show(struct qstore *qs, const char *id)
 	puts("history");
 	qstore_history(qs, id, queue_print_event, &m);
 	puts("header");
+	/* The fields delivery puts first (DKIM-Signature), as the recipient will see them. */
+	if (m.env.prepend)
+		queue_print_header(m.env.prepend, strlen(m.env.prepend));
 	if (m.body)
 		queue_print_header(m.body, m.bodylen);
 	qmsg_clear(&m);

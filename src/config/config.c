@@ -178,6 +178,55 @@ static const char *seconds_text(char *buf, size_t size, unsigned long long ms)
 }
 
 /* Sets one option from its values; the caller has checked scope and duplicates. */
+/* A DKIM selector is a sub-domain (RFC 6376 3.1): one or more labels. */
+static int dkim_selector_ok(const char *s)
+{
+	return strlen(s) < 64 && config_lex_domain_ok(s);
+}
+
+/* dkim_key DOMAIN SELECTOR FILE: one more key; the pair may be given once. */
+static void dkim_key_set(struct parser *p, const struct opt *o, struct config_token *v, size_t nv)
+{
+	char e[LOG_ESCAPE_BUFSZ];
+	struct config *cfg = p->cfg;
+	struct dkim_key_conf *k;
+
+	if (nv != 3) {
+		cfg_error(p, p->line, "%s: expected DOMAIN SELECTOR FILE, got %zu value%s", o->name,
+			  nv, nv == 1 ? "" : "s");
+		return;
+	}
+	if (!config_lex_domain_ok(v[0].s)) {
+		cfg_error(p, p->line, "%s: \"%s\" is not a domain", o->name, esc(e, sizeof(e), v[0].s));
+		return;
+	}
+	if (!dkim_selector_ok(v[1].s)) {
+		cfg_error(p, p->line, "%s: \"%s\" is not a selector (letters, digits, '-' and '.')",
+			  o->name, esc(e, sizeof(e), v[1].s));
+		return;
+	}
+	if (v[2].s[0] == '\0') {
+		cfg_error(p, p->line, "%s: empty file name", o->name);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_dkim_keys; i++)
+		if (strcasecmp(cfg->dkim_keys[i].domain, v[0].s) == 0 &&
+		    strcasecmp(cfg->dkim_keys[i].selector, v[1].s) == 0) {
+			cfg_error(p, p->line, "%s: %s %s is already given on line %d", o->name,
+				  esc(e, sizeof(e), v[0].s), v[1].s, cfg->dkim_keys[i].line);
+			return;
+		}
+	cfg->dkim_keys = xrealloc(cfg->dkim_keys, (cfg->n_dkim_keys + 1) * sizeof(*cfg->dkim_keys));
+	k = &cfg->dkim_keys[cfg->n_dkim_keys++];
+	k->domain = xstrdup(v[0].s);
+	for (char *q = k->domain; *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	k->selector = xstrdup(v[1].s);
+	k->path = xstrdup(v[2].s);
+	k->line = p->line;
+}
+
 static void opt_set(struct parser *p, const struct opt *o, const struct block *b,
 		    struct config_token *v, size_t nv)
 {
@@ -189,6 +238,10 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 
 	if (nv == 0) {
 		cfg_error(p, p->line, "%s: missing value", o->name);
+		return;
+	}
+	if (o->type == T_DKIM) {
+		dkim_key_set(p, o, v, nv);
 		return;
 	}
 	if (nv > 1 && o->type != T_LIST && o->type != T_FLAGS && o->type != T_MECHS &&
@@ -368,6 +421,8 @@ static void opt_set(struct parser *p, const struct opt *o, const struct block *b
 		free(*(char **)f);
 		*(char **)f = xstrdup(v[0].s);
 		return;
+	case T_DKIM:
+		return; /* dkim_key_set, above */
 	case T_LMTP: {
 		char *norm;
 		if ((why = config_relay_lmtp(v[0].s, &norm))) {
@@ -559,7 +614,7 @@ static void option_line(struct parser *p, struct config_token *t, size_t n)
 	i = (size_t)(o - opt_table);
 	/* A list may be spread over several lines; anything else said twice is a mistake:
 	 * which one did the administrator mean? */
-	if (is_set(set, i) && o->type != T_LIST && o->type != T_WORDS) {
+	if (is_set(set, i) && o->type != T_LIST && o->type != T_WORDS && o->type != T_DKIM) {
 		cfg_error(p, p->line, "duplicate option \"%s\" (first set on line %d)", o->name,
 			  set->line[i]);
 		return;
@@ -853,6 +908,11 @@ struct config *config_load(const char *path, FILE *errs)
 			free(*fp);
 			*fp = abs;
 		}
+		for (size_t i = 0; i < p.cfg->n_dkim_keys; i++) {
+			char *abs = resolve_path(state, p.cfg->dkim_keys[i].path);
+			free(p.cfg->dkim_keys[i].path);
+			p.cfg->dkim_keys[i].path = abs;
+		}
 		for (struct route_conf *r = p.cfg->routes; r; r = r->next) {
 			if (!r->relay_ca)
 				continue;
@@ -906,6 +966,12 @@ void config_free(struct config **cfgp)
 			free(arr);
 		}
 	}
+	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {
+		free(cfg->dkim_keys[i].domain);
+		free(cfg->dkim_keys[i].selector);
+		free(cfg->dkim_keys[i].path);
+	}
+	free(cfg->dkim_keys);
 	while (cfg->listeners) {
 		struct listener_conf *l = cfg->listeners;
 		cfg->listeners = l->next;

@@ -114,6 +114,14 @@ struct route_conf {
 	struct route_conf *next;
 };
 
+/* dkim_key DOMAIN SELECTOR FILE (repeatable; docs/dkim.md). */
+struct dkim_key_conf {
+	char *domain;              /* lower case */
+	char *selector;
+	char *path;                /* the private key, PEM; resolved against state_dir */
+	int line;
+};
+
 struct config {
 	/* Holders (config_ref); the last config_free frees. A reload builds a new
 	 * config, and what runs keeps the one it started with (docs/reload.md). 0: a
@@ -193,6 +201,8 @@ struct config {
 	char *metrics_host;        /* metrics_listen: numeric address; NULL: no metrics */
 	char *metrics_port;
 	unsigned metrics_timeout_ms; /* an HTTP request to read and answer: 10 s */
+	struct dkim_key_conf *dkim_keys; /* in file order; none: nothing is signed */
+	size_t n_dkim_keys;
 	struct auth_limits auth;
 	struct limits limits;      /* global defaults */
 	struct listener_conf *listeners;

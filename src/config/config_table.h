@@ -18,7 +18,8 @@ enum opt_type { T_STRING, T_HOST, T_PATH, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_LIST
 		T_WORDS /* a list like T_LIST, of any words (addresses, names) */,
 		T_NEXTHOP /* struct nexthop_conf */, T_RESOLVER /* "ADDRESS[@PORT]" string */,
 		T_LMTP /* an LMTP server (config_relay_lmtp) or "maildir", as a string */,
-		T_SECONDS /* "30", "0.5": unsigned milliseconds; min, max and default in ms */ };
+		T_SECONDS /* "30", "0.5": unsigned milliseconds; min, max and default in ms */,
+		T_DKIM /* DOMAIN SELECTOR FILE, repeatable: struct dkim_key_conf */ };
 /* Where an option may appear, and so which struct its offset is into. */
 enum opt_scope {
 	S_GLOBAL,   /* struct config */
@@ -165,6 +166,9 @@ static const struct opt opt_table[] = {
 	{ "trace_users", T_WORDS, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, trace_users),
 	  offsetof(struct config, n_trace_users), NULL , 0 },
 	G_STR("trace_file", T_PATH, "trace", trace_file),
+	/* DKIM signing of authenticated and local mail (docs/dkim.md); none: off. */
+	{ "dkim_key", T_DKIM, S_GLOBAL, NULL, 0, 0, 0, offsetof(struct config, dkim_keys),
+	  offsetof(struct config, n_dkim_keys), NULL, 0 },
 	{ "client_limit_exempt", T_WORDS, S_GLOBAL, NULL, 0, 0, 0,
 	  offsetof(struct config, client_limit_exempt),
 	  offsetof(struct config, n_client_limit_exempt), NULL , 0 },

@@ -25,6 +25,7 @@
 #include "daemon/svcnotify.h"
 #include "deliver/scheduler.h"
 #include "deliver/transport.h"
+#include "dkim/dkim_keys.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics_http.h"
 #include "net/dns.h"
@@ -308,6 +309,11 @@ int main(int argc, char **argv)
 		fatalx("tls: cannot load certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
 	if (made_key && priv.drop)
 		key_share(cfg, priv.gid);
+	/* DKIM keys too, as root: a key readable by root alone is kept across reloads. */
+	if (!(srv.dkim = dkim_keys_load(cfg, NULL, &err)))
+		fatalx("dkim: %s", err);
+	if (srv.dkim->n)
+		log_info("dkim event=keys-loaded keys=%zu", srv.dkim->n);
 	if (!(qs = qstore_open(cfg->queue_dir, &err)))
 		fatalx("queue: %s", err);
 	/* Two daemons on one queue would both deliver every message; the second stops
@@ -413,6 +419,7 @@ int main(int argc, char **argv)
 	workers_destroy(&dwork);
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
+	dkim_keys_free(&srv.dkim);
 	smtp->destroy(smtp);
 	lmtp->destroy(lmtp);
 	dns_destroy(&dns);

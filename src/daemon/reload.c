@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "deliver/scheduler.h"
+#include "dkim/dkim_keys.h"
 #include "net/dns.h"
 #include "net/tls.h"
 #include "sasl/authlimit.h"
@@ -195,7 +196,9 @@ int reload_apply(struct reload_target *t)
 	struct config *cfg = config_load(path, reload_errs_open(&e));
 	const struct config *old;
 	SSL_CTX *tls = NULL;
+	struct dkim_keys *dkim;
 	struct reload_names fixed = {0};
+	char *why = NULL;
 	int need_tls = 0;
 
 	reload_errs_log(&e);
@@ -216,6 +219,18 @@ int reload_apply(struct reload_target *t)
 		return -1;
 	}
 
+	/* DKIM keys likewise; one the mail user may not read stays as loaded at start
+	 * (dkim_keys.h), so a key readable by root alone survives reloads. */
+	if (!(dkim = dkim_keys_load(cfg, srv->dkim, &why))) {
+		log_warnx("reload event=failed path=%s reason=\"%s\" (keeping the running "
+			  "configuration)", path, why);
+		free(why);
+		if (tls)
+			SSL_CTX_free(tls);
+		config_free(&cfg);
+		return -1;
+	}
+
 	reload_fixed_changes(t->start, cfg, &fixed);
 	if (fixed.n)
 		log_warnx("reload event=restart-needed options=\"%s\" (these keep their running values "
@@ -226,6 +241,8 @@ int reload_apply(struct reload_target *t)
 	if (srv->tls)
 		SSL_CTX_free(srv->tls); /* sessions hold their own reference */
 	srv->tls = tls;
+	dkim_keys_free(&srv->dkim); /* messages being signed hold their own reference */
+	srv->dkim = dkim;
 	trace_rules_free(&srv->trace);
 	srv->trace = trace_rules_load(cfg, reload_errs_open(&e));
 	reload_errs_log(&e);
@@ -238,7 +255,7 @@ int reload_apply(struct reload_target *t)
 	dns_set_timeout(t->dns, cfg->dns_timeout * 1000u);
 	log_set_debug(cfg->log_debug);
 	config_release(&old); /* path pointed into it */
-	log_info("reload event=done path=%s trace_rules=%zu tls=%s restart_needed=%zu", cfg->path,
-		 trace_rules_count(srv->trace), tls ? "loaded" : "none", fixed.n);
+	log_info("reload event=done path=%s trace_rules=%zu tls=%s dkim_keys=%zu restart_needed=%zu",
+		 cfg->path, trace_rules_count(srv->trace), tls ? "loaded" : "none", dkim->n, fixed.n);
 	return 0;
 }

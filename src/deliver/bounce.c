@@ -119,7 +119,7 @@ static void bounce_work(void *arg)
 	log_info("dsn id=%s dsn_id=%s to=<%s> items=%zu", j->m->id, env.id, to, j->n_items);
 	j->queued = 1;
 	j->refs = 2;
-	queue_commit(j->q, &env, text, len, bounce_committed, j);
+	queue_commit(j->q, &env, text, len, NULL, bounce_committed, j);
 	envelope_clear(&env);
 	userdb_free_list(boxes, nboxes);
 }

@@ -189,13 +189,30 @@ static int maildir_copy(int dst, int src, uint64_t off, size_t len)
 	return 0;
 }
 
-static int maildir_write_file(int dir, const char *name, int src, uint64_t off, size_t len)
+static int maildir_write_head(int fd, const char *head, size_t hlen)
+{
+	while (hlen > 0) {
+		ssize_t k = write(fd, head, hlen);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errno;
+		head += k;
+		hlen -= (size_t)k;
+	}
+	return 0;
+}
+
+static int maildir_write_file(int dir, const char *name, const char *head, size_t hlen, int src,
+			      uint64_t off, size_t len)
 {
 	int fd = openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	int err;
 	if (fd < 0)
 		return errno;
-	err = maildir_copy(fd, src, off, len);
+	err = maildir_write_head(fd, head, hlen);
+	if (!err)
+		err = maildir_copy(fd, src, off, len);
 	if (!err && fsync(fd) < 0)
 		err = errno;
 	if (close(fd) < 0 && !err)
@@ -205,8 +222,8 @@ static int maildir_write_file(int dir, const char *name, int src, uint64_t off, 
 	return err;
 }
 
-int maildir_deliver(const char *mail_dir, const char *mailbox, int src, uint64_t off,
-		    size_t len, char *name_r, size_t namesz)
+int maildir_deliver(const char *mail_dir, const char *mailbox, const char *head, size_t hlen,
+		    int src, uint64_t off, size_t len, char *name_r, size_t namesz)
 {
 	struct timespec ts;
 	char name[400];
@@ -222,7 +239,7 @@ int maildir_deliver(const char *mail_dir, const char *mailbox, int src, uint64_t
 		 __atomic_add_fetch(&maildir_counter, 1, __ATOMIC_RELAXED), maildir_host);
 	if ((err = maildir_open(mail_dir, mailbox, &tmpfd, &newfd)) != 0)
 		return err;
-	err = maildir_write_file(tmpfd, name, src, off, len);
+	err = maildir_write_file(tmpfd, name, head, hlen, src, off, len);
 	if (!err && renameat(tmpfd, name, newfd, name) < 0) {
 		err = errno;
 		unlinkat(tmpfd, name, 0);

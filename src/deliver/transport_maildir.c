@@ -62,8 +62,9 @@ static void maildir_work(void *arg)
 			transport_delivery_set(r, DR_DELIVERED, "2.0.0", diag);
 			continue;
 		}
-		err = maildir_deliver(j->mt->cfg->mail_dir, box, d->body.fd, d->body.off,
-				      d->body.len, name, sizeof(name));
+		err = maildir_deliver(j->mt->cfg->mail_dir, box, d->body.head, d->body.hlen,
+				      d->body.fd, d->body.off, d->body.len - d->body.hlen, name,
+				      sizeof(name));
 		if (!err) {
 			snprintf(diag, sizeof(diag), "maildir new/%s", name);
 			transport_delivery_set(r, DR_DELIVERED, "2.0.0", diag);

@@ -56,5 +56,6 @@ void envelope_clear(struct envelope *env)
 	free(env->mail_from);
 	free(env->auth);
 	free(env->envid);
+	free(env->prepend);
 	memset(env, 0, sizeof(*env));
 }

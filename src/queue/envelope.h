@@ -55,6 +55,9 @@ struct envelope {
 	int smtputf8;
 	struct env_rcpt *rcpts;
 	size_t n_rcpts;
+	/* Header fields every delivery sends before the message (its DKIM signatures),
+	 * CRLF-terminated; NULL: none. From the queue file's trailer (qfile.h). */
+	char *prepend;
 };
 
 /* Appends a recipient (strings copied, NULL allowed for optional ones). */

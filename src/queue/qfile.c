@@ -131,6 +131,19 @@ char *qfile_encode_head(const struct envelope *env, size_t *len_r)
 	return b.p;
 }
 
+char *qfile_encode_trailer(const char *prepend, size_t *len_r)
+{
+	struct qfile_buf b = { 0 };
+	qfile_put(&b, "", 0);
+	if (prepend && *prepend) {
+		/* One line: xtext has no newline, so the fields' CRLFs are safe in it. */
+		qfile_puts(&b, "\nprepend ");
+		qfile_put_xtext(&b, prepend);
+	}
+	*len_r = b.len;
+	return b.p;
+}
+
 size_t qfile_encode_end(uint32_t crc, size_t bodylen, char end[QFILE_END_MAX + 1])
 {
 	/* The newline after the body is covered too: it is before "end". */
@@ -148,19 +161,22 @@ void qfile_encode_tail(uint32_t crc, char tail[QFILE_TAIL_LEN + 1])
 char *qfile_encode(const struct envelope *env, const char *body, size_t bodylen,
 		   size_t *len_r)
 {
-	size_t hlen, tlen;
-	char *head = qfile_encode_head(env, &hlen);
+	size_t hlen, tlen, rlen;
+	char *head = qfile_encode_head(env, &hlen), *trailer = qfile_encode_trailer(env->prepend, &rlen);
 	char tail[QFILE_END_MAX + 1];
 	uint32_t crc = qfile_crc32(qfile_crc32(0, head, hlen), body, bodylen);
 	char *out;
+	crc = qfile_crc32(crc, trailer, rlen);
 	tlen = qfile_encode_end(crc, bodylen, tail);
-	out = xmalloc(hlen + bodylen + tlen);
+	out = xmalloc(hlen + bodylen + rlen + tlen);
 	memcpy(out, head, hlen);
 	if (bodylen)
 		memcpy(out + hlen, body, bodylen);
-	memcpy(out + hlen + bodylen, tail, tlen);
+	memcpy(out + hlen + bodylen, trailer, rlen);
+	memcpy(out + hlen + bodylen + rlen, tail, tlen);
 	free(head);
-	*len_r = hlen + bodylen + tlen;
+	free(trailer);
+	*len_r = hlen + bodylen + rlen + tlen;
 	return out;
 }
 
@@ -239,12 +255,13 @@ static int qfile_set_str(char **field, const char *v, size_t vn)
 
 /* The head: returns 0 with *pos_r at the body, 1 when buf ends inside the head, -1
  * when malformed. *bodylen_r is the length a version 1 head declares, else
- * UINT64_MAX. On anything but 0, *env is cleared. */
+ * UINT64_MAX; *version_r the format's version. On anything but 0, *env is cleared. */
 static int qfile_parse_head(const char *buf, size_t len, struct envelope *env, size_t *pos_r,
-			    uint64_t *bodylen_r)
+			    uint64_t *bodylen_r, int *version_r)
 {
 	size_t pos = 0;
 	int have_id = 0, have_received = 0, have_type = 0, have_utf8 = 0, first = 1, v1 = 0;
+	int version = 3;
 	uint64_t bodylen = UINT64_MAX, v;
 
 	memset(env, 0, sizeof(*env));
@@ -259,7 +276,9 @@ static int qfile_parse_head(const char *buf, size_t len, struct envelope *env, s
 		pos += ln + 1;
 		if (first) {
 			if (qfile_eq(line, ln, QFILE_MAGIC_V1))
-				v1 = 1;
+				v1 = 1, version = 1;
+			else if (qfile_eq(line, ln, QFILE_MAGIC_V2))
+				version = 2;
 			else if (!qfile_eq(line, ln, QFILE_MAGIC))
 				goto bad;
 			first = 0;
@@ -335,6 +354,7 @@ static int qfile_parse_head(const char *buf, size_t len, struct envelope *env, s
 		goto bad;
 	*pos_r = pos;
 	*bodylen_r = bodylen;
+	*version_r = version;
 	return 0;
 bad:
 	envelope_clear(env);
@@ -343,11 +363,13 @@ bad:
 
 /* The file's last bytes (tail, n of them, ending at file offset size) hold its end
  * line: where the body ends, given the head's end pos and its declared length (or
- * UINT64_MAX for version 2). Returns -1 when there is no well-formed end line there. */
+ * UINT64_MAX for version 2 and 3), and how long the trailer between body and end line
+ * is (version 3 only; else 0). Returns -1 when there is no well-formed end line there. */
 static int qfile_body_end(const char *tail, size_t n, uint64_t size, size_t pos,
-			  uint64_t declared, uint64_t *bodylen_r)
+			  uint64_t declared, int version, uint64_t *bodylen_r, uint64_t *trailer_r)
 {
-	uint64_t bodylen;
+	uint64_t bodylen, at;
+	*trailer_r = 0;
 	if (declared != UINT64_MAX) {
 		if (size < pos || size - pos < QFILE_TAIL_LEN || size - pos - QFILE_TAIL_LEN != declared)
 			return -1;
@@ -366,8 +388,13 @@ static int qfile_body_end(const char *tail, size_t n, uint64_t size, size_t pos,
 		    !(sp = memchr(num, ' ', rest)) ||
 		    qfile_get_num(num, (size_t)(sp - num), SIZE_MAX - 1, &bodylen) < 0)
 			return -1;
-		/* The length must put the end line exactly where it is. */
-		if (size - (n - i) < pos || size - (n - i) - pos != bodylen)
+		/* The length must put the end line exactly where it is, or (version 3)
+		 * a trailer of bounded size between the two. */
+		at = size - (n - i);
+		if (at < pos || at - pos < bodylen)
+			return -1;
+		*trailer_r = at - pos - bodylen;
+		if (*trailer_r && (version < 3 || *trailer_r > QFILE_TRAILER_MAX))
 			return -1;
 		*bodylen_r = bodylen;
 		return 0;
@@ -389,20 +416,48 @@ static int qfile_end_ok(const char *tail, size_t n, int v1, uint32_t crc, uint64
 	return n >= wn && memcmp(tail + n - wn, want, wn) == 0;
 }
 
+/* The trailer: "\nprepend <xtext>" lines, concatenated into env->prepend. */
+static int qfile_parse_trailer(const char *r, size_t n, struct envelope *env)
+{
+	struct qfile_buf b = { 0 };
+	size_t pos = 0;
+	while (pos < n) {
+		const char *line = r + pos + 1, *nl;
+		size_t ln;
+		char *v;
+		if (r[pos] != '\n')
+			goto bad;
+		nl = memchr(line, '\n', n - pos - 1);
+		ln = nl ? (size_t)(nl - line) : n - pos - 1;
+		if (ln < 8 || memcmp(line, "prepend ", 8) != 0 || !(v = xtext_decode(line + 8, ln - 8)))
+			goto bad;
+		qfile_puts(&b, v);
+		free(v);
+		pos += 1 + ln;
+	}
+	env->prepend = b.p;
+	return 0;
+bad:
+	free(b.p);
+	return -1;
+}
+
 int qfile_decode(const char *buf, size_t len, struct envelope *env_r,
 		 const char **body_r, size_t *bodylen_r)
 {
 	struct envelope env;
 	size_t pos, tn = len < QFILE_END_MAX ? len : QFILE_END_MAX;
-	uint64_t declared, bodylen;
+	uint64_t declared, bodylen, rlen;
+	int version;
 
 	memset(env_r, 0, sizeof(*env_r));
-	if (qfile_parse_head(buf, len, &env, &pos, &declared) != 0)
+	if (qfile_parse_head(buf, len, &env, &pos, &declared, &version) != 0)
 		return -1;
 	/* Exact length first: a torn file is shorter, an appended one longer. */
-	if (qfile_body_end(buf + len - tn, tn, len, pos, declared, &bodylen) < 0 ||
+	if (qfile_body_end(buf + len - tn, tn, len, pos, declared, version, &bodylen, &rlen) < 0 ||
 	    !qfile_end_ok(buf + len - tn, tn, declared != UINT64_MAX,
-			  qfile_crc32(0, buf, pos + (size_t)bodylen), bodylen)) {
+			  qfile_crc32(0, buf, pos + (size_t)bodylen + (size_t)rlen), bodylen) ||
+	    qfile_parse_trailer(buf + pos + bodylen, (size_t)rlen, &env) < 0) {
 		envelope_clear(&env);
 		return -1;
 	}
@@ -444,11 +499,11 @@ int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r
 {
 	struct stat st;
 	struct envelope env;
-	char *buf = NULL, tail[QFILE_END_MAX];
+	char *buf = NULL, tail[QFILE_END_MAX], *trailer = NULL;
 	size_t have = 0, cap = 0, pos = 0, tn;
-	uint64_t size, declared = 0, bodylen, off;
+	uint64_t size, declared = 0, bodylen, off, rlen = 0;
 	uint32_t crc;
-	int err = 0, rc = 1;
+	int err = 0, rc = 1, version = 3;
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	memset(env_r, 0, sizeof(*env_r));
@@ -470,7 +525,7 @@ int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r
 		if ((err = qfile_pread_all(fd, buf + have, n, have)) != 0)
 			goto out;
 		have += n;
-		rc = qfile_parse_head(buf, have, &env, &pos, &declared);
+		rc = qfile_parse_head(buf, have, &env, &pos, &declared, &version);
 	}
 	if (rc != 0) {
 		err = EBADMSG;
@@ -478,7 +533,7 @@ int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r
 	}
 	tn = size < QFILE_END_MAX ? (size_t)size : QFILE_END_MAX;
 	if ((err = qfile_pread_all(fd, tail, tn, size - tn)) != 0 ||
-	    qfile_body_end(tail, tn, size, pos, declared, &bodylen) < 0) {
+	    qfile_body_end(tail, tn, size, pos, declared, version, &bodylen, &rlen) < 0) {
 		err = err ? err : EBADMSG;
 		envelope_clear(&env);
 		goto out;
@@ -492,7 +547,13 @@ int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r
 		crc = qfile_crc32(crc, buf, n);
 		off += n;
 	}
-	if (!err && !qfile_end_ok(tail, tn, declared != UINT64_MAX, crc, bodylen))
+	if (!err && rlen) {
+		trailer = xmalloc((size_t)rlen);
+		if ((err = qfile_pread_all(fd, trailer, (size_t)rlen, pos + bodylen)) == 0)
+			crc = qfile_crc32(crc, trailer, (size_t)rlen);
+	}
+	if (!err && (!qfile_end_ok(tail, tn, declared != UINT64_MAX, crc, bodylen) ||
+		     qfile_parse_trailer(trailer, (size_t)rlen, &env) < 0))
 		err = EBADMSG;
 	if (err) {
 		envelope_clear(&env);
@@ -509,6 +570,7 @@ int qfile_open_at(int dirfd, const char *name, struct envelope *env_r, int *fd_r
 	}
 out:
 	free(buf);
+	free(trailer);
 	if (fd >= 0)
 		close(fd);
 	return err;

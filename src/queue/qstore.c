@@ -433,9 +433,17 @@ int qstore_open_body(struct qstore *qs, const char *id, struct qbody *b)
 	b->fd = -1;
 	if (!qstore_is_id(id))
 		return ENOENT;
+	b->head = NULL;
+	b->hlen = 0;
 	err = qfile_open_at(qs->msgfd, id, &env, &b->fd, &b->off, &b->len);
 	if (err && err != EBADMSG)
 		return err;
+	if (!err && env.prepend) {
+		b->head = env.prepend;
+		b->hlen = strlen(env.prepend);
+		b->len += b->hlen;
+		env.prepend = NULL;
+	}
 	if (!err && strcmp(env.id, id) != 0) {
 		close(b->fd);
 		b->fd = -1;
@@ -451,6 +459,14 @@ int qbody_read(const struct qbody *b, uint64_t pos, char *buf, size_t n)
 {
 	if (pos > b->len || n > b->len - pos)
 		return EINVAL;
+	if (pos < b->hlen) {
+		size_t k = b->hlen - pos < n ? b->hlen - (size_t)pos : n;
+		memcpy(buf, b->head + pos, k);
+		buf += k;
+		n -= k;
+		pos += k;
+	}
+	pos -= b->hlen; /* from here on, into the file's body */
 	while (n > 0) {
 		ssize_t r = pread(b->fd, buf, n, (off_t)(b->off + pos));
 		if (r < 0 && errno == EINTR)
@@ -471,6 +487,16 @@ void qbody_close(struct qbody *b)
 	if (b->fd >= 0)
 		close(b->fd);
 	b->fd = -1;
+	free(b->head);
+	b->head = NULL;
+	b->hlen = 0;
+}
+
+void qbody_dup(const struct qbody *b, struct qbody *copy)
+{
+	*copy = *b;
+	copy->fd = b->fd >= 0 ? fcntl(b->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	copy->head = b->head ? xstrdup(b->head) : NULL;
 }
 
 void qmsg_clear(struct qmsg *m)

@@ -54,13 +54,16 @@ struct qmsg {
  * another errno value (the message stays, to be tried again). */
 int qstore_load(struct qstore *qs, const char *id, int flags, struct qmsg *m);
 void qmsg_clear(struct qmsg *m);
-/* A committed message's body as one delivery reads it: never in memory, len octets at
- * off in the open file fd. pread only (never the file offset), so any thread may read
- * while others do. */
+/* A committed message as one delivery reads it: the header fields the file's trailer
+ * puts first (its DKIM signatures; in memory, small), then the body, never in memory,
+ * at off in the open file fd. len counts both. pread only (never the file offset), so
+ * any thread may read while others do. */
 struct qbody {
 	int fd;                /* -1: none */
 	uint64_t off;
-	size_t len;
+	size_t len;            /* hlen + the file's body octets */
+	char *head;            /* malloc'd, or NULL */
+	size_t hlen;
 };
 
 /* Opens id's file for one delivery after checking it whole (length, end line, CRC), so
@@ -68,9 +71,12 @@ struct qbody {
  * torn or malformed (then moved to corrupt/ with its journal, and logged); or another
  * errno value. On failure b->fd is -1. */
 int qstore_open_body(struct qstore *qs, const char *id, struct qbody *b);
-/* Reads exactly n octets at pos (from the body's start). Returns 0 or an errno value
- * (EINVAL past the end). */
+/* Reads exactly n octets at pos (from the message's start: head, then body). Returns 0
+ * or an errno value (EINVAL past the end). */
 int qbody_read(const struct qbody *b, uint64_t pos, char *buf, size_t n);
+/* Another reader of the same message, with its own descriptor and head (the caller
+ * closes both). On failure the copy's fd is -1, and reads from it fail. */
+void qbody_dup(const struct qbody *b, struct qbody *copy);
 void qbody_close(struct qbody *b);
 
 enum qev_kind {

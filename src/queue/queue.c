@@ -57,6 +57,7 @@ struct queue_job {
 	int stream, scheduled, fd;
 	uint32_t crc;                 /* of head and body written so far */
 	struct queue_op *ops, *ops_tail;
+	struct queue_seal *seal;      /* NULL: none, or done with */
 };
 
 struct queue_list {
@@ -104,6 +105,23 @@ static int queue_open_dir(const char *dir, const char *sub)
 	return fd;
 }
 
+static void queue_seal_drop(struct queue_job *j)
+{
+	if (j->seal)
+		j->seal->destroy(j->seal);
+	j->seal = NULL;
+}
+
+/* The trailer (qfile.h) of the fields the seal puts first; "" without a seal. */
+static char *queue_seal_trailer(struct queue_job *j, size_t *len_r)
+{
+	char *fields = j->seal ? j->seal->finish(j->seal) : NULL, *trailer;
+	queue_seal_drop(j);
+	trailer = qfile_encode_trailer(fields, len_r);
+	free(fields);
+	return trailer;
+}
+
 static void queue_report(void *arg)
 {
 	struct queue_job *j = arg;
@@ -118,6 +136,7 @@ static void queue_finish(struct queue *q, struct queue_job *j)
 	free(j->head);
 	free(j->body);
 	j->head = j->body = NULL;
+	queue_seal_drop(j);
 	if (!j->cb)
 		free(j);
 	else if (q->w)
@@ -164,17 +183,25 @@ static int queue_publish(struct queue *q, const char *id)
 
 static int queue_write_one(struct queue *q, struct queue_job *j)
 {
-	char tail[QFILE_END_MAX + 1];
+	char tail[QFILE_END_MAX + 1], *trailer;
 	uint32_t crc = qfile_crc32(qfile_crc32(0, j->head, j->hlen), j->body, j->blen);
-	struct iovec iov[3] = {
-		{ j->head, j->hlen }, { j->body, j->blen }, { tail, 0 },
-	};
+	size_t rlen;
 	int fd, err;
-	iov[2].iov_len = qfile_encode_end(crc, j->blen, tail);
+	if (j->seal)
+		j->seal->update(j->seal, j->body, j->blen);
+	trailer = queue_seal_trailer(j, &rlen);
+	crc = qfile_crc32(crc, trailer, rlen);
+	struct iovec iov[4] = {
+		{ j->head, j->hlen }, { j->body, j->blen }, { trailer, rlen }, { tail, 0 },
+	};
+	iov[3].iov_len = qfile_encode_end(crc, j->blen, tail);
 	fd = openat(q->tmpfd, j->id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		free(trailer);
 		return errno;
-	err = queue_write_all(fd, iov, 3);
+	}
+	err = queue_write_all(fd, iov, 4);
+	free(trailer);
 	if (!err && fsync(fd) < 0)
 		err = errno;
 	if (close(fd) < 0 && !err)
@@ -239,6 +266,8 @@ static int queue_stream_start(struct queue *q, struct queue_job *j)
 		return errno;
 	if ((err = queue_stream_put(j, j->head, j->hlen)) == 0 && j->blen)
 		err = queue_stream_put(j, j->body, j->blen);
+	if (!err && j->seal && j->blen)
+		j->seal->update(j->seal, j->body, j->blen);
 	free(j->body);
 	j->body = NULL;
 	return err;
@@ -296,6 +325,13 @@ static int queue_stream_finish(struct queue *q, struct queue_job *j, struct queu
 	if (!err && op->head && (op->hlen != j->hlen || memcmp(op->head, j->head, j->hlen) != 0))
 		err = queue_stream_rehead(q, j, op->head, op->hlen);
 	if (!err) {
+		size_t rlen;
+		char *trailer = queue_seal_trailer(j, &rlen);
+		if (rlen)
+			err = queue_stream_put(j, trailer, rlen);
+		free(trailer);
+	}
+	if (!err) {
 		struct iovec iov = { tail, 0 };
 		tlen = qfile_encode_end(j->crc, j->blen, tail);
 		iov.iov_len = tlen;
@@ -341,6 +377,8 @@ static void queue_stream_run(struct queue *q, struct queue_job *j)
 					j->err = queue_stream_put(j, op->p, op->n);
 				if (!j->err)
 					j->blen += op->n;
+				if (!j->err && j->seal)
+					j->seal->update(j->seal, op->p, op->n);
 				op->err = j->err;
 				queue_op_finish(q, op);
 				break;
@@ -349,6 +387,7 @@ static void queue_stream_run(struct queue *q, struct queue_job *j)
 				free(op);
 				free(j->head);
 				free(j->body);
+				queue_seal_drop(j);
 				free(j);
 				return; /* the last op: the session gave the stream up */
 			case QOP_COMMIT:
@@ -397,7 +436,7 @@ static void queue_stream_push(struct queue_stream *st, struct queue_op *op)
 }
 
 struct queue_stream *queue_stream_open(struct queue *q, const struct envelope *env,
-				       const char *prefix, size_t plen)
+				       const char *prefix, size_t plen, struct queue_seal *seal)
 {
 	struct queue_stream *st = xcalloc(1, sizeof(*st));
 	struct queue_job *j = xcalloc(1, sizeof(*j));
@@ -407,6 +446,7 @@ struct queue_stream *queue_stream_open(struct queue *q, const struct envelope *e
 	memcpy(j->id, env->id, sizeof(j->id));
 	j->id[sizeof(j->id) - 1] = '\0';
 	j->head = qfile_encode_head(env, &j->hlen);
+	j->seal = seal;
 	if (plen) {
 		j->body = xmalloc(plen);
 		memcpy(j->body, prefix, plen);
@@ -606,7 +646,7 @@ void queue_new_id(struct queue *q, struct envelope *env)
 }
 
 void queue_commit(struct queue *q, const struct envelope *env, char *body, size_t len,
-		  queue_commit_cb cb, void *arg)
+		  struct queue_seal *seal, queue_commit_cb cb, void *arg)
 {
 	struct queue_job *j = xcalloc(1, sizeof(*j));
 	j->q = q;
@@ -617,6 +657,7 @@ void queue_commit(struct queue *q, const struct envelope *env, char *body, size_
 	j->head = qfile_encode_head(env, &j->hlen);
 	j->body = body;
 	j->blen = len;
+	j->seal = seal;
 	j->cb = cb;
 	j->arg = arg;
 	pthread_mutex_lock(&q->mu);

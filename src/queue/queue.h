@@ -23,18 +23,35 @@ void queue_new_id(struct queue *q, struct envelope *env);
  * errno value (ENOSPC, EIO, ...), which the session answers with 451/452. */
 typedef void (*queue_commit_cb)(void *arg, int err);
 
-/* Takes ownership of body (malloc'd, len bytes) but not of env (copied as needed). */
+/* The last step before a message is final (its DKIM signatures, dkim/dkim_sign.h):
+ * it sees every octet of the message in order (the trace fields, then the body, as
+ * they are written, on the queue's writer thread, never the loop), and once the whole
+ * message has been written, finish may return header fields (malloc'd, CRLF-ended, or
+ * NULL) that every delivery sends before the message (the file's trailer, qfile.h).
+ * The slow part of signing (a private key operation: milliseconds for RSA 4096) thus
+ * runs on the thread that is about to fsync the file anyway, and the message is
+ * acknowledged only with its signatures on disk. The queue owns it once handed over and
+ * calls destroy whatever happens. */
+struct queue_seal {
+	void (*update)(struct queue_seal *seal, const char *p, size_t n);
+	char *(*finish)(struct queue_seal *seal);
+	void (*destroy)(struct queue_seal *seal);
+};
+
+/* Takes ownership of body (malloc'd, len bytes) and of seal (NULL: none) but not of
+ * env (copied as needed). */
 void queue_commit(struct queue *q, const struct envelope *env, char *body, size_t len,
-		  queue_commit_cb cb, void *arg);
+		  struct queue_seal *seal, queue_commit_cb cb, void *arg);
 
 /* A message written to its file while it arrives, so that only the caller's buffers
  * are in memory. All calls on the loop thread; the file system work is done in order
  * on a writer thread. open takes a copy of env's head and of prefix (the first body
- * octets: the trace fields); nothing touches the disk before the first write. */
+ * octets: the trace fields), and seal as queue_commit does; nothing touches the disk
+ * before the first write. */
 struct queue_stream;
 struct envelope;
 struct queue_stream *queue_stream_open(struct queue *q, const struct envelope *env,
-				       const char *prefix, size_t plen);
+				       const char *prefix, size_t plen, struct queue_seal *seal);
 /* Appends p[0..n) to the body; p must stay valid until cb(arg, err) (on the loop
  * thread) says it was written. After an error later writes fail too, and so does the
  * commit. */

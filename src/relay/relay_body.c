@@ -77,9 +77,8 @@ struct relay_body *relay_body_start(struct workers *w, struct smtpc *c, const st
 	struct smtpc_body_src src = { relay_body_want, rb };
 	rb->w = w;
 	rb->c = c;
-	rb->b = *b;
 	/* On failure (-1) the first read fails (EBADF) and aborts the body: never a dot. */
-	rb->b.fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
+	qbody_dup(b, &rb->b);
 	rb->buf = xmalloc(RELAY_BODY_BLOCK);
 	smtpc_send_body_from(c, b->len, &src, block_timeout, dot_timeout);
 	return rb;

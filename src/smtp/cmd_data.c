@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dkim/dkim_sign.h"
 #include "queue/queue.h"
 #include "smtp/session.h"
 #include "util/xmalloc.h"
@@ -118,6 +119,16 @@ static char *message_prefix(struct session *s)
 	return hdr;
 }
 
+/* Mail of authenticated users and of local programs is signed (DKIM) when a key
+ * exists for its From: domain; the signer sees the message as queued, trace and
+ * submission fields included, so it runs last (queue.h's seal). */
+static struct queue_seal *message_seal(const struct session *s)
+{
+	if (!s->user && !SESSION_LOCAL(s))
+		return NULL;
+	return dkim_signer_create(s->srv->dkim, s->env.id);
+}
+
 /* Hands the buffer to the queue file (begun on the first call). Two chunks not yet
  * written stop the reading, so a slow disk bounds the session's memory, not the
  * client's speed; the loop itself never waits. */
@@ -129,7 +140,8 @@ static void data_flush(struct session *s)
 	if (!s->stream) {
 		char *hdr = message_prefix(s);
 		s->stream_prefix = strlen(hdr);
-		s->stream = queue_stream_open(s->srv->queue, &s->env, hdr, s->stream_prefix);
+		s->stream = queue_stream_open(s->srv->queue, &s->env, hdr, s->stream_prefix,
+					      message_seal(s));
 		free(hdr);
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -296,7 +308,7 @@ static void message_end(struct session *s)
 	}
 	free(hdr);
 	c->size = len;
-	queue_commit(s->srv->queue, &s->env, msg, len, message_committed, c);
+	queue_commit(s->srv->queue, &s->env, msg, len, message_seal(s), message_committed, c);
 }
 
 void cmd_data(struct session *s, const char *args, size_t len)

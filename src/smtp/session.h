@@ -42,6 +42,7 @@ struct smtp_server {
 	struct auth_client *auth;   /* the credential store, in cursus-auth */
 	struct authlimit *authlimit;
 	struct trace_rules *trace;   /* swapped on SIGHUP */
+	struct dkim_keys *dkim;      /* signing keys (dkim/dkim_keys.h); swapped on SIGHUP */
 	struct smtp_listener **listeners;
 	size_t n_listeners;
 	struct event *accept_resume; /* out of descriptors: accepting resumes later */

@@ -158,7 +158,7 @@ int main(int argc, char **argv)
 	}
 	/* The transport reads the body from a file, as from the queue. */
 	struct stat st;
-	struct qbody body = { open(argv[optind], O_RDONLY | O_CLOEXEC), 0, 0 };
+	struct qbody body = { open(argv[optind], O_RDONLY | O_CLOEXEC), 0, 0, NULL, 0 };
 	if (body.fd < 0 || fstat(body.fd, &st) < 0) {
 		perror(argv[optind]);
 		return 2;

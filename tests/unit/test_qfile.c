@@ -253,6 +253,71 @@ static void test_version1(void)
 	CHECK(qfile_decode(file, len, &out, &b, &blen) == -1);
 }
 
+/* Version 3's trailer: the fields to send first come back whole, from memory and from
+ * a file; a damaged trailer, or one in a version 2 file, is refused; version 2 files
+ * without one are still read. */
+static void test_trailer(void)
+{
+	static const char body[] = "Subject: x\r\n\r\nbody\r\n";
+	static const char fields[] = "DKIM-Signature: v=1; a=ed25519-sha256;\r\n\tb=a+b/c=\r\n"
+				     "DKIM-Signature: v=1; a=rsa-sha256; b=xyz\r\n";
+	char dir[] = "/tmp/cursus-qfile-XXXXXX", path[128], *file, *head, end[QFILE_END_MAX + 1];
+	struct envelope env, out;
+	const char *b;
+	size_t len, blen, hl, bl = sizeof(body) - 1, el, bad = 0;
+	uint64_t off;
+	int dfd, fd;
+
+	make_env(&env, 3);
+	env.prepend = strdup(fields);
+	file = qfile_encode(&env, body, bl, &len);
+	CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
+	CHECK_STR(out.prepend, fields);
+	CHECK(blen == bl && memcmp(b, body, bl) == 0);
+	check_same(&env, &out);
+	envelope_clear(&out);
+	for (size_t i = len - 200; i < len; i++) {
+		file[i] ^= 0x20;
+		bad += qfile_decode(file, len, &out, &b, &blen) != -1;
+		envelope_clear(&out);
+		file[i] ^= 0x20;
+	}
+	CHECK(bad == 0);
+	CHECK(mkdtemp(dir) != NULL);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	snprintf(path, sizeof(path), "%s/0123456789abcdef", dir);
+	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	CHECK(write(fd, file, len) == (ssize_t)len);
+	close(fd);
+	CHECK(qfile_open_at(dfd, "0123456789abcdef", &out, &fd, &off, &blen) == 0);
+	CHECK(out.prepend && strcmp(out.prepend, fields) == 0 && blen == bl);
+	close(fd);
+	envelope_clear(&out);
+	unlink(path);
+	close(dfd);
+	rmdir(dir);
+	free(file);
+
+	/* A version 2 file: no trailer allowed, none needed. */
+	head = qfile_encode_head(&env, &hl);
+	memcpy(head, QFILE_MAGIC_V2, strlen(QFILE_MAGIC_V2));
+	file = malloc(hl + bl + QFILE_END_MAX + 200);
+	memcpy(file, head, hl);
+	memcpy(file + hl, body, bl);
+	el = qfile_encode_end(qfile_crc32(0, file, hl + bl), bl, end);
+	memcpy(file + hl + bl, end, el);
+	CHECK(qfile_decode(file, hl + bl + el, &out, &b, &blen) == 0);
+	CHECK(out.prepend == NULL && blen == bl);
+	envelope_clear(&out);
+	memcpy(file + hl + bl, "\nprepend X", 10);
+	el = qfile_encode_end(qfile_crc32(0, file, hl + bl + 10), bl, end);
+	memcpy(file + hl + bl + 10, end, el);
+	CHECK(qfile_decode(file, hl + bl + 10 + el, &out, &b, &blen) == -1);
+	free(file);
+	free(head);
+	envelope_clear(&env);
+}
+
 /* qfile_load_env_at reads in blocks: the same verdicts as qfile_decode on the whole,
  * on a body of several blocks. */
 static void test_load_env_at(void)
@@ -313,5 +378,6 @@ void unit_main(void)
 	test_malformed();
 	test_done();
 	test_version1();
+	test_trailer();
 	test_load_env_at();
 }

@@ -98,7 +98,7 @@ static void commit_one(struct queue *q, const char *rcpts[], const char *boxes[]
 	for (size_t k = 0; k < n; k++)
 		envelope_add_rcpt(&env, rcpts[k], NULL, DSN_NOTIFY_FAILURE, boxes[k]);
 	memcpy(id_r, env.id, 24);
-	queue_commit(q, &env, body, strlen(body), on_commit, err_r);
+	queue_commit(q, &env, body, strlen(body), NULL, on_commit, err_r);
 	envelope_clear(&env);
 }
 
@@ -126,7 +126,7 @@ static void test_streams(struct queue *q, const char *qdir)
 		env.received = time(NULL);
 		env.mail_from = strdup("s@x.test");
 		envelope_add_rcpt(&env, "a@x.test", NULL, 0, "x.test/a");
-		st = queue_stream_open(q, &env, "Received: x\r\n", 13);
+		st = queue_stream_open(q, &env, "Received: x\r\n", 13, NULL);
 		for (int i = 0; i < 3; i++)
 			queue_stream_write(st, chunk[i], sizeof(chunk[i]), on_commit, &errs[k++]);
 		if (round == 1)
@@ -157,7 +157,7 @@ static void test_streams(struct queue *q, const char *qdir)
 	memset(&env, 0, sizeof(env));
 	queue_new_id(q, &env);
 	env.mail_from = strdup("s@x.test");
-	st = queue_stream_open(q, &env, "", 0);
+	st = queue_stream_open(q, &env, "", 0, NULL);
 	queue_stream_write(st, chunk[0], sizeof(chunk[0]), on_commit, &errs[0]);
 	queue_stream_write(st, chunk[1], sizeof(chunk[1]), on_commit, &errs[1]);
 	run_loop(2);
@@ -243,7 +243,7 @@ void unit_main(void)
 		snprintf(path, sizeof(path), "%s/%s", tmpdir, env.id);
 		CHECK(mkdir(path, 0700) == 0);
 		n_done = 0;
-		queue_commit(q, &env, strdup("x"), 1, on_commit, &err);
+		queue_commit(q, &env, strdup("x"), 1, NULL, on_commit, &err);
 		envelope_clear(&env);
 		run_loop(1);
 		CHECK(err == EEXIST);
