@@ -15,9 +15,10 @@
 #include "util/xmalloc.h"
 
 /* RFC 6376 5.4.1's list, the MIME fields (whose change alters what is shown) and the
- * mailing-list fields; in this order in h=. Received is signed too, every one present
- * when signing, so that the trace cursus adds (and the Message-ID and Date it adds to
- * local mail) is covered; fields added later by other hops are not. */
+ * mailing-list fields; in this order in h=. Received is left out, as OpenDKIM and rspamd
+ * do: a smart host that strips or rewrites trace fields to hide the submitting client
+ * would break the signature, and trace fields say nothing a receiver's DMARC check
+ * needs. The Message-ID and Date cursus adds to local mail are covered. */
 static const struct {
 	const char *name;
 	int over;              /* named once more than present: none may be added */
@@ -30,7 +31,7 @@ static const struct {
 	{ "resent-from", 0 }, { "resent-sender", 0 }, { "resent-to", 0 }, { "resent-cc", 0 },
 	{ "resent-message-id", 0 }, { "list-id", 0 }, { "list-help", 0 },
 	{ "list-unsubscribe", 0 }, { "list-unsubscribe-post", 0 }, { "list-subscribe", 0 },
-	{ "list-post", 0 }, { "list-owner", 0 }, { "list-archive", 0 }, { "received", 0 },
+	{ "list-post", 0 }, { "list-owner", 0 }, { "list-archive", 0 },
 };
 #define DKIM_N_SIGNED (sizeof(dkim_signed) / sizeof(dkim_signed[0]))
 /* Lines of the field are folded before this column where they can be. */

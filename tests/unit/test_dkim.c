@@ -83,7 +83,7 @@ static void test_header_list(void)
 {
 	char *names[] = { "received", "from", "subject", "received", "date", "to", "cc" };
 	char *l = dkim_header_list(names, 7);
-	CHECK_STR(l, "from:from:to:to:subject:subject:cc:date:received:received");
+	CHECK_STR(l, "from:from:to:to:subject:subject:cc:date");
 	free(l);
 	l = dkim_header_list(NULL, 0);
 	CHECK_STR(l, "from:to:subject");
@@ -151,8 +151,7 @@ static void test_signer(void)
 	static const char selected[] =
 		"from:Alice <alice@Example.ORG>\r\n"
 		"to:bob@example.net, carol@example.net\r\n"
-		"subject:hello there\r\n"
-		"received:from x by y; Thu, 1 Jan 2026 00:00:00 +0000\r\n";
+		"subject:hello there\r\n";
 	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	struct dkim_keys *ks = test_keys(pkey);
 	char *one = sign_chunks(ks, msg, strlen(msg)), *bh;
@@ -162,7 +161,7 @@ static void test_signer(void)
 	CHECK(one && strncmp(one, "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; "
 			     "d=example.org;", 58) == 0);
 	CHECK(one && strstr(one, " s=s1; t=1700000000;"));
-	CHECK(one && strstr(one, " h=from:from:to:to:subject:subject:received;"));
+	CHECK(one && strstr(one, " h=from:from:to:to:subject:subject;"));
 	sha256("body line\r\n\r\nlast\r\n", 19, h);
 	EVP_EncodeBlock((unsigned char *)b64, h, 32);
 	bh = malloc(strlen(b64) + 8);
