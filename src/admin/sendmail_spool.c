@@ -14,32 +14,15 @@
 #include "admin/admin.h"
 #include "admin/sendmail.h"
 #include "smtp/addrlist.h"
+#include "util/strbuf.h"
 #include "util/xmalloc.h"
-
-struct spool_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void spool_buf_add(struct spool_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = b->cap ? b->cap : 256;
-		while (b->len + n + 1 > b->cap)
-			b->cap *= 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
 
 struct spool {
 	FILE *in;
 	const struct sendmail_read_opts *o;
 	struct sendmail_msg *m;
-	struct spool_buf line;    /* the line read, without its end */
-	struct spool_buf field;   /* the header field being read, its lines joined by CRLF */
+	struct strbuf line;    /* the line read, without its end */
+	struct strbuf field;   /* the header field being read, its lines joined by CRLF */
 	int has_from;
 	unsigned long lineno;
 };
@@ -69,7 +52,7 @@ static int spool_line(struct spool *sp)
 		}
 		if ((unsigned char)c >= 0x80)
 			sp->m->eightbit = 1;
-		spool_buf_add(&sp->line, &ch, 1);
+		strbuf_put(&sp->line, &ch, 1);
 	}
 	if (ferror(sp->in)) {
 		admin_error("sendmail: reading the message: %s", strerror(errno));
@@ -114,7 +97,7 @@ static int spool_is(const char *p, size_t n, const char *name)
 /* The field read ends: it is looked at, then written unless it is Bcc:. */
 static int spool_field_end(struct spool *sp)
 {
-	struct spool_buf *f = &sp->field;
+	struct strbuf *f = &sp->field;
 	size_t n;
 	int bcc;
 
@@ -161,14 +144,14 @@ static int spool_run(struct spool *sp)
 			    !spool_field_name(p, len))
 				continue;
 			if ((p[0] == ' ' || p[0] == '\t') && len && sp->field.len) {
-				spool_buf_add(&sp->field, "\r\n", 2);
-				spool_buf_add(&sp->field, p, len);
+				strbuf_put(&sp->field, "\r\n", 2);
+				strbuf_put(&sp->field, p, len);
 				continue;
 			}
 			if (len && spool_field_name(p, len)) {
 				if (spool_field_end(sp) < 0)
 					return -1;
-				spool_buf_add(&sp->field, p, len);
+				strbuf_put(&sp->field, p, len);
 				continue;
 			}
 			/* A blank line ends the header; a line that is no field starts the

@@ -138,7 +138,7 @@ static void dsn_scan(const char *m, size_t len, struct dsn_orig *o)
 /* Copies m with every line end made CRLF (bare CR or LF included) and the last line
  * ended. Header lines too long for transport are folded (fold = 1), which is the only
  * change RFC 5322 lets us make to a header; bodies with such lines are not copied. */
-static void dsn_copy_crlf(struct dsn_buf *b, const char *m, size_t len, int fold)
+static void dsn_copy_crlf(struct strbuf *b, const char *m, size_t len, int fold)
 {
 	size_t start = 0, i;
 	for (i = 0; i <= len; i++) {
@@ -150,13 +150,13 @@ static void dsn_copy_crlf(struct dsn_buf *b, const char *m, size_t len, int fold
 			break;
 		/* Each piece after the first gains the fold's space. */
 		while (fold && n > DSN_LINE_MAX - 1) {
-			dsn_buf_add(b, m + start, 900);
-			dsn_buf_add(b, "\r\n ", 3);
+			strbuf_put(b, m + start, 900);
+			strbuf_put(b, "\r\n ", 3);
 			start += 900;
 			n -= 900;
 		}
-		dsn_buf_add(b, m + start, n);
-		dsn_buf_add(b, "\r\n", 2);
+		strbuf_put(b, m + start, n);
+		strbuf_put(b, "\r\n", 2);
 		if (i < len && m[i] == '\r' && i + 1 < len && m[i + 1] == '\n')
 			i++;
 		start = i + 1;
@@ -181,7 +181,7 @@ static void dsn_random_hex(char *out, size_t nbytes)
 }
 
 /* The plain-words part: what happened to each recipient, and what happens next. */
-static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
+static void dsn_text_part(struct strbuf *b, const struct envelope *env,
 			  const struct dsn_item *items, size_t n, const struct dsn_params *p,
 			  int hdrs_only)
 {
@@ -189,7 +189,7 @@ static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 	char when[40], *s;
 
 	s = dsn_printable(p->reporting_mta);
-	dsn_buf_printf(b, "This is the mail system at %s.\r\n\r\n", s);
+	strbuf_printf(b, "This is the mail system at %s.\r\n\r\n", s);
 	free(s);
 	for (size_t i = 0; i < n; i++) {
 		const struct env_rcpt *r = &env->rcpts[items[i].rcpt];
@@ -222,10 +222,10 @@ static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 				s = xstrdup("The reason given was:");
 			dsn_wrap(b, "", s);
 			free(s);
-			dsn_buf_str(b, "\r\n");
+			strbuf_puts(b, "\r\n");
 			dsn_wrap(b, "    ", diag);
 		}
-		dsn_buf_str(b, "\r\n");
+		strbuf_puts(b, "\r\n");
 		free(to);
 		free(mta);
 		free(diag);
@@ -244,12 +244,12 @@ static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 				    "message again.");
 		}
 		if (any[DSN_FAILED])
-			dsn_buf_str(b, "\r\n");
+			strbuf_puts(b, "\r\n");
 		dsn_wrap(b, "", s);
 		free(s);
 	}
 	if (any[DSN_FAILED] || any[DSN_DELAYED])
-		dsn_buf_str(b, "\r\n");
+		strbuf_puts(b, "\r\n");
 	if (p->orig_size) {
 		s = xasprintf("Your message (%zu octets) was too big to return whole; its "
 			      "header is attached below.", p->orig_size);
@@ -264,7 +264,7 @@ static void dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 /* The machine-readable part, RFC 3464 2.2 then 2.3 for each recipient, in the order
  * of its grammar. Every value goes through dsn_printable or an address form, so the
  * part is 7-bit as RFC 3464 requires of message/delivery-status. */
-static void dsn_status_part(struct dsn_buf *b, const struct envelope *env,
+static void dsn_status_part(struct strbuf *b, const struct envelope *env,
 			    const struct dsn_item *items, size_t n, const struct dsn_params *p)
 {
 	char date[40], *s;
@@ -275,14 +275,14 @@ static void dsn_status_part(struct dsn_buf *b, const struct envelope *env,
 		free(s);
 	}
 	s = dsn_printable(p->reporting_mta);
-	dsn_buf_printf(b, "Reporting-MTA: dns; %s\r\n", s);
+	strbuf_printf(b, "Reporting-MTA: dns; %s\r\n", s);
 	free(s);
 	dsn_date(date, env->received);
-	dsn_buf_printf(b, "Arrival-Date: %s\r\n", date);
+	strbuf_printf(b, "Arrival-Date: %s\r\n", date);
 	for (size_t i = 0; i < n; i++) {
 		const struct env_rcpt *r = &env->rcpts[items[i].rcpt];
 		char status[16], *v;
-		dsn_buf_str(b, "\r\n");
+		strbuf_puts(b, "\r\n");
 		if (r->orcpt) {
 			/* Stored as "addr-type;address" (xtext-decoded, printable ASCII). */
 			const char *semi = strchr(r->orcpt, ';');
@@ -298,9 +298,9 @@ static void dsn_status_part(struct dsn_buf *b, const struct envelope *env,
 		s = dsn_address_field(r->address);
 		dsn_field(b, "Final-Recipient", s);
 		free(s);
-		dsn_buf_printf(b, "Action: %s\r\n", dsn_action[items[i].kind]);
+		strbuf_printf(b, "Action: %s\r\n", dsn_action[items[i].kind]);
 		dsn_status(status, r->status, items[i].kind);
-		dsn_buf_printf(b, "Status: %s\r\n", status);
+		strbuf_printf(b, "Status: %s\r\n", status);
 		if (r->remote_mta) {
 			s = dsn_printable(r->remote_mta);
 			v = xasprintf("dns; %s", s);
@@ -321,11 +321,11 @@ static void dsn_status_part(struct dsn_buf *b, const struct envelope *env,
 		}
 		if (r->last_attempt) {
 			dsn_date(date, r->last_attempt);
-			dsn_buf_printf(b, "Last-Attempt-Date: %s\r\n", date);
+			strbuf_printf(b, "Last-Attempt-Date: %s\r\n", date);
 		}
 		if (items[i].kind == DSN_DELAYED && p->retry_until) {
 			dsn_date(date, p->retry_until);
-			dsn_buf_printf(b, "Will-Retry-Until: %s\r\n", date);
+			strbuf_printf(b, "Will-Retry-Until: %s\r\n", date);
 		}
 	}
 }
@@ -344,7 +344,7 @@ static const char *dsn_subject(enum dsn_kind k)
 	}
 }
 
-static int dsn_has_8bit(const struct dsn_buf *b)
+static int dsn_has_8bit(const struct strbuf *b)
 {
 	for (size_t i = 0; i < b->len; i++)
 		if ((unsigned char)b->p[i] >= 0x80)
@@ -356,7 +356,7 @@ char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 		const struct dsn_item *items, size_t n_items, const struct dsn_params *p,
 		size_t *len_r)
 {
-	struct dsn_buf out = { 0 }, text = { 0 }, status = { 0 }, orig = { 0 };
+	struct strbuf out = { 0 }, text = { 0 }, status = { 0 }, orig = { 0 };
 	struct dsn_orig o;
 	char boundary[64], rnd[40], date[40], *host, *to;
 	const char *ctype, *cte = NULL;
@@ -402,47 +402,47 @@ char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 
 	host = dsn_printable(p->reporting_mta);
 	to = dsn_display(env->mail_from);
-	dsn_buf_printf(&out, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
-	dsn_buf_printf(&out, "To: <%s>\r\n", to);
-	dsn_buf_printf(&out, "Subject: %s\r\n", dsn_subject(overall));
+	strbuf_printf(&out, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
+	strbuf_printf(&out, "To: <%s>\r\n", to);
+	strbuf_printf(&out, "Subject: %s\r\n", dsn_subject(overall));
 	dsn_date(date, p->now);
-	dsn_buf_printf(&out, "Date: %s\r\n", date);
+	strbuf_printf(&out, "Date: %s\r\n", date);
 	dsn_random_hex(rnd, 8);
 	free(host);
 	host = dsn_printable(p->msgid_domain);
-	dsn_buf_printf(&out, "Message-ID: <%llx.%s@%s>\r\n", (unsigned long long)p->now, rnd, host);
+	strbuf_printf(&out, "Message-ID: <%llx.%s@%s>\r\n", (unsigned long long)p->now, rnd, host);
 	/* RFC 3834 5: a DSN is an automatic response; auto-responders must not answer it. */
-	dsn_buf_str(&out, "Auto-Submitted: auto-replied\r\n");
-	dsn_buf_str(&out, "MIME-Version: 1.0\r\n");
-	dsn_buf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	strbuf_puts(&out, "Auto-Submitted: auto-replied\r\n");
+	strbuf_puts(&out, "MIME-Version: 1.0\r\n");
+	strbuf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
 			     "\tboundary=\"%s\"\r\n", boundary);
 	/* RFC 2045 6.4: a multipart holding 8-bit parts is itself labelled 8bit. */
 	if (cte || text8)
-		dsn_buf_str(&out, "Content-Transfer-Encoding: 8bit\r\n");
-	dsn_buf_str(&out, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+		strbuf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	strbuf_puts(&out, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
-	dsn_buf_printf(&out, "--%s\r\nContent-Description: Notification\r\n"
+	strbuf_printf(&out, "--%s\r\nContent-Description: Notification\r\n"
 			     "Content-Type: text/plain; charset=%s\r\n", boundary,
 		       text8 ? "utf-8" : "us-ascii");
 	if (text8)
-		dsn_buf_str(&out, "Content-Transfer-Encoding: 8bit\r\n");
-	dsn_buf_str(&out, "\r\n");
-	dsn_buf_add(&out, text.p, text.len);
+		strbuf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	strbuf_puts(&out, "\r\n");
+	strbuf_put(&out, text.p, text.len);
 
-	dsn_buf_printf(&out, "\r\n--%s\r\nContent-Description: Delivery report\r\n"
+	strbuf_printf(&out, "\r\n--%s\r\nContent-Description: Delivery report\r\n"
 			     "Content-Type: message/delivery-status\r\n\r\n", boundary);
-	dsn_buf_add(&out, status.p, status.len);
+	strbuf_put(&out, status.p, status.len);
 
-	dsn_buf_printf(&out, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n",
+	strbuf_printf(&out, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n",
 		       boundary, hdrs_only ? "Message header" : "Returned message", ctype);
 	if (cte)
-		dsn_buf_printf(&out, "Content-Transfer-Encoding: %s\r\n", cte);
-	dsn_buf_str(&out, "\r\n");
+		strbuf_printf(&out, "Content-Transfer-Encoding: %s\r\n", cte);
+	strbuf_puts(&out, "\r\n");
 	if (orig.len)
-		dsn_buf_add(&out, orig.p, orig.len);
+		strbuf_put(&out, orig.p, orig.len);
 	/* RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, so one
 	 * more keeps the returned content's last line end, as in the other parts. */
-	dsn_buf_printf(&out, "\r\n--%s--\r\n", boundary);
+	strbuf_printf(&out, "\r\n--%s--\r\n", boundary);
 
 	free(host);
 	free(to);

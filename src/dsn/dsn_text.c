@@ -10,40 +10,6 @@
 
 #include "util/xmalloc.h"
 
-void dsn_buf_add(struct dsn_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = xrealloc(b->p, cap);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void dsn_buf_str(struct dsn_buf *b, const char *s)
-{
-	dsn_buf_add(b, s, strlen(s));
-}
-
-void dsn_buf_printf(struct dsn_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatalx("dsn: out of memory");
-	dsn_buf_add(b, s, (size_t)n);
-	free(s);
-}
-
 void dsn_date(char out[40], time_t t)
 {
 	/* RFC 5322 3.3 names, not the locale's: strftime's %a and %b would follow LC_TIME. */
@@ -97,7 +63,7 @@ char *dsn_printable(const char *s)
  * after a first line of first_len octets; when a word does not fit, sep starts the
  * next line. Folding (fold != 0) keeps the original spaces after the CRLF so that
  * unfolding gives the value back; wrapping drops them. */
-static void dsn_layout(struct dsn_buf *b, size_t first_len, const char *sep, int fold,
+static void dsn_layout(struct strbuf *b, size_t first_len, const char *sep, int fold,
 		       const char *value)
 {
 	size_t col = first_len, seplen = strlen(sep);
@@ -121,44 +87,44 @@ static void dsn_layout(struct dsn_buf *b, size_t first_len, const char *sep, int
 		if (wlen == 0)
 			break; /* trailing spaces: a line of only spaces is no use to anyone */
 		if (!empty && col + nsp + (wlen < DSN_WORD_MAX ? wlen : DSN_WORD_MAX) > DSN_FOLD_WIDTH) {
-			dsn_buf_add(b, "\r\n", 2);
-			dsn_buf_add(b, sep, seplen);
+			strbuf_put(b, "\r\n", 2);
+			strbuf_put(b, sep, seplen);
 			col = seplen;
 			if (fold) {
-				dsn_buf_add(b, sp, nsp);
+				strbuf_put(b, sp, nsp);
 				col += nsp;
 			}
 		} else {
-			dsn_buf_add(b, sp, nsp);
+			strbuf_put(b, sp, nsp);
 			col += nsp;
 		}
 		while (wlen > DSN_WORD_MAX) {
-			dsn_buf_add(b, w, DSN_WORD_MAX);
-			dsn_buf_add(b, "\r\n", 2);
-			dsn_buf_add(b, sep, seplen);
+			strbuf_put(b, w, DSN_WORD_MAX);
+			strbuf_put(b, "\r\n", 2);
+			strbuf_put(b, sep, seplen);
 			if (fold)
-				dsn_buf_add(b, " ", 1);
+				strbuf_put(b, " ", 1);
 			col = seplen + (fold ? 1 : 0);
 			w += DSN_WORD_MAX;
 			wlen -= DSN_WORD_MAX;
 		}
-		dsn_buf_add(b, w, wlen);
+		strbuf_put(b, w, wlen);
 		col += wlen;
 		empty = 0;
 	}
-	dsn_buf_add(b, "\r\n", 2);
+	strbuf_put(b, "\r\n", 2);
 }
 
-void dsn_field(struct dsn_buf *b, const char *name, const char *value)
+void dsn_field(struct strbuf *b, const char *name, const char *value)
 {
-	dsn_buf_printf(b, "%s: ", name);
+	strbuf_printf(b, "%s: ", name);
 	/* RFC 3464 2.1.1: DSN fields follow RFC 822 header rules, folding included. */
 	dsn_layout(b, strlen(name) + 2, "", 1, value);
 }
 
-void dsn_wrap(struct dsn_buf *b, const char *indent, const char *value)
+void dsn_wrap(struct strbuf *b, const char *indent, const char *value)
 {
-	dsn_buf_str(b, indent);
+	strbuf_puts(b, indent);
 	dsn_layout(b, strlen(indent), indent, 0, value);
 }
 
@@ -197,7 +163,7 @@ bad:
 
 char *dsn_address_field(const char *addr)
 {
-	struct dsn_buf b = { 0 };
+	struct strbuf b = { 0 };
 	const unsigned char *s = (const unsigned char *)addr;
 	int ascii = 1;
 
@@ -206,22 +172,22 @@ char *dsn_address_field(const char *addr)
 			ascii = 0;
 	if (ascii) {
 		char *clean = dsn_printable(addr);
-		dsn_buf_printf(&b, "rfc822; %s", clean);
+		strbuf_printf(&b, "rfc822; %s", clean);
 		free(clean);
 		return b.p;
 	}
 	/* RFC 6533 3: utf-8-addr-xtext = 1*(QCHAR / EmbeddedUnicodeChar), QCHAR being
 	 * printable ASCII but "+", "=" and "\", the rest as \x{HEXPOINT}: upper-case hex
 	 * without leading zeros. This is the form for a 7-bit message/delivery-status. */
-	dsn_buf_str(&b, "utf-8; ");
+	strbuf_puts(&b, "utf-8; ");
 	while (*s) {
 		unsigned long cp;
 		s += dsn_utf8(s, &cp);
 		if (cp > 0x20 && cp < 0x7f && cp != '+' && cp != '=' && cp != '\\') {
 			char c = (char)cp;
-			dsn_buf_add(&b, &c, 1);
+			strbuf_put(&b, &c, 1);
 		} else {
-			dsn_buf_printf(&b, "\\x{%lX}", cp);
+			strbuf_printf(&b, "\\x{%lX}", cp);
 		}
 	}
 	return b.p;

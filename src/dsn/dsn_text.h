@@ -9,19 +9,12 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/strbuf.h"
 
 /* Folding aims at this width; nothing we write passes RFC 5322's 998 octets. */
 #define DSN_FOLD_WIDTH 78
 #define DSN_LINE_MAX   998
 
-struct dsn_buf {
-	char *p;
-	size_t len, cap;
-};
-
-void dsn_buf_add(struct dsn_buf *b, const char *s, size_t n);
-void dsn_buf_str(struct dsn_buf *b, const char *s);
-void dsn_buf_printf(struct dsn_buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 /* "Tue, 14 Nov 2023 22:15:23 +0100" in local time, English names whatever the locale. */
 void dsn_date(char out[40], time_t t);
@@ -34,11 +27,11 @@ char *dsn_printable(const char *s);
 /* Writes "Name: value" CRLF, folding value at its spaces so lines stay near
  * DSN_FOLD_WIDTH; a word too long for any line is broken by a fold that adds a
  * space, the only way to keep it under DSN_LINE_MAX. value must be printable ASCII. */
-void dsn_field(struct dsn_buf *b, const char *name, const char *value);
+void dsn_field(struct strbuf *b, const char *name, const char *value);
 
 /* Writes value as plain text wrapped at DSN_FOLD_WIDTH, each line after indent.
  * value must be printable ASCII (or UTF-8 that the caller labels). */
-void dsn_wrap(struct dsn_buf *b, const char *indent, const char *value);
+void dsn_wrap(struct strbuf *b, const char *indent, const char *value);
 
 /* "rfc822; addr" for a printable ASCII address, else RFC 6533's
  * "utf-8; " utf-8-addr-xtext, which keeps message/delivery-status 7-bit. */

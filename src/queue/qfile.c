@@ -17,6 +17,7 @@
 #include "queue/envelope.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/strbuf.h"
 #include "util/xmalloc.h"
 #include "util/xtext.h"
 
@@ -45,99 +46,77 @@ uint32_t qfile_crc32(uint32_t crc, const void *p, size_t n)
 	return ~crc;
 }
 
-struct qfile_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void qfile_put(struct qfile_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap ? 2 * b->cap : 512;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void qfile_puts(struct qfile_buf *b, const char *s)
-{
-	qfile_put(b, s, strlen(s));
-}
-
 /* A lone "-" is written "+2D", since "-" alone stands for NULL. */
-static void qfile_put_xtext(struct qfile_buf *b, const char *s)
+static void qfile_put_xtext(struct strbuf *b, const char *s)
 {
 	char *e = strcmp(s, "-") == 0 ? xstrdup("+2D") : xtext_encode(s, strlen(s));
-	qfile_puts(b, e);
+	strbuf_puts(b, e);
 	free(e);
 }
 
-static void qfile_put_field(struct qfile_buf *b, const char *key, const char *val)
+static void qfile_put_field(struct strbuf *b, const char *key, const char *val)
 {
 	if (!val)
 		return;
-	qfile_puts(b, key);
-	qfile_puts(b, " ");
+	strbuf_puts(b, key);
+	strbuf_puts(b, " ");
 	qfile_put_xtext(b, val);
-	qfile_puts(b, "\n");
+	strbuf_puts(b, "\n");
 }
 
-static void qfile_put_opt(struct qfile_buf *b, const char *s)
+static void qfile_put_opt(struct strbuf *b, const char *s)
 {
 	if (s)
 		qfile_put_xtext(b, s);
 	else
-		qfile_puts(b, "-");
+		strbuf_puts(b, "-");
 }
 
 static const char *const qfile_bodytypes[] = { "7bit", "8bitmime", "binarymime" };
 
 char *qfile_encode_head(const struct envelope *env, size_t *len_r)
 {
-	struct qfile_buf b = { 0 };
+	struct strbuf b = { 0 };
 	char num[64];
-	qfile_puts(&b, QFILE_MAGIC "\n");
+	strbuf_puts(&b, QFILE_MAGIC "\n");
 	qfile_put_field(&b, "id", env->id);
 	snprintf(num, sizeof(num), "received %lld\n", (long long)env->received);
-	qfile_puts(&b, num);
+	strbuf_puts(&b, num);
 	qfile_put_field(&b, "helo", env->helo);
 	qfile_put_field(&b, "client", env->client_addr);
 	qfile_put_field(&b, "from", env->mail_from);
 	qfile_put_field(&b, "auth", env->auth);
 	if (env->ret == DSN_RET_FULL)
-		qfile_puts(&b, "ret full\n");
+		strbuf_puts(&b, "ret full\n");
 	else if (env->ret == DSN_RET_HDRS)
-		qfile_puts(&b, "ret hdrs\n");
+		strbuf_puts(&b, "ret hdrs\n");
 	qfile_put_field(&b, "envid", env->envid);
-	qfile_puts(&b, "bodytype ");
-	qfile_puts(&b, qfile_bodytypes[env->body <= BODY_BINARYMIME ? env->body : 0]);
-	qfile_puts(&b, env->smtputf8 ? "\nsmtputf8 1\n" : "\nsmtputf8 0\n");
+	strbuf_puts(&b, "bodytype ");
+	strbuf_puts(&b, qfile_bodytypes[env->body <= BODY_BINARYMIME ? env->body : 0]);
+	strbuf_puts(&b, env->smtputf8 ? "\nsmtputf8 1\n" : "\nsmtputf8 0\n");
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		const struct env_rcpt *r = &env->rcpts[i];
 		snprintf(num, sizeof(num), "rcpt %u ", r->notify);
-		qfile_puts(&b, num);
+		strbuf_puts(&b, num);
 		qfile_put_opt(&b, r->address ? r->address : "");
-		qfile_puts(&b, " ");
+		strbuf_puts(&b, " ");
 		qfile_put_opt(&b, r->orcpt);
-		qfile_puts(&b, " ");
+		strbuf_puts(&b, " ");
 		qfile_put_opt(&b, r->mailbox);
-		qfile_puts(&b, "\n");
+		strbuf_puts(&b, "\n");
 	}
-	qfile_puts(&b, "body\n");
+	strbuf_puts(&b, "body\n");
 	*len_r = b.len;
 	return b.p;
 }
 
 char *qfile_encode_trailer(const char *prepend, size_t *len_r)
 {
-	struct qfile_buf b = { 0 };
-	qfile_put(&b, "", 0);
+	struct strbuf b = { 0 };
+	strbuf_put(&b, "", 0);
 	if (prepend && *prepend) {
 		/* One line: xtext has no newline, so the fields' CRLFs are safe in it. */
-		qfile_puts(&b, "\nprepend ");
+		strbuf_puts(&b, "\nprepend ");
 		qfile_put_xtext(&b, prepend);
 	}
 	*len_r = b.len;
@@ -419,7 +398,7 @@ static int qfile_end_ok(const char *tail, size_t n, int v1, uint32_t crc, uint64
 /* The trailer: "\nprepend <xtext>" lines, concatenated into env->prepend. */
 static int qfile_parse_trailer(const char *r, size_t n, struct envelope *env)
 {
-	struct qfile_buf b = { 0 };
+	struct strbuf b = { 0 };
 	size_t pos = 0;
 	while (pos < n) {
 		const char *line = r + pos + 1, *nl;
@@ -431,7 +410,7 @@ static int qfile_parse_trailer(const char *r, size_t n, struct envelope *env)
 		ln = nl ? (size_t)(nl - line) : n - pos - 1;
 		if (ln < 8 || memcmp(line, "prepend ", 8) != 0 || !(v = xtext_decode(line + 8, ln - 8)))
 			goto bad;
-		qfile_puts(&b, v);
+		strbuf_puts(&b, v);
 		free(v);
 		pos += 1 + ln;
 	}
@@ -643,7 +622,7 @@ size_t qfile_done_apply(const char *buf, size_t len, struct envelope *env)
 int qfile_done_load(const char *path, struct envelope *env)
 {
 	char chunk[4096];
-	struct qfile_buf b = { 0 };
+	struct strbuf b = { 0 };
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -657,7 +636,7 @@ int qfile_done_load(const char *path, struct envelope *env)
 			free(b.p);
 			return err;
 		}
-		qfile_put(&b, chunk, (size_t)n);
+		strbuf_put(&b, chunk, (size_t)n);
 	}
 	close(fd);
 	qfile_done_apply(b.p, b.len, env);

@@ -1,9 +1,12 @@
 /* strbuf: a growable byte string (see strbuf.h). */
 #include "util/strbuf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
 #include "util/xmalloc.h"
 
 void strbuf_put(struct strbuf *b, const char *s, size_t n)
@@ -24,6 +27,21 @@ void strbuf_put(struct strbuf *b, const char *s, size_t n)
 void strbuf_puts(struct strbuf *b, const char *s)
 {
 	strbuf_put(b, s, strlen(s));
+}
+
+void strbuf_printf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatalx("strbuf: out of memory");
+	strbuf_put(b, s, (size_t)n);
+	free(s);
 }
 
 void strbuf_free(struct strbuf *b)

@@ -12,6 +12,7 @@ struct strbuf {
 
 void strbuf_put(struct strbuf *b, const char *s, size_t n);
 void strbuf_puts(struct strbuf *b, const char *s);
+void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees the bytes and empties b. */
 void strbuf_free(struct strbuf *b);
 
