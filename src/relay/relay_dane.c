@@ -100,8 +100,9 @@ static const struct relay_dane_verdict *relay_dane_set(struct relay_dane *rd,
 		v->tlsa = &rd->tlsa;
 	if (kind == RDV_SKIP)
 		snprintf(v->status, sizeof(v->status), "4.7.5");
-	snprintf(v->why, sizeof(v->why), "%s: %s%s", rd->host,
-		 required ? "DANE required (relay_tls dane-only) but " : "", text);
+	if (*text)
+		snprintf(v->why, sizeof(v->why), "%s: %s%s", rd->host,
+			 required ? "DANE required (relay_tls dane-only) but " : "", text);
 	/* A connection's own outcome counts the others (verified, mismatch, ...). */
 	if (kind == RDV_MAY || kind == RDV_SKIP)
 		relay_dane_count(v->label);

@@ -221,7 +221,8 @@ static int job_out_of_targets(struct relay_job *j)
 	unsigned max = j->t->cfg->relay_max_addresses ? j->t->cfg->relay_max_addresses : 10;
 	if (j->ti < j->n_targets && j->tried < max)
 		return 0;
-	j->d->tls_policy = j->dane_label;
+	if (j->dane_label) /* a host skipped last; a session that failed said its own */
+		j->d->tls_policy = j->dane_label;
 	job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
 		     j->have_last ? j->last.reason : "no address to try");
 	return 1;
