@@ -145,13 +145,25 @@ def wait_log(srv, rcpt, result, timeout=20):
     return log_line(srv, rcpt, result)
 
 
-def queue_reply(srv, rcpt):
-    data = json.loads(srv.admin("queue", "list", "--json").stdout)
-    for m in data if isinstance(data, list) else data.get("messages", []):
-        for r in m.get("recipients", m.get("rcpts", [])):
-            if r.get("address", r.get("rcpt")) == rcpt:
+def queued(srv, rcpt):
+    """rcpt's entry in `cursus queue list --json` (status, reply, ...)."""
+    for m in json.loads(srv.admin("queue", "list", "--json").stdout):
+        for r in m["recipients"]:
+            if r["address"] == rcpt:
                 return r
     return None
+
+
+def assert_deferred(srv, rcpt, status, label, reply):
+    """rcpt deferred: the log line's status, tls_policy and reply, and the same reply
+    kept in the queue (what `cursus queue list` shows the administrator)."""
+    line = wait_log(srv, rcpt, "deferred")
+    assert "status=%s " % status in line, line
+    assert "tls_policy=%s " % label in line, line
+    assert 'reply="%s"' % reply in line, line
+    r = queued(srv, rcpt)
+    assert r and r["status"] == status and r["reply"] == reply, r
+    return line
 
 
 def test_dane_ee_verified(start_server, dns, port, hops, token, pki):
@@ -177,12 +189,10 @@ def test_dane_ta_verified(start_server, dns, port, hops, token, pki):
 def test_tlsa_mismatch_defers(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@bad.dane.example", token)
-    line = wait_log(srv, "bob@bad.dane.example", "deferred")
-    assert "status=4.7.5" in line
-    assert "tls_policy=dane-mismatch" in line
-    assert ('reply="mx-bad.dane.example[127.0.0.83]: DANE: certificate does not match the '
-            'TLSA records of _%d._tcp.mx-bad.dane.example: no matching DANE TLSA records"'
-            % port) in line
+    assert_deferred(srv, "bob@bad.dane.example", "4.7.5", "dane-mismatch",
+                    "mx-bad.dane.example[127.0.0.83]: DANE: certificate does not match the "
+                    "TLSA records of _%d._tcp.mx-bad.dane.example: no matching DANE TLSA "
+                    "records" % port)
     assert not delivered(hops["mx-bad"], token)
     assert not [e for e in hops["mx-bad"]() if e["ev"] == "mail"]
 
@@ -190,11 +200,10 @@ def test_tlsa_mismatch_defers(start_server, dns, port, hops, token):
 def test_no_starttls_is_a_downgrade_and_defers(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@plain.dane.example", token)
-    line = wait_log(srv, "bob@plain.dane.example", "deferred")
-    assert "status=4.7.5" in line and "tls=none" in line
-    assert "tls_policy=dane-no-starttls" in line
-    assert ('reply="mx-plain.dane.example[127.0.0.84]: DANE: usable TLSA records published '
-            'but STARTTLS not offered: not sent in clear"') in line
+    line = assert_deferred(srv, "bob@plain.dane.example", "4.7.5", "dane-no-starttls",
+                           "mx-plain.dane.example[127.0.0.84]: DANE: usable TLSA records "
+                           "published but STARTTLS not offered: not sent in clear")
+    assert "tls=none" in line
     # Never in clear: the next hop saw EHLO and QUIT, no MAIL.
     evs = hops["mx-plain"]()
     assert [e for e in evs if e["ev"] == "ehlo"]
@@ -233,18 +242,19 @@ def test_only_a_bogus_host_defers(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@bogusonly.dane.example", token)
     line = wait_log(srv, "bob@bogusonly.dane.example", "deferred")
-    assert "status=4.4.3" in line
-    assert ('reply="a bogus DNSSEC answer looking up the address of mx-bogus.dane.example"'
-            in line)
+    # The host is dropped by the DNS step, before any DANE decision: no tls_policy.
+    reply = "a bogus DNSSEC answer looking up the address of mx-bogus.dane.example"
+    assert "status=4.4.3 " in line and "tls_policy" not in line
+    assert 'reply="%s"' % reply in line
+    assert queued(srv, "bob@bogusonly.dane.example")["reply"] == reply
 
 
 def test_bogus_tlsa_skips_the_host(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@badtlsa.dane.example", token)
-    line = wait_log(srv, "bob@badtlsa.dane.example", "deferred")
-    assert "status=4.7.5 " in line and "tls_policy=dane-bogus" in line
-    assert ('reply="mx-badtlsa.dane.example: host skipped: a bogus DNSSEC answer for its '
-            'TLSA records (_%d._tcp.mx-badtlsa.dane.example)"' % port) in line
+    assert_deferred(srv, "bob@badtlsa.dane.example", "4.7.5", "dane-bogus",
+                    "mx-badtlsa.dane.example: host skipped: a bogus DNSSEC answer for its "
+                    "TLSA records (_%d._tcp.mx-badtlsa.dane.example)" % port)
     assert not hops["mx-badtlsa"]()
 
 
@@ -269,10 +279,9 @@ def test_dane_only_defers_without_secure_tlsa(start_server, dns, port, hops, tok
     srv = server(start_server, dns, port,
                  extra_conf="route insecure.example {\n\trelay_tls dane-only\n}\n")
     submit(srv, "bob@insecure.example", token)
-    line = wait_log(srv, "bob@insecure.example", "deferred")
-    assert "status=4.7.5" in line and "tls_policy=dane-required" in line
-    assert ('reply="mx.insecure.example: DANE required (relay_tls dane-only) but the MX '
-            'records of its domain are not DNSSEC-secure"') in line
+    assert_deferred(srv, "bob@insecure.example", "4.7.5", "dane-required",
+                    "mx.insecure.example: DANE required (relay_tls dane-only) but the MX "
+                    "records of its domain are not DNSSEC-secure")
     assert not delivered(hops["mx-bad"], token)
 
 
@@ -317,3 +326,18 @@ def test_probe_reports_unusable_and_insecure(dns, port, hops):
     assert r["hosts"][0]["result"] == "dane-unusable"
     r = json.loads(probe(dns, port, "insecure.example", "--json").stdout)
     assert r["mx_secure"] is False and r["hosts"][0]["result"] == "dane-insecure"
+
+
+def test_metrics_count_dane_outcomes(start_server, dns, port, hops, token):
+    mport = lib.free_port()
+    srv = server(start_server, dns, port,
+                 extra_conf="metrics_listen 127.0.0.1:%d\nmetrics_timeout 1" % mport)
+    submit(srv, "bob@ee.dane.example", token)
+    submit(srv, "bob@bad.dane.example", token)
+    wait_log(srv, "bob@ee.dane.example", "relayed")
+    wait_log(srv, "bob@bad.dane.example", "deferred")
+    body = subprocess.run(["curl", "-sS", "--max-time", "10",
+                           "http://127.0.0.1:%d/metrics" % mport],
+                          capture_output=True, text=True, timeout=20).stdout
+    assert 'cursus_relay_dane_total{result="verified"} 1' in body, body
+    assert 'cursus_relay_dane_total{result="mismatch"} ' in body, body
