@@ -241,7 +241,10 @@ static void job_try(struct relay_job *j)
 		if (job_out_of_targets(j))
 			return;
 		tg = &j->targets[j->ti];
-		if (j->t->lmtp || !relay_dane_policy(policy)) {
+		/* dane without a trust anchor is may word for word: nothing could be
+		 * secure, and nothing about DANE is logged or counted. */
+		if (j->t->lmtp || !relay_dane_policy(policy) ||
+		    (policy == RELAY_TLS_DANE && !j->t->cfg->dns_trust_anchor)) {
 			job_connect(j, NULL);
 			return;
 		}
