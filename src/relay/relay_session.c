@@ -254,7 +254,7 @@ static const char *relay_pick_oauth(const struct smtpc_caps *c, const char *want
 static void relay_sess_after_tls(struct relay_sess *s)
 {
 	const struct smtpc_caps *c = smtpc_caps(s->c);
-	const char *mech;
+	const char *mech = NULL;
 	if (!s->auth_user) {
 		relay_sess_ready(s);
 		return;
