@@ -20,6 +20,7 @@
 #include "net/dns.h"
 #include "net/tls_client.h"
 #include "relay/relay_dane.h"
+#include "util/json.h"
 #include "util/xmalloc.h"
 
 #define PD_HOSTS_MAX 10
@@ -248,28 +249,13 @@ static const char *pd_outcome(const struct pd_host *h, int *problem)
 	return h->label;
 }
 
-static void pd_json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static int pd_print(const struct pd *p, int json)
 {
 	int problems = 0, problem;
 	char rec[300];
 	if (json) {
 		printf("{\"domain\":");
-		pd_json_str(p->domain);
+		json_put_str(stdout, p->domain);
 		printf(",\"port\":%u,\"dns_status\":\"%s\",\"mx_secure\":%s,\"hosts\":[", p->port,
 		       dns_status_name(p->mx->status), p->mx->mx_secure ? "true" : "false");
 	} else {
@@ -284,7 +270,7 @@ static int pd_print(const struct pd *p, int json)
 		problems += problem;
 		if (json) {
 			printf("%s{\"host\":", i ? "," : "");
-			pd_json_str(h->name);
+			json_put_str(stdout, h->name);
 			printf(",\"pref\":%u,\"address\":\"%s\",\"address_secure\":%s,\"tlsa\":[", h->pref,
 			       h->addr, h->tg->addr_secure ? "true" : "false");
 			for (size_t k = 0; k < h->tlsa.n; k++) {
@@ -296,7 +282,7 @@ static int pd_print(const struct pd *p, int json)
 			       h->starttls ? "true" : "false", h->tls_version,
 			       h->label && !strcmp(h->label, "dane-verified") && h->tls_up ?
 			       (h->matched ? "true" : "false") : "null");
-			pd_json_str(h->match_detail[0] ? h->match_detail : h->error[0] ? h->error : h->why);
+			json_put_str(stdout, h->match_detail[0] ? h->match_detail : h->error[0] ? h->error : h->why);
 			printf(",\"result\":\"%s\",\"problem\":%s}", out, problem ? "true" : "false");
 			continue;
 		}

@@ -142,17 +142,10 @@ class SignedDns:
         raise RuntimeError("nsd on port %d does not answer" % self.port)
 
     def stop(self):
-        if not self.proc:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc.stderr.close()
-        self.proc = None
+        if self.proc:
+            lib.stop_process(self.proc)
+            self.proc.stderr.close()
+            self.proc = None
 
     def __enter__(self):
         return self.start()
