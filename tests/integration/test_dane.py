@@ -14,6 +14,9 @@ The zone (dane.example, signed; PORT is the relay port every next hop listens on
   bogus     MX 10 mx-bogus (A tampered: bogus), MX 20 mx-backup    -> the backup
   bogusonly MX mx-bogus                                            -> deferred
   badtlsa   MX mx-badtlsa   TLSA tampered (bogus)                  -> deferred 4.7.5
+  eename    MX mx-eename    TLSA 3 1 1, a certificate for other.example  -> verified
+  taname    MX mx-taname    TLSA 2 0 1, a certificate for other.example  -> deferred 4.7.5
+  tadomain  MX mx-tadomain  TLSA 2 0 1, a certificate for the domain     -> verified
 and insecure.example, unsigned (no trust anchor covers it): MX to the mismatching host,
 delivered opportunistically."""
 import hashlib
@@ -34,7 +37,11 @@ ALICE = "alice@example.test"
 MX_NAMES = ["mx-ee", "mx-ta", "mx-bad", "mx-plain", "mx-unusable", "mx-notlsa",
             "mx-backup", "mx-badtlsa"]
 HOSTS = {"mx-ee": 81, "mx-ta": 82, "mx-bad": 83, "mx-plain": 84, "mx-unusable": 85,
-         "mx-notlsa": 86, "mx-bogus": 87, "mx-backup": 88, "mx-badtlsa": 89}
+         "mx-notlsa": 86, "mx-bogus": 87, "mx-backup": 88, "mx-badtlsa": 89,
+         "mx-eename": 90, "mx-taname": 91, "mx-tadomain": 92}
+# Hosts whose certificate names neither them nor the domain, or only the domain.
+OTHER_CERT = ("mx-eename", "mx-taname")
+DOMAIN_CERT = ("mx-tadomain",)
 
 
 def ip(host):
@@ -61,12 +68,17 @@ def pki(tmp_path_factory):
     ca = TestCA(d, "cursus DANE test CA")
     names = ["%s.dane.example" % n for n in MX_NAMES] + ["mx.insecure.example"]
     cert, key = ca.leaf("mx", names)
-    other_cert, _ = ca.leaf("other", ["other.example"])
+    other_cert, other_key = ca.leaf("other", ["other.example"])
+    dom_cert, dom_key = ca.leaf("domain", ["tadomain.dane.example"])
     # DANE-TA(2) needs the trust anchor in the chain the server sends (RFC 7671 5.2.2).
-    chain = os.path.join(str(d), "mx-chain.crt")
-    with open(chain, "w") as out:
-        out.write(open(cert).read() + open(ca.ca).read())
-    return {"ca": ca.ca, "cert": cert, "key": key, "chain": chain,
+    def chained(leaf, name):
+        path = os.path.join(str(d), name)
+        with open(path, "w") as out:
+            out.write(open(leaf).read() + open(ca.ca).read())
+        return path
+    return {"ca": ca.ca, "cert": cert, "key": key, "chain": chained(cert, "mx-chain.crt"),
+            "other_chain": chained(other_cert, "other-chain.crt"), "other_key": other_key,
+            "domain_chain": chained(dom_cert, "domain-chain.crt"), "domain_key": dom_key,
             "ee": spki_sha256(cert), "ta": cert_sha256(ca.ca), "wrong": spki_sha256(other_cert)}
 
 
@@ -83,7 +95,9 @@ def dns(tmp_path_factory, pki, port):
     for dom, hosts in [("ee", ["mx-ee"]), ("ta", ["mx-ta"]), ("bad", ["mx-bad"]),
                        ("plain", ["mx-plain"]), ("unusable", ["mx-unusable"]),
                        ("notlsa", ["mx-notlsa"]), ("bogus", ["mx-bogus", "mx-backup"]),
-                       ("bogusonly", ["mx-bogus"]), ("badtlsa", ["mx-badtlsa"])]:
+                       ("bogusonly", ["mx-bogus"]), ("badtlsa", ["mx-badtlsa"]),
+                       ("eename", ["mx-eename"]), ("taname", ["mx-taname"]),
+                       ("tadomain", ["mx-tadomain"])]:
         recs += ["%s MX %d %s" % (dom, 10 * (i + 1), h) for i, h in enumerate(hosts)]
     recs += ["%s A %s" % (h, ip(h)) for h in HOSTS]
     recs += [tlsa % ("mx-ee", "3 1 1 " + pki["ee"]),
@@ -92,7 +106,10 @@ def dns(tmp_path_factory, pki, port):
              tlsa % ("mx-plain", "3 1 1 " + pki["ee"]),
              tlsa % ("mx-unusable", "0 0 1 " + pki["ta"]),
              tlsa % ("mx-backup", "3 1 1 " + pki["ee"]),
-             tlsa % ("mx-badtlsa", "3 1 1 " + pki["ee"])]
+             tlsa % ("mx-badtlsa", "3 1 1 " + pki["ee"]),
+             tlsa % ("mx-eename", "3 1 1 " + pki["wrong"]),
+             tlsa % ("mx-taname", "2 0 1 " + pki["ta"]),
+             tlsa % ("mx-tadomain", "2 0 1 " + pki["ta"])]
     d.zone("dane.example", recs)
     d.tamper("dane.example", "mx-bogus A 127.0.0.87", "mx-bogus A 127.0.0.99")
     d.tamper("dane.example", tlsa % ("mx-badtlsa", "3 1 1 " + pki["ee"]),
@@ -111,8 +128,14 @@ def hops(sinks, pki, port):  # noqa: F811
     for h in HOSTS:
         if h == "mx-bogus":
             continue
-        opts = [] if h == "mx-plain" else ["--cert", pki["chain"] if h == "mx-ta" else pki["cert"],
-                                           "--key", pki["key"]]
+        if h == "mx-plain":
+            opts = []
+        elif h in OTHER_CERT:
+            opts = ["--cert", pki["other_chain"], "--key", pki["other_key"]]
+        elif h in DOMAIN_CERT:
+            opts = ["--cert", pki["domain_chain"], "--key", pki["domain_key"]]
+        else:
+            opts = ["--cert", pki["chain"] if h == "mx-ta" else pki["cert"], "--key", pki["key"]]
         ev[h] = sinks.aio(ip(h), *opts, port=port)[1]
     return ev
 
@@ -184,6 +207,29 @@ def test_dane_ta_verified(start_server, dns, port, hops, token, pki):
     assert "relay=mx-ta.dane.example[127.0.0.82]" in line
     assert "tls_policy=dane-verified" in line
     assert "DANE verified, TLSA 2 0 1 %s" % pki["ta"] in srv.log
+
+
+def test_dane_ee_checks_no_name(start_server, dns, port, hops, token):
+    """RFC 7672 3.2.2: a DANE-EE(3) match stands whatever names the certificate holds."""
+    srv = server(start_server, dns, port)
+    submit(srv, "bob@eename.dane.example", token)
+    line = wait_log(srv, "bob@eename.dane.example", "relayed")
+    assert "relay=mx-eename.dane.example[127.0.0.90]" in line
+    assert "verified=yes tls_policy=dane-verified" in line
+
+
+def test_dane_ta_checks_the_names(start_server, dns, port, hops, token):
+    """RFC 7672 3.2.3: under DANE-TA(2) the certificate must name the MX host or the
+    domain: one naming only other.example is refused, one naming the domain taken."""
+    srv = server(start_server, dns, port)
+    submit(srv, "bob@taname.dane.example", token)
+    submit(srv, "bob@tadomain.dane.example", token)
+    assert_deferred(srv, "bob@taname.dane.example", "4.7.5", "dane-mismatch",
+                    "mx-taname.dane.example[127.0.0.91]: DANE: certificate does not match "
+                    "the TLSA records of _%d._tcp.mx-taname.dane.example: hostname mismatch"
+                    % port)
+    line = wait_log(srv, "bob@tadomain.dane.example", "relayed")
+    assert "verified=yes tls_policy=dane-verified" in line
 
 
 def test_tlsa_mismatch_defers(start_server, dns, port, hops, token):
