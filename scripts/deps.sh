@@ -9,7 +9,8 @@ libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosm
 swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev
 python3-dnslib python3-dkim postfix sasl2-bin libsasl2-modules iproute2
 dovecot-core dovecot-lmtpd dovecot-imapd dovecot-sqlite fail2ban debhelper dpkg-dev fakeroot
-libsystemd-dev systemd prometheus groff-base man-db procps libcurl4-openssl-dev"
+libsystemd-dev systemd prometheus groff-base man-db procps libcurl4-openssl-dev
+nsd ldnsutils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -27,6 +28,8 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 # groff-base and man-db render the man pages in their test, procps has the /bin/kill of
 # the unit's ExecReload (systemd-analyze verify checks that it exists).
+# nsd and ldnsutils serve and sign the DNSSEC test zone of the DANE tests (nsd's own
+# service stays stopped, as below).
 # Dovecot, fail2ban and Prometheus are here for the tests, which start their own instances
 # under temporary directories: the packages' services must not start on install.
 # policy-rc.d (a Debian interface) tells invoke-rc.d to leave them stopped.

@@ -25,7 +25,8 @@ struct check_relay_ctx {
 	int ca_line;
 };
 
-static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify" };
+static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify", "dane",
+						      "dane-only" };
 
 static char *check_relay_nexthop(const struct config *cfg, const struct nexthop_conf *nh)
 {
@@ -90,7 +91,9 @@ static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx
 			  "endpoint's certificate is verified against %s too", c->where, c->nexthop,
 			  c->ca);
 	/* With relay_tls none no password is sent at all: it never goes in clear. */
-	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT))
+	/* dane is may where nothing is DNSSEC-secure; dane-only always authenticates. */
+	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT ||
+			      c->tls == RELAY_TLS_DANE))
 		check_add(r, CHECK_ERROR, "relay-auth-unverified", c->unverified_line,
 			  "set relay_tls verify (relay_ca for a private CA) and remove "
 			  "relay_auth_unverified",
@@ -120,6 +123,26 @@ static int check_relay_named(const struct check_relay_ctx *ctx, size_t n, const 
 		if (strcmp(ctx[i].nexthop, nexthop) == 0)
 			return 1;
 	return 0;
+}
+
+/* dane-only defers every delivery it governs when nothing can be DNSSEC-secure. */
+static void check_relay_dane(struct check_report *r, const struct config *cfg)
+{
+	if (cfg->dns_trust_anchor)
+		return;
+	if (cfg->relay_tls == RELAY_TLS_DANE_ONLY)
+		check_add(r, CHECK_ERROR, "relay-dane-no-trust-anchor",
+			  config_option_line(cfg, "relay_tls"),
+			  "set dns_trust_anchor (/usr/share/dns/root.key from dns-root-data)",
+			  "relay_tls dane-only without dns_trust_anchor: no answer can be "
+			  "DNSSEC-secure, so every delivery is deferred");
+	for (const struct route_conf *rc = cfg->routes; rc; rc = rc->next)
+		if (rc->relay_tls == RELAY_TLS_DANE_ONLY)
+			check_add(r, CHECK_ERROR, "relay-dane-no-trust-anchor",
+				  config_route_line(rc, "relay_tls"),
+				  "set dns_trust_anchor (/usr/share/dns/root.key from dns-root-data)",
+				  "%s: relay_tls dane-only without dns_trust_anchor: no answer can be "
+				  "DNSSEC-secure, so its mail is always deferred", rc->name);
 }
 
 void check_relay(struct check_report *r, struct userdb *db)
@@ -152,6 +175,7 @@ void check_relay(struct check_report *r, struct userdb *db)
 		userdb_relay_auth_list(db, check_relay_list_cb, &creds, &err);
 		free(err);
 	}
+	check_relay_dane(r, cfg);
 	for (size_t i = 0; i < n; i++)
 		check_relay_ctx(r, &ctx[i], &creds.set, &creds.oauth);
 	for (size_t i = 0; i < creds.n; i++) {

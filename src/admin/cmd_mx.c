@@ -134,7 +134,7 @@ int cmd_mx(const char *config_path, int argc, char **argv)
 		return mx_usage_error("--self applies to MX lookups, not --host");
 
 	run.base = event_base_new();
-	if (!run.base || !(d = dns_create(run.base, resolver, &err))) {
+	if (!run.base || !(d = dns_create(run.base, resolver, NULL, &err))) {
 		admin_error("mx: %s", err ? err : "cannot create the event loop");
 		free(err);
 		if (run.base)

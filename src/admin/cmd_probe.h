@@ -87,4 +87,7 @@ void probe_print(const struct probe_result *pr);
 int probe_exit_status(const struct probe_result *pr);
 void probe_result_clear(struct probe_result *pr);
 
+/* `cursus probe --dane DOMAIN[:PORT] ...` (cmd_probe_dane.c). */
+int cmd_probe_dane(int argc, char **argv);
+
 #endif

@@ -637,7 +637,14 @@ static void smtpc_on_drain(struct conn *c, void *arg)
 	smtpc_body_fill(s);
 }
 
+static int smtpc_tls_setup(struct conn *c, SSL *ssl, void *arg)
+{
+	struct smtpc *s = arg;
+	return s->cbs->tls_setup ? s->cbs->tls_setup(s, ssl, s->arg) : 0;
+}
+
 static const struct conn_cbs smtpc_conn_cbs = {
+	.tls_setup = smtpc_tls_setup,
 	.on_drain = smtpc_on_drain,
 	.on_read = smtpc_on_read,
 	.on_tls = smtpc_on_tls,

@@ -68,6 +68,8 @@ struct smtpc_cbs {
 	/* Every line sent and received, without CRLF; AUTH payloads (in both
 	 * directions) are replaced by "<hidden>". May be NULL. */
 	void (*transcript)(void *arg, char dir, const char *line);
+	/* Optional: the SSL before the handshake (conn.h's tls_setup). */
+	int (*tls_setup)(struct smtpc *s, SSL *ssl, void *arg);
 };
 
 struct smtpc_opts {

@@ -38,8 +38,13 @@ enum listener_role { ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS, ROLE_LOCAL };
 enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
 /* Outbound TLS policy (relay_tls): none: never STARTTLS; may: whenever offered, going on
  * in clear if it is not; encrypt: TLS required, any certificate; verify: TLS required
- * with a certificate that verifies (chain, name, expiry). */
-enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY };
+ * with a certificate that verifies (chain, name, expiry); dane: RFC 7672 where the
+ * next hop's TLSA records are DNSSEC-secure, else may; dane-only: as dane, but no
+ * secure TLSA is a deferral. The DANE values are resolved per next hop
+ * (relay/relay_dane.c) into one of the first four before a connection is made: code
+ * that compares with RELAY_TLS_ENCRYPT never sees them. */
+enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY,
+		 RELAY_TLS_DANE, RELAY_TLS_DANE_ONLY };
 /* relay_ip_family: any | ipv4 | ipv6 | prefer-ipv4 | prefer-ipv6 */
 enum ip_family { IPF_ANY, IPF_V4_ONLY, IPF_V6_ONLY, IPF_PREFER_V4, IPF_PREFER_V6 };
 
@@ -154,13 +159,14 @@ struct config {
 	unsigned delay_warning_time; /* seconds before a delay DSN (once); 0: never */
 	/* Outbound delivery (SPEC "Queue and delivery"). */
 	struct nexthop_conf relay_host;  /* global smart host; host NULL: MX delivery */
-	enum relay_tls relay_tls;        /* default may */
+	enum relay_tls relay_tls;        /* default dane (may without dns_trust_anchor) */
 	char *relay_ca;                  /* NULL: the system's default CA store */
 	int relay_auth_unverified;       /* send credentials over unverified TLS (never in clear) */
 	/* Local mailboxes go to this LMTP server: "unix:/path" or "[address]:port";
 	 * NULL or "maildir": Maildirs under mail_dir. */
 	char *lmtp;
 	char *dns_resolver;              /* "ADDRESS[@PORT]": forward every lookup there; NULL: resolv.conf */
+	char *dns_trust_anchor;          /* DS/DNSKEY file for DNSSEC validation; NULL: nothing is secure */
 	unsigned dns_timeout;            /* seconds a lookup may take before it is a temporary failure: 10 */
 	unsigned relay_port;             /* TCP port of MX delivery and of relay_host without one: 25 */
 	enum ip_family relay_ip_family;

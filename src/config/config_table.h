@@ -56,7 +56,8 @@ static const struct opt_choice tls_choices[] = {
 };
 static const struct opt_choice relay_tls_choices[] = {
 	{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY }, { "encrypt", RELAY_TLS_ENCRYPT },
-	{ "verify", RELAY_TLS_VERIFY }, { NULL, 0 },
+	{ "verify", RELAY_TLS_VERIFY }, { "dane", RELAY_TLS_DANE },
+	{ "dane-only", RELAY_TLS_DANE_ONLY }, { NULL, 0 },
 };
 static const struct opt_choice ipf_choices[] = {
 	{ "any", IPF_ANY }, { "ipv4", IPF_V4_ONLY }, { "ipv6", IPF_V6_ONLY },
@@ -128,12 +129,17 @@ static const struct opt opt_table[] = {
 	G_STR("local_socket", T_PATH, "run/local.sock", local_socket),
 	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
 	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),
-	R_OPT("relay_tls", T_ENUM, RELAY_TLS_MAY, relay_tls, relay_tls_choices),
+	/* dane: without dns_trust_anchor nothing is secure and it is may; with one, the
+	 * downgrade protection of RFC 7672 costs no more than the lookups (docs/dane.md). */
+	R_OPT("relay_tls", T_ENUM, RELAY_TLS_DANE, relay_tls, relay_tls_choices),
 	R_OPT("relay_ca", T_PATH, 0, relay_ca, NULL),
 	R_OPT("relay_auth_unverified", T_BOOL, 0, relay_auth_unverified, NULL),
 	/* Local mailboxes by LMTP (global default; per domain in a route block). */
 	R_OPT("lmtp", T_LMTP, 0, lmtp, NULL),
 	G_STR("dns_resolver", T_RESOLVER, NULL, dns_resolver),
+	/* DNSSEC trust anchor (DS or DNSKEY records, ub_ctx_add_ta_file): unset, no answer
+	 * is secure and DANE never applies. */
+	G_STR("dns_trust_anchor", T_PATH, NULL, dns_trust_anchor),
 	G_NUM("dns_timeout", T_UINT, 10, 1, 300, dns_timeout),
 	G_NUM("relay_port", T_UINT, 25, 1, 65535, relay_port),
 	{ "relay_ip_family", T_ENUM, S_GLOBAL, NULL, IPF_ANY, 0, 0,

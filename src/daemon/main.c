@@ -359,7 +359,7 @@ int main(int argc, char **argv)
 	srv.queue = queue_create(cfg->queue_dir, cfg->queue_threads, srv.workers);
 	if (!srv.queue)
 		fatalx("queue: cannot use %s", cfg->queue_dir);
-	if (!(dns = dns_create(srv.base, cfg->dns_resolver, &err)))
+	if (!(dns = dns_create(srv.base, cfg->dns_resolver, cfg->dns_trust_anchor, &err)))
 		fatalx("dns: %s", err);
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);

@@ -42,6 +42,7 @@ static const struct fixed_opt {
 	{ "control_socket", FIXED_STR, offsetof(struct config, control_socket) },
 	{ "pid_file", FIXED_STR, offsetof(struct config, pid_file) },
 	{ "dns_resolver", FIXED_STR, offsetof(struct config, dns_resolver) },
+	{ "dns_trust_anchor", FIXED_STR, offsetof(struct config, dns_trust_anchor) },
 	{ "scram_iterations", FIXED_UINT, offsetof(struct config, scram_iterations) },
 	{ "worker_threads", FIXED_UINT, offsetof(struct config, worker_threads) },
 	{ "queue_threads", FIXED_UINT, offsetof(struct config, queue_threads) },

@@ -30,6 +30,7 @@ void transport_delivery_clear(struct delivery *d)
 	free(d->tls);
 	d->remote_host = d->remote_addr = d->tls = NULL;
 	d->tls_verified = d->dsn_passed = d->dest_ok = 0;
+	d->tls_policy = NULL;
 }
 
 unsigned delivery_count_hops(const struct qbody *b)

@@ -57,6 +57,9 @@ struct delivery {
 	char *remote_addr;            /* its address */
 	char *tls;                    /* "TLSv1.3" or NULL for clear text */
 	int tls_verified;             /* the certificate verified */
+	/* How the TLS policy was met, when it needed more than the words of relay_tls
+	 * (static text, NULL otherwise): "dane-verified", "dane-unusable", ... */
+	const char *tls_policy;
 	int dsn_passed;               /* the next hop took DSN parameters (else "relayed") */
 	/* Whether the destination itself worked: 0 when it could not be reached or refused
 	 * the whole session (connection refused, 421, TLS failure, DNS failure): the

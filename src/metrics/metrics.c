@@ -57,6 +57,11 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 				      "Requests to OAuth 2 token endpoints for relay credentials, by "
 				      "result (ok, refused, error, timeout).",
 				      {"result"}},
+	[METRIC_RELAY_DANE] = {"cursus_relay_dane_total", "counter",
+			       "DANE (RFC 7672) decisions for next-hop connections under relay_tls dane "
+			       "or dane-only, by result (verified, unusable, insecure, no-tlsa, "
+			       "mismatch, no-starttls, bogus, tempfail, required).",
+			       {"result"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

@@ -32,6 +32,7 @@ enum metric_id {
 	METRIC_TLS,              /* counter: listener, version */
 	METRIC_RELAY_TLS,        /* counter: version, verified */
 	METRIC_RELAY_OAUTH_FETCH, /* counter: result (ok, refused, error, timeout) */
+	METRIC_RELAY_DANE,       /* counter: result (relay_dane.h's labels without "dane-") */
 	METRIC_START_TIME,       /* gauge, Unix seconds */
 	METRIC_BUILD_INFO,       /* gauge 1: libevent, openssl */
 	METRIC__COUNT

@@ -85,6 +85,11 @@ static void conn_start_tls_now(struct conn *c)
 	}
 	if (c->client)
 		conn_client_names(c, ssl);
+	if (c->cbs->tls_setup && c->cbs->tls_setup(c, ssl, c->arg) != 0) {
+		SSL_free(ssl);
+		conn_end(c, CONN_TLS_FAILED, "TLS setup refused");
+		return;
+	}
 	/* The plain bufferevent does not own the socket, so freeing it keeps fd open. */
 	bufferevent_free(c->bev);
 	c->bev = NULL;

@@ -24,6 +24,9 @@ struct conn_cbs {
 	/* Optional: every byte written so far has left (a writer streaming a large
 	 * message refills here rather than buffer it whole). */
 	void (*on_drain)(struct conn *c, void *arg);
+	/* Optional, client side: the SSL before its handshake, names set (DANE arms it
+	 * here). Non-zero ends the connection with CONN_TLS_FAILED. */
+	int (*tls_setup)(struct conn *c, SSL *ssl, void *arg);
 };
 
 /* Takes ownership of fd. With tls_ctx set, TLS starts at once (implicit TLS). */

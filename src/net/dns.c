@@ -63,7 +63,8 @@ static void dns_on_readable(evutil_socket_t fd, short what, void *arg)
 		log_warnx("dns_process error=\"%s\"", ub_strerror(err));
 }
 
-struct dns *dns_create(struct event_base *base, const char *resolver, char **err_r)
+struct dns *dns_create(struct event_base *base, const char *resolver,
+		       const char *trust_anchor, char **err_r)
 {
 	struct dns *d = xcalloc(1, sizeof(*d));
 	int err = 0;
@@ -97,6 +98,18 @@ struct dns *dns_create(struct event_base *base, const char *resolver, char **err
 		free(fwd);
 	} else {
 		err = ub_ctx_resolvconf(d->ctx, NULL);
+	}
+	/* Validation only with a trust anchor: without one nothing is secure, and DANE
+	 * never applies (RFC 7672 2.1). Unbound reads the file at the first query, so
+	 * an unreadable one is refused here, where it can be said. */
+	if (!err && trust_anchor) {
+		FILE *f = fopen(trust_anchor, "r");
+		if (!f) {
+			*err_r = xasprintf("cannot read the trust anchor %s: %m", trust_anchor);
+			goto fail;
+		}
+		fclose(f);
+		err = ub_ctx_add_ta_file(d->ctx, trust_anchor);
 	}
 	/* Unbound refuses to send queries to 127.0.0.1 and ::1 unless told: a test
 	 * server, or resolv.conf's local resolver (127.0.0.53, a local unbound). */
@@ -212,6 +225,11 @@ static void dns_on_timeout(evutil_socket_t fd, short what, void *arg)
 		snprintf(why, sizeof(why), "no answer within %u s", ms / 1000);
 	else
 		snprintf(why, sizeof(why), "no answer within %u ms", ms);
+	if (q->mx.pending && q->rr_type) {
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", why, q->domain,
+				 q->rr_type);
+		return;
+	}
 	if (q->mx.pending) {
 		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up the MX of %s", why, q->domain);
 		return;
@@ -257,6 +275,59 @@ static struct dns_query *dns_query_new(struct dns *d, const char *name, enum ip_
 
 /* ---- unbound lookups ---- */
 
+/* Why validation failed goes to the log (it names the broken signature or key); the
+ * lookup's own reason stays short for replies and DSNs. */
+static void dns_log_bogus(const struct dns_query *q, const struct dns_lookup *lk,
+			  const struct ub_result *r)
+{
+	char why[LOG_ESCAPE_BUFSZ], name[LOG_ESCAPE_BUFSZ];
+	const char *w = r->why_bogus ? r->why_bogus : "";
+	log_escape(name, sizeof(name), r->qname ? r->qname : q->domain,
+		   strlen(r->qname ? r->qname : q->domain));
+	log_escape(why, sizeof(why), w, strlen(w));
+	log_info("dns bogus name=%s type=%d why=\"%s\"", name, lk->rrtype, why);
+}
+
+/* dns_resolve_rr: the rdata copied out of unbound's answer. */
+static void dns_rr_keep(struct dns_query *q, const struct ub_result *r)
+{
+	struct dns_result *res = q->res;
+	size_t n = 0;
+	while (r->data[n] && n < DNS_RR_MAX)
+		n++;
+	res->rr_data = xcalloc(n + 1, sizeof(*res->rr_data));
+	res->rr_len = xcalloc(n + 1, sizeof(*res->rr_len));
+	for (size_t i = 0; i < n; i++) {
+		res->rr_len[i] = (size_t)r->len[i];
+		res->rr_data[i] = xmalloc(res->rr_len[i] + 1);
+		memcpy(res->rr_data[i], r->data[i], res->rr_len[i]);
+	}
+	res->n_rr = n;
+}
+
+static void dns_rr_answered(struct dns_query *q)
+{
+	q->res->sec = q->mx.sec;
+	switch (q->mx.outcome) {
+	case LK_DATA:
+	case LK_NODATA:
+		if (q->res->n_rr) {
+			dns_query_finish(q, DNS_OK, NULL);
+			return;
+		}
+		dns_query_finish(q, DNS_NODATA, "%s has no records of type %d", q->domain,
+				 q->rr_type);
+		return;
+	case LK_NXDOMAIN:
+		dns_query_finish(q, DNS_NXDOMAIN, "%s does not exist (NXDOMAIN)", q->domain);
+		return;
+	default:
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", q->mx.why,
+				 q->domain, q->rr_type);
+		return;
+	}
+}
+
 static void dns_on_answer(void *mydata, int err, struct ub_result *r)
 {
 	struct dns_lookup *lk = mydata;
@@ -264,27 +335,38 @@ static void dns_on_answer(void *mydata, int err, struct ub_result *r)
 
 	lk->pending = 0;
 	q->n_pending--;
+	lk->sec = !r ? DNS_SEC_INSECURE : r->bogus ? DNS_SEC_BOGUS
+		: r->secure ? DNS_SEC_SECURE : DNS_SEC_INSECURE;
+	if (r && r->bogus)
+		dns_log_bogus(q, lk, r);
 	if (err) {
 		lk->outcome = LK_TEMPFAIL;
 		snprintf(lk->why, sizeof(lk->why), "%s", ub_strerror(err));
+	} else if (r->bogus) {
+		/* Even a bogus NXDOMAIN: an unproven denial is no answer (RFC 4035 4.3). */
+		lk->outcome = LK_TEMPFAIL;
+		snprintf(lk->why, sizeof(lk->why), "a bogus DNSSEC answer");
 	} else if (r->nxdomain) {
 		lk->outcome = LK_NXDOMAIN;
-	} else if (r->rcode != 0 || r->bogus) {
+	} else if (r->rcode != 0) {
 		lk->outcome = LK_TEMPFAIL;
-		snprintf(lk->why, sizeof(lk->why), "%s", r->bogus ? "a bogus DNSSEC answer"
-								  : dns_rcode_name(r->rcode));
+		snprintf(lk->why, sizeof(lk->why), "%s", dns_rcode_name(r->rcode));
 	} else if (!r->havedata) {
 		lk->outcome = LK_NODATA;
 	} else {
 		lk->outcome = LK_DATA;
-		if (lk == &q->mx)
+		if (q->rr_type)
+			dns_rr_keep(q, r);
+		else if (lk == &q->mx)
 			dns_mx_parse(q, (const unsigned char *const *)r->data, r->len);
 		else
 			dns_addrs_parse(q, lk, (const unsigned char *const *)r->data, r->len);
 	}
 	if (r)
 		ub_resolve_free(r);
-	if (lk == &q->mx)
+	if (q->rr_type)
+		dns_rr_answered(q);
+	else if (lk == &q->mx)
 		dns_mx_answered(q);
 	else if (q->n_pending == 0)
 		dns_targets_build(q);
@@ -343,6 +425,8 @@ struct dns_query *dns_resolve_mx(struct dns *d, const char *domain, enum ip_fami
 /* Called once the MX answer is in: the hosts are known (or the implicit MX). */
 void dns_mx_answered(struct dns_query *q)
 {
+	/* RFC 7672 2.2.1: DANE needs the MX RRset, or its denial, to be secure. */
+	q->res->mx_secure = q->mx.sec == DNS_SEC_SECURE;
 	switch (q->mx.outcome) {
 	case LK_TEMPFAIL:
 		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up the MX of %s", q->mx.why, q->domain);
@@ -371,8 +455,22 @@ struct dns_query *dns_resolve_host(struct dns *d, const char *host, enum ip_fami
 
 	if (dns_literal_target(q) == 0)
 		return q;
+	q->res->mx_secure = 1; /* no MX step: only the addresses' security counts */
 	dns_hosts_add(q, q->domain, 0);
 	dns_lookups_start(q);
+	return q;
+}
+
+struct dns_query *dns_resolve_rr(struct dns *d, const char *name, int rrtype, dns_cb cb,
+				 void *arg)
+{
+	struct dns_query *q = dns_query_new(d, name, IPF_ANY, 0, 0, cb, arg);
+
+	q->rr_type = rrtype;
+	dns_lookup_start(q, &q->mx, q->domain, rrtype);
+	if (!q->mx.pending)
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", q->mx.why,
+				 q->domain, rrtype);
 	return q;
 }
 
@@ -405,5 +503,9 @@ void dns_result_free(struct dns_result *res)
 	for (size_t i = 0; i < res->n_targets; i++)
 		free(res->targets[i].host);
 	free(res->targets);
+	for (size_t i = 0; i < res->n_rr; i++)
+		free(res->rr_data[i]);
+	free(res->rr_data);
+	free(res->rr_len);
 	free(res);
 }

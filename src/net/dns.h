@@ -15,8 +15,11 @@ struct dns;
 struct dns_query;
 
 /* resolver: "ADDRESS[@PORT]" to forward every query to (tests, a local unbound), or
- * NULL for the system's resolv.conf. Returns NULL with *err_r (malloc'd) on failure. */
-struct dns *dns_create(struct event_base *base, const char *resolver, char **err_r);
+ * NULL for the system's resolv.conf. trust_anchor: a file of DS or DNSKEY records
+ * (ub_ctx_add_ta_file) that turns DNSSEC validation on; NULL: no answer is ever
+ * secure. Returns NULL with *err_r (malloc'd) on failure. */
+struct dns *dns_create(struct event_base *base, const char *resolver,
+		       const char *trust_anchor, char **err_r);
 /* Cancels every query in flight (their callbacks are not called). */
 void dns_destroy(struct dns **d);
 /* How long one dns_resolve_* may take, all its lookups included (default 10000 ms);
@@ -33,10 +36,15 @@ enum dns_status {
 	DNS_TEMPFAIL,    /* SERVFAIL, timeout, no answer: temporary */
 };
 
+/* What DNSSEC validation said of an answer (RFC 4033 5). Without a trust anchor
+ * everything is insecure. A bogus answer is never used: the lookup fails. */
+enum dns_sec { DNS_SEC_INSECURE, DNS_SEC_SECURE, DNS_SEC_BOGUS };
+
 /* One address to try, in the order to try them. */
 struct dns_target {
 	char *host;                 /* the MX host name (or the domain, implicit MX) */
 	unsigned pref;              /* MX preference (0 for an implicit MX or a host lookup) */
+	int addr_secure;            /* the A/AAAA answer this address came from was secure */
 	struct sockaddr_storage addr; /* with the port set */
 	socklen_t addrlen;
 };
@@ -45,12 +53,21 @@ struct dns_result {
 	enum dns_status status;
 	char detail[256];           /* why, for logs and DSNs: "SERVFAIL looking up MX of x" */
 	int implicit_mx;            /* no MX: the domain's own A/AAAA */
+	/* The MX answer (or, for an implicit MX, its denial) was secure; a host lookup
+	 * (dns_resolve_host) has no MX step and sets it. */
+	int mx_secure;
 	struct dns_target *targets; /* MX by preference, equal preferences shuffled; each
 				     * host's addresses in the order of the family policy */
 	size_t n_targets;
 	/* Hosts whose addresses could not be found temporarily: if no target answers,
 	 * the delivery is deferred, not bounced. */
 	size_t n_host_tempfail;
+	/* dns_resolve_rr only: the records' rdata (wire format, as received), and how
+	 * validation judged the answer (status DNS_TEMPFAIL with DNS_SEC_BOGUS: bogus). */
+	enum dns_sec sec;
+	unsigned char **rr_data;
+	size_t *rr_len;
+	size_t n_rr;
 };
 
 /* Called on the loop thread, once, unless cancelled; res is the callee's to
@@ -68,6 +85,10 @@ struct dns_query *dns_resolve_mx(struct dns *d, const char *domain, enum ip_fami
  * once (still through cb, never from inside this call). */
 struct dns_query *dns_resolve_host(struct dns *d, const char *host, enum ip_family fam,
 				   unsigned port, size_t max_targets, dns_cb cb, void *arg);
+/* The records of one type at name, as they are (TLSA for DANE): DNS_OK with n_rr > 0,
+ * DNS_NXDOMAIN, DNS_NODATA or DNS_TEMPFAIL, with sec saying whether it was secure. */
+struct dns_query *dns_resolve_rr(struct dns *d, const char *name, int rrtype, dns_cb cb,
+				 void *arg);
 void dns_cancel(struct dns_query *q);
 void dns_result_free(struct dns_result *res);
 const char *dns_status_name(enum dns_status st);

@@ -9,6 +9,8 @@
 #define DNS_RR_A 1
 #define DNS_RR_MX 15
 #define DNS_RR_AAAA 28
+/* Records kept from a dns_resolve_rr answer. */
+#define DNS_RR_MAX 32
 /* MX hosts kept per domain: more is a misconfiguration or an attack. */
 #define DNS_MX_HOSTS_MAX 32
 /* Addresses kept per host and family. */
@@ -23,6 +25,7 @@ struct dns_lookup {
 	int async_id;
 	int pending;
 	enum dns_lk_outcome outcome;
+	enum dns_sec sec;
 	char why[64];                   /* for LK_TEMPFAIL: "SERVFAIL", "no answer within 10 s" */
 	struct sockaddr_storage *addrs; /* for A/AAAA with LK_DATA, port set */
 	size_t n_addrs;
@@ -48,6 +51,7 @@ struct dns_query {
 	unsigned port;
 	size_t max_targets;
 	int want_mx;
+	int rr_type;      /* dns_resolve_rr: the type asked in the mx slot; 0 otherwise */
 	struct dns_lookup mx;
 	size_t n_mx_records;
 	int null_mx;

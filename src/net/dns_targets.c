@@ -179,7 +179,7 @@ int dns_mx_select(struct dns_query *q)
 }
 
 static void dns_target_add(struct dns_query *q, const struct dns_host *h,
-			   const struct sockaddr_storage *ss)
+			   const struct sockaddr_storage *ss, int secure)
 {
 	struct dns_result *res = q->res;
 
@@ -189,6 +189,7 @@ static void dns_target_add(struct dns_query *q, const struct dns_host *h,
 	res->targets[res->n_targets++] = (struct dns_target){
 		.host = xstrdup(h->name),
 		.pref = h->pref,
+		.addr_secure = secure,
 		.addr = *ss,
 		.addrlen = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						    : sizeof(struct sockaddr_in6),
@@ -206,16 +207,16 @@ static void dns_host_targets(struct dns_query *q, const struct dns_host *h)
 	if (q->fam == IPF_ANY) {
 		for (size_t i = 0; i < v6->n_addrs || i < v4->n_addrs; i++) {
 			if (i < v6->n_addrs)
-				dns_target_add(q, h, &v6->addrs[i]);
+				dns_target_add(q, h, &v6->addrs[i], v6->sec == DNS_SEC_SECURE);
 			if (i < v4->n_addrs)
-				dns_target_add(q, h, &v4->addrs[i]);
+				dns_target_add(q, h, &v4->addrs[i], v4->sec == DNS_SEC_SECURE);
 		}
 		return;
 	}
 	for (size_t i = 0; i < first->n_addrs; i++)
-		dns_target_add(q, h, &first->addrs[i]);
+		dns_target_add(q, h, &first->addrs[i], first->sec == DNS_SEC_SECURE);
 	for (size_t i = 0; i < second->n_addrs; i++)
-		dns_target_add(q, h, &second->addrs[i]);
+		dns_target_add(q, h, &second->addrs[i], second->sec == DNS_SEC_SECURE);
 }
 
 static const char *dns_family_word(enum ip_family fam)
@@ -314,7 +315,8 @@ int dns_literal_target(struct dns_query *q)
 				 ss.ss_family == AF_INET ? "IPv6" : "IPv4");
 		return 0;
 	}
-	dns_target_add(q, &h, &ss);
+	/* An address literal names no host: there is nothing to secure (no DANE). */
+	dns_target_add(q, &h, &ss, 0);
 	dns_query_finish(q, DNS_OK, NULL);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "client/smtpc.h"
+#include "net/dane.h"
 #include "deliver/transport.h"
 
 struct smtp_transport;
@@ -36,6 +37,13 @@ struct relay_sess_params {
 	const char *auth_mech;    /* OAuth: XOAUTH2 or OAUTHBEARER (password: the token) */
 	int auth_unverified;
 	int lmtp;                 /* LHLO; one reply per recipient after the dot */
+	/* DANE (relay_dane.h), with tls RELAY_TLS_ENCRYPT: the records the certificate
+	 * must match (NULL: encrypted only), and the next-hop domain a DANE-TA
+	 * certificate may name. dane_label: the log's tls_policy (static), or NULL. */
+	const struct dane_rrset *dane;
+	const char *dane_domain;
+	const char *dane_label;
+	unsigned dane_port;       /* the TLSA port, for messages */
 };
 
 /* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */

@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
+#include "relay/relay_dane.h"
 #include "relay/relay_int.h"
 #include "sasl/sasl.h"
 #include "util/log.h"
@@ -42,6 +43,13 @@ struct relay_sess {
 	enum phase phase;
 	int tls_up, authed, broken, closing, reused;
 	struct tls_check tc;
+	/* DANE: the records to match (during setup only: the job's), the other name a
+	 * DANE-TA certificate may carry, and the tls_policy label for the log. */
+	const struct dane_rrset *dane;
+	char *dane_domain;
+	const char *dane_label;
+	int dane_on;                /* TLS required by DANE (usable or not) */
+	unsigned dane_port;
 	unsigned n_msgs;
 	struct event *ev_idle;
 	/* The transaction */
@@ -129,6 +137,7 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->key);
 	free(s->host);
 	free(s->addr_text);
+	free(s->dane_domain);
 	if (s->ctx)
 		SSL_CTX_free(s->ctx);
 	config_release(&s->cfg);
@@ -163,6 +172,7 @@ void relay_sess_describe(const struct relay_sess *s, struct delivery *d)
 	d->remote_addr = xstrdup(s->addr_text);
 	d->tls = s->tls_up ? xstrdup(s->tc.version) : NULL;
 	d->tls_verified = s->tls_up && s->tc.verified;
+	d->tls_policy = s->dane_label;
 }
 
 /* The session cannot serve its job: the job tries elsewhere. */
@@ -206,6 +216,7 @@ static void relay_auth_oauth_failed(struct relay_sess *s, const struct smtpc_rep
 static void relay_sess_ready(struct relay_sess *s)
 {
 	s->auth_user = s->auth_password = s->auth_mech = NULL;
+	s->dane = NULL;
 	s->phase = PH_IDLE;
 	relay_job_session_ready(s->job, s);
 }
@@ -243,7 +254,7 @@ static const char *relay_pick_oauth(const struct smtpc_caps *c, const char *want
 static void relay_sess_after_tls(struct relay_sess *s)
 {
 	const struct smtpc_caps *c = smtpc_caps(s->c);
-	const char *mech;
+	const char *mech = NULL;
 	if (!s->auth_user) {
 		relay_sess_ready(s);
 		return;
@@ -282,6 +293,16 @@ static void relay_sess_after_tls(struct relay_sess *s)
 				mech);
 }
 
+/* RFC 7672 2.2: with TLSA records published, never a fall-back to clear text: a next
+ * hop without TLS is a downgrade (or a broken server) and the mail waits. */
+static void relay_dane_no_tls(struct relay_sess *s, const char *what)
+{
+	s->dane_label = "dane-no-starttls";
+	relay_dane_count(s->dane_label);
+	relay_sess_fail(s, "4.7.5", 0, 0, "DANE: %s TLSA records published but %s: "
+			"not sent in clear", s->dane ? "usable" : "secure", what);
+}
+
 static void relay_sess_ehlo_done(struct relay_sess *s)
 {
 	const struct smtpc_caps *c = smtpc_caps(s->c);
@@ -294,6 +315,10 @@ static void relay_sess_ehlo_done(struct relay_sess *s)
 		smtpc_starttls(s->c, s->ctx);
 		return;
 	}
+	if (s->dane_on) {
+		relay_dane_no_tls(s, "STARTTLS not offered");
+		return;
+	}
 	if (s->tls >= RELAY_TLS_ENCRYPT) {
 		relay_sess_fail(s, "4.7.10", 0, 0, "TLS required but not offered");
 		return;
@@ -304,8 +329,26 @@ static void relay_sess_ehlo_done(struct relay_sess *s)
 static void relay_on_tls(struct smtpc *c, void *arg)
 {
 	struct relay_sess *s = arg;
+	char matched[200], why[160];
 	tls_client_check(smtpc_ssl(c), s->host, &s->tc);
 	s->tls_up = 1;
+	if (s->dane) {
+		/* DANE authenticates instead of the CA store (RFC 7672 3). */
+		if (!dane_ssl_verified(smtpc_ssl(c), matched, sizeof(matched), why, sizeof(why))) {
+			s->tc.verified = 0;
+			snprintf(s->tc.reason, sizeof(s->tc.reason), "%s", why);
+			s->dane_label = "dane-mismatch";
+			relay_dane_count(s->dane_label);
+			relay_sess_fail(s, "4.7.5", 0, 0, "DANE: certificate does not match the TLSA "
+					"records of _%u._tcp.%s: %s", s->dane_port, s->host, why);
+			return;
+		}
+		s->tc.verified = 1;
+		s->tc.reason[0] = '\0';
+		log_info("relay %s[%s]: DANE verified, TLSA %s", s->host, s->addr_text, matched);
+	}
+	if (s->dane_on)
+		relay_dane_count(s->dane_label);
 	metrics_add(METRIC_RELAY_TLS, 1, s->tc.version, s->tc.verified ? "yes" : "no", NULL);
 	if (s->tls == RELAY_TLS_VERIFY && !s->tc.verified) {
 		relay_sess_fail(s, "4.7.5", 0, 0, "TLS certificate verification failed: %s",
@@ -700,7 +743,9 @@ static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *a
 		break;
 	case PH_STARTTLS:
 		/* Not 220 (a 220 leads to on_tls instead). */
-		if (s->tls >= RELAY_TLS_ENCRYPT || r->code == 421)
+		if (s->dane_on && r->code != 421)
+			relay_dane_no_tls(s, "STARTTLS was refused");
+		else if (s->tls >= RELAY_TLS_ENCRYPT || r->code == 421)
 			relay_sess_fail(s, st, 0, 0, "TLS required but STARTTLS refused: %s", text);
 		else
 			relay_sess_after_tls(s);
@@ -789,7 +834,16 @@ static void relay_transcript(void *arg, char dir, const char *line)
 			  line);
 }
 
+static int relay_tls_setup(struct smtpc *c, SSL *ssl, void *arg)
+{
+	struct relay_sess *s = arg;
+	if (!s->dane)
+		return 0;
+	return dane_ssl_enable(ssl, s->host, s->dane_domain, s->dane) < 0 ? -1 : 0;
+}
+
 static const struct smtpc_cbs relay_cbs = {
+	.tls_setup = relay_tls_setup,
 	.on_reply = relay_on_reply,
 	.on_tls = relay_on_tls,
 	.on_error = relay_on_error,
@@ -823,6 +877,11 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 	s->auth_mech = p->auth_mech;
 	s->auth_unverified = p->auth_unverified;
 	s->lmtp = p->lmtp;
+	s->dane = p->dane;
+	s->dane_domain = p->dane_domain ? xstrdup(p->dane_domain) : NULL;
+	s->dane_label = p->dane_label;
+	s->dane_on = p->dane_label && (p->dane || strcmp(p->dane_label, "dane-unusable") == 0);
+	s->dane_port = p->dane_port;
 	s->phase = PH_GREETING;
 	s->ev_idle = evtimer_new(relay_base(t), relay_idle_over, s);
 	s->c = smtpc_create(relay_base(t), sa, salen, &o, &relay_cbs, s);

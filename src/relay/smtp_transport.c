@@ -20,6 +20,7 @@
 #include "net/dns.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
+#include "relay/relay_dane.h"
 #include "relay/relay_int.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -57,6 +58,9 @@ struct relay_job {
 	struct relay_sess *sess;
 	struct relay_fail last;
 	int have_last, retried_fresh, clear_retry;
+	int cur_tls;                 /* the policy of the attempt in progress */
+	struct relay_dane *dane;     /* relay_tls dane: the TLSA step, per host */
+	const char *dane_label;      /* a skipped host's, for the log when all fail */
 	struct event *ev_done;
 	struct relay_job *next, **pprev;
 };
@@ -83,6 +87,7 @@ static void job_free(struct relay_job *j)
 	if (j->res)
 		dns_result_free(j->res);
 	relay_sess_free(j->sess);
+	relay_dane_destroy(&j->dane);
 	if (j->ev_done)
 		event_free(j->ev_done);
 	if (j->pprev) {
@@ -160,6 +165,16 @@ static struct relay_sess *cache_take(struct smtp_transport *t, const char *key)
 
 /* ---- trying addresses ------------------------------------------------------------- */
 
+static unsigned relay_target_port(const struct dns_target *tg)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&tg->addr;
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
 static SSL_CTX *ctx_for(struct smtp_transport *t, const char *ca, char **err_r)
 {
 	SSL_CTX *ctx;
@@ -173,22 +188,89 @@ static SSL_CTX *ctx_for(struct smtp_transport *t, const char *ca, char **err_r)
 	return ctx;
 }
 
+static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v);
+static void job_try(struct relay_job *j);
+
+/* A host the DANE step ruled out: the reason stands if nothing else works. */
+static void job_skip(struct relay_job *j, const struct relay_dane_verdict *v)
+{
+	log_info("relay %s: %s", j->d->id, v->why);
+	memset(&j->last, 0, sizeof(j->last));
+	snprintf(j->last.reason, sizeof(j->last.reason), "%s", v->why);
+	snprintf(j->last.status, sizeof(j->last.status), "%s", v->status);
+	j->have_last = 1;
+	j->dane_label = v->label;
+	j->clear_retry = 0;
+	j->ti++;
+	j->tried++;
+}
+
+static void job_dane_done(void *arg, const struct relay_dane_verdict *v)
+{
+	struct relay_job *j = arg;
+	if (v->kind != RDV_SKIP) {
+		job_connect(j, v);
+		return;
+	}
+	job_skip(j, v);
+	job_try(j);
+}
+
+static int job_out_of_targets(struct relay_job *j)
+{
+	unsigned max = j->t->cfg->relay_max_addresses ? j->t->cfg->relay_max_addresses : 10;
+	if (j->ti < j->n_targets && j->tried < max)
+		return 0;
+	if (j->dane_label) /* a host skipped last; a session that failed said its own */
+		j->d->tls_policy = j->dane_label;
+	job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
+		     j->have_last ? j->last.reason : "no address to try");
+	return 1;
+}
+
+/* The next address, through the DANE step when the policy asks for it (the only
+ * place DANE enters the transport: relay_dane.h decides, the session enforces). */
 static void job_try(struct relay_job *j)
+{
+	const struct relay_policy *pol = j->d->policy;
+	int policy = pol ? pol->tls : RELAY_TLS_MAY;
+
+	for (;;) {
+		const struct relay_dane_verdict *v;
+		struct dns_target *tg;
+		if (job_out_of_targets(j))
+			return;
+		tg = &j->targets[j->ti];
+		/* dane without a trust anchor is may word for word: nothing could be
+		 * secure, and nothing about DANE is logged or counted. */
+		if (j->t->lmtp || !relay_dane_policy(policy) ||
+		    (policy == RELAY_TLS_DANE && !j->t->cfg->dns_trust_anchor)) {
+			job_connect(j, NULL);
+			return;
+		}
+		if (!j->dane)
+			j->dane = relay_dane_create();
+		v = relay_dane_step(j->dane, j->t->dns, policy, j->res && j->res->mx_secure, tg,
+				    relay_target_port(tg), job_dane_done, j);
+		if (!v)
+			return; /* the TLSA lookup answers job_dane_done */
+		if (v->kind != RDV_SKIP) {
+			job_connect(j, v);
+			return;
+		}
+		job_skip(j, v);
+	}
+}
+
+static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 {
 	struct smtp_transport *t = j->t;
 	struct delivery *d = j->d;
 	const struct relay_policy *pol = d->policy;
-	unsigned max = t->cfg->relay_max_addresses ? t->cfg->relay_max_addresses : 10;
 	struct relay_sess_params p = { .key = j->key };
 	char addr[NI_MAXHOST], *err = NULL;
-	struct dns_target *tg;
+	struct dns_target *tg = &j->targets[j->ti];
 
-	if (j->ti >= j->n_targets || j->tried >= max) {
-		job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
-			     j->have_last ? j->last.reason : "no address to try");
-		return;
-	}
-	tg = &j->targets[j->ti];
 	if (getnameinfo((struct sockaddr *)&tg->addr, tg->addrlen, addr, sizeof(addr), NULL, 0,
 			NI_NUMERICHOST) != 0)
 		snprintf(addr, sizeof(addr), "?");
@@ -197,10 +279,21 @@ static void job_try(struct relay_job *j)
 	p.host = d->route->kind == ROUTE_MX ? tg->host : d->route->target;
 	p.addr_text = tg->addr.ss_family == AF_UNIX ? "local" : addr;
 	p.tls = pol ? pol->tls : RELAY_TLS_MAY;
+	if (v) {
+		/* RFC 7672: TLS mandatory with TLSA records, authenticated when usable. */
+		p.tls = v->kind == RDV_MAY ? RELAY_TLS_MAY : RELAY_TLS_ENCRYPT;
+		p.dane = v->kind == RDV_AUTH ? v->tlsa : NULL;
+		p.dane_label = v->label;
+		p.dane_domain = d->route->kind == ROUTE_MX ? d->route->target : NULL;
+		p.dane_port = relay_target_port(tg);
+	} else if (relay_dane_policy(p.tls)) {
+		p.tls = RELAY_TLS_MAY; /* an address literal: no name to secure */
+	}
 	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
 	p.lmtp = t->lmtp;
 	if (t->lmtp)
 		p.tls = RELAY_TLS_NONE;
+	j->cur_tls = p.tls;
 	p.tls_disabled = j->clear_retry;
 	p.auth_unverified = pol && pol->auth_unverified;
 	if (d->route->kind == ROUTE_RELAY && d->auth_user) {
@@ -211,6 +304,10 @@ static void job_try(struct relay_job *j)
 	if (p.tls != RELAY_TLS_NONE && !(p.ctx = ctx_for(t, pol ? pol->ca : NULL, &err))) {
 		job_fail_all(j, DR_TEMPFAIL, "4.7.5", err);
 		free(err);
+		return;
+	}
+	if (p.dane && dane_ctx_enable(p.ctx) < 0) {
+		job_fail_all(j, DR_TEMPFAIL, "4.7.5", "OpenSSL refused to enable DANE");
 		return;
 	}
 	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
@@ -356,6 +453,7 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 	j->sess = NULL;
 	j->last = *f;
 	j->have_last = 1;
+	j->dane_label = NULL;
 	if (f->reused && !j->retried_fresh) {
 		/* A cached connection that died while idle says nothing of the host. */
 		j->retried_fresh = 1;
@@ -366,7 +464,7 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 		job_fail_all(j, DR_TEMPFAIL, f->status, f->reason);
 		return;
 	}
-	if (f->tls_handshake && pol && pol->tls == RELAY_TLS_MAY && !j->clear_retry) {
+	if (f->tls_handshake && pol && j->cur_tls == RELAY_TLS_MAY && !j->clear_retry) {
 		/* Opportunistic TLS that fails is no reason to defer: once more in clear. */
 		log_info("relay %s: %s; retrying without TLS", j->d->id, f->reason);
 		j->clear_retry = 1;

@@ -176,7 +176,7 @@ int main(int argc, char **argv)
 	evthread_use_pthreads();
 	base = event_base_new();
 	struct workers *w = workers_create(base, 2);
-	struct dns *dns = dns_create(base, dns_addr, &err);
+	struct dns *dns = dns_create(base, dns_addr, NULL, &err);
 	if (!dns) {
 		fprintf(stderr, "relay-one: dns: %s\n", err ? err : "?");
 		free(err);

@@ -66,11 +66,11 @@ static void test_names_and_bad_resolver(struct event_base *base)
 	CHECK_STR(dns_status_name(DNS_NULLMX), "nullmx");
 	CHECK_STR(dns_status_name(DNS_LOOP), "loop");
 	CHECK_STR(dns_status_name(DNS_TEMPFAIL), "tempfail");
-	CHECK(dns_create(base, "127.0.0.1@0", &err) == NULL);
+	CHECK(dns_create(base, "127.0.0.1@0", NULL, &err) == NULL);
 	CHECK_STR(err, "bad resolver \"127.0.0.1@0\": ADDRESS[@PORT] expected");
 	free(err);
 	err = NULL;
-	CHECK(dns_create(base, "resolver.example", &err) == NULL);
+	CHECK(dns_create(base, "resolver.example", NULL, &err) == NULL);
 	free(err);
 }
 
@@ -121,7 +121,7 @@ static void test_cancel_and_destroy(struct event_base *base, const char *resolve
 {
 	struct timeval wait = { 0, 400000 };
 	char *err = NULL;
-	struct dns *d = dns_create(base, resolver, &err);
+	struct dns *d = dns_create(base, resolver, NULL, &err);
 
 	CHECK(d != NULL);
 	if (!d)
@@ -149,7 +149,7 @@ void unit_main(void)
 
 	CHECK(fd >= 0);
 	test_names_and_bad_resolver(base);
-	d = dns_create(base, resolver, &err);
+	d = dns_create(base, resolver, NULL, &err);
 	CHECK(d != NULL);
 	if (d) {
 		test_literals(d, &s);
