@@ -317,6 +317,9 @@ static void job_dns_done(void *arg, struct dns_result *res)
 {
 	struct relay_job *j = arg;
 	j->q = NULL;
+	/* A second resolution (a reused connection died) replaces the first. */
+	if (j->res)
+		dns_result_free(j->res);
 	j->res = res;
 	switch (res->status) {
 	case DNS_OK:
