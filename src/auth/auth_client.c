@@ -41,7 +41,7 @@
 struct auth_client {
 	struct event_base *base;
 	struct auth_spawn_conf spawn;
-	char *user_db;
+	char *user_store;              /* may hold a password */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int free_fds[AUTH_SPAWN_CONNS_MAX];
@@ -392,6 +392,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 		auth_ipc_add(&call->out, in, len);
 	else
 		auth_ipc_add_str(&call->out, NULL);
+	auth_ipc_add_str(&call->out, first && ch->client[0] ? ch->client : NULL);
 
 	x->reason = "auth-unavailable";
 	if (auth_client_call(x->c, call, precheck, precheck_arg, NULL) == 0) {
@@ -593,8 +594,14 @@ struct auth_client *auth_client_create(struct event_base *base, const struct aut
 	struct auth_client *c = xcalloc(1, sizeof(*c));
 
 	c->base = base;
-	c->user_db = xstrdup(conf->user_db);
-	c->spawn.user_db = c->user_db;
+	c->user_store = xstrdup(conf->user_store);
+	c->spawn.user_store = c->user_store;
+	c->spawn.store_timeout_ms = conf->store_timeout_ms;
+	c->spawn.store_connections = conf->store_connections;
+	c->spawn.addr_budget = conf->addr_budget;
+	c->spawn.account_budget = conf->account_budget;
+	c->spawn.window = conf->window;
+	c->spawn.cooldown = conf->cooldown;
 	c->spawn.scram_iterations = conf->scram_iterations;
 	c->spawn.nconns = conf->nconns < 1 ? 1 : conf->nconns > AUTH_SPAWN_CONNS_MAX ? AUTH_SPAWN_CONNS_MAX
 										   : conf->nconns;
@@ -637,7 +644,7 @@ void auth_client_destroy(struct auth_client **cp)
 	}
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
-	free(c->user_db);
+	xfree_secret(c->user_store, strlen(c->user_store));
 	free(c);
 	*cp = NULL;
 }

@@ -35,6 +35,9 @@ struct user_record {
  * message that never holds the connection string (it may hold a password). */
 #define USERDB_CREATE 1
 #define USERDB_LAZY 2
+/* With USERDB_LAZY: connections are not refused for a missing or older schema
+ * (`cursus check` asks userdb_schema_version itself). */
+#define USERDB_ANY_SCHEMA 4
 #define USERDB_TIMEOUT_MS_DEFAULT 5000
 #define USERDB_CONNECTIONS_DEFAULT 4
 struct userdb *userdb_open(const char *spec, int flags, char **err);

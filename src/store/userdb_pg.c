@@ -441,7 +441,7 @@ static void *upg_open(const char *conninfo, const struct userdb_options *o, int 
 	if (g->n > UPG_CONNECTIONS_MAX)
 		g->n = UPG_CONNECTIONS_MAX;
 	g->conns = xcalloc(g->n, sizeof(*g->conns));
-	g->admin = !(flags & USERDB_LAZY);
+	g->admin = !(flags & USERDB_LAZY) || (flags & USERDB_ANY_SCHEMA);
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	if (flags & USERDB_LAZY)

@@ -12,6 +12,7 @@ struct usql {
 	sqlite3 *db;
 	pthread_mutex_t mu;       /* serialises every use of db */
 	char *path;
+	int migrated;             /* this open ran migrations: a secret may be made */
 };
 
 /* Runs constant SQL text (one or more statements). 0, -1 (sqlite3_errmsg tells). */

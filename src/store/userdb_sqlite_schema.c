@@ -168,7 +168,7 @@ int usql_secret_load(void *impl, unsigned char secret[USERDB_SECRET_LEN], int ma
 
 	pthread_mutex_lock(&s->mu);
 	rc = usql_secret_read(s, secret);
-	if (rc == 0 && may_create && usql_exec(s->db, "BEGIN IMMEDIATE;") == 0) {
+	if (rc == 0 && (may_create || s->migrated) && usql_exec(s->db, "BEGIN IMMEDIATE;") == 0) {
 		/* Read again inside: another process may have made it meanwhile. OpenSSL's
 		 * generator, not SQLite's randomblob(): this one is a key. */
 		rc = usql_secret_read(s, secret);
@@ -293,6 +293,7 @@ void *usql_open(const char *path, const struct userdb_options *o, int flags, cha
 	if (version < USERDB_SCHEMA_VERSION && usql_migrate(db, path, err) < 0)
 		goto fail;
 	s = xcalloc(1, sizeof(*s));
+	s->migrated = version < USERDB_SCHEMA_VERSION;
 	s->db = db;
 	s->path = xstrdup(path);
 	pthread_mutex_init(&s->mu, NULL);
