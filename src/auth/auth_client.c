@@ -19,6 +19,7 @@
 
 #include "auth/auth_ipc.h"
 #include "auth/auth_spawn.h"
+#include "metrics/metrics.h"
 #include "store/userdb.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -236,6 +237,23 @@ out:
 	return broken ? -1 : 0;
 }
 
+static long long auth_client_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The store's latency and failures, as the network process sees them (the round
+ * trip through cursus-auth, which is where a slow database shows). */
+static void auth_client_observe(const char *op, long long start_us, int failed)
+{
+	metrics_add(METRIC_STORE_REQUESTS, 1, op, NULL, NULL);
+	metrics_add(METRIC_STORE_MICROS, auth_client_now_us() - start_us, op, NULL, NULL);
+	if (failed)
+		metrics_add(METRIC_STORE_FAILURES, 1, op, NULL, NULL);
+}
+
 static struct auth_call *auth_call_new(unsigned type)
 {
 	struct auth_call *call = xmalloc(sizeof(*call));
@@ -269,6 +287,7 @@ int auth_client_resolve(struct auth_client *c, const char *address, size_t max, 
 	struct auth_call *call = auth_call_new(AUTH_IPC_RESOLVE);
 	int bounded = max != SIZE_MAX;
 	struct auth_parts parts = { .max = bounded && max < AUTH_CLIENT_BOXES_MAX ? max : AUTH_CLIENT_BOXES_MAX };
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	*mailboxes_r = NULL;
@@ -286,6 +305,7 @@ int auth_client_resolve(struct auth_client *c, const char *address, size_t max, 
 		userdb_free_list(parts.boxes, parts.n);
 	}
 	auth_call_free(call);
+	auth_client_observe("resolve", start, r == -1);
 	return r;
 }
 
@@ -293,6 +313,7 @@ static int auth_client_pair(struct auth_client *c, unsigned type, const char *a,
 			    long long *gen_r)
 {
 	struct auth_call *call = auth_call_new(type);
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	auth_ipc_add_str(&call->out, a);
@@ -301,6 +322,9 @@ static int auth_client_pair(struct auth_client *c, unsigned type, const char *a,
 	    gen_r && auth_ipc_int(&call->m, 1, gen_r) < 0)
 		r = -1;
 	auth_call_free(call);
+	auth_client_observe(type == AUTH_IPC_MAY_SEND_AS ? "may-send-as"
+			    : type == AUTH_IPC_MAY_ACT_AS ? "may-act-as" : "credential-gen", start,
+			    r == -1);
 	return r;
 }
 
@@ -324,6 +348,7 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 				char **user_r, char **password_r)
 {
 	struct auth_call *call = auth_call_new(AUTH_IPC_RELAY_AUTH);
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	*user_r = *password_r = NULL;
@@ -339,6 +364,7 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 		r = -1;
 	}
 	auth_call_free(call);
+	auth_client_observe("relay-auth", start, r == -1);
 	return r;
 }
 
@@ -367,7 +393,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 {
 	struct auth_call *call;
 	const struct sasl_channel *ch = &x->chan;
-	long long st = SASL_TEMPFAIL, gen_read = 0;
+	long long st = SASL_TEMPFAIL, gen_read = 0, start = auth_client_now_us();
 	char *out = NULL, *s;
 	int first = !x->started;
 
@@ -423,6 +449,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 		}
 	}
 	auth_call_free(call);
+	auth_client_observe("sasl-step", start, st == SASL_TEMPFAIL);
 	if (st != SASL_MORE) {
 		free(out);
 		out = NULL;

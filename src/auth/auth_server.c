@@ -489,7 +489,10 @@ int auth_server_main(int argc, char **argv)
 	 * until then AUTH gets 454 and RCPT 451, and the daemon runs. */
 	if (!(srv.db = userdb_open_opts(db, USERDB_CREATE | USERDB_LAZY, timeout_ms, store_conns,
 					&err))) {
-		char *msg = xasprintf("userdb: %s", err ? err : "cannot open");
+		/* A SQLite path is named; a connection string never (it may hold a password). */
+		const char *name = strncmp(db, "postgresql:", 11) == 0 ? "postgresql"
+				   : strncmp(db, "sqlite:", 7) == 0 ? db + 7 : db;
+		char *msg = xasprintf("userdb: %s: %s", name, err ? err : "cannot open");
 		auth_server_ready(msg);
 		_exit(1);
 	}
