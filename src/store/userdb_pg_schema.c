@@ -114,8 +114,13 @@ static int upg_int_query(struct upg *g, struct upg_conn *c, const char *sql, str
 int upg_schema_have(struct upg *g, struct upg_conn *c, char **err)
 {
 	struct upg_int r;
-	if (upg_int_query(g, c, "SELECT CASE WHEN to_regclass('cursus_schema') IS NULL THEN 0 "
-				"ELSE (SELECT max(version) FROM cursus_schema) END", &r, err) < 0)
+	/* Two statements: the second would not even parse without the table. */
+	if (upg_int_query(g, c, "SELECT (to_regclass('cursus_schema') IS NOT NULL)::int", &r,
+			  err) < 0)
+		return -1;
+	if (r.v == 0)
+		return 0;
+	if (upg_int_query(g, c, "SELECT max(version) FROM cursus_schema", &r, err) < 0)
 		return -1;
 	return (int)r.v;
 }
