@@ -231,8 +231,11 @@ static void auth_server_x_reap(struct auth_server *srv, time_t now)
 	}
 }
 
-static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
-				   const char *out, const struct auth_server_x *x, const char *reason)
+/* The reply to a step, composed into c->out (not sent): composed while the exchange is
+ * still this thread's, sent once it is not (see auth_server_sasl_step). */
+static void auth_server_sasl_compose(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
+				     const char *out, const struct auth_server_x *x,
+				     const char *reason)
 {
 	auth_ipc_begin(&c->out, AUTH_IPC_SASL_REPLY, id);
 	auth_ipc_add_int(&c->out, st);
@@ -243,6 +246,12 @@ static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum
 	auth_ipc_add_str(&c->out, x ? sasl_exchange_reason(x->sx) : reason);
 	auth_ipc_add_int(&c->out, x ? x->gen_read : 0);
 	auth_ipc_add_int(&c->out, x ? x->gen : 0);
+}
+
+static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
+				   const char *out, const struct auth_server_x *x, const char *reason)
+{
+	auth_server_sasl_compose(c, id, st, out, x, reason);
 	auth_server_send(c);
 }
 
@@ -339,9 +348,12 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 	}
 	if (st == SASL_FAIL && x->client[0])
 		(void)userdb_budget_failure(srv->db, x->client, sasl_exchange_authid(x->sx));
-	auth_server_sasl_reply(c, m->id, st, out, x, NULL);
+	auth_server_sasl_compose(c, m->id, st, out, x, NULL);
 	free(out);
 
+	/* Released before the reply goes: the network process may send the next step
+	 * (on another connection, to another thread) as soon as it has the reply, and
+	 * must find the exchange free. */
 	pthread_mutex_lock(&srv->mu);
 	x->busy = 0;
 	x->cur = NULL;
@@ -351,9 +363,13 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 		pp = auth_server_x_find(srv, xid);
 		*pp = x->next;
 		srv->nxs--;
-		auth_server_x_free(x);
+	} else {
+		x = NULL; /* still listed: from here on not this thread's */
 	}
 	pthread_mutex_unlock(&srv->mu);
+	auth_server_send(c);
+	if (x)
+		auth_server_x_free(x);
 out:
 	if (in)
 		xfree_secret(in, inlen);

@@ -71,6 +71,33 @@ class PgServer:
                                "-D", self.data, "status"], capture_output=True,
                               timeout=30).returncode == 0
 
+    def pids(self):
+        """The postmaster and its children (the server's every process)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            master = int(f.readline())
+        pids = [master]
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(p))
+        return pids
+
+    def freeze(self, stop=True):
+        """SIGSTOP (or SIGCONT) to every process of the server: a database that accepts
+        connections in the kernel but never answers."""
+        import signal
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGSTOP if stop else signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def conninfo(self, dbname="postgres", password=True):
         s = "host=127.0.0.1 port=%d dbname=%s user=%s connect_timeout=5" % (
             self.port, dbname, DB_USER)

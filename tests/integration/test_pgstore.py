@@ -254,6 +254,33 @@ def test_store_copy_both_ways_loses_nothing(tmp_path, pg, nodes, pki):
     assert not problems, "\n\n".join(problems)
 
 
+def test_zy_database_that_hangs_gives_454_and_451_within_the_timeout(nodes, pg):
+    """store_timeout 0.5: a statement, then one reconnection, then the answer."""
+    import time
+    a, _ = nodes
+    pg.freeze()
+    try:
+        t0 = time.monotonic()
+        with smtp(a) as c:
+            r = c.cmd("AUTH PLAIN " + lib.plain_response(CAROL, PW), timeout=15)
+            assert (r.code, r.enhanced) == (454, "4.7.0"), r
+        with lib.Smtp(a.ports["smtp"]) as c:
+            c.greeting()
+            c.ehlo()
+            c.expect("MAIL FROM:<someone@elsewhere.example>", 250)
+            r = c.cmd("RCPT TO:<%s>" % CAROL, timeout=15)
+            assert (r.code, r.enhanced) == (451, "4.3.0"), r
+        assert time.monotonic() - t0 < 8, time.monotonic() - t0
+        assert a.running()
+    finally:
+        pg.freeze(stop=False)
+
+    def works():
+        with smtp(a) as c:
+            return c.cmd("AUTH PLAIN " + lib.plain_response(CAROL, PW)).code == 235
+    assert lib.wait_until(works, 20, interval=0.3), a.log[-3000:]
+
+
 def test_zz_database_down_gives_454_and_451_then_recovers(nodes, pg):
     a, b = nodes
     with smtp(a) as c:
