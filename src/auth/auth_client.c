@@ -43,6 +43,7 @@ struct auth_client {
 	struct event_base *base;
 	struct auth_spawn_conf spawn;
 	char *user_store;              /* may hold a password */
+	int remote_store;              /* PostgreSQL: its latency is worth a metric */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int free_fds[AUTH_SPAWN_CONNS_MAX];
@@ -245,9 +246,13 @@ static long long auth_client_now_us(void)
 }
 
 /* The store's latency and failures, as the network process sees them (the round
- * trip through cursus-auth, which is where a slow database shows). */
-static void auth_client_observe(const char *op, long long start_us, int failed)
+ * trip through cursus-auth, which is where a slow database shows). Only for a store on
+ * a server: a local SQLite file's time is the daemon's own, and its metrics say so. */
+static void auth_client_observe(const struct auth_client *c, const char *op, long long start_us,
+				int failed)
 {
+	if (!c->remote_store)
+		return;
 	metrics_add(METRIC_STORE_REQUESTS, 1, op, NULL, NULL);
 	metrics_add(METRIC_STORE_MICROS, auth_client_now_us() - start_us, op, NULL, NULL);
 	if (failed)
@@ -305,7 +310,7 @@ int auth_client_resolve(struct auth_client *c, const char *address, size_t max, 
 		userdb_free_list(parts.boxes, parts.n);
 	}
 	auth_call_free(call);
-	auth_client_observe("resolve", start, r == -1);
+	auth_client_observe(c, "resolve", start, r == -1);
 	return r;
 }
 
@@ -322,7 +327,7 @@ static int auth_client_pair(struct auth_client *c, unsigned type, const char *a,
 	    gen_r && auth_ipc_int(&call->m, 1, gen_r) < 0)
 		r = -1;
 	auth_call_free(call);
-	auth_client_observe(type == AUTH_IPC_MAY_SEND_AS ? "may-send-as"
+	auth_client_observe(c, type == AUTH_IPC_MAY_SEND_AS ? "may-send-as"
 			    : type == AUTH_IPC_MAY_ACT_AS ? "may-act-as" : "credential-gen", start,
 			    r == -1);
 	return r;
@@ -364,7 +369,7 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 		r = -1;
 	}
 	auth_call_free(call);
-	auth_client_observe("relay-auth", start, r == -1);
+	auth_client_observe(c, "relay-auth", start, r == -1);
 	return r;
 }
 
@@ -449,7 +454,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 		}
 	}
 	auth_call_free(call);
-	auth_client_observe("sasl-step", start, st == SASL_TEMPFAIL);
+	auth_client_observe(x->c, "sasl-step", start, st == SASL_TEMPFAIL);
 	if (st != SASL_MORE) {
 		free(out);
 		out = NULL;
@@ -622,6 +627,7 @@ struct auth_client *auth_client_create(struct event_base *base, const struct aut
 
 	c->base = base;
 	c->user_store = xstrdup(conf->user_store);
+	c->remote_store = strncmp(conf->user_store, "postgresql:", 11) == 0;
 	c->spawn.user_store = c->user_store;
 	c->spawn.store_timeout_ms = conf->store_timeout_ms;
 	c->spawn.store_connections = conf->store_connections;
