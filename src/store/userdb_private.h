@@ -1,7 +1,7 @@
 /* userdb_private: what the backend-independent parts of the store share (userdb.c:
  * open, users, aliases; userdb_auth.c: the checks SMTP AUTH makes; userdb_grants.c:
  * grants, app passwords, certificates; userdb_relay.c: relay credentials;
- * userdb_copy.c: `cursus store copy`). Not for use outside src/store/. */
+ * userdb_alias.c: aliases and resolution; userdb_copy.c: `cursus store copy`). Not for use outside src/store/. */
 #ifndef CURSUS_USERDB_PRIVATE_H
 #define CURSUS_USERDB_PRIVATE_H
 
@@ -37,6 +37,10 @@ int userdb_q_exists(struct userdb *u, const char *what, const char *sql,
  * changed, -2 when none did, -3 on a uniqueness conflict (no *err), -1 with *err. */
 int userdb_write(struct userdb *u, const char *sql, const char *p1, const char *p2,
 		 const char *p3, const char *what, char **err);
+/* Runs a DELETE with one or two text parameters; 0 when a row went, else *err
+ * (missing when none did; it is freed otherwise). */
+int userdb_delete(struct userdb *u, const char *sql, const char *p1, const char *p2,
+		  char *missing, char **err);
 /* "what: why" from a backend message (taken). */
 char *userdb_err(const char *what, char *why);
 /* "no such WHAT: NAME" with NAME escaped (it is an unvalidated argument). */
