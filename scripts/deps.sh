@@ -9,7 +9,8 @@ libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosm
 swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev
 python3-dnslib postfix sasl2-bin libsasl2-modules iproute2
 dovecot-core dovecot-lmtpd dovecot-imapd dovecot-sqlite fail2ban debhelper dpkg-dev fakeroot
-libsystemd-dev systemd prometheus groff-base man-db procps libcurl4-openssl-dev"
+libsystemd-dev systemd prometheus groff-base man-db procps libcurl4-openssl-dev
+libpq-dev postgresql-15"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,6 +1,9 @@
 /* Tests of the relay credentials in the user database (SQLite, a real temporary file):
  * set, replace, per-sender entries and their fallback to the default, delete, listing
- * without passwords, key validation, and the upgrade of a version 2 database. */
+ * without passwords, OAuth entries, key validation, and the upgrade of version 2 and
+ * version 4 databases. With CURSUS_TEST_PG set to a "postgresql:CONNINFO" store (an
+ * empty database; tests/integration/test_pgstore.py runs it so), the same tests of the
+ * statements run against PostgreSQL too. */
 #include "unit.h"
 #include "store/userdb.h"
 
@@ -256,6 +259,83 @@ static void test_upgrade(void)
 	remove_db(path);
 }
 
+/* A version 4 database (before OAuth) keeps its password entries through the upgrade,
+ * and takes OAuth entries after it. */
+static void test_upgrade_v4(void)
+{
+	struct userdb_relay_oauth o = {
+		.url = "https://login.example/token", .client_id = "cid", .client_secret = "cs",
+		.mech = "OAUTHBEARER", .grant = "client_credentials",
+	}, got;
+	char path[160], *err = NULL, *user = NULL, *password = NULL;
+	struct userdb *db;
+	sqlite3 *s = NULL;
+
+	snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+	db = userdb_open(path, 1, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		free(err);
+		return;
+	}
+	CHECK(set(db, "[old.example]:587", NULL, "old-user", "old pw") == 0);
+	userdb_close(&db);
+	CHECK(sqlite3_open(path, &s) == SQLITE_OK);
+	CHECK(sqlite3_exec(s, "ALTER TABLE relay_auth DROP COLUMN oauth_url;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_client_id;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_client_secret;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_refresh_token;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_scope;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_mech;"
+			   "ALTER TABLE relay_auth DROP COLUMN oauth_grant;"
+			   "PRAGMA user_version = 4;", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(s);
+
+	db = userdb_open(path, 0, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		free(err);
+		return;
+	}
+	CHECK(userdb_relay_auth_find(db, "[old.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(user, "old-user");
+	CHECK_STR(password, "old pw");
+	CHECK(got.url == NULL);
+	free(user);
+	free(password);
+	CHECK(userdb_relay_oauth_set(db, "[new.example]:587", NULL, "svc", &o, &err) == 0);
+	CHECK(userdb_relay_auth_find(db, "[new.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(got.grant, "client_credentials");
+	CHECK(got.refresh_token == NULL && got.scope == NULL);
+	free(user);
+	free(password);
+	userdb_relay_oauth_clear(&got);
+	userdb_close(&db);
+	remove_db(path);
+}
+
+/* The statements again, on the PostgreSQL store CURSUS_TEST_PG names (when set). */
+static void test_postgresql(void)
+{
+	const char *spec = getenv("CURSUS_TEST_PG");
+	char *err = NULL;
+	struct userdb *db;
+
+	if (!spec || !*spec)
+		return;
+	db = userdb_open(spec, USERDB_CREATE, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		fprintf(stderr, "open the PostgreSQL store: %s\n", err);
+		free(err);
+		return;
+	}
+	test_set_find(db);
+	test_oauth(db);
+	test_invalid(db);
+	userdb_close(&db);
+}
+
 void unit_main(void)
 {
 	char path[160], *err = NULL;
@@ -280,5 +360,7 @@ void unit_main(void)
 	}
 	remove_db(path);
 	test_upgrade();
+	test_upgrade_v4();
+	test_postgresql();
 	rmdir(tmpdir);
 }
