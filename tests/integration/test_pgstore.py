@@ -3,8 +3,10 @@ PostgreSQL 15 (pgfixture.py) and nodes A and B on their own ports and queue dire
 both with user_store postgresql:CONNINFO. Accounts made through A work on B with every
 mechanism, a change on A binds B at once, failures spread over both spend one budget, a
 stopped database gives exactly 454 (AUTH) and 451 (RCPT) and service comes back by itself,
-and `cursus store copy` moves everything to SQLite and back. The test that stops the
-database runs last of the node tests (file order)."""
+and `cursus store copy` moves everything to SQLite and back, OAuth relay credentials
+included; delivery through a smart host with OAuth works from a PostgreSQL store, the
+rotated refresh token stored there. The test that stops the database runs last of the
+node tests (file order)."""
 import os
 import re
 import subprocess
@@ -14,7 +16,12 @@ import pytest
 import cursus_testlib as lib
 import pgfixture
 from cursus_testlib import AuthSmtp, make_body
+from relaypeers import certs  # noqa: F401 (fixture)
 from test_auth_tls import client_ctx, fingerprint, pki  # noqa: F401 (pki is a fixture)
+from test_metrics import get, scrape
+from test_relay_oauth import (CLIENT_ID, CLIENT_SECRET, add_oauth, delivered, endpoint,  # noqa: F401
+                              no_secret_in_logs, sink, submit)
+from test_relay_oauth import server as oauth_server
 
 PW = lib.PASSWORD
 CAROL, DAVE, ERIN = "carol@example.test", "dave@example.test", "erin@example.test"
@@ -252,6 +259,115 @@ def test_store_copy_both_ways_loses_nothing(tmp_path, pg, nodes, pki):
     finally:
         problems = lib.finish_servers([back])
     assert not problems, "\n\n".join(problems)
+
+
+OAUTH_COLUMNS = ("nexthop", "sender", '"user"', "password", "oauth_url", "oauth_client_id",
+                 "oauth_client_secret", "oauth_refresh_token", "oauth_scope", "oauth_mech",
+                 "oauth_grant")
+
+
+def relay_rows_pg(pg, dbname):
+    """relay_auth as "a|b|...;" per row, NULL spelt so (psql prints it as '')."""
+    cols = ", ".join("coalesce(%s, 'NULL')" % c for c in OAUTH_COLUMNS)
+    return pg.psql("SELECT concat_ws('|', %s) FROM relay_auth ORDER BY nexthop, sender"
+                   % cols, dbname).splitlines()
+
+
+def relay_rows_sqlite(path):
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        rows = db.execute("SELECT %s FROM relay_auth ORDER BY nexthop, sender"
+                          % ", ".join(OAUTH_COLUMNS)).fetchall()
+    finally:
+        db.close()
+    return ["|".join("NULL" if v is None else v for v in r) for r in rows]
+
+
+def test_oauth_relay_credentials_survive_store_copy_both_ways(tmp_path, pg):
+    """A refresh_token entry (every field), a client_credentials one (no refresh token,
+    no scope: NULLs) and a password entry, from PostgreSQL to SQLite and back: every
+    column as it was, and the listing the same."""
+    pg.psql("CREATE DATABASE oauthsrc")
+    pg.psql("CREATE DATABASE oauthback")
+    src = lib.Server(tmp_path / "src", users=(),
+                     user_store='"postgresql:%s"' % pg.conninfo("oauthsrc"))
+    src.admin("relay-auth", "add", "[smtp.example]:587", "me@example.test", "--oauth",
+              "https://login.example/token", "--client-id", CLIENT_ID, "--scope",
+              "https://mail.example/.default offline_access", "--mechanism", "XOAUTH2",
+              "--grant", "refresh_token", stdin="%s\nrt-Copied-1\n" % CLIENT_SECRET)
+    src.admin("relay-auth", "add", "[cc.example]:587", "svc@example.test", "--sender",
+              "alice@example.test", "--oauth", "https://login.example/token", "--client-id",
+              "svc-client", "--mechanism", "OAUTHBEARER", "--grant", "client_credentials",
+              stdin="cc-Secret-2\n")
+    src.admin("relay-auth", "add", "[pw.example]:25", "pw-user", stdin="pw secret\n")
+    rows = relay_rows_pg(pg, "oauthsrc")
+    assert len(rows) == 3 and "rt-Copied-1" in rows[2] and "|NULL|NULL|" in rows[0], rows
+    listed = src.admin("relay-auth", "list").stdout
+    assert "oauth XOAUTH2" in listed and "oauth OAUTHBEARER" in listed, listed
+
+    lite = str(tmp_path / "oauth.db")
+    r = src.admin("store", "copy", "config", "sqlite:" + lite)
+    assert re.search(r"^relay_auth 3$", r.stdout, re.M), r.stdout
+    assert relay_rows_sqlite(lite) == rows
+    s = lib.Server(tmp_path / "lite", users=(), user_db=lite)
+    assert s.admin("relay-auth", "list").stdout == listed
+
+    r = subprocess.run([lib.CURSUS, "-c", s.conf, "store", "copy", "sqlite:" + lite,
+                        "postgresql:" + pg.conninfo("oauthback", password=False)],
+                       capture_output=True, text=True, timeout=60, env=pg.env())
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^relay_auth 3$", r.stdout, re.M), r.stdout
+    assert relay_rows_pg(pg, "oauthback") == rows
+    assert CLIENT_SECRET not in r.stdout + r.stderr
+
+
+def test_relayauth_unit_tests_on_postgresql(pg):
+    """tests/unit/test_relayauth.c's store tests (set, find, list, OAuth set, rotation
+    as compare-and-set, a password replacing an OAuth entry) on a PostgreSQL store."""
+    pg.psql("CREATE DATABASE relayunit")
+    binary = os.path.join(lib.BUILD, "tests", "test_relayauth")
+    env = dict(os.environ, CURSUS_TEST_PG="postgresql:" + pg.conninfo("relayunit"))
+    r = subprocess.run([binary], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and " 0 failed" in r.stdout, r.stdout + r.stderr
+    assert pg.psql("SELECT count(*) FROM relay_auth", "relayunit").strip() == "0"
+
+
+def test_relay_delivery_with_oauth_from_a_postgresql_store(start_server, certs, endpoint, sink,
+                                                          pg, token):
+    """OAUTHBEARER with the refresh_token grant, the credential in PostgreSQL: delivered,
+    the rotated refresh token stored there; the token then refused at the next hop is
+    refreshed once with that stored token, which rotates again."""
+    pg.psql("CREATE DATABASE oauthrelay")
+    mport = lib.free_port()
+    srv = oauth_server(start_server, certs, sink, relay_idle_time=0, store_timeout="2",
+                       user_store='"postgresql:%s"' % pg.conninfo("oauthrelay"),
+                       extra_conf="metrics_listen 127.0.0.1:%d" % mport)
+
+    def stored():
+        return pg.psql("SELECT oauth_refresh_token FROM relay_auth", "oauthrelay").strip()
+    rt = endpoint.add_refresh_token(CLIENT_ID)
+    add_oauth(srv, endpoint.url, "OAUTHBEARER", secrets_in="%s\n%s\n" % (CLIENT_SECRET, rt),
+              port=sink.port)
+    assert stored() == rt
+    submit(srv, token)
+    assert lib.wait_until(lambda: delivered(sink, token), 15), srv.log[-3000:]
+    rotated = stored()
+    assert rotated != rt and rotated in endpoint.refresh_tokens
+
+    endpoint.revoke_all()
+    submit(srv, token + "-2")
+    assert lib.wait_until(lambda: delivered(sink, token + "-2"), 15), srv.log[-3000:]
+    assert [a["ok"] for a in sink.of("auth")] == [True, False, True], sink.of("auth")
+    assert len(endpoint.requests) == 2
+    assert endpoint.requests[1]["refresh_token"] == rotated
+    assert stored() not in (rt, rotated) and stored() in endpoint.refresh_tokens
+    assert srv.wait_queue_empty(10)
+    samples = scrape(mport)[0]
+    assert get(samples, "cursus_relay_oauth_token_fetches_total", result="ok") == 2
+    # The store metric times the one lookup that fetched nothing (the cached token).
+    assert get(samples, "cursus_store_requests_total", operation="relay-auth") == 1, samples
+    no_secret_in_logs(srv, endpoint, sink, extra=[pgfixture.DB_PASSWORD])
 
 
 def rcpt_reply(srv):
