@@ -19,8 +19,9 @@ from cursus_testlib import AuthSmtp, make_body
 from relaypeers import certs  # noqa: F401 (fixture)
 from test_auth_tls import client_ctx, fingerprint, pki  # noqa: F401 (pki is a fixture)
 from test_metrics import get, scrape
-from test_relay_oauth import (CLIENT_ID, CLIENT_SECRET, add_oauth, delivered, endpoint,  # noqa: F401
-                              no_secret_in_logs, sink, submit)
+from test_relay_oauth import CLIENT_ID, CLIENT_SECRET, delivered_then_refreshed_once
+from test_relay_oauth import endpoint, sink  # noqa: F401 (fixtures)
+from test_relay_oauth import no_secret_in_logs
 from test_relay_oauth import server as oauth_server
 
 PW = lib.PASSWORD
@@ -343,25 +344,8 @@ def test_relay_delivery_with_oauth_from_a_postgresql_store(start_server, certs, 
     srv = oauth_server(start_server, certs, sink, relay_idle_time=0, store_timeout="2",
                        user_store='"postgresql:%s"' % pg.conninfo("oauthrelay"),
                        extra_conf="metrics_listen 127.0.0.1:%d" % mport)
-
-    def stored():
-        return pg.psql("SELECT oauth_refresh_token FROM relay_auth", "oauthrelay").strip()
-    rt = endpoint.add_refresh_token(CLIENT_ID)
-    add_oauth(srv, endpoint.url, "OAUTHBEARER", secrets_in="%s\n%s\n" % (CLIENT_SECRET, rt),
-              port=sink.port)
-    assert stored() == rt
-    submit(srv, token)
-    assert lib.wait_until(lambda: delivered(sink, token), 15), srv.log[-3000:]
-    rotated = stored()
-    assert rotated != rt and rotated in endpoint.refresh_tokens
-
-    endpoint.revoke_all()
-    submit(srv, token + "-2")
-    assert lib.wait_until(lambda: delivered(sink, token + "-2"), 15), srv.log[-3000:]
-    assert [a["ok"] for a in sink.of("auth")] == [True, False, True], sink.of("auth")
-    assert len(endpoint.requests) == 2
-    assert endpoint.requests[1]["refresh_token"] == rotated
-    assert stored() not in (rt, rotated) and stored() in endpoint.refresh_tokens
+    delivered_then_refreshed_once(srv, endpoint, sink, token, lambda: pg.psql(
+        "SELECT oauth_refresh_token FROM relay_auth", "oauthrelay").strip())
     assert srv.wait_queue_empty(10)
     samples = scrape(mport)[0]
     assert get(samples, "cursus_relay_oauth_token_fetches_total", result="ok") == 2
