@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The cursus benchmark: starts cursusd in a temporary directory and measures it.
 
-    bench/run.py --build BUILD_DIR [--quick] [--keep]
+    bench/run.py --build BUILD_DIR [--quick] [--keep] [--auth-churn] [--postgresql]
 
 Scenarios (smtp-bench, one thread per session, 4 KiB messages to one local mailbox):
   plain      20 sessions x 50 messages over plain SMTP (port smtp)
@@ -11,6 +11,9 @@ Scenarios (smtp-bench, one thread per session, 4 KiB messages to one local mailb
   (d), (e)   submission: STARTTLS + AUTH PLAIN (d) or SCRAM-SHA-256 (e), 20 sessions x 50
   (f), (g)   submission per connection: STARTTLS + AUTH PLAIN (f) or SCRAM-SHA-256 (g) +
              one message + QUIT, 500 sessions, 20 at a time
+--auth-churn runs only (f) and (g), the AUTH churn (W2: a new session and login per
+message); --postgresql puts the user store in a temporary PostgreSQL 15 (as
+tests/integration/pgfixture.py starts it; root) instead of SQLite, to compare the two.
 Memory: the daemon's Pss at rest, then with 200 idle sessions that said EHLO, then with
 200 more that said EHLO after STARTTLS, then with 200 more on submission that said EHLO,
 STARTTLS, EHLO, AUTH PLAIN (per session: Pss and Anonymous deltas); and its peak RSS
@@ -106,7 +109,7 @@ def read_reply(sock):
 
 
 class Daemon:
-    def __init__(self, build, root, extra=()):
+    def __init__(self, build, root, extra=(), store=None):
         self.build = build
         self.root = root
         self.port = free_port()
@@ -124,6 +127,7 @@ class Daemon:
             "state_dir %s" % os.path.join(root, "var"),
             "queue_dir %s" % os.path.join(root, "queue"),
             "mail_dir %s" % os.path.join(root, "mail"),
+            ('user_store "%s"' % store) if store else
             "user_db %s" % os.path.join(root, "users.db"),
             "tls_cert %s" % os.path.join(root, "tls", "cert.pem"),
             "tls_key %s" % os.path.join(root, "tls", "key.pem"),
@@ -412,6 +416,10 @@ def main():
     ap.add_argument("--build", required=True, help="directory with cursusd, cursus, smtp-bench")
     ap.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--auth-churn", action="store_true",
+                    help="only the per-connection AUTH scenarios (f) and (g)")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="the user store in a temporary PostgreSQL 15, not SQLite")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     bench = os.path.join(build, "smtp-bench")
@@ -430,7 +438,22 @@ def main():
     auth_ok = "--auth" in help_text
 
     root = tempfile.mkdtemp(prefix="cursus-bench-")
-    daemon = Daemon(build, root)
+    pg = None
+    if a.postgresql:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests", "integration"))
+        import pgfixture
+        why = pgfixture.available()
+        if why:
+            sys.exit("run.py: --postgresql: %s" % why)
+        pg = pgfixture.PgServer()
+        pg.start()
+    try:
+        daemon = Daemon(build, root, store=("postgresql:" + pg.conninfo()) if pg else None)
+    except BaseException:
+        if pg:
+            pg.destroy()
+        raise
     results, mem, problems = [], {}, []
     load_after = "?"
     started = datetime.datetime.now().astimezone()
@@ -438,8 +461,9 @@ def main():
     try:
         daemon.start()
         mem["start"] = rollup_kib(daemon.pid)
-        mem["idle"], p = idle_memory(daemon, idle)
-        problems += p
+        if not a.auth_churn:
+            mem["idle"], p = idle_memory(daemon, idle)
+            problems += p
         time.sleep(0.5)   # let the daemon reap the closed sessions
 
         scenarios = [
@@ -465,6 +489,8 @@ def main():
                                   ["-c", str(conc), "-n", str(total_conn // conc), "-s",
                                    str(size), "--per-connection", "--auth", mech] + sub,
                                   conc * (total_conn // conc)))
+        if a.auth_churn:
+            scenarios = [sc for sc in scenarios if sc[0].startswith(("(f)", "(g)"))]
         for label, args, expect in scenarios:
             if not daemon.running():
                 problems.append("%s: not run: %s" % (label, death_note(daemon)))
@@ -490,6 +516,8 @@ def main():
         rc = daemon.stop()
         if alive and rc not in (0, None):
             problems.append("cursusd exit status on SIGTERM: %s" % rc)
+        if pg:
+            pg.destroy()
 
     # -- report ------------------------------------------------------------------
     cpu = cpu_model()
@@ -500,6 +528,7 @@ def main():
              platform.python_version()))
     print("Load average (1, 5, 15 min) before: %s; after: %s" % (load_before, load_after))
     print("Command: `%s`" % " ".join(shlex.quote(x) for x in [sys.executable] + sys.argv))
+    print("User store: %s" % ("PostgreSQL 15 (temporary, 127.0.0.1)" if pg else "SQLite"))
     print()
     print("| scenario | sessions x msgs | accepted | errors | msgs/s | sessions/s | "
           "p50 ms | p99 ms | AUTH p50 / p99 ms | CPU ms/msg cursusd / smtp-bench | "

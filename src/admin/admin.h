@@ -64,6 +64,8 @@ int cmd_mx(const char *config_path, int argc, char **argv);
 int cmd_relay_auth(const char *config_path, int argc, char **argv);
 /* `cursus dkim keygen`: a DKIM key and its DNS record (no configuration needed). */
 int cmd_dkim(const char *config_path, int argc, char **argv);
+/* `cursus store init|migrate|copy FROM TO` (cmd_store.c). */
+int cmd_store(const char *config_path, int argc, char **argv);
 int cmd_queue(const char *config_path, int argc, char **argv);
 /* `cursus sendmail` (also run as sendmail), the sendmail(8) command line; mailq (queue
  * list) and newaliases (nothing to do) for the other names programs call. Exit codes

@@ -51,6 +51,9 @@ void check_tls(struct check_report *r);
 void check_dkim(struct check_report *r);
 void check_relay(struct check_report *r, struct userdb *db);
 void check_store(struct check_report *r, struct userdb *db, const char *store_error);
+/* A PostgreSQL store answers (store-unreachable) and has this program's schema
+ * (store-schema); SQLite: nothing to say. 1 when it can be used for the rest. */
+int check_store_reachable(struct check_report *r, struct userdb *db);
 
 /* Prints the findings sorted by line (defaults last), as text lines
  * "file:line: severity: id: message. Fix: ..." or as one JSON document; returns the

@@ -4,10 +4,37 @@
  * postmaster@ each local domain must resolve to a user, an alias or the domain's
  * catch-all. A store that does not exist yet is an empty one. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "admin/check.h"
 #include "store/userdb.h"
 #include "util/xmalloc.h"
+
+int check_store_reachable(struct check_report *r, struct userdb *db)
+{
+	int line = config_option_line(r->cfg, "user_store"), have = 0, want = 0;
+	char *err = NULL;
+
+	if (strcmp(userdb_backend(db), "postgresql") != 0)
+		return 1;
+	if (userdb_schema_version(db, &have, &want, &err) < 0) {
+		/* libpq's message names host and port, never the password. */
+		check_add(r, CHECK_ERROR, "store-unreachable", line,
+			  "start the PostgreSQL server or correct user_store's connection string "
+			  "(host, port, dbname, user, password, sslmode)",
+			  "the PostgreSQL user store does not answer: %s", err ? err : "?");
+		free(err);
+		return 0;
+	}
+	if (have != want) {
+		check_add(r, CHECK_ERROR, "store-schema", line,
+			  have == 0 ? "create it: cursus store init" : "cursus store migrate",
+			  "the PostgreSQL user store has schema version %d, this program needs %d",
+			  have, want);
+		return 0;
+	}
+	return 1;
+}
 
 void check_store(struct check_report *r, struct userdb *db, const char *store_error)
 {

@@ -40,12 +40,17 @@ static int check_unreadable(const char *path, const char *errors, int json)
 	return ADMIN_EXIT_USAGE;
 }
 
-/* The store, read-only in effect: a missing database is an empty one (and is not
- * created here); one that cannot be opened is noted, not fatal. */
+/* The store, read-only in effect: a missing SQLite database is an empty one (and is
+ * not created here); one that cannot be opened is noted, not fatal. A PostgreSQL
+ * store is opened without connecting: check_store asks it whether it answers and
+ * has the schema this program needs. */
 static struct userdb *check_store_open(const struct config *cfg, char **err_r)
 {
 	struct stat st;
 	*err_r = NULL;
+	if (strncmp(cfg->user_store, "postgresql:", 11) == 0)
+		return userdb_open_opts(cfg->user_store, USERDB_LAZY | USERDB_ANY_SCHEMA,
+					cfg->store_timeout_ms, 1, err_r);
 	if (!cfg->user_db || (stat(cfg->user_db, &st) < 0 && errno == ENOENT))
 		return NULL;
 	return userdb_open(cfg->user_db, 0, err_r);
@@ -85,6 +90,8 @@ int cmd_check(const char *config_path, int argc, char **argv)
 	free(errors);
 	r.cfg = cfg;
 	db = check_store_open(cfg, &store_err);
+	if (db && !check_store_reachable(&r, db))
+		userdb_close(&db);
 	check_auth(&r);
 	check_tls(&r);
 	check_dkim(&r);

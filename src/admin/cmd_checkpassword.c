@@ -76,9 +76,7 @@ static struct userdb *checkpw_open(const char *config_path)
 
 	if (!cfg)
 		return NULL;
-	if (!cfg->user_db || !*cfg->user_db) {
-		admin_error("%s: no user_db configured", config_path);
-	} else if (!(db = userdb_open(cfg->user_db, 0, &err))) {
+	if (!(db = userdb_open_opts(cfg->user_store, 0, cfg->store_timeout_ms, 1, &err))) {
 		admin_error("%s", err);
 		free(err);
 	}

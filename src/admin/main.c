@@ -41,6 +41,10 @@ static const char admin_usage_text[] =
 	"                             \"@domain\" is the domain's catch-all\n"
 	"  alias del ADDRESS [TARGET] delete one target, or all of ADDRESS's\n"
 	"  alias list                 list the aliases\n"
+	"  store init|migrate         create or migrate the schema of user_store\n"
+	"  store copy FROM TO         copy every table of one store into another,\n"
+	"                             empty one (each sqlite:PATH, postgresql:CONNINFO\n"
+	"                             or config)\n"
 	"  check [--json] [--cert-days N]\n"
 	"                             validate the configuration and lint its policy\n"
 	"                             (AUTH, TLS, certificate, relay, postmaster). Exit\n"
@@ -120,6 +124,7 @@ static const struct admin_command admin_commands[] = {
 	{ "mx", cmd_mx },
 	{ "relay-auth", cmd_relay_auth },
 	{ "dkim", cmd_dkim },
+	{ "store", cmd_store },
 	{ "queue", cmd_queue },
 	{ "sendmail", cmd_sendmail },
 	{ "checkpassword", cmd_checkpassword },

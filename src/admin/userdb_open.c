@@ -19,11 +19,11 @@ struct userdb *admin_userdb_open(const char *config_path)
 
 	if (!cfg)
 		return NULL;
-	if (!cfg->user_db || !*cfg->user_db) {
-		admin_error("%s: no user_db configured", config_path);
-	} else if ((e = fs_mkparent(cfg->user_db, 0700)) != 0) {
+	if (strncmp(cfg->user_store, "sqlite:", 7) == 0 &&
+	    (e = fs_mkparent(cfg->user_db, 0700)) != 0) {
 		admin_error("cannot create the directory of %s: %s", cfg->user_db, strerror(e));
-	} else if (!(db = userdb_open(cfg->user_db, 1, &err))) {
+	} else if (!(db = userdb_open_opts(cfg->user_store, USERDB_CREATE, cfg->store_timeout_ms, 1,
+					   &err))) {
 		admin_error("%s", err);
 		free(err);
 	} else {

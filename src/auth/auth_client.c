@@ -19,6 +19,7 @@
 
 #include "auth/auth_ipc.h"
 #include "auth/auth_spawn.h"
+#include "metrics/metrics.h"
 #include "store/userdb.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -41,7 +42,8 @@
 struct auth_client {
 	struct event_base *base;
 	struct auth_spawn_conf spawn;
-	char *user_db;
+	char *user_store;              /* may hold a password */
+	int remote_store;              /* PostgreSQL: its latency is worth a metric */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int free_fds[AUTH_SPAWN_CONNS_MAX];
@@ -236,6 +238,27 @@ out:
 	return broken ? -1 : 0;
 }
 
+static long long auth_client_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The store's latency and failures, as the network process sees them (the round
+ * trip through cursus-auth, which is where a slow database shows). Only for a store on
+ * a server: a local SQLite file's time is the daemon's own, and its metrics say so. */
+static void auth_client_observe(const struct auth_client *c, const char *op, long long start_us,
+				int failed)
+{
+	if (!c->remote_store)
+		return;
+	metrics_add(METRIC_STORE_REQUESTS, 1, op, NULL, NULL);
+	metrics_add(METRIC_STORE_MICROS, auth_client_now_us() - start_us, op, NULL, NULL);
+	if (failed)
+		metrics_add(METRIC_STORE_FAILURES, 1, op, NULL, NULL);
+}
+
 static struct auth_call *auth_call_new(unsigned type)
 {
 	struct auth_call *call = xmalloc(sizeof(*call));
@@ -269,6 +292,7 @@ int auth_client_resolve(struct auth_client *c, const char *address, size_t max, 
 	struct auth_call *call = auth_call_new(AUTH_IPC_RESOLVE);
 	int bounded = max != SIZE_MAX;
 	struct auth_parts parts = { .max = bounded && max < AUTH_CLIENT_BOXES_MAX ? max : AUTH_CLIENT_BOXES_MAX };
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	*mailboxes_r = NULL;
@@ -286,6 +310,7 @@ int auth_client_resolve(struct auth_client *c, const char *address, size_t max, 
 		userdb_free_list(parts.boxes, parts.n);
 	}
 	auth_call_free(call);
+	auth_client_observe(c, "resolve", start, r == -1);
 	return r;
 }
 
@@ -293,6 +318,7 @@ static int auth_client_pair(struct auth_client *c, unsigned type, const char *a,
 			    long long *gen_r)
 {
 	struct auth_call *call = auth_call_new(type);
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	auth_ipc_add_str(&call->out, a);
@@ -301,6 +327,9 @@ static int auth_client_pair(struct auth_client *c, unsigned type, const char *a,
 	    gen_r && auth_ipc_int(&call->m, 1, gen_r) < 0)
 		r = -1;
 	auth_call_free(call);
+	auth_client_observe(c, type == AUTH_IPC_MAY_SEND_AS ? "may-send-as"
+			    : type == AUTH_IPC_MAY_ACT_AS ? "may-act-as" : "credential-gen", start,
+			    r == -1);
 	return r;
 }
 
@@ -327,6 +356,7 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 	static const char *const fetch_names[] = { NULL, "ok", "refused", "error", "timeout" };
 	struct auth_call *call = auth_call_new(AUTH_IPC_RELAY_AUTH);
 	long long how = -1;
+	long long start = auth_client_now_us();
 	int r = -1;
 
 	memset(cred, 0, sizeof(*cred));
@@ -353,6 +383,10 @@ int auth_client_relay_auth_find(struct auth_client *c, const char *nexthop, cons
 		cred->fetch = fetch;
 	}
 	auth_call_free(call);
+	/* A round trip that fetched an OAuth token timed the token endpoint, not the store
+	 * (the relay_oauth metrics count that fetch). */
+	if (!cred->fetch)
+		auth_client_observe(c, "relay-auth", start, r == -1);
 	return r;
 }
 
@@ -391,7 +425,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 {
 	struct auth_call *call;
 	const struct sasl_channel *ch = &x->chan;
-	long long st = SASL_TEMPFAIL, gen_read = 0;
+	long long st = SASL_TEMPFAIL, gen_read = 0, start = auth_client_now_us();
 	char *out = NULL, *s;
 	int first = !x->started;
 
@@ -416,6 +450,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 		auth_ipc_add(&call->out, in, len);
 	else
 		auth_ipc_add_str(&call->out, NULL);
+	auth_ipc_add_str(&call->out, first && ch->client[0] ? ch->client : NULL);
 
 	x->reason = "auth-unavailable";
 	if (auth_client_call(x->c, call, precheck, precheck_arg, NULL) == 0) {
@@ -446,6 +481,7 @@ enum sasl_status auth_client_sasl_step(struct auth_client_sasl *x, const char *i
 		}
 	}
 	auth_call_free(call);
+	auth_client_observe(x->c, "sasl-step", start, st == SASL_TEMPFAIL);
 	if (st != SASL_MORE) {
 		free(out);
 		out = NULL;
@@ -617,8 +653,15 @@ struct auth_client *auth_client_create(struct event_base *base, const struct aut
 	struct auth_client *c = xcalloc(1, sizeof(*c));
 
 	c->base = base;
-	c->user_db = xstrdup(conf->user_db);
-	c->spawn.user_db = c->user_db;
+	c->user_store = xstrdup(conf->user_store);
+	c->remote_store = strncmp(conf->user_store, "postgresql:", 11) == 0;
+	c->spawn.user_store = c->user_store;
+	c->spawn.store_timeout_ms = conf->store_timeout_ms;
+	c->spawn.store_connections = conf->store_connections;
+	c->spawn.addr_budget = conf->addr_budget;
+	c->spawn.account_budget = conf->account_budget;
+	c->spawn.window = conf->window;
+	c->spawn.cooldown = conf->cooldown;
 	c->spawn.scram_iterations = conf->scram_iterations;
 	c->spawn.nconns = conf->nconns < 1 ? 1 : conf->nconns > AUTH_SPAWN_CONNS_MAX ? AUTH_SPAWN_CONNS_MAX
 										   : conf->nconns;
@@ -661,7 +704,7 @@ void auth_client_destroy(struct auth_client **cp)
 	}
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
-	free(c->user_db);
+	xfree_secret(c->user_store, strlen(c->user_store));
 	free(c);
 	*cp = NULL;
 }

@@ -17,7 +17,9 @@ struct auth_client;
 struct auth_client_sasl;
 
 struct auth_client_conf {
-	const char *user_db;
+	const char *user_store;
+	unsigned store_timeout_ms, store_connections;
+	unsigned addr_budget, account_budget, window, cooldown;
 	unsigned scram_iterations;
 	unsigned nconns;   /* the most threads that call at once; capped */
 	int foreground, debug;

@@ -27,7 +27,8 @@ enum auth_ipc_type {
 	AUTH_IPC_RELAY_AUTH,       /* nexthop, sender?, ca?, timeout_ms, margin_ms, rejected?
 				    * -> RESULT(r, user?, password?, oauth_mech?, how, reason?) */
 	AUTH_IPC_SASL_STEP,        /* xid, mech? (first step only), tls_unique, tls_exporter,
-				   * cert_fingerprint, cert_subject, in? -> PRECHECK* , SASL_REPLY */
+				   * cert_fingerprint, cert_subject, in?, client? (first step:
+				   * the budget key) -> PRECHECK* , SASL_REPLY */
 	AUTH_IPC_SASL_END,         /* xid; no reply */
 	AUTH_IPC_PRECHECK_REPLY,   /* refuse (0/1): the answer to a PRECHECK */
 	/* Answers of cursus-auth. */

@@ -55,6 +55,7 @@ struct auth_server_x {
 	int gen_read;
 	long long gen;
 	struct auth_server_conn *cur; /* while busy: where to ask the precheck */
+	char client[56];              /* the client's budget key, "" when none came */
 	uint32_t req;
 	struct auth_server_x *next;
 };
@@ -220,6 +221,10 @@ static int auth_server_precheck(void *arg, const char *authid)
 		auth_server_broken(c, "no answer to a precheck");
 	if (refuse)
 		return 1;
+	/* The budgets every node shares (a PostgreSQL store), before any secret too. */
+	long wait = userdb_budget_blocked(c->srv->db, x->client[0] ? x->client : NULL, authid);
+	if (wait != 0)
+		return wait < 0 ? SASL_PRECHECK_TEMPFAIL : 1;
 	x->gen_read = userdb_credential_gen(c->srv->db, authid, authid, &x->gen) == 1;
 	return 0;
 }
@@ -254,8 +259,11 @@ static void auth_server_x_reap(struct auth_server *srv, time_t now)
 	}
 }
 
-static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
-				   const char *out, const struct auth_server_x *x, const char *reason)
+/* The reply to a step, composed into c->out (not sent): composed while the exchange is
+ * still this thread's, sent once it is not (see auth_server_sasl_step). */
+static void auth_server_sasl_compose(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
+				     const char *out, const struct auth_server_x *x,
+				     const char *reason)
 {
 	auth_ipc_begin(&c->out, AUTH_IPC_SASL_REPLY, id);
 	auth_ipc_add_int(&c->out, st);
@@ -266,6 +274,12 @@ static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum
 	auth_ipc_add_str(&c->out, x ? sasl_exchange_reason(x->sx) : reason);
 	auth_ipc_add_int(&c->out, x ? x->gen_read : 0);
 	auth_ipc_add_int(&c->out, x ? x->gen : 0);
+}
+
+static void auth_server_sasl_reply(struct auth_server_conn *c, uint32_t id, enum sasl_status st,
+				   const char *out, const struct auth_server_x *x, const char *reason)
+{
+	auth_server_sasl_compose(c, id, st, out, x, reason);
 	auth_server_send(c);
 }
 
@@ -303,7 +317,7 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 	long long xid;
 	time_t now = time(NULL);
 
-	if (m->nfields != 7 || auth_ipc_int(m, 0, &xid) < 0)
+	if (m->nfields != 8 || auth_ipc_int(m, 0, &xid) < 0)
 		auth_server_broken(c, "bad field");
 	mname = auth_server_str(c, m, 1, 32, 1);
 	if (mname && !(mech = sasl_mech_find(mname, strlen(mname))))
@@ -331,6 +345,8 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 		auth_server_channel(c, m, &ch);
 		x = xcalloc(1, sizeof(*x));
 		x->xid = xid;
+		if (m->f[7].p && m->f[7].len < sizeof(x->client) && !memchr(m->f[7].p, 0, m->f[7].len))
+			memcpy(x->client, m->f[7].p, m->f[7].len);
 		x->sx = sasl_exchange_start(srv->sasl, mech, &ch, auth_server_precheck, x);
 		explicit_bzero(&ch, sizeof(ch));
 		x->next = srv->xs;
@@ -358,9 +374,14 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 			authid = sasl_exchange_user(x->sx);
 		x->gen_read = authid && userdb_credential_gen(srv->db, authid, authid, &x->gen) == 1;
 	}
-	auth_server_sasl_reply(c, m->id, st, out, x, NULL);
+	if (st == SASL_FAIL && x->client[0])
+		(void)userdb_budget_failure(srv->db, x->client, sasl_exchange_authid(x->sx));
+	auth_server_sasl_compose(c, m->id, st, out, x, NULL);
 	free(out);
 
+	/* Released before the reply goes: the network process may send the next step
+	 * (on another connection, to another thread) as soon as it has the reply, and
+	 * must find the exchange free. */
 	pthread_mutex_lock(&srv->mu);
 	x->busy = 0;
 	x->cur = NULL;
@@ -370,9 +391,13 @@ static void auth_server_sasl_step(struct auth_server_conn *c, const struct auth_
 		pp = auth_server_x_find(srv, xid);
 		*pp = x->next;
 		srv->nxs--;
-		auth_server_x_free(x);
+	} else {
+		x = NULL; /* still listed: from here on not this thread's */
 	}
 	pthread_mutex_unlock(&srv->mu);
+	auth_server_send(c);
+	if (x)
+		auth_server_x_free(x);
 out:
 	if (in)
 		xfree_secret(in, inlen);
@@ -448,7 +473,9 @@ static void auth_server_ready(const char *what)
 int auth_server_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, 'b'},
+		{"store-timeout", required_argument, NULL, 't'},
+		{"store-conns", required_argument, NULL, 's'},
+		{"budgets", required_argument, NULL, 'b'},
 		{"scram-iterations", required_argument, NULL, 'i'},
 		{"conns", required_argument, NULL, 'n'},
 		{"foreground", no_argument, NULL, 'f'},
@@ -456,8 +483,9 @@ int auth_server_main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct auth_server srv = {0};
-	const char *db = NULL;
-	unsigned iterations = 0, nconns = 0;
+	unsigned iterations = 0, nconns = 0, timeout_ms = 0, store_conns = 0;
+	unsigned budget[4] = { 0 };
+	char *db = NULL, *env;
 	int foreground = 0, debug = 0, ch;
 	char *err = NULL;
 	pthread_t tid;
@@ -465,13 +493,27 @@ int auth_server_main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'b': db = optarg; break;
+		case 't': timeout_ms = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 's': store_conns = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'b':
+			if (sscanf(optarg, "%u,%u,%u,%u", &budget[0], &budget[1], &budget[2],
+				   &budget[3]) != 4)
+				_exit(2);
+			break;
 		case 'i': iterations = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'n': nconns = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'f': foreground = 1; break;
 		case 'g': debug = 1; break;
 		default: _exit(2);
 		}
+	}
+	/* The store's spec comes in the environment (a password must not be in argv);
+	 * the copy in the environment block is wiped, so /proc/PID/environ no longer
+	 * shows it either. */
+	if ((env = getenv(AUTH_SPAWN_STORE_ENV)) != NULL) {
+		db = xstrdup(env);
+		explicit_bzero(env, strlen(env));
+		unsetenv(AUTH_SPAWN_STORE_ENV);
 	}
 	log_init("cursus-auth", foreground);
 	log_set_debug(debug);
@@ -488,12 +530,19 @@ int auth_server_main(int argc, char **argv)
 	auth_oauth_init(); /* libcurl's global set-up, before any thread */
 	/* Nothing here to reload (reload.h): a SIGHUP sent to the group must not end it. */
 	signal(SIGHUP, SIG_IGN);
-	if (!(srv.db = userdb_open(db, 1, &err))) {
-		char *msg = xasprintf("userdb: %s: %s", db, err ? err : "cannot open");
+	/* A PostgreSQL server that is down now is connected to later (USERDB_LAZY):
+	 * until then AUTH gets 454 and RCPT 451, and the daemon runs. */
+	if (!(srv.db = userdb_open_opts(db, USERDB_CREATE | USERDB_LAZY, timeout_ms, store_conns,
+					&err))) {
+		/* A SQLite path is named; a connection string never (it may hold a password). */
+		const char *name = strncmp(db, "postgresql:", 11) == 0 ? "postgresql"
+				   : strncmp(db, "sqlite:", 7) == 0 ? db + 7 : db;
+		char *msg = xasprintf("userdb: %s: %s", name, err ? err : "cannot open");
 		auth_server_ready(msg);
 		_exit(1);
 	}
 	userdb_set_scram_iterations(srv.db, iterations);
+	userdb_set_budgets(srv.db, budget[0], budget[1], budget[2], budget[3]);
 	srv.sasl = sasl_server_create(srv.db);
 	pthread_mutex_init(&srv.mu, NULL);
 	for (unsigned i = 0; i < nconns; i++) {

@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "auth/auth_ipc.h"
 #include "util/xmalloc.h"
 
@@ -26,13 +28,21 @@ static void auth_spawn_bufsize(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 }
 
+/* The one string auth_spawn_start made (it may hold a password), and the array. */
+static void auth_spawn_env_free(char **envp, size_t n)
+{
+	xfree_secret(envp[n], strlen(envp[n]));
+	free(envp);
+}
+
 pid_t auth_spawn_start(const struct auth_spawn_conf *conf, int *conns_r, int *status_fd_r)
 {
 	int child[AUTH_SPAWN_CONNS_MAX], status[2] = { -1, -1 }, e;
 	unsigned n = conf->nconns, made = 0;
-	char iters[16], nconns[16];
-	const char *argv[16];
-	size_t ac = 0;
+	char iters[16], nconns[16], timeout[16], sconns[16], budgets[64];
+	const char *argv[24];
+	char **envp;
+	size_t ac = 0, ne = 0, envlen;
 	sigset_t none;
 	pid_t parent = getpid(), pid;
 
@@ -55,8 +65,16 @@ pid_t auth_spawn_start(const struct auth_spawn_conf *conf, int *conns_r, int *st
 	snprintf(nconns, sizeof(nconns), "%u", n);
 	argv[ac++] = "cursus-auth";
 	argv[ac++] = AUTH_SPAWN_ARG;
-	argv[ac++] = "--db";
-	argv[ac++] = conf->user_db;
+	snprintf(timeout, sizeof(timeout), "%u", conf->store_timeout_ms);
+	snprintf(sconns, sizeof(sconns), "%u", conf->store_connections);
+	snprintf(budgets, sizeof(budgets), "%u,%u,%u,%u", conf->addr_budget, conf->account_budget,
+		 conf->window, conf->cooldown);
+	argv[ac++] = "--store-timeout";
+	argv[ac++] = timeout;
+	argv[ac++] = "--store-conns";
+	argv[ac++] = sconns;
+	argv[ac++] = "--budgets";
+	argv[ac++] = budgets;
 	argv[ac++] = "--scram-iterations";
 	argv[ac++] = iters;
 	argv[ac++] = "--conns";
@@ -67,9 +85,22 @@ pid_t auth_spawn_start(const struct auth_spawn_conf *conf, int *conns_r, int *st
 		argv[ac++] = "--debug";
 	argv[ac] = NULL;
 	sigemptyset(&none);
+	/* The environment, made before fork (the child may not allocate): the daemon's,
+	 * with the store's spec in place of any inherited one. */
+	for (char **ep = environ; *ep; ep++)
+		ne++;
+	envp = xcalloc(ne + 2, sizeof(*envp));
+	ne = 0;
+	envlen = strlen(AUTH_SPAWN_STORE_ENV);
+	for (char **ep = environ; *ep; ep++)
+		if (strncmp(*ep, AUTH_SPAWN_STORE_ENV, envlen) != 0 || (*ep)[envlen] != '=')
+			envp[ne++] = *ep;
+	envp[ne] = xasprintf("%s=%s", AUTH_SPAWN_STORE_ENV, conf->user_store);
 
-	if ((pid = fork()) < 0)
+	if ((pid = fork()) < 0) {
+		auth_spawn_env_free(envp, ne);
 		goto fail;
+	}
 	if (pid == 0) {
 		/* Every source above the targets first, so no dup2 overwrites one still
 		 * to be moved. */
@@ -91,9 +122,10 @@ pid_t auth_spawn_start(const struct auth_spawn_conf *conf, int *conns_r, int *st
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 			_exit(127);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv("/proc/self/exe", (char *const *)argv);
+		execve("/proc/self/exe", (char *const *)argv, envp);
 		_exit(127);
 	}
+	auth_spawn_env_free(envp, ne);
 	for (unsigned i = 0; i < n; i++)
 		close(child[i]);
 	close(status[1]);

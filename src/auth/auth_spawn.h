@@ -14,8 +14,15 @@
 #define AUTH_SPAWN_CONN_FD 4
 #define AUTH_SPAWN_CONNS_MAX 64
 
+/* The environment variable that carries user_store to cursus-auth: a connection
+ * string may hold a password, which argv would show to every local user. */
+#define AUTH_SPAWN_STORE_ENV "CURSUS_USER_STORE"
+
 struct auth_spawn_conf {
-	const char *user_db;
+	const char *user_store;  /* "sqlite:PATH" or "postgresql:CONNINFO" */
+	unsigned store_timeout_ms, store_connections;
+	/* The shared failure budgets (a PostgreSQL store counts them for every node). */
+	unsigned addr_budget, account_budget, window, cooldown;
 	unsigned scram_iterations;
 	unsigned nconns;         /* 1..AUTH_SPAWN_CONNS_MAX */
 	int foreground;          /* log to stderr */

@@ -811,6 +811,27 @@ static void check_all(struct parser *p)
 	}
 }
 
+/* user_store and user_db name one thing: after this both are set, user_db to the
+ * SQLite file (relative to state_dir) when the store is SQLite. */
+static void check_store(struct parser *p, const char *state)
+{
+	struct config *cfg = p->cfg;
+	char *s = cfg->user_store;
+
+	if (!s) {
+		cfg->user_store = xasprintf("sqlite:%s", cfg->user_db);
+	} else if (strncmp(s, "sqlite:", 7) == 0 && s[7]) {
+		free(cfg->user_db);
+		cfg->user_db = resolve_path(state, s + 7);
+		cfg->user_store = xasprintf("sqlite:%s", cfg->user_db);
+		free(s);
+	} else if (strncmp(s, "postgresql:", 11) != 0) {
+		/* Not quoted: it may be a connection string with a password. */
+		cfg_error(p, p->opts.line[opt_index("user_store")],
+			  "user_store: expected sqlite:PATH or postgresql:CONNINFO");
+	}
+}
+
 /* Kept after parsing so that a message can name the line of a setting. */
 static int *lines_copy(const struct optset *s)
 {
@@ -890,7 +911,7 @@ struct config *config_load(const char *path, FILE *errs)
 		cfg_error(&p, 1, "cannot resolve relative paths: getcwd: %s", strerror(errno));
 	} else {
 		size_t i_state = opt_index("state_dir");
-		char *confdir, *slash, *state;
+		char *confdir, *slash, *state = NULL;
 		p.cfg->path = resolve_path(cwd, path);
 		confdir = xstrdup(p.cfg->path);
 		slash = strrchr(confdir, '/');
@@ -922,6 +943,7 @@ struct config *config_load(const char *path, FILE *errs)
 		}
 		free(confdir);
 		free(cwd);
+		check_store(&p, state);
 	}
 	if (p.errors) {
 		config_free(&p.cfg);

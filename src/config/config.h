@@ -140,6 +140,10 @@ struct config {
 	char *queue_dir;
 	char *mail_dir;            /* Maildirs in mail_dir/<domain>/<local-part>/ */
 	char *user_db;
+	char *user_store;          /* "sqlite:PATH" or "postgresql:CONNINFO"; after loading
+				    * always set (from user_db when not given) */
+	unsigned store_timeout_ms; /* connecting to the store, and each statement: 5 s */
+	unsigned store_connections; /* the PostgreSQL pool of cursus-auth: 4 */
 	unsigned scram_iterations; /* SCRAM keys of new and changed passwords: 10000 */
 	char *tls_cert;            /* PEM; made self-signed if missing and tls_self_signed */
 	char *tls_key;

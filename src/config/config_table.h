@@ -97,6 +97,10 @@ static const struct opt opt_table[] = {
 	/* In a directory of its own: the mail user must create SQLite's -wal and -shm
 	 * beside it, and state_dir stays root's (it holds tls/). */
 	G_STR("user_db", T_PATH, "db/users.db", user_db),
+	/* sqlite:PATH (user_db's synonym) or postgresql:CONNINFO (docs/cluster.md). */
+	G_STR("user_store", T_STRING, NULL, user_store),
+	G_NUM("store_timeout", T_SECONDS, 5 * MS, MS / 10, 600 * MS, store_timeout_ms),
+	G_NUM("store_connections", T_UINT, 4, 1, 64, store_connections),
 	G_STR("tls_cert", T_PATH, "tls/cert.pem", tls_cert),
 	G_STR("tls_key", T_PATH, "tls/key.pem", tls_key),
 	/* Unset: cursusd keeps the identity it was started with. */

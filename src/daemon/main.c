@@ -340,7 +340,11 @@ int main(int argc, char **argv)
 		/* The user database is cursus-auth's alone: this process, which reads the
 		 * network, only asks it. One connection per thread that may ask. */
 		struct auth_client_conf ac = {
-			.user_db = cfg->user_db, .scram_iterations = cfg->scram_iterations,
+			.user_store = cfg->user_store, .store_timeout_ms = cfg->store_timeout_ms,
+			.store_connections = cfg->store_connections,
+			.addr_budget = cfg->auth.addr_budget, .account_budget = cfg->auth.account_budget,
+			.window = cfg->auth.window, .cooldown = cfg->auth.cooldown,
+			.scram_iterations = cfg->scram_iterations,
 			.nconns = cfg->worker_threads + cfg->delivery_threads,
 			.foreground = foreground, .debug = cfg->log_debug,
 		};

@@ -67,6 +67,15 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",
 			       "Always 1; the libraries the daemon runs with, as labels.",
 			       {"libevent", "openssl"}},
+	/* Latency as a sum and a count (rate(sum)/rate(count) is the mean), so no
+	 * histogram buckets need choosing; operation is a fixed word (auth_client.c). */
+	[METRIC_STORE_REQUESTS] = {"cursus_store_requests_total", "counter",
+				   "Requests to the user store (through cursus-auth).", {"operation"}},
+	[METRIC_STORE_MICROS] = {"cursus_store_request_microseconds_total", "counter",
+				 "Time those requests took, in microseconds.", {"operation"}},
+	[METRIC_STORE_FAILURES] = {"cursus_store_failures_total", "counter",
+				   "Requests the user store could not answer (451/454 to the client).",
+				   {"operation"}},
 };
 
 static const char *const reject_names[REJECT__COUNT] = {

@@ -35,6 +35,10 @@ enum metric_id {
 	METRIC_RELAY_DANE,       /* counter: result (relay_dane.h's labels without "dane-") */
 	METRIC_START_TIME,       /* gauge, Unix seconds */
 	METRIC_BUILD_INFO,       /* gauge 1: libevent, openssl */
+	METRIC_STORE_REQUESTS,   /* counter: operation (a round trip to cursus-auth; a
+				  * PostgreSQL store only) */
+	METRIC_STORE_MICROS,     /* counter: operation, microseconds those took */
+	METRIC_STORE_FAILURES,   /* counter: operation (the store could not answer) */
 	METRIC__COUNT
 };
 

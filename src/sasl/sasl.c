@@ -112,7 +112,13 @@ static int sasl_precheck(struct sasl_exchange *x, const char *authid)
 	if (x->prechecked)
 		return 0;
 	x->prechecked = 1;
-	if (x->precheck && x->precheck(x->precheck_arg, authid ? authid : "") != 0) {
+	int rc = x->precheck ? x->precheck(x->precheck_arg, authid ? authid : "") : 0;
+	if (rc == SASL_PRECHECK_TEMPFAIL) {
+		x->tempfail = 1;
+		x->reason = "store-failure";
+		return -1;
+	}
+	if (rc != 0) {
 		x->refused = 1;
 		x->reason = "refused";
 		return -1;

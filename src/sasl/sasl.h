@@ -39,11 +39,14 @@ struct sasl_channel {
 	size_t tls_exporter_len;
 	char cert_fingerprint[65];         /* verified client certificate, SHA-256 hex */
 	char cert_subject[256];
+	char client[56];                   /* the client's budget key (addrcount_client_text) */
 };
 
 /* Asked before any password is checked, with the authentication identity the client
- * claims: return nonzero to refuse the attempt (brute-force budget spent). Called on
- * the worker thread. */
+ * claims: return nonzero to refuse the attempt (brute-force budget spent), or
+ * SASL_PRECHECK_TEMPFAIL when the budget cannot be read (the store is down: a
+ * temporary failure, never an open door). Called on the worker thread. */
+#define SASL_PRECHECK_TEMPFAIL 2
 typedef int (*sasl_precheck_fn)(void *arg, const char *authid);
 
 struct sasl_server;   /* process-wide: the GNU SASL library context */

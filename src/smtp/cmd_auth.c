@@ -12,6 +12,7 @@
 #include "sasl/sasl.h"
 #include "smtp/session.h"
 #include "smtp/trace.h"
+#include "util/addrcount.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
 
@@ -177,6 +178,9 @@ static void auth_submit(struct session *s, const char *in, size_t len)
 		s->cred_gen_read = 0; /* a new exchange */
 	s->sx = NULL; /* the worker has it until auth_done */
 	j->chan = s->chan;
+	/* Where a store keeps budgets for every node, it counts this client too. */
+	addrcount_client_text((const struct sockaddr *)&s->sa, s->cfg->client_ipv6_prefix,
+			      j->chan.client);
 	if (in) {
 		j->in = xstrndup(in, len);
 		j->inlen = len;

@@ -1,7 +1,7 @@
-/* userdb: the credential and address store, behind one narrow interface so other
- * backends (PostgreSQL, LDAP, Dovecot auth) can sit beside SQLite. Every call blocks:
- * the daemon calls it only from worker threads. Handles are safe to share between
- * threads.
+/* userdb: the credential and address store, behind one narrow interface with two
+ * backends (userdb_backend.h): SQLite for one machine, PostgreSQL shared by many
+ * nodes. Every call blocks: the daemon calls it only from worker threads (in
+ * cursus-auth). Handles are safe to share between threads.
  *
  * Names: a user is a full address, "alice@example.test", stored lower case. Its
  * mailbox is "<domain>/<local-part>". An alias maps an address, or "@domain" for the
@@ -28,10 +28,49 @@ struct user_record {
 	long long created;
 };
 
-/* Opens (creating the schema when create is set). On error returns NULL and sets
- * *err to a malloc'd message. */
-struct userdb *userdb_open(const char *path, int create, char **err);
+/* Opens a store: spec is "sqlite:PATH", "postgresql:CONNINFO" (a libpq connection
+ * string or URI), or a bare PATH (SQLite). flags: USERDB_CREATE creates or migrates
+ * the schema; USERDB_LAZY (PostgreSQL) opens even when the server is unreachable and
+ * connects on use, with backoff. On error returns NULL and sets *err to a malloc'd
+ * message that never holds the connection string (it may hold a password). */
+#define USERDB_CREATE 1
+#define USERDB_LAZY 2
+/* With USERDB_LAZY: connections are not refused for a missing or older schema
+ * (`cursus check` asks userdb_schema_version itself). */
+#define USERDB_ANY_SCHEMA 4
+#define USERDB_TIMEOUT_MS_DEFAULT 5000
+#define USERDB_CONNECTIONS_DEFAULT 4
+struct userdb *userdb_open(const char *spec, int flags, char **err);
+/* The same with store_timeout (milliseconds: connecting, and each statement) and
+ * store_connections (the PostgreSQL pool's size). */
+struct userdb *userdb_open_opts(const char *spec, int flags, unsigned timeout_ms,
+				unsigned connections, char **err);
 void userdb_close(struct userdb **db);
+/* "sqlite" or "postgresql". */
+const char *userdb_backend(const struct userdb *db);
+/* The schema version the store has and the one this program writes. 0, -1 with *err
+ * (e.g. the server is unreachable). */
+int userdb_schema_version(struct userdb *db, int *have_r, int *want_r, char **err);
+
+/* Shared brute-force budgets (PostgreSQL: one table all nodes count in; SQLite: none,
+ * the daemon's own counters suffice). Set once before sharing the handle. */
+void userdb_set_budgets(struct userdb *db, unsigned addr_budget, unsigned account_budget,
+			unsigned window, unsigned cooldown);
+/* 1 when the store keeps shared budgets. */
+int userdb_shares_budgets(const struct userdb *db);
+/* addr is the client's key (an IPv4 address or IPv6 prefix, as text); account may be
+ * NULL. Seconds the attempt is still refused (0: go on), or -1 when the store cannot
+ * tell (the caller refuses: never an open door). Without shared budgets: 0. */
+long userdb_budget_blocked(struct userdb *db, const char *addr, const char *account);
+/* Counts one failure for addr and account (may be NULL). 0, or -1. */
+int userdb_budget_failure(struct userdb *db, const char *addr, const char *account);
+
+/* `cursus store copy`: every table of from into to, which must hold no users,
+ * aliases or relay credentials yet; the per-database secret goes too, so app
+ * passwords and fake SCRAM keys stay valid. One transaction on to. 0, or -1 with
+ * *err. The counts copied go to fn (table, rows) when fn is set. */
+int userdb_copy(struct userdb *from, struct userdb *to,
+		void (*fn)(void *arg, const char *table, long long rows), void *arg, char **err);
 
 /* Resolves a recipient for local delivery: the user itself, its aliases (recursively,
  * bounded depth), else the domain's catch-all. Fills *mailboxes_r with malloc'd

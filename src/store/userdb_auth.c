@@ -1,4 +1,4 @@
-/* userdb_auth: the checks SMTP AUTH asks of the SQLite store: passwords (the
+/* userdb_auth: the checks SMTP AUTH asks of the store (any backend): passwords (the
  * account's and its app passwords), SCRAM keys, the legacy secret, authorization
  * (act-as, send-as) and client-certificate mapping.
  * Promises: an unknown user costs a yescrypt computation like a wrong password and
@@ -18,24 +18,26 @@
 #include "store/authcache.h"
 #include "store/password.h"
 #include "store/username.h"
-#include "store/userdb_sqlite.h"
+#include "store/userdb_private.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
 /* App passwords are 16 characters from [a-z0-9], shown as "abcd-efgh-ijkl-mnop". */
 #define USERDB_APP_CHARS 16
 
-/* One stored hash a password may match: the account's (app_id 0) or an app
- * password's (its rowid). */
+/* One stored hash a password may match: the account's (label NULL) or an app
+ * password's. */
 struct userdb_candidate {
 	char *hash;
-	long long app_id;
+	char *label;
 };
 
 static void userdb_candidates_free(struct userdb_candidate *c, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		xfree_secret(c[i].hash, strlen(c[i].hash));
+		free(c[i].label);
+	}
 	free(c);
 }
 
@@ -43,36 +45,37 @@ static void userdb_candidates_free(struct userdb_candidate *c, size_t n)
 static int userdb_candidates(struct userdb *u, const char *name, struct userdb_candidate **c_r,
 			     size_t *n_r)
 {
-	struct userdb_candidate *c = NULL;
-	sqlite3_stmt *st;
-	size_t n = 0;
-	int rc, ret = -1;
+	struct userdb_param p[] = { UPT(name) };
+	struct userdb_rows r = { 0 };
+	struct userdb_candidate *c;
+	char *err = NULL;
+	size_t n;
 
 	*c_r = NULL;
 	*n_r = 0;
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT hash, 0 FROM users WHERE name = ?1 UNION ALL "
-			       "SELECT hash, rowid FROM app_passwords WHERE user = ?1 AND "
-			       "EXISTS (SELECT 1 FROM users WHERE name = ?1)");
-	if (st) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *h = (const char *)sqlite3_column_text(st, 0);
-			c = xrealloc(c, (n + 1) * sizeof(*c));
-			c[n].hash = xstrdup(h ? h : "");
-			c[n++].app_id = sqlite3_column_int64(st, 1);
-		}
-		sqlite3_finalize(st);
-		if (rc == SQLITE_DONE)
-			ret = n > 0;
+	if (userdb_q(u, "SELECT hash, NULL FROM users WHERE name = $1 UNION ALL "
+			"SELECT hash, label FROM app_passwords WHERE \"user\" = $1 AND "
+			"EXISTS (SELECT 1 FROM users WHERE name = $1)", p, 1, userdb_rows_add, &r,
+		     NULL, &err) < 0) {
+		log_warnx("userdb candidates_failed error=\"%s\"", err ? err : "?");
+		free(err);
+		for (size_t i = 0; i < r.n; i += 2)
+			if (r.v[i])
+				explicit_bzero(r.v[i], strlen(r.v[i]));
+		userdb_rows_free(&r);
+		return -1;
 	}
-	if (ret < 0)
-		log_warnx("userdb candidates_failed error=\"%s\"", sqlite3_errmsg(u->db));
-	pthread_mutex_unlock(&u->mu);
-	if (ret <= 0) {
-		userdb_candidates_free(c, n);
-		return ret;
+	n = r.n / 2;
+	if (n == 0) {
+		userdb_rows_free(&r);
+		return 0;
 	}
+	c = xcalloc(n, sizeof(*c));
+	for (size_t i = 0; i < n; i++) {
+		c[i].hash = r.v[2 * i] ? r.v[2 * i] : xstrdup("");
+		c[i].label = r.v[2 * i + 1];
+	}
+	free(r.v);
 	*c_r = c;
 	*n_r = n;
 	return 1;
@@ -102,22 +105,17 @@ static int userdb_app_canonical(const char *password, char out[USERDB_APP_CHARS 
 	return n == USERDB_APP_CHARS;
 }
 
-static void userdb_app_used(struct userdb *u, long long app_id)
+static void userdb_app_used(struct userdb *u, const char *user, const char *label)
 {
-	sqlite3_stmt *st;
+	struct userdb_param p[] = { UPT(user), UPT(label), UPI((long long)time(NULL)) };
+	char *err = NULL;
 
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "UPDATE app_passwords SET last_used = ?2 WHERE rowid = ?1");
-	if (st) {
-		sqlite3_bind_int64(st, 1, app_id);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
-		if (userdb_step_write(st) != SQLITE_DONE)
-			st = NULL;
-	}
 	/* Only bookkeeping: the login itself stands. */
-	if (!st)
-		log_warnx("userdb app_password_used_failed error=\"%s\"", sqlite3_errmsg(u->db));
-	pthread_mutex_unlock(&u->mu);
+	if (userdb_q(u, "UPDATE app_passwords SET last_used = $3 WHERE \"user\" = $1 AND "
+			"label = $2", p, 3, NULL, NULL, NULL, &err) < 0) {
+		log_warnx("userdb app_password_used_failed error=\"%s\"", err ? err : "?");
+		free(err);
+	}
 }
 
 /* App passwords are machine-made (about 82 random bits), so a keyed SHA-256 protects
@@ -131,7 +129,11 @@ char *userdb_app_digest(struct userdb *u, const char *app_password)
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	size_t ll = sizeof(label), pl = strlen(app_password);
-	unsigned char *msg = xmalloc(ll + pl);
+	unsigned char *msg;
+
+	if (userdb_secret(u) < 0)
+		return NULL;
+	msg = xmalloc(ll + pl);
 	memcpy(msg, label, ll);
 	memcpy(msg + ll, app_password, pl);
 	if (!HMAC(EVP_sha256(), u->secret, USERDB_SECRET_LEN, msg, ll + pl, md, &mdlen))
@@ -152,6 +154,8 @@ static int userdb_app_verify(struct userdb *u, const char *hash, const char *app
 	if (strncmp(hash, USERDB_APP_DIGEST_PREFIX, n) != 0)
 		return password_verify(hash, app_password);
 	char *d = userdb_app_digest(u, app_password);
+	if (!d)
+		return 0;
 	int ok = strlen(d) == strlen(hash) && CRYPTO_memcmp(d, hash, strlen(d)) == 0;
 	xfree_secret(d, strlen(d));
 	return ok;
@@ -185,7 +189,7 @@ int userdb_verify_password(struct userdb *u, const char *name, const char *passw
 	/* The cache first, keyed by the hashes just read: a hash changed since the
 	 * entry was made gives a different key, so nothing stale can match. */
 	for (size_t i = 0; i < n && !found; i++) {
-		const char *pw = c[i].app_id && has_app_form ? app : password;
+		const char *pw = c[i].label && has_app_form ? app : password;
 		authcache_key(lname, pw, c[i].hash, key);
 		if (authcache_lookup(u->cache, key)) {
 			found = 1;
@@ -193,12 +197,12 @@ int userdb_verify_password(struct userdb *u, const char *name, const char *passw
 		}
 	}
 	for (size_t i = 0; i < n && !found; i++) {
-		const char *pw = c[i].app_id && has_app_form ? app : password;
+		const char *pw = c[i].label && has_app_form ? app : password;
 		/* Something that cannot be an app password is not hashed against each one:
 		 * that would cost a yescrypt per app password on every wrong guess. */
-		if (c[i].app_id && !has_app_form)
+		if (c[i].label && !has_app_form)
 			continue;
-		if (c[i].app_id ? userdb_app_verify(u, c[i].hash, pw) : password_verify(c[i].hash, pw)) {
+		if (c[i].label ? userdb_app_verify(u, c[i].hash, pw) : password_verify(c[i].hash, pw)) {
 			authcache_key(lname, pw, c[i].hash, key);
 			authcache_store(u->cache, key);
 			found = 1;
@@ -207,8 +211,8 @@ int userdb_verify_password(struct userdb *u, const char *name, const char *passw
 	}
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(app, sizeof(app));
-	if (found && c[match].app_id)
-		userdb_app_used(u, c[match].app_id);
+	if (found && c[match].label)
+		userdb_app_used(u, lname, c[match].label);
 	userdb_candidates_free(c, n);
 	if (found)
 		*user_r = lname;
@@ -279,8 +283,10 @@ int userdb_scram_keys(struct userdb *u, const char *name, const char *hash,
 	else
 		return -1;
 	rc = userdb_user_get(u, name, &rec);
-	if (rc < 0)
+	if (rc < 0 || userdb_secret(u) < 0) {
+		user_record_clear(&rec);
 		return -1;
+	}
 	have = hlen == 20 ? &rec.sha1 : &rec.sha256;
 	if (rc == 1 && have->salt && have->stored_key && have->server_key && have->iterations) {
 		*keys_r = *have;
@@ -298,34 +304,13 @@ int userdb_scram_keys(struct userdb *u, const char *name, const char *hash,
 	return 0;
 }
 
-/* Runs a one-row, one-text-column query with text parameters ?1 and ?2 (p2 may be
+/* A one-row, one-text-column query with text parameters $1 and $2 (p2 may be
  * NULL). 1 with *out_r (malloc'd, NULL when the column is NULL), 0 no row, -1 failure. */
 static int userdb_query_text(struct userdb *u, const char *sql, const char *p1, const char *p2,
 			     char **out_r)
 {
-	sqlite3_stmt *st;
-	int rc, ret = -1;
-
-	*out_r = NULL;
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, sql);
-	if (st) {
-		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-		if (p2)
-			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*out_r = userdb_column_dup(st, 0);
-			ret = 1;
-		} else if (rc == SQLITE_DONE) {
-			ret = 0;
-		}
-		sqlite3_finalize(st);
-	}
-	if (ret < 0)
-		log_warnx("userdb query_failed error=\"%s\"", sqlite3_errmsg(u->db));
-	pthread_mutex_unlock(&u->mu);
-	return ret;
+	struct userdb_param p[] = { UPT(p1), UPT(p2) };
+	return userdb_q_text(u, "query", sql, p, p2 ? 2 : 1, out_r);
 }
 
 int userdb_legacy_secret(struct userdb *u, const char *name, char **secret_r)
@@ -334,7 +319,7 @@ int userdb_legacy_secret(struct userdb *u, const char *name, char **secret_r)
 	int rc;
 
 	username_lower(lname);
-	rc = userdb_query_text(u, "SELECT legacy_secret FROM users WHERE name = ?1", lname, NULL,
+	rc = userdb_query_text(u, "SELECT legacy_secret FROM users WHERE name = $1", lname, NULL,
 			       secret_r);
 	free(lname);
 	if (rc == 1 && !*secret_r)
@@ -362,8 +347,8 @@ int userdb_may_act_as(struct userdb *u, const char *authid, const char *authzid)
 	if (strcmp(a, z) == 0)
 		rc = 1;
 	else
-		rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
-					    "kind = 'act-as' AND value = ?2", a, z);
+		rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE \"user\" = $1 AND "
+					    "kind = 'act-as' AND value = $2", a, z);
 	free(a);
 	free(z);
 	return rc;
@@ -387,14 +372,14 @@ int userdb_may_send_as(struct userdb *u, const char *user, const char *address)
 	} else {
 		/* Only a direct alias: a catch-all targeting the user is delivery, not a
 		 * licence to send as every address of the domain (grant "@domain" for that). */
-		rc = userdb_query_exists(u, "SELECT 1 FROM aliases WHERE address = ?2 AND "
-					    "target = ?1", usr, addr);
+		rc = userdb_query_exists(u, "SELECT 1 FROM aliases WHERE address = $2 AND "
+					    "target = $1", usr, addr);
 		if (rc == 0)
-			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
-						    "kind = 'send-as' AND value = ?2", usr, addr);
+			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE \"user\" = $1 AND "
+						    "kind = 'send-as' AND value = $2", usr, addr);
 		if (rc == 0)
-			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE user = ?1 AND "
-						    "kind = 'send-as' AND value = ?2", usr, at);
+			rc = userdb_query_exists(u, "SELECT 1 FROM grants WHERE \"user\" = $1 AND "
+						    "kind = 'send-as' AND value = $2", usr, at);
 	}
 	free(usr);
 	free(addr);
@@ -403,36 +388,22 @@ int userdb_may_send_as(struct userdb *u, const char *user, const char *address)
 
 int userdb_credential_gen(struct userdb *u, const char *authid, const char *user, long long *gen_r)
 {
-	char *a = xstrdup(authid), *z = xstrdup(user);
-	sqlite3_stmt *st;
-	int rc, ret = -1;
+	char *a = xstrdup(authid), *z = xstrdup(user), *out = NULL;
+	int rc;
 
 	*gen_r = 0;
 	username_lower(a);
 	username_lower(z);
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT cred_gen FROM users WHERE name = ?1 AND (?2 = ?1 OR ("
-			       "EXISTS (SELECT 1 FROM users WHERE name = ?2) AND "
-			       "EXISTS (SELECT 1 FROM grants WHERE user = ?1 AND kind = 'act-as' "
-			       "AND value = ?2)))");
-	if (st) {
-		sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, z, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*gen_r = sqlite3_column_int64(st, 0);
-			ret = 1;
-		} else if (rc == SQLITE_DONE) {
-			ret = 0;
-		}
-		sqlite3_finalize(st);
-	}
-	if (ret < 0)
-		log_warnx("userdb credential_gen_failed error=\"%s\"", sqlite3_errmsg(u->db));
-	pthread_mutex_unlock(&u->mu);
+	rc = userdb_query_text(u, "SELECT cred_gen FROM users WHERE name = $1 AND ($2 = $1 OR ("
+				  "EXISTS (SELECT 1 FROM users WHERE name = $2) AND "
+				  "EXISTS (SELECT 1 FROM grants WHERE \"user\" = $1 AND "
+				  "kind = 'act-as' AND value = $2)))", a, z, &out);
+	if (rc == 1)
+		*gen_r = out ? strtoll(out, NULL, 10) : 0;
+	free(out);
 	free(a);
 	free(z);
-	return ret;
+	return rc;
 }
 
 int userdb_cert_user(struct userdb *u, const char *fingerprint, const char *subject, char **user_r)
@@ -443,13 +414,13 @@ int userdb_cert_user(struct userdb *u, const char *fingerprint, const char *subj
 	if (fingerprint && *fingerprint) {
 		char *fp = userdb_cert_fingerprint(fingerprint);
 		if (fp) {
-			rc = userdb_query_text(u, "SELECT user FROM certs WHERE \"match\" = ?1", fp,
+			rc = userdb_query_text(u, "SELECT \"user\" FROM certs WHERE \"match\" = $1", fp,
 					       NULL, user_r);
 			free(fp);
 		}
 	}
 	if (rc == 0 && subject && *subject)
-		rc = userdb_query_text(u, "SELECT user FROM certs WHERE \"match\" = ?1", subject,
+		rc = userdb_query_text(u, "SELECT \"user\" FROM certs WHERE \"match\" = $1", subject,
 				       NULL, user_r);
 	if (rc == 1 && !*user_r)
 		rc = 0;

@@ -1,5 +1,5 @@
 /* userdb_grants: administration of what a user may do beyond logging in with its
- * password, in the SQLite store: act-as and send-as grants, app passwords and
+ * password, in the store (any backend): act-as and send-as grants, app passwords and
  * client-certificate mappings.
  * Promises: every name and address is validated and lower-cased like the users
  * table's; a grant, app password or certificate is only ever attached to an
@@ -14,7 +14,7 @@
 
 #include "store/password.h"
 #include "store/username.h"
-#include "store/userdb_sqlite.h"
+#include "store/userdb_private.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -29,11 +29,9 @@ static char *userdb_existing_user(struct userdb *u, const char *user, char **err
 
 	if (!key)
 		return NULL;
-	pthread_mutex_lock(&u->mu);
 	rc = userdb_user_exists(u, key);
 	if (rc < 0)
-		*err = userdb_sqlerr(u->db, "cannot read the user database");
-	pthread_mutex_unlock(&u->mu);
+		*err = xstrdup("cannot read the user database");
 	if (rc == 0)
 		*err = userdb_missing("user", key);
 	if (rc != 1) {
@@ -66,8 +64,8 @@ int userdb_grant_act_as(struct userdb *u, const char *user, const char *other, c
 			*err = xasprintf("%s may always act as itself", usr);
 		} else {
 			already = xasprintf("%s may already act as %s", usr, oth);
-			rc = userdb_insert(u, "INSERT INTO grants (user, kind, value) "
-					      "VALUES (?1, 'act-as', ?2)", usr, oth, NULL,
+			rc = userdb_insert(u, "INSERT INTO grants (\"user\", kind, value) "
+					      "VALUES ($1, 'act-as', $2)", usr, oth, NULL,
 					   already, err);
 			free(already);
 		}
@@ -87,8 +85,8 @@ int userdb_grant_send_as(struct userdb *u, const char *user, const char *address
 	/* An address, or "@domain" for every address of the domain. */
 	if ((addr = username_normalize_alias(address, err)) != NULL) {
 		already = xasprintf("%s may already send as %s", usr, addr);
-		rc = userdb_insert(u, "INSERT INTO grants (user, kind, value) "
-				      "VALUES (?1, 'send-as', ?2)", usr, addr, NULL, already, err);
+		rc = userdb_insert(u, "INSERT INTO grants (\"user\", kind, value) "
+				      "VALUES ($1, 'send-as', $2)", usr, addr, NULL, already, err);
 		free(already);
 	}
 	free(usr);
@@ -115,10 +113,10 @@ int userdb_revoke(struct userdb *u, const char *user, const char *what, char **e
 	missing = xasprintf("%s has no %s%sgrant for %s", usr, kind ? kind : "", kind ? " " : "",
 			    val);
 	if (kind)
-		rc = userdb_write(u, "DELETE FROM grants WHERE user = ?1 AND kind = ?3 AND value = ?2",
+		rc = userdb_write(u, "DELETE FROM grants WHERE \"user\" = $1 AND kind = $3 AND value = $2",
 				  usr, val, kind, "cannot revoke", err);
 	else
-		rc = userdb_write(u, "DELETE FROM grants WHERE user = ?1 AND value = ?2", usr, val,
+		rc = userdb_write(u, "DELETE FROM grants WHERE \"user\" = $1 AND value = $2", usr, val,
 				  NULL, "cannot revoke", err);
 	if (rc == -2)
 		*err = missing;
@@ -133,27 +131,21 @@ int userdb_grant_list(struct userdb *u, const char *user,
 		      void (*fn)(void *arg, const char *kind, const char *value), void *arg,
 		      char **err)
 {
-	char *usr = xstrdup(user);
-	sqlite3_stmt *st;
-	int rc = SQLITE_ERROR;
+	char *usr = xstrdup(user), *why = NULL;
+	struct userdb_param p[] = { UPT(usr) };
+	struct userdb_rows r = { 0 };
+	int rc;
 
 	username_lower(usr);
-	/* fn runs with the lock held: it must not call back into this handle. */
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT kind, value FROM grants WHERE user = ?1 "
-			       "ORDER BY kind, value");
-	if (st) {
-		sqlite3_bind_text(st, 1, usr, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			fn(arg, (const char *)sqlite3_column_text(st, 0),
-			   (const char *)sqlite3_column_text(st, 1));
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE)
-		*err = userdb_sqlerr(u->db, "cannot list grants");
-	pthread_mutex_unlock(&u->mu);
+	rc = userdb_q(u, "SELECT kind, value FROM grants WHERE \"user\" = $1 ORDER BY kind, value",
+		      p, 1, userdb_rows_add, &r, NULL, &why);
+	if (rc < 0)
+		*err = userdb_err("cannot list grants", why);
+	for (size_t i = 0; rc == 0 && i + 1 < r.n; i += 2)
+		fn(arg, r.v[i], r.v[i + 1]);
+	userdb_rows_free(&r);
 	free(usr);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc < 0 ? -1 : 0;
 }
 
 /* A label is shown back to the administrator: printable, short, not empty. */
@@ -202,33 +194,28 @@ static char *userdb_app_generate(void)
 
 char *userdb_app_password_add(struct userdb *u, const char *user, const char *label, char **err)
 {
-	sqlite3_stmt *st;
-	char *usr, *pw, *hash;
+	char *usr, *pw, *hash, *why = NULL;
 	int rc;
 
 	if (!userdb_label_ok(label, err) || !(usr = userdb_existing_user(u, user, err)))
 		return NULL;
 	pw = userdb_app_generate();
-	hash = userdb_app_digest(u, pw);
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "INSERT INTO app_passwords (user, label, hash, created, last_used) "
-			       "VALUES (?1, ?2, ?3, ?4, NULL)");
-	rc = SQLITE_ERROR;
-	if (st) {
-		sqlite3_bind_text(st, 1, usr, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
-		rc = userdb_step_write(st);
+	if (!(hash = userdb_app_digest(u, pw))) {
+		*err = xstrdup("cannot add the app password: the store's secret is unavailable");
+		xfree_secret(pw, strlen(pw));
+		free(usr);
+		return NULL;
 	}
-	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+	struct userdb_param p[] = { UPT(usr), UPT(label), UPT(hash), UPI((long long)time(NULL)) };
+	rc = userdb_q(u, "INSERT INTO app_passwords (\"user\", label, hash, created, last_used) "
+			 "VALUES ($1, $2, $3, $4, NULL)", p, 4, NULL, NULL, NULL, &why);
+	if (rc == USERDB_CONFLICT)
 		*err = xasprintf("%s already has an app password with that label", usr);
-	else if (rc != SQLITE_DONE)
-		*err = userdb_sqlerr(u->db, "cannot add the app password");
-	pthread_mutex_unlock(&u->mu);
+	else if (rc < 0)
+		*err = userdb_err("cannot add the app password", why);
 	xfree_secret(hash, strlen(hash));
 	free(usr);
-	if (rc != SQLITE_DONE) {
+	if (rc < 0) {
 		xfree_secret(pw, strlen(pw));
 		return NULL;
 	}
@@ -241,7 +228,7 @@ int userdb_app_password_revoke(struct userdb *u, const char *user, const char *l
 	int rc;
 
 	username_lower(usr);
-	rc = userdb_write(u, "DELETE FROM app_passwords WHERE user = ?1 AND label = ?2", usr, label,
+	rc = userdb_write(u, "DELETE FROM app_passwords WHERE \"user\" = $1 AND label = $2", usr, label,
 			  NULL, "cannot revoke the app password", err);
 	if (rc == -2)
 		*err = xasprintf("%s has no app password with that label", usr);
@@ -254,27 +241,23 @@ int userdb_app_password_list(struct userdb *u, const char *user,
 					long long last_used),
 			     void *arg, char **err)
 {
-	char *usr = xstrdup(user);
-	sqlite3_stmt *st;
-	int rc = SQLITE_ERROR;
+	char *usr = xstrdup(user), *why = NULL;
+	struct userdb_param p[] = { UPT(usr) };
+	struct userdb_rows r = { 0 };
+	int rc;
 
 	username_lower(usr);
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT label, created, last_used FROM app_passwords "
-			       "WHERE user = ?1 ORDER BY label");
-	if (st) {
-		sqlite3_bind_text(st, 1, usr, -1, SQLITE_STATIC);
-		/* NULL last_used (never) reads as 0. */
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			fn(arg, (const char *)sqlite3_column_text(st, 0),
-			   sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE)
-		*err = userdb_sqlerr(u->db, "cannot list app passwords");
-	pthread_mutex_unlock(&u->mu);
+	rc = userdb_q(u, "SELECT label, created, last_used FROM app_passwords "
+			 "WHERE \"user\" = $1 ORDER BY label", p, 1, userdb_rows_add, &r, NULL, &why);
+	if (rc < 0)
+		*err = userdb_err("cannot list app passwords", why);
+	/* NULL last_used (never) reads as 0. */
+	for (size_t i = 0; rc == 0 && i + 2 < r.n; i += 3)
+		fn(arg, r.v[i], r.v[i + 1] ? strtoll(r.v[i + 1], NULL, 10) : 0,
+		   r.v[i + 2] ? strtoll(r.v[i + 2], NULL, 10) : 0);
+	userdb_rows_free(&r);
 	free(usr);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc < 0 ? -1 : 0;
 }
 
 char *userdb_cert_fingerprint(const char *s)
@@ -332,7 +315,7 @@ int userdb_cert_add(struct userdb *u, const char *user, const char *fingerprint_
 		free(match);
 		return -1;
 	}
-	rc = userdb_insert(u, "INSERT INTO certs (user, \"match\") VALUES (?1, ?2)", usr, match,
+	rc = userdb_insert(u, "INSERT INTO certs (\"user\", \"match\") VALUES ($1, $2)", usr, match,
 			   NULL, "that certificate is already mapped to a user", err);
 	free(usr);
 	free(match);
@@ -348,7 +331,7 @@ int userdb_cert_del(struct userdb *u, const char *user, const char *fingerprint_
 	username_lower(usr);
 	if (!match)
 		match = xstrdup(fingerprint_or_subject);
-	rc = userdb_write(u, "DELETE FROM certs WHERE user = ?1 AND \"match\" = ?2", usr, match,
+	rc = userdb_write(u, "DELETE FROM certs WHERE \"user\" = $1 AND \"match\" = $2", usr, match,
 			  NULL, "cannot delete the certificate mapping", err);
 	if (rc == -2)
 		*err = xasprintf("no such certificate mapping for %s", usr);
@@ -360,22 +343,19 @@ int userdb_cert_del(struct userdb *u, const char *user, const char *fingerprint_
 int userdb_cert_list(struct userdb *u, const char *user, void (*fn)(void *arg, const char *match),
 		     void *arg, char **err)
 {
-	char *usr = xstrdup(user);
-	sqlite3_stmt *st;
-	int rc = SQLITE_ERROR;
+	char *usr = xstrdup(user), *why = NULL;
+	struct userdb_param p[] = { UPT(usr) };
+	struct userdb_rows r = { 0 };
+	int rc;
 
 	username_lower(usr);
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT \"match\" FROM certs WHERE user = ?1 ORDER BY \"match\"");
-	if (st) {
-		sqlite3_bind_text(st, 1, usr, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			fn(arg, (const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE)
-		*err = userdb_sqlerr(u->db, "cannot list certificates");
-	pthread_mutex_unlock(&u->mu);
+	rc = userdb_q(u, "SELECT \"match\" FROM certs WHERE \"user\" = $1 ORDER BY \"match\"", p, 1,
+		      userdb_rows_add, &r, NULL, &why);
+	if (rc < 0)
+		*err = userdb_err("cannot list certificates", why);
+	for (size_t i = 0; rc == 0 && i < r.n; i++)
+		fn(arg, r.v[i]);
+	userdb_rows_free(&r);
 	free(usr);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc < 0 ? -1 : 0;
 }

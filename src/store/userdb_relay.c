@@ -1,19 +1,41 @@
-/* userdb_relay: the credentials cursus sends to a smart host, in the SQLite store, one
- * entry per (next hop, sender) with sender '' for the next hop's default.
+/* userdb_relay: the credentials cursus sends to a smart host, in the store (any
+ * backend), one entry per (next hop, sender) with sender '' for the next hop's default.
+ * Everything about the relay_auth table is here: the statements, its PostgreSQL
+ * definition (userdb_relay_pg_schema, run by userdb_pg_schema.c) and the columns
+ * `cursus store copy` moves (userdb_relay_copy_columns); only the SQLite definition
+ * stays with the SQLite migrations (userdb_sqlite_schema.c, versions 3 and 5).
  * Promises: keys are lower case and free of spaces and control characters, so what the
  * admin stored is what the scheduler looks up; the password is stored as given (it must
  * be sent), is never returned by the listing and never appears in a log or an error
  * message; the copies handed to the caller are theirs to wipe. An OAuth 2 entry keeps
- * its client secret and refresh token under the same rules (schema version 5). */
+ * its client secret and refresh token under the same rules. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "store/username.h"
-#include "store/userdb_sqlite.h"
+#include "store/userdb_private.h"
+#include "store/userdb_relay.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
+
+const char userdb_relay_pg_schema[] =
+	"CREATE TABLE relay_auth ("
+	" nexthop TEXT NOT NULL,"
+	" sender TEXT NOT NULL DEFAULT '',"
+	" \"user\" TEXT NOT NULL,"
+	" password TEXT NOT NULL,"
+	/* OAuth 2 (SQLite's version 5 says what they hold): NULL for a password entry. */
+	" oauth_url TEXT, oauth_client_id TEXT, oauth_client_secret TEXT,"
+	" oauth_refresh_token TEXT, oauth_scope TEXT, oauth_mech TEXT, oauth_grant TEXT,"
+	" PRIMARY KEY (nexthop, sender));";
+
+#define USERDB_OAUTH_COLUMNS "oauth_url, oauth_client_id, oauth_client_secret, " \
+	"oauth_refresh_token, oauth_scope, oauth_mech, oauth_grant"
+
+const char userdb_relay_copy_columns[] = "nexthop, sender, \"user\", password, "
+	USERDB_OAUTH_COLUMNS;
 
 /* "[" 255-octet host "]:" port, with room to spare; an address is at most 320. */
 #define USERDB_NEXTHOP_MAX 300
@@ -69,8 +91,7 @@ static int userdb_relay_check_secret(const char *user, const char *password, cha
 int userdb_relay_auth_set(struct userdb *u, const char *nexthop, const char *sender,
 			  const char *user, const char *password, char **err)
 {
-	char *hop = NULL, *from = NULL;
-	sqlite3_stmt *st;
+	char *hop = NULL, *from = NULL, *why = NULL;
 	int ret = -1;
 
 	if (!(hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
@@ -79,29 +100,20 @@ int userdb_relay_auth_set(struct userdb *u, const char *nexthop, const char *sen
 		goto out;
 	if (userdb_relay_check_secret(user, password, err) < 0)
 		goto out;
-	pthread_mutex_lock(&u->mu);
+	struct userdb_param p[] = { UPT(hop), UPT(from ? from : ""), UPT(user), UPT(password) };
 	/* A password replaces an OAuth entry whole: its OAuth fields go. */
-	st = userdb_prepare(u, "INSERT INTO relay_auth (nexthop, sender, user, password) "
-			       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (nexthop, sender) DO UPDATE "
-			       "SET user = excluded.user, password = excluded.password, "
-			       "oauth_url = NULL, oauth_client_id = NULL, oauth_client_secret = NULL, "
-			       "oauth_refresh_token = NULL, oauth_scope = NULL, oauth_mech = NULL, "
-			       "oauth_grant = NULL");
-	if (st) {
-		sqlite3_bind_text(st, 1, hop, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, from ? from : "", -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, password, -1, SQLITE_STATIC);
-		if (userdb_step_write(st) == SQLITE_DONE)
-			ret = 0;
-	}
+	ret = userdb_q(u, "INSERT INTO relay_auth (nexthop, sender, \"user\", password) "
+			  "VALUES ($1, $2, $3, $4) ON CONFLICT (nexthop, sender) DO UPDATE "
+			  "SET \"user\" = excluded.\"user\", password = excluded.password, "
+			  "oauth_url = NULL, oauth_client_id = NULL, oauth_client_secret = NULL, "
+			  "oauth_refresh_token = NULL, oauth_scope = NULL, oauth_mech = NULL, "
+			  "oauth_grant = NULL", p, 4, NULL, NULL, NULL, &why);
 	if (ret < 0)
-		*err = userdb_sqlerr(u->db, "cannot store the relay credentials");
-	pthread_mutex_unlock(&u->mu);
+		*err = userdb_err("cannot store the relay credentials", why);
 out:
 	free(hop);
 	free(from);
-	return ret;
+	return ret < 0 ? -1 : 0;
 }
 
 int userdb_relay_auth_del(struct userdb *u, const char *nexthop, const char *sender, char **err)
@@ -115,7 +127,7 @@ int userdb_relay_auth_del(struct userdb *u, const char *nexthop, const char *sen
 		free(hop);
 		return -1;
 	}
-	rc = userdb_write(u, "DELETE FROM relay_auth WHERE nexthop = ?1 AND sender = ?2", hop,
+	rc = userdb_write(u, "DELETE FROM relay_auth WHERE nexthop = $1 AND sender = $2", hop,
 			  from ? from : "", NULL, "cannot delete the relay credentials", err);
 	free(hop);
 	free(from);
@@ -127,96 +139,71 @@ int userdb_relay_auth_list(struct userdb *u,
 				      const char *user, const char *oauth_mech),
 			   void *arg, char **err)
 {
-	sqlite3_stmt *st;
-	int rc = SQLITE_ERROR;
 	/* Rows are copied out first: fn may call back into the store. */
-	char **rows = NULL;
-	size_t n = 0, cap = 0;
+	struct userdb_rows r = { 0 };
+	char *why = NULL;
+	int rc = userdb_q(u, "SELECT nexthop, sender, \"user\", "
+			     "CASE WHEN oauth_url IS NULL THEN NULL ELSE oauth_mech END "
+			     "FROM relay_auth ORDER BY nexthop, sender", NULL, 0, userdb_rows_add, &r,
+			  NULL, &why);
 
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "SELECT nexthop, sender, user, "
-			       "CASE WHEN oauth_url IS NULL THEN NULL ELSE oauth_mech END "
-			       "FROM relay_auth ORDER BY nexthop, sender");
-	if (st) {
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			if (n + 4 > cap) {
-				cap = cap ? cap * 2 : 32;
-				rows = xrealloc(rows, cap * sizeof(*rows));
-			}
-			for (int c = 0; c < 4; c++)
-				rows[n++] = userdb_column_dup(st, c);
-		}
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_DONE)
-		*err = userdb_sqlerr(u->db, "cannot read the relay credentials");
-	pthread_mutex_unlock(&u->mu);
-	for (size_t i = 0; rc == SQLITE_DONE && i < n; i += 4)
-		fn(arg, rows[i], rows[i + 1] && *rows[i + 1] ? rows[i + 1] : NULL, rows[i + 2],
-		   rows[i + 3]);
-	for (size_t i = 0; i < n; i++)
-		free(rows[i]);
-	free(rows);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc < 0)
+		*err = userdb_err("cannot read the relay credentials", why);
+	for (size_t i = 0; rc == 0 && i + 3 < r.n; i += 4)
+		fn(arg, r.v[i], r.v[i + 1] && *r.v[i + 1] ? r.v[i + 1] : NULL, r.v[i + 2],
+		   r.v[i + 3]);
+	userdb_rows_free(&r);
+	return rc < 0 ? -1 : 0;
 }
 
 int userdb_relay_auth_find(struct userdb *u, const char *nexthop, const char *sender,
 			   char **user_r, char **password_r, struct userdb_relay_oauth *oauth_r)
 {
-	char *hop = xstrdup(nexthop), *from = xstrdup(sender ? sender : "");
-	sqlite3_stmt *st;
-	int rc = SQLITE_ERROR, ret = -1;
+	char *hop = xstrdup(nexthop), *from = xstrdup(sender ? sender : ""), *why = NULL;
+	struct userdb_rows r = { 0 };
+	int rc, ret = -1;
 
 	*user_r = *password_r = NULL;
 	if (oauth_r)
 		memset(oauth_r, 0, sizeof(*oauth_r));
 	username_lower(hop);
 	username_lower(from);
-	pthread_mutex_lock(&u->mu);
+	struct userdb_param p[] = { UPT(hop), UPT(from) };
 	/* The sender's own row (sender = '' false) sorts before the default. */
-	st = userdb_prepare(u, "SELECT user, password, oauth_url, oauth_client_id, "
-			       "oauth_client_secret, oauth_refresh_token, oauth_scope, oauth_mech, "
-			       "oauth_grant FROM relay_auth "
-			       "WHERE nexthop = ?1 AND sender IN (?2, '') "
-			       "ORDER BY sender = '' LIMIT 1");
-	if (st) {
-		sqlite3_bind_text(st, 1, hop, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*user_r = userdb_column_dup(st, 0);
-			*password_r = userdb_column_dup(st, 1);
-			ret = *user_r && *password_r ? 1 : -1;
-			if (oauth_r && sqlite3_column_type(st, 2) != SQLITE_NULL) {
-				char **f[] = { &oauth_r->url, &oauth_r->client_id,
-					       &oauth_r->client_secret, &oauth_r->refresh_token,
-					       &oauth_r->scope, &oauth_r->mech, &oauth_r->grant };
-				for (int c = 0; c < 7; c++)
-					*f[c] = userdb_column_dup(st, 2 + c);
-				if (!oauth_r->url || !oauth_r->client_id || !oauth_r->mech ||
-				    !oauth_r->grant)
-					ret = -1;
-			}
-		} else if (rc == SQLITE_DONE) {
-			ret = 0;
-		}
-		sqlite3_finalize(st);
-	}
+	rc = userdb_q(u, "SELECT \"user\", password, " USERDB_OAUTH_COLUMNS " FROM relay_auth "
+			 "WHERE nexthop = $1 AND sender IN ($2, '') "
+			 "ORDER BY sender = '' LIMIT 1", p, 2, userdb_rows_add, &r, NULL, &why);
+	if (rc == 0 && r.n == 0)
+		ret = 0;
+	else if (rc == 0 && r.n == 9 && r.v[0] && r.v[1])
+		/* An OAuth entry (a URL) must have what a fetch needs. */
+		ret = !r.v[2] || (r.v[3] && r.v[7] && r.v[8]) ? 1 : -1;
 	if (ret < 0) {
 		/* The next hop is configuration, not a secret; the password is not named. */
 		char esc[LOG_ESCAPE_BUFSZ];
 		log_warnx("userdb relay_auth_find_failed nexthop=%s error=\"%s\"",
-			  log_escape(esc, sizeof(esc), hop, strlen(hop)), sqlite3_errmsg(u->db));
+			  log_escape(esc, sizeof(esc), hop, strlen(hop)),
+			  why ? why : rc == 0 ? "incomplete entry" : "?");
 	}
-	pthread_mutex_unlock(&u->mu);
-	if (ret < 0) {
-		free(*user_r);
-		if (*password_r)
-			xfree_secret(*password_r, strlen(*password_r));
-		*user_r = *password_r = NULL;
-		if (oauth_r)
-			userdb_relay_oauth_clear(oauth_r);
+	if (ret == 1) {
+		*user_r = r.v[0];
+		*password_r = r.v[1];
+		r.v[0] = r.v[1] = NULL;
+		if (oauth_r && r.v[2]) {
+			char **f[] = { &oauth_r->url, &oauth_r->client_id, &oauth_r->client_secret,
+				       &oauth_r->refresh_token, &oauth_r->scope, &oauth_r->mech,
+				       &oauth_r->grant };
+			for (int c = 0; c < 7; c++) {
+				*f[c] = r.v[2 + c];
+				r.v[2 + c] = NULL;
+			}
+		}
 	}
+	for (size_t i = 0; i < r.n; i++)
+		if (r.v[i])
+			xfree_secret(r.v[i], strlen(r.v[i]));
+	free(r.v);
+	free(why);
 	free(hop);
 	free(from);
 	return ret;
@@ -298,11 +285,16 @@ static int userdb_relay_oauth_check(const char *user, const struct userdb_relay_
 	return 0;
 }
 
+/* An optional value as a parameter: "" is stored as NULL. */
+static struct userdb_param userdb_oauth_param(const char *v)
+{
+	return UPT(v && *v ? v : NULL);
+}
+
 int userdb_relay_oauth_set(struct userdb *u, const char *nexthop, const char *sender,
 			   const char *user, const struct userdb_relay_oauth *o, char **err)
 {
-	char *hop = NULL, *from = NULL;
-	sqlite3_stmt *st;
+	char *hop = NULL, *from = NULL, *why = NULL;
 	int ret = -1;
 
 	if (!(hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
@@ -311,35 +303,26 @@ int userdb_relay_oauth_set(struct userdb *u, const char *nexthop, const char *se
 		goto out;
 	if (userdb_relay_oauth_check(user, o, err) < 0)
 		goto out;
-	pthread_mutex_lock(&u->mu);
-	st = userdb_prepare(u, "INSERT INTO relay_auth (nexthop, sender, user, password, oauth_url, "
-			       "oauth_client_id, oauth_client_secret, oauth_refresh_token, oauth_scope, "
-			       "oauth_mech, oauth_grant) VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
-			       "ON CONFLICT (nexthop, sender) DO UPDATE SET user = excluded.user, "
-			       "password = '', oauth_url = excluded.oauth_url, "
-			       "oauth_client_id = excluded.oauth_client_id, "
-			       "oauth_client_secret = excluded.oauth_client_secret, "
-			       "oauth_refresh_token = excluded.oauth_refresh_token, "
-			       "oauth_scope = excluded.oauth_scope, oauth_mech = excluded.oauth_mech, "
-			       "oauth_grant = excluded.oauth_grant");
-	if (st) {
-		const char *v[] = { hop, from ? from : "", user, o->url, o->client_id,
-				    o->client_secret, o->refresh_token, o->scope, o->mech, o->grant };
-		for (int i = 0; i < 10; i++)
-			if (v[i] && (i < 3 || *v[i]))
-				sqlite3_bind_text(st, i + 1, v[i], -1, SQLITE_STATIC);
-			else
-				sqlite3_bind_null(st, i + 1);
-		if (userdb_step_write(st) == SQLITE_DONE)
-			ret = 0;
-	}
+	struct userdb_param p[] = {
+		UPT(hop), UPT(from ? from : ""), UPT(user), UPT(o->url), UPT(o->client_id),
+		userdb_oauth_param(o->client_secret), userdb_oauth_param(o->refresh_token),
+		userdb_oauth_param(o->scope), UPT(o->mech), UPT(o->grant),
+	};
+	ret = userdb_q(u, "INSERT INTO relay_auth (nexthop, sender, \"user\", password, "
+			  USERDB_OAUTH_COLUMNS ") VALUES ($1, $2, $3, '', $4, $5, $6, $7, $8, $9, $10) "
+			  "ON CONFLICT (nexthop, sender) DO UPDATE SET \"user\" = excluded.\"user\", "
+			  "password = '', oauth_url = excluded.oauth_url, "
+			  "oauth_client_id = excluded.oauth_client_id, "
+			  "oauth_client_secret = excluded.oauth_client_secret, "
+			  "oauth_refresh_token = excluded.oauth_refresh_token, "
+			  "oauth_scope = excluded.oauth_scope, oauth_mech = excluded.oauth_mech, "
+			  "oauth_grant = excluded.oauth_grant", p, 10, NULL, NULL, NULL, &why);
 	if (ret < 0)
-		*err = userdb_sqlerr(u->db, "cannot store the relay credentials");
-	pthread_mutex_unlock(&u->mu);
+		*err = userdb_err("cannot store the relay credentials", why);
 out:
 	free(hop);
 	free(from);
-	return ret;
+	return ret < 0 ? -1 : 0;
 }
 
 int userdb_relay_oauth_rotate(struct userdb *u, const char *nexthop, const char *old_token,
@@ -353,8 +336,10 @@ int userdb_relay_oauth_rotate(struct userdb *u, const char *nexthop, const char 
 		free(hop);
 		return -1;
 	}
-	rc = userdb_write(u, "UPDATE relay_auth SET oauth_refresh_token = ?3 "
-			  "WHERE nexthop = ?1 AND oauth_refresh_token = ?2", hop, old_token,
+	/* Compare and set in one statement: PostgreSQL re-checks the WHERE of a row that a
+	 * concurrent writer changed, so an entry replaced meanwhile is left alone. */
+	rc = userdb_write(u, "UPDATE relay_auth SET oauth_refresh_token = $3 "
+			  "WHERE nexthop = $1 AND oauth_refresh_token = $2", hop, old_token,
 			  new_token, "cannot store the rotated refresh token", &err);
 	if (rc == -1) {
 		char esc[LOG_ESCAPE_BUFSZ];

@@ -1,6 +1,8 @@
 /* addrcount: a chained hash table keyed by the client's bytes (IPv4-mapped IPv6 counts
  * as IPv4, IPv6 by its prefix). Nodes are freed when their count drops to zero, so the table holds only
  * addresses with a live session. */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include "util/addrcount.h"
 
 #include <netinet/in.h>
@@ -18,6 +20,24 @@ struct addrcount_node {
 	size_t bytes;           /* message data in flight */
 	struct addrcount_node *next;
 };
+
+void addrcount_client_text(const struct sockaddr *sa, unsigned prefix6,
+			   char out[ADDR_CLIENT_TEXT_MAX])
+{
+	unsigned char key[ADDR_CLIENT_KEY_MAX], a[16] = { 0 };
+	size_t n = addrcount_client_key(sa, prefix6, key);
+	char buf[INET6_ADDRSTRLEN];
+
+	out[0] = '\0';
+	if (key[0] == 4 && inet_ntop(AF_INET, key + 1, buf, sizeof(buf))) {
+		snprintf(out, ADDR_CLIENT_TEXT_MAX, "%s", buf);
+	} else if (key[0] == 6) {
+		memcpy(a, key + 1, n - 1);
+		if (inet_ntop(AF_INET6, a, buf, sizeof(buf)))
+			snprintf(out, ADDR_CLIENT_TEXT_MAX, "%s/%u", buf,
+				 prefix6 >= 1 && prefix6 <= 128 ? prefix6 : 128);
+	}
+}
 
 struct addrcount {
 	struct addrcount_node *b[ADDRCOUNT_BUCKETS];

@@ -15,6 +15,13 @@
 size_t addrcount_client_key(const struct sockaddr *sa, unsigned prefix6,
 		       unsigned char key[ADDR_CLIENT_KEY_MAX]);
 
+/* The same client as text, for a store that counts across nodes (a PostgreSQL
+ * user store's shared AUTH budgets): "192.0.2.1", "2001:db8:1:2::/64", or "" for no
+ * IP address. */
+#define ADDR_CLIENT_TEXT_MAX 56
+void addrcount_client_text(const struct sockaddr *sa, unsigned prefix6,
+			   char out[ADDR_CLIENT_TEXT_MAX]);
+
 struct addrcount;
 
 /* prefix6: IPv6 clients are counted per this prefix length (1..128). */

@@ -315,7 +315,8 @@ class Server:
         for k in global_opts:
             assert k in LIMITS or k in AUTH_GLOBAL_OPTS or k in DELIVERY_OPTS or k in (
                 "worker_threads", "queue_threads", "delivery_threads", "retry_min", "retry_max",
-                "log_debug", "user", "group", "user_db", "pid_file"), \
+                "log_debug", "user", "group", "user_db", "pid_file", "user_store",
+                "store_timeout", "store_connections", "metrics_listen"), \
                 "unknown option %s" % k
         self.global_opts = global_opts
         self.extra_conf = extra_conf  # blocks such as route DOMAIN { ... }, as written
@@ -339,7 +340,7 @@ class Server:
             "queue_dir %s" % self.queue_dir,
             "mail_dir %s" % self.mail_dir,
         ]
-        if "user_db" not in self.global_opts:
+        if "user_db" not in self.global_opts and "user_store" not in self.global_opts:
             lines.append("user_db %s" % os.path.join(self.root, "users.db"))
         lines += [
             "tls_cert %s" % os.path.join(self.root, "tls", "cert.pem"),

@@ -143,17 +143,18 @@ def fetches_counted(port, result):
     return get(scrape(port)[0], "cursus_relay_oauth_token_fetches_total", result=result)
 
 
-def test_token_refused_at_the_next_hop_is_refreshed_once(start_server, certs, endpoint, sink,
-                                                         token):
-    mport = lib.free_port()
-    srv = server(start_server, certs, sink, relay_idle_time=0, log_debug="yes",
-                 extra_conf="metrics_listen 127.0.0.1:%d" % mport)
+def delivered_then_refreshed_once(srv, endpoint, sink, token, stored):
+    """OAUTHBEARER with the refresh_token grant: a message delivered, the rotated refresh
+    token stored (stored() reads it from the store); then the token refused at the next
+    hop and refreshed exactly once, with that stored token, which rotates again. Returns
+    the next hop's AUTH events."""
     rt = endpoint.add_refresh_token(CLIENT_ID)
     add_oauth(srv, endpoint.url, "OAUTHBEARER", secrets_in="%s\n%s\n" % (CLIENT_SECRET, rt),
               port=sink.port)
+    assert stored() == rt
     submit(srv, token)
     assert lib.wait_until(lambda: delivered(sink, token), 15), srv.log[-3000:]
-    rotated = stored_refresh_token(srv)
+    rotated = stored()
     assert rotated != rt and rotated in endpoint.refresh_tokens
 
     # The token dies early at the next hop (revoked, or its clock ran out first).
@@ -162,13 +163,23 @@ def test_token_refused_at_the_next_hop_is_refreshed_once(start_server, certs, en
     assert lib.wait_until(lambda: delivered(sink, token + "-2"), 15), srv.log[-3000:]
     auths = sink.of("auth")
     assert [a["ok"] for a in auths] == [True, False, True], auths
-    # RFC 7628 3.2.3: the error challenge answered with a single %x01.
-    assert auths[1]["error_answer"] == "AQ=="
-    assert auths[2]["token"] != auths[1]["token"]
     # Exactly one refresh, with the rotated refresh token cursus stored.
     assert len(endpoint.requests) == 2
     assert endpoint.requests[1]["refresh_token"] == rotated
-    assert stored_refresh_token(srv) != rotated
+    assert stored() not in (rt, rotated) and stored() in endpoint.refresh_tokens
+    return auths
+
+
+def test_token_refused_at_the_next_hop_is_refreshed_once(start_server, certs, endpoint, sink,
+                                                         token):
+    mport = lib.free_port()
+    srv = server(start_server, certs, sink, relay_idle_time=0, log_debug="yes",
+                 extra_conf="metrics_listen 127.0.0.1:%d" % mport)
+    auths = delivered_then_refreshed_once(srv, endpoint, sink, token,
+                                          lambda: stored_refresh_token(srv))
+    # RFC 7628 3.2.3: the error challenge answered with a single %x01.
+    assert auths[1]["error_answer"] == "AQ=="
+    assert auths[2]["token"] != auths[1]["token"]
     assert "oauth event=token-rejected nexthop=[%s]:%d: refreshing" % (SMART, sink.port) \
         in srv.log
     assert srv.wait_queue_empty(10)

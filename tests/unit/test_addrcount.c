@@ -57,7 +57,37 @@ static void test_prefix(void)
 	CHECK(addrcount_client_key(SA(v4), 64, k1) == 5 && k1[0] == 4);
 }
 
+/* The text form a shared (PostgreSQL) budget counts by: one key per client, as above. */
+static void test_client_text(void)
+{
+	struct sockaddr_storage a = addr("2001:db8:1:2::1"), b = addr("2001:db8:1:2:ffff::9"),
+				c = addr("2001:db8:1:3::1"), v4 = addr("192.0.2.7"),
+				m = addr("::ffff:192.0.2.7");
+	char ta[ADDR_CLIENT_TEXT_MAX], tb[ADDR_CLIENT_TEXT_MAX], tc[ADDR_CLIENT_TEXT_MAX];
+	struct sockaddr_un { sa_family_t f; } none = { AF_UNIX };
+
+	addrcount_client_text(SA(a), 64, ta);
+	addrcount_client_text(SA(b), 64, tb);
+	addrcount_client_text(SA(c), 64, tc);
+	CHECK_STR(ta, "2001:db8:1:2::/64");
+	CHECK_STR(tb, ta);
+	CHECK(strcmp(tc, ta) != 0);
+	addrcount_client_text(SA(a), 48, ta);
+	addrcount_client_text(SA(c), 48, tc);
+	CHECK_STR(ta, "2001:db8:1::/48");
+	CHECK_STR(tc, ta);
+	addrcount_client_text(SA(a), 128, ta);
+	CHECK_STR(ta, "2001:db8:1:2::1/128");
+	addrcount_client_text(SA(v4), 64, ta);
+	addrcount_client_text(SA(m), 64, tb);
+	CHECK_STR(ta, "192.0.2.7");
+	CHECK_STR(tb, "192.0.2.7");
+	addrcount_client_text((const struct sockaddr *)&none, 64, ta);
+	CHECK_STR(ta, "");
+}
+
 void unit_main(void)
 {
 	test_prefix();
+	test_client_text();
 }

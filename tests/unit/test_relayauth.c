@@ -1,6 +1,9 @@
 /* Tests of the relay credentials in the user database (SQLite, a real temporary file):
  * set, replace, per-sender entries and their fallback to the default, delete, listing
- * without passwords, key validation, and the upgrade of a version 2 database. */
+ * without passwords, OAuth entries, key validation, and the upgrade of version 2 and
+ * version 4 databases. With CURSUS_TEST_PG set to a "postgresql:CONNINFO" store (an
+ * empty database; tests/integration/test_pgstore.py runs it so), the same tests of the
+ * statements run against PostgreSQL too. */
 #include "unit.h"
 #include "store/userdb.h"
 
@@ -207,6 +210,28 @@ static void test_invalid(struct userdb *db)
 	CHECK(find(db, "host:25", NULL, NULL, NULL) == 0);
 }
 
+/* userdb_open, checked; the reason on stderr (never the spec: it may hold a password). */
+static struct userdb *open_db(const char *spec, int flags)
+{
+	char *err = NULL;
+	struct userdb *db = userdb_open(spec, flags, &err);
+	CHECK(db != NULL);
+	if (!db) {
+		fprintf(stderr, "open: %s\n", err);
+		free(err);
+	}
+	return db;
+}
+
+/* Takes the database at path back to an older schema with sql. */
+static void rewind_schema(const char *path, const char *sql)
+{
+	sqlite3 *s = NULL;
+	CHECK(sqlite3_open(path, &s) == SQLITE_OK);
+	CHECK(sqlite3_exec(s, sql, NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(s);
+}
+
 /* A version 2 database (this one, brought back: version 3 only added the table,
  * version 4 a column and its triggers) is upgraded on open, keeping its users. */
 static void test_upgrade(void)
@@ -218,28 +243,16 @@ static void test_upgrade(void)
 	int version = -1;
 
 	snprintf(path, sizeof(path), "%s/v2.db", tmpdir);
-	db = userdb_open(path, 1, &err);
-	CHECK(db != NULL);
-	if (!db) {
-		free(err);
+	if (!(db = open_db(path, USERDB_CREATE)))
 		return;
-	}
 	CHECK(userdb_user_add(db, "olga@example.test", "pw of olga", &err) == 0);
 	userdb_close(&db);
-	CHECK(sqlite3_open(path, &s) == SQLITE_OK);
-	CHECK(sqlite3_exec(s, "DROP TRIGGER users_cred_new; DROP TRIGGER users_cred_changed;"
-			   "DROP TRIGGER app_password_gone; DROP TRIGGER cert_gone;"
-			   "ALTER TABLE users DROP COLUMN cred_gen;"
-			   "DROP TABLE relay_auth; PRAGMA user_version = 2;", NULL, NULL,
-			   NULL) == SQLITE_OK);
-	sqlite3_close(s);
-
-	db = userdb_open(path, 0, &err);
-	CHECK(db != NULL);
-	if (!db) {
-		free(err);
+	rewind_schema(path, "DROP TRIGGER users_cred_new; DROP TRIGGER users_cred_changed;"
+			    "DROP TRIGGER app_password_gone; DROP TRIGGER cert_gone;"
+			    "ALTER TABLE users DROP COLUMN cred_gen;"
+			    "DROP TABLE relay_auth; PRAGMA user_version = 2;");
+	if (!(db = open_db(path, 0)))
 		return;
-	}
 	CHECK(set(db, "[relay.example]:25", NULL, "u", "p") == 0);
 	CHECK(find(db, "[relay.example]:25", NULL, "u", "p") == 1);
 	CHECK(userdb_verify_password(db, "olga@example.test", "pw of olga", &err) == 1);
@@ -256,10 +269,65 @@ static void test_upgrade(void)
 	remove_db(path);
 }
 
+/* A version 4 database (before OAuth) keeps its password entries through the upgrade,
+ * and takes OAuth entries after it. */
+static void test_upgrade_v4(void)
+{
+	struct userdb_relay_oauth o = {
+		.url = "https://login.example/token", .client_id = "cid", .client_secret = "cs",
+		.mech = "OAUTHBEARER", .grant = "client_credentials",
+	}, got;
+	char path[160], *err = NULL, *user = NULL, *password = NULL;
+	struct userdb *db;
+
+	snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+	if (!(db = open_db(path, USERDB_CREATE)))
+		return;
+	CHECK(set(db, "[old.example]:587", NULL, "old-user", "old pw") == 0);
+	userdb_close(&db);
+	rewind_schema(path, "ALTER TABLE relay_auth DROP COLUMN oauth_url;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_client_id;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_client_secret;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_refresh_token;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_scope;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_mech;"
+			    "ALTER TABLE relay_auth DROP COLUMN oauth_grant;"
+			    "PRAGMA user_version = 4;");
+	if (!(db = open_db(path, 0)))
+		return;
+	CHECK(userdb_relay_auth_find(db, "[old.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(user, "old-user");
+	CHECK_STR(password, "old pw");
+	CHECK(got.url == NULL);
+	free(user);
+	free(password);
+	CHECK(userdb_relay_oauth_set(db, "[new.example]:587", NULL, "svc", &o, &err) == 0);
+	CHECK(userdb_relay_auth_find(db, "[new.example]:587", NULL, &user, &password, &got) == 1);
+	CHECK_STR(got.grant, "client_credentials");
+	CHECK(got.refresh_token == NULL && got.scope == NULL);
+	free(user);
+	free(password);
+	userdb_relay_oauth_clear(&got);
+	userdb_close(&db);
+	remove_db(path);
+}
+
+/* The statements' tests on one store. */
+static void test_store(const char *spec)
+{
+	struct userdb *db = open_db(spec, USERDB_CREATE);
+	if (!db)
+		return;
+	test_set_find(db);
+	test_oauth(db);
+	test_invalid(db);
+	userdb_close(&db);
+}
+
 void unit_main(void)
 {
-	char path[160], *err = NULL;
-	struct userdb *db;
+	const char *pg = getenv("CURSUS_TEST_PG");
+	char path[160];
 
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cursus-relayauth-XXXXXX");
 	if (!mkdtemp(tmpdir)) {
@@ -267,18 +335,12 @@ void unit_main(void)
 		return;
 	}
 	snprintf(path, sizeof(path), "%s/users.db", tmpdir);
-	db = userdb_open(path, 1, &err);
-	CHECK(db != NULL);
-	if (db) {
-		test_set_find(db);
-		test_oauth(db);
-		test_invalid(db);
-		userdb_close(&db);
-	} else {
-		fprintf(stderr, "open: %s\n", err);
-		free(err);
-	}
+	test_store(path);
 	remove_db(path);
 	test_upgrade();
+	test_upgrade_v4();
+	/* The same statements on PostgreSQL, when given one (an empty database). */
+	if (pg && *pg)
+		test_store(pg);
 	rmdir(tmpdir);
 }

@@ -1,4 +1,4 @@
-/* userdb_schema: opening the SQLite user database and keeping its schema current.
+/* userdb_sqlite_schema: opening the SQLite user database and keeping its schema current.
  * Promises: the schema is a list of steps, userdb_migrations[v] taking a database
  * from PRAGMA user_version v to v + 1, each run in one IMMEDIATE transaction, so a
  * database made by any earlier release is brought up to date on open and a crash
@@ -15,14 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/authcache.h"
-#include "store/password.h"
-#include "store/userdb_sqlite.h"
+#include "store/userdb_sqlite_impl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
 #define USERDB_SCHEMA_VERSION 5
-#define USERDB_BUSY_TIMEOUT_MS 5000
+#define USERDB_BUSY_TIMEOUT_DEFAULT_MS 5000
 
 /* The schema as a list of steps: userdb_migrations[v] takes a database from
  * PRAGMA user_version v to v + 1, so a new database runs them all and an old one
@@ -117,7 +115,7 @@ static const char *const userdb_migrations[USERDB_SCHEMA_VERSION] = {
 };
 
 /* PRAGMA user_version, or -1. */
-static int userdb_version(sqlite3 *db)
+static int usql_version(sqlite3 *db)
 {
 	sqlite3_stmt *st = NULL;
 	int version = -1;
@@ -130,62 +128,116 @@ static int userdb_version(sqlite3 *db)
 	return version;
 }
 
-/* Reads the per-database secret into u->secret, making it on first use. Runs inside
- * the migration transaction, or alone once the schema is current. 0 ok, -1 failure. */
-static int userdb_load_secret(struct userdb *u, int may_create)
+int usql_version_get(void *impl, int *have_r, int *want_r, char **err)
 {
-	sqlite3_stmt *st;
+	struct usql *s = impl;
+	pthread_mutex_lock(&s->mu);
+	*have_r = usql_version(s->db);
+	pthread_mutex_unlock(&s->mu);
+	*want_r = USERDB_SCHEMA_VERSION;
+	if (*have_r < 0) {
+		*err = xasprintf("user database %s: cannot read its version", s->path);
+		return -1;
+	}
+	return 0;
+}
+
+/* 1 with the secret, 0 when there is none, -1 failure. Lock held. */
+static int usql_secret_read(struct usql *s, unsigned char secret[USERDB_SECRET_LEN])
+{
+	sqlite3_stmt *st = NULL;
 	int rc, ret = -1;
 
-	st = userdb_prepare(u, "SELECT value FROM meta WHERE key = 'scram_fake_secret'");
-	if (!st)
+	if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'scram_fake_secret'", -1,
+			       &st, NULL) != SQLITE_OK)
 		return -1;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == USERDB_SECRET_LEN) {
-		memcpy(u->secret, sqlite3_column_blob(st, 0), USERDB_SECRET_LEN);
+		memcpy(secret, sqlite3_column_blob(st, 0), USERDB_SECRET_LEN);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
 		ret = 0;
 	}
 	sqlite3_finalize(st);
-	if (ret == 0 || rc != SQLITE_DONE || !may_create)
-		return ret;
-	/* OpenSSL's generator, not SQLite's randomblob(): this one is a key. */
-	if (RAND_bytes(u->secret, USERDB_SECRET_LEN) != 1)
-		return -1;
-	st = userdb_prepare(u, "INSERT INTO meta (key, value) VALUES ('scram_fake_secret', ?1)");
-	if (!st)
-		return -1;
-	sqlite3_bind_blob(st, 1, u->secret, USERDB_SECRET_LEN, SQLITE_STATIC);
-	return userdb_step_write(st) == SQLITE_DONE ? 0 : -1;
+	return ret;
 }
 
-/* Brings the schema from `version` to USERDB_SCHEMA_VERSION. 0 ok, -1 with *err. */
-static int userdb_migrate(struct userdb *u, const char *path, char **err)
+/* Replaces the secret. Lock held. 0, -1. */
+static int usql_secret_write(struct usql *s, const unsigned char secret[USERDB_SECRET_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta (key, value) "
+			       "VALUES ('scram_fake_secret', ?1)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_blob(st, 1, secret, USERDB_SECRET_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int usql_secret_load(void *impl, unsigned char secret[USERDB_SECRET_LEN], int may_create)
+{
+	struct usql *s = impl;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	rc = usql_secret_read(s, secret);
+	if (rc == 0 && (may_create || s->migrated) && usql_exec(s->db, "BEGIN IMMEDIATE;") == 0) {
+		/* Read again inside: another process may have made it meanwhile. OpenSSL's
+		 * generator, not SQLite's randomblob(): this one is a key. */
+		rc = usql_secret_read(s, secret);
+		if (rc == 0)
+			rc = RAND_bytes(secret, USERDB_SECRET_LEN) == 1 &&
+					     usql_secret_write(s, secret) == 0 ? 1 : -1;
+		if (usql_exec(s->db, rc == 1 ? "COMMIT;" : "ROLLBACK;") < 0)
+			rc = -1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc == 1 ? 0 : -1;
+}
+
+int usql_secret_store(void *impl, void *tx, const unsigned char secret[USERDB_SECRET_LEN],
+		      char **err)
+{
+	struct usql *s = impl;
+	int rc;
+
+	if (!tx)
+		pthread_mutex_lock(&s->mu);
+	rc = usql_secret_write(s, secret);
+	if (rc < 0)
+		*err = xstrdup(sqlite3_errmsg(s->db));
+	if (!tx)
+		pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Brings the schema from its version to USERDB_SCHEMA_VERSION. 0 ok, -1 with *err. */
+static int usql_migrate(sqlite3 *db, const char *path, char **err)
 {
 	int version;
 
 	/* IMMEDIATE so two processes migrating at once serialise here; the version is
 	 * read again inside, as the other one may have done the work meanwhile. */
-	if (userdb_exec(u->db, "BEGIN IMMEDIATE;") < 0) {
-		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
+	if (usql_exec(db, "BEGIN IMMEDIATE;") < 0) {
+		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
 		return -1;
 	}
-	version = userdb_version(u->db);
+	version = usql_version(db);
 	for (int v = version < 0 ? USERDB_SCHEMA_VERSION : version; v < USERDB_SCHEMA_VERSION; v++) {
-		if (userdb_exec(u->db, userdb_migrations[v]) < 0) {
+		if (usql_exec(db, userdb_migrations[v]) < 0) {
 			*err = xasprintf("cannot bring %s to schema version %d: %s", path, v + 1,
-					 sqlite3_errmsg(u->db));
+					 sqlite3_errmsg(db));
 			goto fail;
 		}
-	}
-	if (version < 0 || userdb_load_secret(u, 1) < 0) {
-		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
-		goto fail;
 	}
 	/* PRAGMA takes no parameters; the number is ours, not data. */
 	char pragma[64];
 	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", USERDB_SCHEMA_VERSION);
-	if (userdb_exec(u->db, pragma) < 0 || userdb_exec(u->db, "COMMIT;") < 0) {
-		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(u->db));
+	if (version < 0 || usql_exec(db, pragma) < 0 || usql_exec(db, "COMMIT;") < 0) {
+		*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
 		goto fail;
 	}
 	if (version > 0 && version < USERDB_SCHEMA_VERSION)
@@ -193,13 +245,13 @@ static int userdb_migrate(struct userdb *u, const char *path, char **err)
 			 USERDB_SCHEMA_VERSION);
 	return 0;
 fail:
-	userdb_exec(u->db, "ROLLBACK;");
+	usql_exec(db, "ROLLBACK;");
 	return -1;
 }
 
 /* The file holds hashes, SCRAM keys and legacy secrets: owner only, whoever makes it
  * (SQLite gives its -wal and -shm files the same mode). */
-static int userdb_protect(const char *path, int create, char **err)
+static int usql_protect(const char *path, int create, char **err)
 {
 	struct stat st;
 	int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
@@ -216,32 +268,33 @@ static int userdb_protect(const char *path, int create, char **err)
 	return 0;
 }
 
-struct userdb *userdb_open(const char *path, int create, char **err)
+void *usql_open(const char *path, const struct userdb_options *o, int flags, char **err)
 {
-	struct userdb *u;
+	int create = flags & USERDB_CREATE;
+	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	struct usql *s;
 	sqlite3 *db = NULL;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 	int version;
 
 	if (create)
-		flags |= SQLITE_OPEN_CREATE;
-	if (userdb_protect(path, create, err) < 0)
+		oflags |= SQLITE_OPEN_CREATE;
+	if (usql_protect(path, create, err) < 0)
 		return NULL;
-	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &db, oflags, NULL) != SQLITE_OK) {
 		*err = xasprintf("cannot open user database %s: %s", path,
 				 db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
 		return NULL;
 	}
 	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_timeout(db, USERDB_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(db, o->timeout_ms ? (int)o->timeout_ms : USERDB_BUSY_TIMEOUT_DEFAULT_MS);
 	/* WAL lets the daemon's readers go on while the cursus tool writes;
 	 * secure_delete overwrites a removed hash or legacy secret instead of leaving
 	 * it in a free page. */
-	if (userdb_exec(db, "PRAGMA journal_mode = WAL;") < 0 ||
-	    userdb_exec(db, "PRAGMA secure_delete = ON;") < 0)
+	if (usql_exec(db, "PRAGMA journal_mode = WAL;") < 0 ||
+	    usql_exec(db, "PRAGMA secure_delete = ON;") < 0)
 		goto sqlfail;
-	if ((version = userdb_version(db)) < 0)
+	if ((version = usql_version(db)) < 0)
 		goto sqlfail;
 	if (version == 0 && !create) {
 		*err = xasprintf("%s is not a cursus user database (no schema; "
@@ -253,20 +306,14 @@ struct userdb *userdb_open(const char *path, int create, char **err)
 				 version, USERDB_SCHEMA_VERSION);
 		goto fail;
 	}
-	u = xcalloc(1, sizeof(*u));
-	u->db = db;
-	pthread_mutex_init(&u->mu, NULL);
-	if (version < USERDB_SCHEMA_VERSION ? userdb_migrate(u, path, err) < 0
-					    : userdb_load_secret(u, 0) < 0) {
-		if (version == USERDB_SCHEMA_VERSION)
-			*err = xasprintf("user database %s: no secret in its meta table", path);
-		pthread_mutex_destroy(&u->mu);
-		free(u);
+	if (version < USERDB_SCHEMA_VERSION && usql_migrate(db, path, err) < 0)
 		goto fail;
-	}
-	u->cache = authcache_create();
-	u->scram_iterations = PASSWORD_SCRAM_ITERATIONS;
-	return u;
+	s = xcalloc(1, sizeof(*s));
+	s->migrated = version < USERDB_SCHEMA_VERSION;
+	s->db = db;
+	s->path = xstrdup(path);
+	pthread_mutex_init(&s->mu, NULL);
+	return s;
 
 sqlfail:
 	*err = xasprintf("user database %s: %s", path, sqlite3_errmsg(db));
@@ -275,16 +322,11 @@ fail:
 	return NULL;
 }
 
-void userdb_close(struct userdb **dbp)
+void usql_close(void *impl)
 {
-	struct userdb *u = *dbp;
-	if (!u)
-		return;
-	sqlite3_close(u->db);
-	pthread_mutex_destroy(&u->mu);
-	authcache_destroy(&u->cache);
-	explicit_bzero(u->secret, sizeof(u->secret));
-	free(u);
-	*dbp = NULL;
+	struct usql *s = impl;
+	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->mu);
+	free(s->path);
+	free(s);
 }
-
