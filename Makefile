@@ -42,8 +42,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
+# Made afresh: ar would keep the object of a source file since renamed or removed.
 $(BUILD)/libcursus.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/cursusd: $(D_OBJ) $(BUILD)/libcursus.a
