@@ -24,7 +24,7 @@ static void put_message(const char *id, size_t nrcpts)
 	env.received = 1700000000;
 	env.mail_from = strdup("alice@example.test");
 	for (size_t i = 0; i < nrcpts; i++) {
-		char a[32];
+		char a[48];
 		snprintf(a, sizeof(a), "r%zu@dest.example", i);
 		envelope_add_rcpt(&env, a, NULL, 0, NULL);
 	}
