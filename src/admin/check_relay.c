@@ -25,7 +25,8 @@ struct check_relay_ctx {
 	int ca_line;
 };
 
-static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify" };
+static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify",
+						      "mta-sts" };
 
 static char *check_relay_nexthop(const struct config *cfg, const struct nexthop_conf *nh)
 {
@@ -90,7 +91,9 @@ static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx
 			  "endpoint's certificate is verified against %s too", c->where, c->nexthop,
 			  c->ca);
 	/* With relay_tls none no password is sent at all: it never goes in clear. */
-	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT))
+	/* mta-sts is may for a smart host (and where a domain publishes no policy). */
+	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT ||
+			      c->tls == RELAY_TLS_MTA_STS))
 		check_add(r, CHECK_ERROR, "relay-auth-unverified", c->unverified_line,
 			  "set relay_tls verify (relay_ca for a private CA) and remove "
 			  "relay_auth_unverified",

@@ -12,6 +12,9 @@
 
 #include <stddef.h>
 
+/* Room enough for any error text https_request writes. */
+#define CURSUS_HTTPS_ERR_MAX 320
+
 /* Once, before any thread calls https_request (libcurl's global set-up). */
 void https_init(void);
 
