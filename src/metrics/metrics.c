@@ -57,6 +57,14 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 				      "Requests to OAuth 2 token endpoints for relay credentials, by "
 				      "result (ok, refused, error, timeout).",
 				      {"result"}},
+	[METRIC_MTASTS_FETCH] = {"cursus_mta_sts_policy_fetches_total", "counter",
+				 "MTA-STS policy fetches over HTTPS, by result (ok, timeout, too-large, "
+				 "error, invalid).",
+				 {"result"}},
+	[METRIC_MTASTS_FAILURES] = {"cursus_mta_sts_failures_total", "counter",
+				    "MX hosts that failed a domain's MTA-STS policy, by its mode "
+				    "(enforce: not used; testing: used, reported) and reason.",
+				    {"mode", "reason"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

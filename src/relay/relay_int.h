@@ -36,6 +36,10 @@ struct relay_sess_params {
 	const char *auth_mech;    /* OAuth: XOAUTH2 or OAUTHBEARER (password: the token) */
 	int auth_unverified;
 	int lmtp;                 /* LHLO; one reply per recipient after the dot */
+	/* MX delivery under a domain's MTA-STS policy (relay/mtasts.h): enforce (tls is
+	 * verify) or testing (tls is may; what would fail is reported). NULL: none. */
+	const char *sts_domain;
+	int sts_mode;             /* enum mtasts_mode */
 };
 
 /* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */

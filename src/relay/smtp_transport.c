@@ -20,6 +20,7 @@
 #include "net/dns.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
+#include "relay/mtasts.h"
 #include "relay/relay_int.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -41,6 +42,7 @@ struct smtp_transport {
 	size_t n_idle;
 	struct relay_job *jobs;
 	int lmtp;                 /* LMTP to ROUTE_LMTP servers, not SMTP */
+	struct mtasts *sts;       /* MTA-STS policies (MX delivery only) */
 };
 
 struct relay_job {
@@ -57,6 +59,14 @@ struct relay_job {
 	struct relay_sess *sess;
 	struct relay_fail last;
 	int have_last, retried_fresh, clear_retry;
+	/* The TLS policy this delivery runs under: the route's, with relay_tls mta-sts
+	 * turned into verify (enforce) or may once the domain's policy is known. */
+	int tls;
+	struct mtasts_req *stsq;  /* the domain's MTA-STS policy, being looked up */
+	int sts_known;            /* looked up (or not wanted): targets may be tried */
+	int sts_mode;             /* enum mtasts_mode; MTASTS_NONE: no policy applies */
+	struct mtasts_policy sts_policy;
+	char *sts_reported;       /* the last host whose mismatch was logged */
 	struct event *ev_done;
 	struct relay_job *next, **pprev;
 };
@@ -78,6 +88,9 @@ struct workers *relay_workers(struct smtp_transport *t) { return t->w; }
 
 static void job_free(struct relay_job *j)
 {
+	mtasts_cancel(j->stsq);
+	mtasts_policy_clear(&j->sts_policy);
+	free(j->sts_reported);
 	if (j->q)
 		dns_cancel(j->q);
 	if (j->res)
@@ -173,6 +186,33 @@ static SSL_CTX *ctx_for(struct smtp_transport *t, const char *ca, char **err_r)
 	return ctx;
 }
 
+/* MTA-STS's first test of a host (RFC 8461 4.1): its name in the policy's mx patterns.
+ * Returns -1 when enforce mode forbids the host (the job goes on to the next). */
+static int job_sts_gate(struct relay_job *j, const struct dns_target *tg)
+{
+	const char *domain = j->d->route->target;
+	int first;
+	if (j->sts_mode == MTASTS_NONE || mtasts_mx_match(&j->sts_policy, tg->host))
+		return 0;
+	/* One report per host, not per address. */
+	first = !j->sts_reported || strcmp(j->sts_reported, tg->host) != 0;
+	if (first) {
+		free(j->sts_reported);
+		j->sts_reported = xstrdup(tg->host);
+		mtasts_report(domain, (enum mtasts_mode)j->sts_mode, tg->host, NULL,
+			      MTASTS_FAIL_MX_MISMATCH, "MX host not in the policy's mx patterns");
+	}
+	if (j->sts_mode != MTASTS_ENFORCE)
+		return 0;
+	memset(&j->last, 0, sizeof(j->last));
+	snprintf(j->last.reason, sizeof(j->last.reason),
+		 "%s: MTA-STS policy of %s (enforce): MX host not in the policy's mx patterns",
+		 tg->host, domain);
+	snprintf(j->last.status, sizeof(j->last.status), "4.7.5");
+	j->have_last = 1;
+	return -1;
+}
+
 static void job_try(struct relay_job *j)
 {
 	struct smtp_transport *t = j->t;
@@ -193,10 +233,21 @@ static void job_try(struct relay_job *j)
 			NI_NUMERICHOST) != 0)
 		snprintf(addr, sizeof(addr), "?");
 	/* The name the certificate must carry: the smart host as configured, or the
-	 * MX host (RFC 7672 would add DANE; not here). */
+	 * MX host. */
 	p.host = d->route->kind == ROUTE_MX ? tg->host : d->route->target;
 	p.addr_text = tg->addr.ss_family == AF_UNIX ? "local" : addr;
-	p.tls = pol ? pol->tls : RELAY_TLS_MAY;
+	p.tls = j->tls;
+	/* DANE (RFC 7672) decides first, for a host with usable TLSA records; then
+	 * MTA-STS, for the others. */
+	if (job_sts_gate(j, tg) < 0) {
+		j->ti++;
+		job_try(j);
+		return;
+	}
+	if (j->sts_mode != MTASTS_NONE) {
+		p.sts_domain = d->route->target;
+		p.sts_mode = j->sts_mode;
+	}
 	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
 	p.lmtp = t->lmtp;
 	if (t->lmtp)
@@ -216,6 +267,33 @@ static void job_try(struct relay_job *j)
 	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
 }
 
+/* Both the MX hosts and (with relay_tls mta-sts) the domain's policy are known. */
+static void job_targets_ready(struct relay_job *j)
+{
+	j->targets = j->res->targets;
+	j->n_targets = j->res->n_targets;
+	j->ti = j->tried = 0;
+	job_try(j);
+}
+
+static void job_sts_done(void *arg, const struct mtasts_verdict *v)
+{
+	struct relay_job *j = arg;
+	j->stsq = NULL;
+	j->sts_known = 1;
+	mtasts_policy_clear(&j->sts_policy);
+	j->sts_mode = MTASTS_NONE;
+	if (v->have) {
+		j->sts_mode = (int)v->policy->mode;
+		mtasts_policy_copy(&j->sts_policy, v->policy);
+	}
+	/* enforce: "the MX ... MUST ... offer a valid PKIX-based TLS certificate"
+	 * (RFC 8461 4.2): verify; testing delivers as before, and reports. */
+	j->tls = j->sts_mode == MTASTS_ENFORCE ? RELAY_TLS_VERIFY : RELAY_TLS_MAY;
+	if (j->res && j->res->status == DNS_OK && !j->q)
+		job_targets_ready(j);
+}
+
 static void job_dns_done(void *arg, struct dns_result *res)
 {
 	struct relay_job *j = arg;
@@ -223,10 +301,8 @@ static void job_dns_done(void *arg, struct dns_result *res)
 	j->res = res;
 	switch (res->status) {
 	case DNS_OK:
-		j->targets = res->targets;
-		j->n_targets = res->n_targets;
-		j->ti = j->tried = 0;
-		job_try(j);
+		if (j->sts_known)
+			job_targets_ready(j);
 		return;
 	case DNS_NULLMX:
 		job_fail_all_as(j, DR_PERMFAIL, "5.1.10", res->detail, 1);
@@ -324,6 +400,8 @@ static void job_resolve(struct relay_job *j)
 		job_try(j);
 		return;
 	}
+	if (j->tls == RELAY_TLS_MTA_STS && r->kind != ROUTE_MX)
+		j->tls = RELAY_TLS_MAY; /* a smart host: mta-sts is may */
 	if (r->kind == ROUTE_RELAY && literal_target(r->target, port, &j->literal) == 0) {
 		j->targets = &j->literal;
 		j->n_targets = 1;
@@ -334,6 +412,19 @@ static void job_resolve(struct relay_job *j)
 	if (!t->dns) {
 		job_fail_all(j, DR_TEMPFAIL, "4.4.3", "no DNS resolver");
 		return;
+	}
+	/* The policy is looked up beside the MX, once per delivery. */
+	if (!j->sts_known && !j->stsq) {
+		if (r->kind == ROUTE_MX && j->tls == RELAY_TLS_MTA_STS && t->sts)
+			j->stsq = mtasts_lookup(t->sts, r->target, job_sts_done, j);
+		else
+			j->sts_known = 1;
+		if (j->tls == RELAY_TLS_MTA_STS && !j->stsq)
+			j->tls = RELAY_TLS_MAY; /* a smart host: mta-sts is may */
+	}
+	if (j->res) {
+		dns_result_free(j->res);
+		j->res = NULL;
 	}
 	/* RELAY without brackets: its MX first, as Postfix does for relayhost. */
 	if (r->kind == ROUTE_RELAY && r->literal)
@@ -352,7 +443,6 @@ void relay_job_session_ready(struct relay_job *j, struct relay_sess *s)
 
 void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct relay_fail *f)
 {
-	const struct relay_policy *pol = j->d->policy;
 	j->sess = NULL;
 	j->last = *f;
 	j->have_last = 1;
@@ -366,7 +456,7 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 		job_fail_all(j, DR_TEMPFAIL, f->status, f->reason);
 		return;
 	}
-	if (f->tls_handshake && pol && pol->tls == RELAY_TLS_MAY && !j->clear_retry) {
+	if (f->tls_handshake && j->tls == RELAY_TLS_MAY && !j->clear_retry) {
 		/* Opportunistic TLS that fails is no reason to defer: once more in clear. */
 		log_info("relay %s: %s; retrying without TLS", j->d->id, f->reason);
 		j->clear_retry = 1;
@@ -440,6 +530,7 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	t->jobs = j;
 	j->pprev = &t->jobs;
 	d->dest_ok = 1;
+	j->tls = d->policy ? d->policy->tls : RELAY_TLS_MAY;
 
 	hops = d->hops;
 	if (t->cfg->max_received_headers && hops > t->cfg->max_received_headers) {
@@ -488,6 +579,7 @@ static void smtp_destroy(struct transport *tr)
 		relay_sess_close(t->idle[i]);
 	free(t->idle);
 	smtp_ctxs_clear(t);
+	mtasts_destroy(&t->sts);
 	config_release(&t->cfg);
 	free(t);
 }
@@ -513,6 +605,8 @@ static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
 	t->n_idle = 0;
 	/* CA files are read again when next needed: one renewed in place is taken. */
 	smtp_ctxs_clear(t);
+	if (t->sts)
+		mtasts_reconfigure(t->sts, cfg);
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
@@ -527,5 +621,7 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 	t->ev = base;
 	t->dns = dns;
 	t->w = w;
+	if (dns)
+		t->sts = mtasts_create(cfg, base, dns);
 	return &t->base;
 }
