@@ -385,7 +385,9 @@ static void probe_next(struct probe *p)
 static const char probe_usage[] =
 	"usage: cursus probe [--starttls|--tls|--plain] [--ehlo NAME] [--user USER [--mech MECH]]\n"
 	"                    [--allow-cleartext] [--timeout SECONDS] [--ca FILE] [--insecure]\n"
-	"                    [--json] HOST[:PORT]\n";
+	"                    [--json] HOST[:PORT]\n"
+	"       cursus probe --mta-sts DOMAIN [--resolver ADDRESS[@PORT]] [--ca FILE]\n"
+	"                    [--timeout SECONDS] [--json]\n";
 
 static int probe_usage_error(const char *why)
 {
@@ -477,6 +479,10 @@ int cmd_probe(const char *config_path, int argc, char **argv)
 	unsigned long v;
 
 	(void)config_path; /* the probe is a client: it reads no configuration */
+	/* A domain's MTA-STS status is another probe, with options of its own. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mta-sts") == 0 || strncmp(argv[i], "--mta-sts=", 10) == 0)
+			return cmd_probe_mtasts(argc, argv);
 	optind = 0; /* GNU: start afresh; options may follow HOST */
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
