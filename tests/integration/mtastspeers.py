@@ -43,7 +43,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         while time.monotonic() < deadline and not ps.stopping:
             time.sleep(0.05)
         if ps.redirect:
-            self.send_response(ps.status or 301)
+            self.send_response(ps.status)
             self.send_header("Location", ps.redirect)
             self.send_header("Content-Length", "0")
             self.end_headers()
