@@ -7,7 +7,7 @@
  * thread of its own (mta_sts_fetch_threads; a fetch may take mta_sts_fetch_timeout).
  * Policies are kept per domain for their max_age, in memory and on disk
  * (mtasts_store), checked again every mta_sts_refresh_interval, and renewed before
- * they expire. A failed fetch keeps the policy cached before it (RFC 8461 5.1 relies
+ * they expire. A failed fetch keeps the policy cached before it (the protection rests
  * on it) and is not tried again for that domain and id for mta_sts_fetch_retry.
  * Lookups for one domain share one discovery.
  *

@@ -1,7 +1,8 @@
 /* mtasts_store: the MTA-STS policy cache on disk, one small file per policy domain in
- * mta_sts_cache_dir, so that a restart keeps what RFC 8461 5.1 relies on ("a
- * previously cached policy" is what protects against a downgrade at the next
- * discovery). Blocking file work: a worker thread, or the start of the daemon.
+ * mta_sts_cache_dir, so that a restart keeps what MTA-STS relies on: the cached policy
+ * is what protects against a downgrade of the next discovery (an attacker on the path
+ * can block the TXT lookup or the fetch too). Blocking file work: a worker thread, or
+ * the start of the daemon.
  *
  * A file: "cursus-mta-sts 1", "domain D", "id I", "fetched T" (Unix time), an empty
  * line, then the policy as it was served. It is parsed again when read, by the same

@@ -108,7 +108,7 @@ def test_enforce_with_a_good_certificate_delivers(start_server, dns, sinks, cert
             'max_age=86400 mx="%s"' % MX_NAME) in srv.log
     assert policy_server.policy_requests() == ["/.well-known/mta-sts.txt"]
     assert not log_lines(srv, "event=refused")
-    # Kept on disk for the next start (RFC 8461 5.1), as served.
+    # Kept on disk for the next start, as served.
     with open(os.path.join(srv.root, "var", "mta-sts", "dest.example"), newline="") as f:
         assert f.read().endswith(policy_text("enforce", [MX_NAME]))
 
