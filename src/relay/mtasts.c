@@ -151,7 +151,8 @@ static void mtasts_set(struct mtasts_ent *e, struct mtasts_stored *st)
 	e->st = *st;
 	memset(st, 0, sizeof(*st));
 	e->have = 1;
-	e->expires = e->st.fetched + (time_t)e->st.policy.max_age;
+	/* max_age 0: for the deliveries waiting for it now (a second), cached by no one. */
+	e->expires = e->st.fetched + (time_t)(e->st.policy.max_age ? e->st.policy.max_age : 1);
 }
 
 static int mtasts_busy(const struct mtasts_ent *e)
