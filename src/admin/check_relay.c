@@ -157,6 +157,16 @@ void check_relay(struct check_report *r, struct userdb *db)
 	}
 	for (size_t i = 0; i < n; i++)
 		check_relay_ctx(r, &ctx[i], &creds.set, &creds.oauth);
+	/* relay_ca replaces the system's store for MTA-STS too: a private CA there makes
+	 * every public policy host unverifiable (no policy is had), and the MX hosts of a
+	 * policy cached before it fail in enforce mode. */
+	if (cfg->relay_ca && cfg->relay_tls == RELAY_TLS_MTA_STS && !cfg->relay_host.host)
+		check_add(r, CHECK_INFO, "relay-mta-sts-ca", config_option_line(cfg, "relay_ca"),
+			  "set relay_ca only inside the route blocks that need a private CA, so "
+			  "that MTA-STS uses the system's store",
+			  "relay_ca %s is the trust store of MX delivery under MTA-STS too: policy "
+			  "hosts and the MX hosts of domains with an enforce policy must chain to it",
+			  cfg->relay_ca);
 	for (size_t i = 0; i < creds.n; i++) {
 		if (!check_relay_named(ctx, n, creds.names[i]))
 			check_add(r, CHECK_INFO, "relay-auth-unused", 0,

@@ -137,6 +137,10 @@ static int mtasts_cached(struct mtasts_ent *e)
 	if (time(NULL) < e->expires)
 		return 1;
 	log_info("mta-sts event=policy-expired domain=%s id=%s", e->domain, e->st.id);
+	if (!e->m->cfg->mta_sts_cache_dir) {
+		mtasts_forget(e);
+		return 0;
+	}
 	u = xmalloc(sizeof(*u));
 	u->dir = xstrdup(e->m->cfg->mta_sts_cache_dir);
 	u->domain = xstrdup(e->domain);
@@ -234,6 +238,8 @@ static void mtasts_fetch_work(void *arg)
 	snprintf(j->st.id, sizeof(j->st.id), "%s", j->id);
 	j->st.fetched = time(NULL);
 	/* max_age 0: good for the deliveries waiting now, kept by no one. */
+	if (!j->dir)
+		return; /* no cache directory: memory only */
 	if (j->st.policy.max_age == 0)
 		mtasts_store_remove(j->dir, j->domain);
 	else
@@ -277,7 +283,7 @@ static void mtasts_fetch_done(void *arg)
 			 e->domain, j->id, mtasts_mode_name(j->st.policy.mode), j->st.policy.max_age,
 			 mx);
 		free(mx);
-		if (j->save_err)
+		if (j->save_err && j->dir)
 			log_warnx("mta-sts event=cache-write-failed domain=%s dir=%s error=\"%s\": the "
 				  "policy is kept in memory only", e->domain, j->dir,
 				  strerror(j->save_err));
@@ -320,7 +326,7 @@ static void mtasts_host_done(void *arg, struct dns_result *res)
 	j->e = e;
 	j->domain = xstrdup(e->domain);
 	j->ca = m->cfg->relay_ca ? xstrdup(m->cfg->relay_ca) : NULL;
-	j->dir = xstrdup(m->cfg->mta_sts_cache_dir);
+	j->dir = m->cfg->mta_sts_cache_dir ? xstrdup(m->cfg->mta_sts_cache_dir) : NULL;
 	snprintf(j->id, sizeof(j->id), "%s", e->want_id);
 	j->timeout_ms = m->cfg->mta_sts_fetch_timeout_ms;
 	j->max_size = m->cfg->mta_sts_max_size;
@@ -419,7 +425,8 @@ static void mtasts_refresh_arm(struct mtasts *m)
 	unsigned ms = m->cfg->mta_sts_refresh_interval_ms;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	event_del(m->refresh);
-	event_add(m->refresh, &tv);
+	if (ms) /* 0: a configuration not made by config_load (a test tool's) */
+		event_add(m->refresh, &tv);
 }
 
 /* ---- life ------------------------------------------------------------------------ */
@@ -443,7 +450,7 @@ struct mtasts *mtasts_create(const struct config *cfg, struct event_base *base, 
 	m->w = workers_create(base, cfg->mta_sts_fetch_threads);
 	m->refresh = event_new(base, -1, EV_PERSIST, mtasts_refresh_cb, m);
 	mtasts_refresh_arm(m);
-	n = mtasts_store_load(cfg->mta_sts_cache_dir, mtasts_loaded, m);
+	n = cfg->mta_sts_cache_dir ? mtasts_store_load(cfg->mta_sts_cache_dir, mtasts_loaded, m) : 0;
 	if (n)
 		log_info("mta-sts event=cache-loaded dir=%s policies=%zu", cfg->mta_sts_cache_dir, n);
 	return m;
