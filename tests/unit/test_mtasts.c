@@ -1,10 +1,15 @@
 /* test_mtasts: RFC 8461's texts as mtasts_policy reads them: the _mta-sts TXT record
  * (3.1), the policy file (3.2, whole and cut at every length), the HTTP framing (3.3)
  * and the MX patterns (4.1). */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "relay/mtasts_policy.h"
+#include "relay/mtasts_store.h"
 #include "unit.h"
+#include "util/xmalloc.h"
 
 static int txt1(const char *rec, char *id)
 {
@@ -134,9 +139,72 @@ static void test_http(void)
 	CHECK_STR(mtasts_http_check(404, "text/plain"), "HTTP status not 200");
 }
 
+static int loaded;
+static void store_cb(void *arg, struct mtasts_stored *s)
+{
+	struct mtasts_stored *out = arg;
+	loaded++;
+	mtasts_stored_clear(out);
+	*out = *s;
+}
+
+/* The cache file: written, read back through the strict parser; a tampered or foreign
+ * file is skipped, a name that is not a domain never written. */
+static void test_store(void)
+{
+	char dir[] = "/tmp/cursus-mtasts-XXXXXX";
+	struct mtasts_stored s = { 0 }, got = { 0 };
+	const char *why = NULL;
+	char *path;
+	FILE *f;
+	if (!mkdtemp(dir)) {
+		CHECK(0);
+		return;
+	}
+	s.domain = xstrdup("dest.example");
+	snprintf(s.id, sizeof(s.id), "20261202");
+	s.fetched = 1796170000;
+	s.text = xstrdup(good);
+	s.len = strlen(good);
+	CHECK(mtasts_policy_parse(s.text, s.len, &s.policy, &why) == 0);
+	CHECK(mtasts_store_save(dir, &s) == 0);
+	CHECK(mtasts_store_load(dir, store_cb, &got) == 1 && loaded == 1);
+	CHECK_STR(got.domain, "dest.example");
+	CHECK_STR(got.id, "20261202");
+	CHECK(got.fetched == 1796170000 && got.len == strlen(good) && got.policy.n_mx == 3);
+	CHECK(got.policy.mode == MTASTS_ENFORCE && got.policy.max_age == 604800);
+	free(s.domain);
+	s.domain = xstrdup("../etc");
+	CHECK(mtasts_store_save(dir, &s) == EINVAL);
+	/* A policy changed on disk into one that does not parse, and a file of another
+	 * name than its domain: both skipped. */
+	path = xasprintf("%s/bad.example", dir);
+	f = fopen(path, "w");
+	fputs("cursus-mta-sts 1\ndomain bad.example\nid 1\nfetched 5\n\nversion: STSv1\n"
+	      "mode: enforce\nmax_age: 1\n", f);
+	fclose(f);
+	free(path);
+	path = xasprintf("%s/other.example", dir);
+	f = fopen(path, "w");
+	fputs("cursus-mta-sts 1\ndomain dest.example\nid 1\nfetched 5\n\n", f);
+	fclose(f);
+	free(path);
+	loaded = 0;
+	CHECK(mtasts_store_load(dir, store_cb, &got) == 1 && loaded == 1);
+	mtasts_store_remove(dir, "dest.example");
+	mtasts_store_remove(dir, "bad.example");
+	mtasts_store_remove(dir, "other.example");
+	loaded = 0;
+	CHECK(mtasts_store_load(dir, store_cb, &got) == 0 && loaded == 0);
+	CHECK(rmdir(dir) == 0);
+	mtasts_stored_clear(&s);
+	mtasts_stored_clear(&got);
+}
+
 void unit_main(void)
 {
 	test_txt();
 	test_policy();
 	test_http();
+	test_store();
 }
