@@ -64,7 +64,9 @@ DELIVERY_OPTS = ("relay_host", "relay_tls", "relay_ca", "relay_auth_unverified",
                  "relay_data_timeout", "relay_dot_timeout", "relay_idle_time", "relay_reuse_limit",
                  "max_received_headers", "delay_warning_time", "queue_lifetime", "control_socket",
                  "bounce_size_limit", "lmtp", "relay_oauth_timeout", "relay_oauth_refresh_margin",
-                 "dns_trust_anchor")
+                 "dns_trust_anchor", "mta_sts_cache_dir", "mta_sts_fetch_timeout",
+                 "mta_sts_max_size", "mta_sts_fetch_threads", "mta_sts_refresh_interval",
+                 "mta_sts_fetch_retry")
 
 
 def _sanitized():
