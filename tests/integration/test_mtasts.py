@@ -102,8 +102,8 @@ def test_enforce_with_a_good_certificate_delivers(start_server, dns, sinks, cert
     assert lib.wait_until(lambda: delivered(events, token), 15), srv.log[-3000:]
     assert srv.wait_queue_empty(10)
     line = delivery_lines(srv)[-1]
-    assert "relay=%s[%s] tls=TLSv1.3 verified=yes result=relayed status=2.0.0" % (
-        MX_NAME, MX_HOST) in line, line
+    assert ("relay=%s[%s] tls=TLSv1.3 verified=yes tls_policy=mta-sts-enforce "
+            "result=relayed status=2.0.0" % (MX_NAME, MX_HOST)) in line, line
     assert ('mta-sts event=policy-fetched domain=dest.example id=1 mode=enforce '
             'max_age=86400 mx="%s"' % MX_NAME) in srv.log
     assert policy_server.policy_requests() == ["/.well-known/mta-sts.txt"]
@@ -132,7 +132,7 @@ def test_enforce_defers_what_fails_the_policy(start_server, dns, sinks, certs, p
     assert r["state"] == "deferred"
     assert r["reply"] == "%s[%s]: MTA-STS policy of dest.example (enforce): %s" % (
         MX_NAME, MX_HOST, detail), r
-    assert "status=4.7.5" in delivery_lines(srv)[-1]
+    assert "tls_policy=mta-sts-enforce result=deferred status=4.7.5" in delivery_lines(srv)[-1]
     assert ('mta-sts event=refused domain=dest.example mode=enforce mx=%s[%s] reason=%s '
             'detail="%s"' % (MX_NAME, MX_HOST, reason, detail)) in srv.log
     # Nothing was handed over: no MAIL, no message.
@@ -150,7 +150,7 @@ def test_enforce_skips_an_mx_not_in_the_policy(start_server, dns, sinks, certs, 
     r = queue_rcpt(srv)
     assert r["reply"] == ("%s: MTA-STS policy of dest.example (enforce): MX host not in the "
                           "policy's mx patterns" % MX_NAME), r
-    assert "status=4.7.5" in delivery_lines(srv)[-1]
+    assert "tls_policy=mta-sts-enforce result=deferred status=4.7.5" in delivery_lines(srv)[-1]
     assert ('mta-sts event=refused domain=dest.example mode=enforce mx=%s[-] '
             'reason=mx-mismatch detail="MX host not in the policy\'s mx patterns"' % MX_NAME) \
         in srv.log
@@ -174,7 +174,7 @@ def test_testing_mode_delivers_and_reports(start_server, dns, sinks, certs, poli
     submit(srv, token)
     assert lib.wait_until(lambda: delivered(events, token), 15), srv.log[-3000:]
     assert srv.wait_queue_empty(10)
-    assert "tls=TLSv1.3 verified=no result=relayed" in delivery_lines(srv)[-1]
+    assert "tls=TLSv1.3 verified=no tls_policy=mta-sts-testing result=relayed" in delivery_lines(srv)[-1]
     detail = "certificate not valid for %s: hostname mismatch" % MX_NAME
     assert ('mta-sts event=would-fail domain=dest.example mode=testing mx=%s[%s] '
             'reason=certificate-invalid detail="%s"' % (MX_NAME, MX_HOST, detail)) in srv.log
@@ -192,7 +192,7 @@ def test_testing_mode_delivers_in_clear_without_starttls(start_server, dns, sink
     srv = server(start_server, dns, certs, port)
     submit(srv, token)
     assert lib.wait_until(lambda: delivered(events, token), 15), srv.log[-3000:]
-    assert "tls=none verified=- result=relayed" in delivery_lines(srv)[-1]
+    assert "tls=none verified=- tls_policy=mta-sts-testing result=relayed" in delivery_lines(srv)[-1]
     assert ('mta-sts event=would-fail domain=dest.example mode=testing mx=%s[%s] '
             'reason=starttls-not-offered detail="STARTTLS not offered"' % (MX_NAME, MX_HOST)) \
         in srv.log
