@@ -603,6 +603,20 @@ def auth_mechanisms(ehlo_reply):
     return None
 
 
+def delivery_line(srv, rcpt, result):
+    """The last delivery log line of rcpt with that result (relayed, deferred, ...)."""
+    lines = [l for l in srv.log.splitlines()
+             if (l.startswith("delivery ") or " delivery id=" in l)
+             and 'rcpt="%s"' % rcpt in l and "result=%s" % result in l]
+    return lines[-1] if lines else None
+
+
+def wait_delivery(srv, rcpt, result, timeout=20):
+    """Waits for delivery_line(srv, rcpt, result) and returns it; fails with the log."""
+    assert wait_until(lambda: delivery_line(srv, rcpt, result), timeout), srv.log[-4000:]
+    return delivery_line(srv, rcpt, result)
+
+
 def submit_as(srv, user, rcpts, body, mail_params="", rcpt_params=""):
     """user submits one message (body: text, CRLF line ends) on 465 with implicit TLS
     and AUTH PLAIN; every step must succeed."""

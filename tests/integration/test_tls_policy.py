@@ -12,17 +12,13 @@ docs/tls-policy.md has the decision table these cases walk through.
   insecure.example    unsigned: its TLSA proves nothing; MTA-STS enforce, the same
                       wrong-name certificate           -> deferred 4.7.5 (certificate)
   neither.tp.example  secure MX, no TLSA, no _mta-sts -> may: delivered"""
-import hashlib
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 import cursus_testlib as lib
 from dnssecfixture import SignedDns
 from mtastspeers import PolicyServer, need_root, policy_text
-from relaypeers import sinks  # noqa: F401 (fixture)
-from testca import TestCA
+from relaypeers import delivered, sinks  # noqa: F401 (fixture)
+from testca import TestCA, spki_sha256
 
 ALICE = "alice@example.test"
 POLICY_HOST = "127.0.0.201"
@@ -31,14 +27,6 @@ HOPS = {"mx-both.tp.example": "127.0.0.221", "mx.insecure.example": "127.0.0.222
 # The one policy every domain gets: it names the MX hosts of both and insecure only.
 POLICY_MX = ["mx-both.tp.example", "mx.insecure.example"]
 STS_DOMAINS = ["both.tp.example", "excluded.tp.example", "insecure.example"]
-
-
-def spki_sha256(cert_path):
-    with open(cert_path, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    der = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -104,28 +92,13 @@ def submit(srv, rcpt, token):
     lib.submit_as(srv, ALICE, [rcpt], lib.make_body(token))
 
 
-def delivered(events, token):
-    return [e for e in events() if e["ev"] == "data" and token in e["content"]]
-
-
-def log_line(srv, rcpt, result):
-    lines = [l for l in srv.log.splitlines() if " delivery id=" in l or l.startswith("delivery ")]
-    lines = [l for l in lines if 'rcpt="%s"' % rcpt in l and "result=%s" % result in l]
-    return lines[-1] if lines else None
-
-
-def wait_log(srv, rcpt, result, timeout=20):
-    assert lib.wait_until(lambda: log_line(srv, rcpt, result), timeout), srv.log[-4000:]
-    return log_line(srv, rcpt, result)
-
-
 def test_secure_tlsa_and_enforce_policy_dane_decides(start_server, dns, pki, port,
                                                      policy_server, hops, token):
     """(a) RFC 8461 2: DANE wins. The certificate matches the TLSA record but is not
     valid for the MX name: MTA-STS alone would refuse it, DANE delivers."""
     srv = server(start_server, dns, pki, port)
     submit(srv, "bob@both.tp.example", token)
-    line = wait_log(srv, "bob@both.tp.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@both.tp.example", "relayed")
     assert "relay=mx-both.tp.example[127.0.0.221] tls=TLSv1.3 verified=yes " \
            "tls_policy=dane-verified result=relayed status=2.0.0" in line, line
     assert delivered(hops["mx-both.tp.example"], token)
@@ -142,7 +115,7 @@ def test_the_same_host_under_mta_sts_alone_is_refused(start_server, dns, pki, po
     srv = server(start_server, dns, pki, port,
                  extra_conf="route both.tp.example {\n\trelay_tls mta-sts\n}\n")
     submit(srv, "bob@both.tp.example", token)
-    line = wait_log(srv, "bob@both.tp.example", "deferred")
+    line = lib.wait_delivery(srv, "bob@both.tp.example", "deferred")
     assert "status=4.7.5 " in line and "tls_policy=mta-sts-enforce " in line, line
     assert ('reply="mx-both.tp.example[127.0.0.221]: MTA-STS policy of both.tp.example '
             '(enforce): certificate not valid for mx-both.tp.example: hostname mismatch"'
@@ -156,7 +129,7 @@ def test_insecure_zone_with_enforce_policy_mta_sts_decides(start_server, dns, pk
     domain's MTA-STS policy decides, and the wrong-name certificate is refused."""
     srv = server(start_server, dns, pki, port)
     submit(srv, "bob@insecure.example", token)
-    line = wait_log(srv, "bob@insecure.example", "deferred")
+    line = lib.wait_delivery(srv, "bob@insecure.example", "deferred")
     detail = "certificate not valid for mx.insecure.example: hostname mismatch"
     reply = ("mx.insecure.example[127.0.0.222]: MTA-STS policy of insecure.example "
              "(enforce): %s" % detail)
@@ -176,7 +149,7 @@ def test_enforce_patterns_exclude_a_dane_host(start_server, dns, pki, port, poli
     would verify it: leaving a host out never overrides a DANE failure (RFC 8461 2)."""
     srv = server(start_server, dns, pki, port)
     submit(srv, "bob@excluded.tp.example", token)
-    line = wait_log(srv, "bob@excluded.tp.example", "deferred")
+    line = lib.wait_delivery(srv, "bob@excluded.tp.example", "deferred")
     assert "status=4.7.5 " in line and "tls_policy=mta-sts-enforce " in line, line
     assert ('reply="mx-excluded.tp.example: MTA-STS policy of excluded.tp.example (enforce): '
             'MX host not in the policy\'s mx patterns"' in line), line
@@ -191,7 +164,7 @@ def test_neither_dane_nor_mta_sts_is_may(start_server, dns, pki, port, policy_se
     unverifiable certificate taken."""
     srv = server(start_server, dns, pki, port)
     submit(srv, "bob@neither.tp.example", token)
-    line = wait_log(srv, "bob@neither.tp.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@neither.tp.example", "relayed")
     assert "relay=mx-neither.tp.example[127.0.0.224] tls=TLSv1.3 verified=no " \
            "tls_policy=dane-no-tlsa result=relayed" in line, line
     assert delivered(hops["mx-neither.tp.example"], token)
