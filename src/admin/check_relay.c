@@ -25,8 +25,9 @@ struct check_relay_ctx {
 	int ca_line;
 };
 
+/* Indexed by enum relay_tls (config/config.h), in its order. */
 static const char *const check_relay_tls_names[] = { "none", "may", "encrypt", "verify", "dane",
-						      "dane-only" };
+						      "dane-only", "mta-sts", "auto" };
 
 static char *check_relay_nexthop(const struct config *cfg, const struct nexthop_conf *nh)
 {
@@ -91,9 +92,11 @@ static void check_relay_ctx(struct check_report *r, const struct check_relay_ctx
 			  "endpoint's certificate is verified against %s too", c->where, c->nexthop,
 			  c->ca);
 	/* With relay_tls none no password is sent at all: it never goes in clear. */
-	/* dane is may where nothing is DNSSEC-secure; dane-only always authenticates. */
+	/* dane (and auto, which is dane for a smart host) is may where nothing is
+	 * DNSSEC-secure, mta-sts is may for a smart host; dane-only always authenticates. */
 	if (c->unverified && (c->tls == RELAY_TLS_MAY || c->tls == RELAY_TLS_ENCRYPT ||
-			      c->tls == RELAY_TLS_DANE))
+			      c->tls == RELAY_TLS_DANE || c->tls == RELAY_TLS_MTA_STS ||
+			      c->tls == RELAY_TLS_AUTO))
 		check_add(r, CHECK_ERROR, "relay-auth-unverified", c->unverified_line,
 			  "set relay_tls verify (relay_ca for a private CA) and remove "
 			  "relay_auth_unverified",
@@ -178,6 +181,17 @@ void check_relay(struct check_report *r, struct userdb *db)
 	check_relay_dane(r, cfg);
 	for (size_t i = 0; i < n; i++)
 		check_relay_ctx(r, &ctx[i], &creds.set, &creds.oauth);
+	/* relay_ca replaces the system's store for MTA-STS too: a private CA there makes
+	 * every public policy host unverifiable (no policy is had), and the MX hosts of a
+	 * policy cached before it fail in enforce mode. */
+	if (cfg->relay_ca && !cfg->relay_host.host &&
+	    (cfg->relay_tls == RELAY_TLS_MTA_STS || cfg->relay_tls == RELAY_TLS_AUTO))
+		check_add(r, CHECK_INFO, "relay-mta-sts-ca", config_option_line(cfg, "relay_ca"),
+			  "set relay_ca only inside the route blocks that need a private CA, so "
+			  "that MTA-STS uses the system's store",
+			  "relay_ca %s is the trust store of MX delivery under MTA-STS too: policy "
+			  "hosts and the MX hosts of domains with an enforce policy must chain to it",
+			  cfg->relay_ca);
 	for (size_t i = 0; i < creds.n; i++) {
 		if (!check_relay_named(ctx, n, creds.names[i]))
 			check_add(r, CHECK_INFO, "relay-auth-unused", 0,

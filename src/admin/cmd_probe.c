@@ -387,7 +387,9 @@ static const char probe_usage[] =
 	"                    [--allow-cleartext] [--timeout SECONDS] [--ca FILE] [--insecure]\n"
 	"                    [--json] HOST[:PORT]\n"
 	"       cursus probe --dane DOMAIN[:PORT] [--resolver ADDRESS[@PORT]]\n"
-	"                    [--trust-anchor FILE] [--timeout SECONDS] [--json]\n";
+	"                    [--trust-anchor FILE] [--timeout SECONDS] [--json]\n"
+	"       cursus probe --mta-sts DOMAIN [--resolver ADDRESS[@PORT]] [--ca FILE]\n"
+	"                    [--timeout SECONDS] [--json]\n";
 
 static int probe_usage_error(const char *why)
 {
@@ -479,9 +481,13 @@ int cmd_probe(const char *config_path, int argc, char **argv)
 	unsigned long v;
 
 	(void)config_path; /* the probe is a client: it reads no configuration */
-	for (int i = 1; i < argc; i++)
+	/* A domain's DANE or MTA-STS status is another probe, with options of its own. */
+	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--dane") == 0)
-			return cmd_probe_dane(argc, argv); /* a domain's DANE status */
+			return cmd_probe_dane(argc, argv);
+		if (strcmp(argv[i], "--mta-sts") == 0 || strncmp(argv[i], "--mta-sts=", 10) == 0)
+			return cmd_probe_mtasts(argc, argv);
+	}
 	optind = 0; /* GNU: start afresh; options may follow HOST */
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {

@@ -86,6 +86,8 @@ void probe_print(const struct probe_result *pr);
 /* Returns 0, 1 (a problem found) or 2 (could not connect). */
 int probe_exit_status(const struct probe_result *pr);
 void probe_result_clear(struct probe_result *pr);
+/* `cursus probe --mta-sts DOMAIN ...` (cmd_probe_mtasts.c): the whole command. */
+int cmd_probe_mtasts(int argc, char **argv);
 
 /* `cursus probe --dane DOMAIN[:PORT] ...` (cmd_probe_dane.c). */
 int cmd_probe_dane(int argc, char **argv);

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "oauth/oauth_http.h"
+#include "net/https.h"
 #include "oauth/oauth_token.h"
 #include "store/userdb.h"
 #include "util/log.h"
@@ -18,6 +18,8 @@
 /* Without expires_in (RFC 6749 5.1 only RECOMMENDS it) a token is believed for this
  * long; a refusal by the next hop refreshes it sooner. */
 #define AUTH_OAUTH_DEFAULT_LIFETIME 600
+/* A token endpoint's answer is a small JSON object. */
+#define OAUTH_ANSWER_MAX (64 * 1024)
 
 struct auth_oauth_ent {
 	char *key;                 /* grant, endpoint, client, scope, user */
@@ -43,7 +45,7 @@ const char *auth_oauth_how_name(enum auth_oauth_how h)
 
 void auth_oauth_init(void)
 {
-	oauth_http_init();
+	https_init();
 }
 
 static struct auth_oauth_ent *auth_oauth_ent_get(const char *key)
@@ -108,25 +110,28 @@ static int auth_oauth_fetch(struct userdb *db, const char *nexthop, const char *
 		.scope = o->scope,
 	};
 	struct oauth_token_reply r;
-	char err[300], url[LOG_ESCAPE_BUFSZ], *body, *answer = NULL;
-	size_t len = 0;
-	int status = 0, ret = -1;
-	enum oauth_http_result hr;
+	struct https_answer a;
+	char err[300], url[LOG_ESCAPE_BUFSZ], *body;
+	int ret = -1;
+	enum https_result hr;
 
 	log_escape(url, sizeof(url), o->url, strlen(o->url));
 	body = oauth_token_request(&cl);
-	hr = oauth_http_post(o->url, body, req->ca, req->timeout_ms, &status, &answer, &len, err,
-			     sizeof(err));
+	hr = https_request(&(struct https_req){ .url = o->url, .post = body,
+						.accept = "application/json", .ca = req->ca,
+						.timeout_ms = req->timeout_ms,
+						.max_answer = OAUTH_ANSWER_MAX },
+			   &a, err, sizeof(err));
 	xfree_secret(body, strlen(body));
-	if (hr != OAUTH_HTTP_OK) {
-		*how_r = hr == OAUTH_HTTP_TIMEOUT ? AUTH_OAUTH_TIMEOUT : AUTH_OAUTH_ERROR;
+	if (hr != HTTPS_OK) {
+		*how_r = hr == HTTPS_TIMEOUT ? AUTH_OAUTH_TIMEOUT : AUTH_OAUTH_ERROR;
 		snprintf(reason, reasonlen, "OAuth token endpoint %s %s: %s", url,
-			 hr == OAUTH_HTTP_TIMEOUT ? "timed out" : "failed", err);
+			 hr == HTTPS_TIMEOUT ? "timed out" : "failed", err);
 		log_warnx("oauth event=token-failed nexthop=%s grant=%s result=%s url=%s error=\"%s\"",
 			  hop_log, o->grant, auth_oauth_how_name(*how_r), url, err);
 		return -1;
 	}
-	switch (oauth_token_parse(status, answer, len, &r)) {
+	switch (oauth_token_parse(a.status, a.body, a.len, &r)) {
 	case OAUTH_TOKEN_OK:
 		*how_r = AUTH_OAUTH_FETCHED;
 		auth_oauth_forget(e);
@@ -151,19 +156,19 @@ static int auth_oauth_fetch(struct userdb *db, const char *nexthop, const char *
 			 url, o->grant, r.error, r.error_description ? ": " : "",
 			 r.error_description ? r.error_description : "");
 		log_warnx("oauth event=token-refused nexthop=%s grant=%s url=%s status=%d error=%s "
-			  "description=\"%s\"", hop_log, o->grant, url, status, r.error,
+			  "description=\"%s\"", hop_log, o->grant, url, a.status, r.error,
 			  r.error_description ? r.error_description : "");
 		break;
 	default:
 		*how_r = AUTH_OAUTH_ERROR;
 		snprintf(reason, reasonlen, "OAuth token endpoint %s: %s (HTTP %d)", url, r.error,
-			 status);
+			 a.status);
 		log_warnx("oauth event=token-failed nexthop=%s grant=%s result=error url=%s status=%d "
-			  "error=\"%s\"", hop_log, o->grant, url, status, r.error);
+			  "error=\"%s\"", hop_log, o->grant, url, a.status, r.error);
 		break;
 	}
 	oauth_token_reply_clear(&r);
-	xfree_secret(answer, len);
+	https_answer_clear(&a);
 	return ret;
 }
 

@@ -40,11 +40,13 @@ enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
  * in clear if it is not; encrypt: TLS required, any certificate; verify: TLS required
  * with a certificate that verifies (chain, name, expiry); dane: RFC 7672 where the
  * next hop's TLSA records are DNSSEC-secure, else may; dane-only: as dane, but no
- * secure TLSA is a deferral. The DANE values are resolved per next hop
- * (relay/relay_dane.c) into one of the first four before a connection is made: code
- * that compares with RELAY_TLS_ENCRYPT never sees them. */
+ * secure TLSA is a deferral; mta-sts: the MX delivery of a domain with an MTA-STS
+ * policy (RFC 8461) follows it, else may; auto: dane where it applies, else mta-sts
+ * (RFC 8461 section 2: DANE wins). The last four are resolved per delivery and next
+ * hop (relay/relay_dane.c, relay/mtasts.h) into one of the first four before a
+ * connection is made: code that compares with RELAY_TLS_ENCRYPT never sees them. */
 enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY,
-		 RELAY_TLS_DANE, RELAY_TLS_DANE_ONLY };
+		 RELAY_TLS_DANE, RELAY_TLS_DANE_ONLY, RELAY_TLS_MTA_STS, RELAY_TLS_AUTO };
 /* relay_ip_family: any | ipv4 | ipv6 | prefer-ipv4 | prefer-ipv6 */
 enum ip_family { IPF_ANY, IPF_V4_ONLY, IPF_V6_ONLY, IPF_PREFER_V4, IPF_PREFER_V6 };
 
@@ -189,6 +191,16 @@ struct config {
 	 * token endpoint (30 s), and how long before it expires a token is refreshed (60 s). */
 	unsigned relay_oauth_timeout_ms;
 	unsigned relay_oauth_refresh_margin_ms;
+	/* MTA-STS (docs/mta-sts.md): the policy cache's directory, one policy fetch (the
+	 * whole HTTPS exchange, 10 s) and its size (64 KiB), the threads that fetch (2),
+	 * how often cached policies are checked for a new id (a day), and how long after a
+	 * failed fetch a domain's policy is not asked for again (300 s). */
+	char *mta_sts_cache_dir;
+	unsigned mta_sts_fetch_timeout_ms;
+	size_t mta_sts_max_size;
+	unsigned mta_sts_fetch_threads;
+	unsigned mta_sts_refresh_interval_ms;
+	unsigned mta_sts_fetch_retry_ms;
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
 	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */

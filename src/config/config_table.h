@@ -57,7 +57,8 @@ static const struct opt_choice tls_choices[] = {
 static const struct opt_choice relay_tls_choices[] = {
 	{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY }, { "encrypt", RELAY_TLS_ENCRYPT },
 	{ "verify", RELAY_TLS_VERIFY }, { "dane", RELAY_TLS_DANE },
-	{ "dane-only", RELAY_TLS_DANE_ONLY }, { NULL, 0 },
+	{ "dane-only", RELAY_TLS_DANE_ONLY }, { "mta-sts", RELAY_TLS_MTA_STS },
+	{ "auto", RELAY_TLS_AUTO }, { NULL, 0 },
 };
 static const struct opt_choice ipf_choices[] = {
 	{ "any", IPF_ANY }, { "ipv4", IPF_V4_ONLY }, { "ipv6", IPF_V6_ONLY },
@@ -133,9 +134,10 @@ static const struct opt opt_table[] = {
 	G_STR("local_socket", T_PATH, "run/local.sock", local_socket),
 	/* Outbound delivery. The relay_* policy is global, overridable per route block. */
 	R_OPT("relay_host", T_NEXTHOP, 0, relay_host, NULL),
-	/* dane: without dns_trust_anchor nothing is secure and it is may; with one, the
-	 * downgrade protection of RFC 7672 costs no more than the lookups (docs/dane.md). */
-	R_OPT("relay_tls", T_ENUM, RELAY_TLS_DANE, relay_tls, relay_tls_choices),
+	/* auto: DANE where the MX host's TLSA records are secure, else the domain's MTA-STS
+	 * policy, else may (docs/tls-policy.md). Without dns_trust_anchor nothing is secure
+	 * and it is mta-sts; without either it is may. */
+	R_OPT("relay_tls", T_ENUM, RELAY_TLS_AUTO, relay_tls, relay_tls_choices),
 	R_OPT("relay_ca", T_PATH, 0, relay_ca, NULL),
 	R_OPT("relay_auth_unverified", T_BOOL, 0, relay_auth_unverified, NULL),
 	/* Local mailboxes by LMTP (global default; per domain in a route block). */
@@ -166,6 +168,15 @@ static const struct opt opt_table[] = {
 	G_NUM("relay_oauth_timeout", T_SECONDS, 30 * MS, MS / 100, 45 * MS, relay_oauth_timeout_ms),
 	G_NUM("relay_oauth_refresh_margin", T_SECONDS, 60 * MS, 0, 3600 * MS,
 	      relay_oauth_refresh_margin_ms),
+	/* MTA-STS (RFC 8461): policies kept across restarts under state_dir; a fetch
+	 * within the time and size RFC 8461 3.3 suggests at most (a minute, 64 KiB). */
+	G_STR("mta_sts_cache_dir", T_PATH, "mta-sts", mta_sts_cache_dir),
+	G_NUM("mta_sts_fetch_timeout", T_SECONDS, 10 * MS, MS / 100, 60 * MS, mta_sts_fetch_timeout_ms),
+	G_NUM("mta_sts_max_size", T_SIZE, 64 * KIB, 1 * KIB, 64 * KIB, mta_sts_max_size),
+	G_NUM("mta_sts_fetch_threads", T_UINT, 2, 1, 64, mta_sts_fetch_threads),
+	G_NUM("mta_sts_refresh_interval", T_SECONDS, DAY * MS, MS / 10, 30 * DAY * MS,
+	      mta_sts_refresh_interval_ms),
+	G_NUM("mta_sts_fetch_retry", T_SECONDS, 300 * MS, MS / 100, DAY * MS, mta_sts_fetch_retry_ms),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
 	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
 	G_STR("pid_file", T_PATH, "run/cursusd.pid", pid_file),

@@ -161,6 +161,9 @@ int priv_prepare(const struct config *cfg, const struct priv_id *id, char **err_
 		rc = give_dir(cfg, id, "local_socket", dir, 0, err_r);
 		free(dir);
 	}
+	/* The MTA-STS policies the network process fetches and keeps. */
+	if (rc == 0)
+		rc = give_dir(cfg, id, "mta_sts_cache_dir", cfg->mta_sts_cache_dir, 1, err_r);
 	if (rc == 0) {
 		dir = parent_of(cfg->pid_file);
 		rc = give_dir(cfg, id, "pid_file", dir, 0, err_r);

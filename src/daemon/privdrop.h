@@ -18,7 +18,7 @@ struct priv_id {
  * name, or not root while the user asked for is not the one running. */
 int priv_lookup(const struct config *cfg, struct priv_id *id, char **err_r);
 /* As root, before the drop: makes the queue, mail_dir and the directories of user_db,
- * control_socket, local_socket and pid_file, and gives them (the queue with all it holds; mail_dir's
+ * control_socket, local_socket and pid_file and mta_sts_cache_dir, and gives them (the queue with all it holds; mail_dir's
  * contents once, when it was not the user's yet) and the user database to id. Refuses a
  * directory that holds what root reads at start (configuration, TLS files). Returns 0, or
  * -1 with *err_r (malloc'd). */

@@ -55,6 +55,8 @@ static const struct fixed_opt {
 	{ "metrics_listen", FIXED_STR, offsetof(struct config, metrics_host) },
 	{ "metrics_listen", FIXED_STR, offsetof(struct config, metrics_port) },
 	{ "metrics_timeout", FIXED_UINT, offsetof(struct config, metrics_timeout_ms) },
+	{ "mta_sts_cache_dir", FIXED_STR, offsetof(struct config, mta_sts_cache_dir) },
+	{ "mta_sts_fetch_threads", FIXED_UINT, offsetof(struct config, mta_sts_fetch_threads) },
 };
 
 struct reload_names {

@@ -58,10 +58,18 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 				      "result (ok, refused, error, timeout).",
 				      {"result"}},
 	[METRIC_RELAY_DANE] = {"cursus_relay_dane_total", "counter",
-			       "DANE (RFC 7672) decisions for next-hop connections under relay_tls dane "
-			       "or dane-only, by result (verified, unusable, insecure, no-tlsa, "
+			       "DANE (RFC 7672) decisions for next-hop connections under relay_tls dane, "
+			       "dane-only or auto, by result (verified, unusable, insecure, no-tlsa, "
 			       "mismatch, no-starttls, bogus, tempfail, required).",
 			       {"result"}},
+	[METRIC_MTASTS_FETCH] = {"cursus_mta_sts_policy_fetches_total", "counter",
+				 "MTA-STS policy fetches over HTTPS, by result (ok, timeout, too-large, "
+				 "error, invalid).",
+				 {"result"}},
+	[METRIC_MTASTS_FAILURES] = {"cursus_mta_sts_failures_total", "counter",
+				    "MX hosts that failed a domain's MTA-STS policy, by its mode "
+				    "(enforce: not used; testing: used, reported) and reason.",
+				    {"mode", "reason"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

@@ -35,7 +35,7 @@ struct dns {
 
 static void dns_lookups_start(struct dns_query *q);
 
-static const char *dns_rcode_name(int rcode)
+const char *dns_rcode_text(int rcode)
 {
 	static const char *const names[] = { "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
 					     "NOTIMP", "REFUSED" };
@@ -135,6 +135,10 @@ fail:
 	free(d);
 	return NULL;
 }
+
+struct ub_ctx *dns_ub_ctx(struct dns *d) { return d->ctx; }
+struct event_base *dns_event_base(struct dns *d) { return d->base; }
+unsigned dns_timeout_ms(const struct dns *d) { return d->timeout_ms; }
 
 void dns_set_timeout(struct dns *d, unsigned ms)
 {
@@ -350,7 +354,7 @@ static void dns_on_answer(void *mydata, int err, struct ub_result *r)
 		lk->outcome = LK_NXDOMAIN;
 	} else if (r->rcode != 0) {
 		lk->outcome = LK_TEMPFAIL;
-		snprintf(lk->why, sizeof(lk->why), "%s", dns_rcode_name(r->rcode));
+		snprintf(lk->why, sizeof(lk->why), "%s", dns_rcode_text(r->rcode));
 	} else if (!r->havedata) {
 		lk->outcome = LK_NODATA;
 	} else {

@@ -91,6 +91,23 @@ struct dns_query *dns_resolve_rr(struct dns *d, const char *name, int rrtype, dn
 				 void *arg);
 void dns_cancel(struct dns_query *q);
 void dns_result_free(struct dns_result *res);
+
+/* TXT records (RFC 1035 3.3.14), for policy discovery (MTA-STS's _mta-sts.DOMAIN):
+ * each record's character-strings joined into one string, as RFC 8461 3.1 reads them. */
+struct dns_txt_result {
+	enum dns_status status;     /* DNS_OK (n >= 1), DNS_NXDOMAIN, DNS_NODATA, DNS_TEMPFAIL */
+	char detail[256];           /* why, for DNS_TEMPFAIL and the others */
+	char **txt;                 /* a NUL inside a record is turned into '?' */
+	size_t n;
+};
+struct dns_txt_query;
+typedef void (*dns_txt_cb)(void *arg, struct dns_txt_result *res);
+/* Like dns_resolve_mx: cb once, on the loop, never from inside this call, within the
+ * timeout; res is the callee's to dns_txt_result_free. Queries still in flight must be
+ * cancelled before dns_destroy. */
+struct dns_txt_query *dns_resolve_txt(struct dns *d, const char *name, dns_txt_cb cb, void *arg);
+void dns_txt_cancel(struct dns_txt_query *q);
+void dns_txt_result_free(struct dns_txt_result *res);
 const char *dns_status_name(enum dns_status st);
 
 #endif

@@ -1,7 +1,7 @@
 /* oauth_token: the two messages of an OAuth 2 token request (RFC 6749): the form cursus
  * posts to a token endpoint for the refresh_token grant (6) or the client_credentials
  * grant (4.4), and the endpoint's JSON answer (5.1 success, 5.2 error). Pure: the HTTP
- * exchange is oauth_http's, the cache cursus-auth's. Both messages hold secrets: the
+ * exchange is net/https's, the cache cursus-auth's. Both messages hold secrets: the
  * request and the parsed tokens are wiped by their _clear/free. */
 #ifndef CURSUS_OAUTH_TOKEN_H
 #define CURSUS_OAUTH_TOKEN_H

@@ -4,7 +4,7 @@
  * (2.2.1, 2.2.2), else the host is used as with `may`; then the TLSA RRset at
  * _PORT._tcp.HOST: secure and usable records make TLS mandatory and authenticated,
  * secure but unusable ones make it mandatory only (3.1.3), a secure denial or an
- * insecure answer leaves `may`; a bogus or failed TLSA lookup means the host is not
+ * insecure answer leaves `may` (or, under auto, the domain's MTA-STS policy); a bogus or failed TLSA lookup means the host is not
  * used (2.2: "the SMTP client MUST NOT deliver" where it cannot tell). dane-only
  * turns every outcome without usable secure records into a skip. */
 #include "relay/relay_dane.h"
@@ -61,7 +61,8 @@ void relay_dane_destroy(struct relay_dane **rdp)
 
 int relay_dane_policy(int policy)
 {
-	return policy == RELAY_TLS_DANE || policy == RELAY_TLS_DANE_ONLY;
+	return policy == RELAY_TLS_DANE || policy == RELAY_TLS_DANE_ONLY ||
+	       policy == RELAY_TLS_AUTO;
 }
 
 void relay_dane_count(const char *label)

@@ -1,6 +1,7 @@
 /* relay_dane: the DANE step (RFC 7672) of the SMTP transport, between finding a next
- * hop's addresses and connecting to one: whether relay_tls dane / dane-only makes TLS
- * mandatory and authenticated by TLSA records, opportunistic, or the host unusable.
+ * hop's addresses and connecting to one: whether relay_tls dane / dane-only / auto
+ * makes TLS mandatory and authenticated by TLSA records, leaves the host to `may` (or
+ * to MTA-STS), or makes the host unusable.
  * The TLSA lookup runs on the event loop (dns.h), one per host, kept for the host's
  * other addresses. The only hook in the transport is relay_dane_step(). */
 #ifndef CURSUS_RELAY_DANE_H
@@ -10,7 +11,7 @@
 #include "net/dns.h"
 
 enum relay_dane_kind {
-	RDV_MAY,        /* no secure TLSA (or none at all): opportunistic TLS, as `may` */
+	RDV_MAY,        /* no secure TLSA (or none at all): DANE does not apply (`may`) */
 	RDV_AUTH,       /* usable secure TLSA: TLS mandatory, the certificate must match */
 	RDV_ENCRYPT,    /* secure TLSA, none usable: TLS mandatory, not authenticated */
 	RDV_SKIP,       /* this host is not to be used: status and why say so */

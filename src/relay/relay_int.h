@@ -44,6 +44,11 @@ struct relay_sess_params {
 	const char *dane_domain;
 	const char *dane_label;
 	unsigned dane_port;       /* the TLSA port, for messages */
+	/* MX delivery under a domain's MTA-STS policy (relay/mtasts.h): enforce (tls is
+	 * verify) or testing (tls is may; what would fail is reported). NULL: none, and
+	 * always for a host DANE decides for (RFC 8461 2: DANE wins). */
+	const char *sts_domain;
+	int sts_mode;             /* enum mtasts_mode */
 };
 
 /* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */

@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
+#include "relay/mtasts.h"
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
 #include "sasl/sasl.h"
@@ -37,6 +38,8 @@ struct relay_sess {
 	struct smtpc *c;
 	char *key, *host, *addr_text;
 	int tls, tls_disabled, auth_unverified, lmtp;
+	char *sts_domain;           /* under an MTA-STS policy (enforce or testing), or NULL */
+	int sts_mode;
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* valid during setup only (the job's) */
 	const char *auth_mech;      /* likewise: an OAuth credential's mechanism */
@@ -138,6 +141,7 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->host);
 	free(s->addr_text);
 	free(s->dane_domain);
+	free(s->sts_domain);
 	if (s->ctx)
 		SSL_CTX_free(s->ctx);
 	config_release(&s->cfg);
@@ -173,6 +177,8 @@ void relay_sess_describe(const struct relay_sess *s, struct delivery *d)
 	d->tls = s->tls_up ? xstrdup(s->tc.version) : NULL;
 	d->tls_verified = s->tls_up && s->tc.verified;
 	d->tls_policy = s->dane_label;
+	if (s->sts_domain) /* never beside a DANE label: DANE hosts have no sts_domain */
+		d->tls_policy = s->sts_mode == MTASTS_ENFORCE ? "mta-sts-enforce" : "mta-sts-testing";
 }
 
 /* The session cannot serve its job: the job tries elsewhere. */
@@ -195,6 +201,22 @@ static void relay_sess_fail(struct relay_sess *s, const char *status, int final,
 	relay_sess_close(s);
 	if (j)
 		relay_job_failed(j, NULL, &f);
+}
+
+/* This host fails the domain's MTA-STS policy (RFC 8461 4.2: STARTTLS with a valid
+ * PKIX certificate for the MX host name). Reported either way; in enforce mode the
+ * session ends with 4.7.5 and returns 1, in testing mode it goes on as before. */
+static int relay_sts_fail(struct relay_sess *s, enum mtasts_failure why, const char *detail)
+{
+	if (!s->sts_domain)
+		return 0;
+	mtasts_report(s->sts_domain, (enum mtasts_mode)s->sts_mode, s->host, s->addr_text, why,
+		      detail);
+	if (s->sts_mode != MTASTS_ENFORCE)
+		return 0;
+	relay_sess_fail(s, "4.7.5", 0, 0, "MTA-STS policy of %s (enforce): %s", s->sts_domain,
+			detail);
+	return 1;
 }
 
 /* The next hop did not take our OAuth token. A 535, or any failure after its error
@@ -319,6 +341,8 @@ static void relay_sess_ehlo_done(struct relay_sess *s)
 		relay_dane_no_tls(s, "STARTTLS not offered");
 		return;
 	}
+	if (relay_sts_fail(s, MTASTS_FAIL_NO_STARTTLS, "STARTTLS not offered"))
+		return;
 	if (s->tls >= RELAY_TLS_ENCRYPT) {
 		relay_sess_fail(s, "4.7.10", 0, 0, "TLS required but not offered");
 		return;
@@ -350,6 +374,13 @@ static void relay_on_tls(struct smtpc *c, void *arg)
 	if (s->dane_on)
 		relay_dane_count(s->dane_label);
 	metrics_add(METRIC_RELAY_TLS, 1, s->tc.version, s->tc.verified ? "yes" : "no", NULL);
+	if (!s->tc.verified) {
+		char detail[300];
+		snprintf(detail, sizeof(detail), "certificate not valid for %s: %s", s->host,
+			 s->tc.reason);
+		if (relay_sts_fail(s, MTASTS_FAIL_CERTIFICATE, detail))
+			return;
+	}
 	if (s->tls == RELAY_TLS_VERIFY && !s->tc.verified) {
 		relay_sess_fail(s, "4.7.5", 0, 0, "TLS certificate verification failed: %s",
 				s->tc.reason);
@@ -743,9 +774,17 @@ static void relay_on_reply(struct smtpc *c, const struct smtpc_reply *r, void *a
 		break;
 	case PH_STARTTLS:
 		/* Not 220 (a 220 leads to on_tls instead). */
-		if (s->dane_on && r->code != 421)
+		if (s->dane_on && r->code != 421) {
 			relay_dane_no_tls(s, "STARTTLS was refused");
-		else if (s->tls >= RELAY_TLS_ENCRYPT || r->code == 421)
+			break;
+		}
+		{
+			char detail[400];
+			snprintf(detail, sizeof(detail), "STARTTLS refused: %s", text);
+			if (relay_sts_fail(s, MTASTS_FAIL_NO_STARTTLS, detail))
+				break;
+		}
+		if (s->tls >= RELAY_TLS_ENCRYPT || r->code == 421)
 			relay_sess_fail(s, st, 0, 0, "TLS required but STARTTLS refused: %s", text);
 		else
 			relay_sess_after_tls(s);
@@ -821,6 +860,9 @@ static void relay_on_error(struct smtpc *c, void *arg, enum smtpc_error err, con
 		relay_job_tx_done(j);
 		return;
 	}
+	if (err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS &&
+	    relay_sts_fail(s, MTASTS_FAIL_TLS, reason))
+		return;
 	relay_sess_fail(s, err == SMTPC_ERR_CONNECT ? "4.4.1" : err == SMTPC_ERR_TLS ? "4.7.5" : "4.4.2",
 			0, err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS, "%s", reason);
 }
@@ -882,6 +924,10 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 	s->dane_label = p->dane_label;
 	s->dane_on = p->dane_label && (p->dane || strcmp(p->dane_label, "dane-unusable") == 0);
 	s->dane_port = p->dane_port;
+	if (p->sts_domain) {
+		s->sts_domain = xstrdup(p->sts_domain);
+		s->sts_mode = p->sts_mode;
+	}
 	s->phase = PH_GREETING;
 	s->ev_idle = evtimer_new(relay_base(t), relay_idle_over, s);
 	s->c = smtpc_create(relay_base(t), sa, salen, &o, &relay_cbs, s);

@@ -20,6 +20,7 @@
 #include "net/dns.h"
 #include "net/tls_client.h"
 #include "queue/envelope.h"
+#include "relay/mtasts.h"
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
 #include "util/log.h"
@@ -42,6 +43,7 @@ struct smtp_transport {
 	size_t n_idle;
 	struct relay_job *jobs;
 	int lmtp;                 /* LMTP to ROUTE_LMTP servers, not SMTP */
+	struct mtasts *sts;       /* MTA-STS policies (MX delivery only) */
 };
 
 struct relay_job {
@@ -58,9 +60,16 @@ struct relay_job {
 	struct relay_sess *sess;
 	struct relay_fail last;
 	int have_last, retried_fresh, clear_retry;
-	int cur_tls;                 /* the policy of the attempt in progress */
-	struct relay_dane *dane;     /* relay_tls dane: the TLSA step, per host */
-	const char *dane_label;      /* a skipped host's, for the log when all fail */
+	/* The route's relay_tls (mta-sts and auto of a smart host made may and dane);
+	 * cur_tls: the policy of the attempt in progress. */
+	int tls, cur_tls;
+	struct relay_dane *dane;     /* the DANE step, per host */
+	const char *skip_label;      /* a skipped host's tls_policy, for the log when all fail */
+	struct mtasts_req *stsq;  /* the domain's MTA-STS policy, being looked up */
+	int sts_known;            /* looked up (or not wanted): targets may be tried */
+	int sts_mode;             /* enum mtasts_mode; MTASTS_NONE: no policy applies */
+	struct mtasts_policy sts_policy;
+	char *sts_reported;       /* the last host whose mismatch was logged */
 	struct event *ev_done;
 	struct relay_job *next, **pprev;
 };
@@ -82,6 +91,9 @@ struct workers *relay_workers(struct smtp_transport *t) { return t->w; }
 
 static void job_free(struct relay_job *j)
 {
+	mtasts_cancel(j->stsq);
+	mtasts_policy_clear(&j->sts_policy);
+	free(j->sts_reported);
 	if (j->q)
 		dns_cancel(j->q);
 	if (j->res)
@@ -199,10 +211,61 @@ static void job_skip(struct relay_job *j, const struct relay_dane_verdict *v)
 	snprintf(j->last.reason, sizeof(j->last.reason), "%s", v->why);
 	snprintf(j->last.status, sizeof(j->last.status), "%s", v->status);
 	j->have_last = 1;
-	j->dane_label = v->label;
+	j->skip_label = v->label;
 	j->clear_retry = 0;
 	j->ti++;
 	j->tried++;
+}
+
+static int job_out_of_targets(struct relay_job *j)
+{
+	unsigned max = j->t->cfg->relay_max_addresses ? j->t->cfg->relay_max_addresses : 10;
+	if (j->ti < j->n_targets && j->tried < max)
+		return 0;
+	if (j->skip_label) /* a host skipped last; a session that failed said its own */
+		j->d->tls_policy = j->skip_label;
+	job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
+		     j->have_last ? j->last.reason : "no address to try");
+	return 1;
+}
+
+/* MTA-STS's first test of a host (RFC 8461 4.1): its name in the policy's mx patterns.
+ * Returns -1 when enforce mode forbids the host (the job goes on to the next). */
+static int job_sts_gate(struct relay_job *j, const struct dns_target *tg)
+{
+	const char *domain = j->d->route->target;
+	int first;
+	if (j->sts_mode == MTASTS_NONE || mtasts_mx_match(&j->sts_policy, tg->host))
+		return 0;
+	/* One report per host, not per address. */
+	first = !j->sts_reported || strcmp(j->sts_reported, tg->host) != 0;
+	if (first) {
+		free(j->sts_reported);
+		j->sts_reported = xstrdup(tg->host);
+		mtasts_report(domain, (enum mtasts_mode)j->sts_mode, tg->host, NULL,
+			      MTASTS_FAIL_MX_MISMATCH, "MX host not in the policy's mx patterns");
+	}
+	if (j->sts_mode != MTASTS_ENFORCE)
+		return 0;
+	memset(&j->last, 0, sizeof(j->last));
+	snprintf(j->last.reason, sizeof(j->last.reason),
+		 "%s: MTA-STS policy of %s (enforce): MX host not in the policy's mx patterns",
+		 tg->host, domain);
+	snprintf(j->last.status, sizeof(j->last.status), "4.7.5");
+	j->have_last = 1;
+	j->skip_label = "mta-sts-enforce";
+	return -1;
+}
+
+/* The policy of a host DANE does not decide for: verify under an MTA-STS policy in
+ * enforce mode ("the MX ... MUST ... offer a valid PKIX-based TLS certificate", RFC
+ * 8461 4.2), else the route's, where dane, mta-sts and auto are may (testing mode
+ * delivers as before, and reports). */
+static int job_plain_tls(const struct relay_job *j)
+{
+	if (j->sts_mode == MTASTS_ENFORCE)
+		return RELAY_TLS_VERIFY;
+	return j->tls >= RELAY_TLS_DANE ? RELAY_TLS_MAY : j->tls;
 }
 
 static void job_dane_done(void *arg, const struct relay_dane_verdict *v)
@@ -216,24 +279,11 @@ static void job_dane_done(void *arg, const struct relay_dane_verdict *v)
 	job_try(j);
 }
 
-static int job_out_of_targets(struct relay_job *j)
-{
-	unsigned max = j->t->cfg->relay_max_addresses ? j->t->cfg->relay_max_addresses : 10;
-	if (j->ti < j->n_targets && j->tried < max)
-		return 0;
-	if (j->dane_label) /* a host skipped last; a session that failed said its own */
-		j->d->tls_policy = j->dane_label;
-	job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
-		     j->have_last ? j->last.reason : "no address to try");
-	return 1;
-}
-
 /* The next address, through the DANE step when the policy asks for it (the only
  * place DANE enters the transport: relay_dane.h decides, the session enforces). */
 static void job_try(struct relay_job *j)
 {
-	const struct relay_policy *pol = j->d->policy;
-	int policy = pol ? pol->tls : RELAY_TLS_MAY;
+	int policy = j->tls;
 
 	for (;;) {
 		const struct relay_dane_verdict *v;
@@ -241,10 +291,17 @@ static void job_try(struct relay_job *j)
 		if (job_out_of_targets(j))
 			return;
 		tg = &j->targets[j->ti];
-		/* dane without a trust anchor is may word for word: nothing could be
-		 * secure, and nothing about DANE is logged or counted. */
+		/* An enforce policy's mx patterns hold for every host, DANE or not: leaving
+		 * a host out only narrows the choice, it never overrides a DANE failure
+		 * (RFC 8461 2). Its TLS checks are for the hosts DANE does not cover. */
+		if (job_sts_gate(j, tg) < 0) {
+			j->ti++;
+			continue;
+		}
+		/* dane and auto without a trust anchor are may and mta-sts word for word:
+		 * nothing could be secure, and nothing about DANE is logged or counted. */
 		if (j->t->lmtp || !relay_dane_policy(policy) ||
-		    (policy == RELAY_TLS_DANE && !j->t->cfg->dns_trust_anchor)) {
+		    (policy != RELAY_TLS_DANE_ONLY && !j->t->cfg->dns_trust_anchor)) {
 			job_connect(j, NULL);
 			return;
 		}
@@ -275,19 +332,26 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 			NI_NUMERICHOST) != 0)
 		snprintf(addr, sizeof(addr), "?");
 	/* The name the certificate must carry: the smart host as configured, or the
-	 * MX host (RFC 7672 would add DANE; not here). */
+	 * MX host. */
 	p.host = d->route->kind == ROUTE_MX ? tg->host : d->route->target;
 	p.addr_text = tg->addr.ss_family == AF_UNIX ? "local" : addr;
-	p.tls = pol ? pol->tls : RELAY_TLS_MAY;
-	if (v) {
+	if (v && v->kind != RDV_MAY) {
 		/* RFC 7672: TLS mandatory with TLSA records, authenticated when usable. */
-		p.tls = v->kind == RDV_MAY ? RELAY_TLS_MAY : RELAY_TLS_ENCRYPT;
+		p.tls = RELAY_TLS_ENCRYPT;
 		p.dane = v->kind == RDV_AUTH ? v->tlsa : NULL;
 		p.dane_label = v->label;
 		p.dane_domain = d->route->kind == ROUTE_MX ? d->route->target : NULL;
 		p.dane_port = relay_target_port(tg);
-	} else if (relay_dane_policy(p.tls)) {
-		p.tls = RELAY_TLS_MAY; /* an address literal: no name to secure */
+	} else {
+		/* No DANE for this host: the domain's MTA-STS policy where there is one
+		 * (the log names it), else the DANE step's word for why not. */
+		p.tls = job_plain_tls(j);
+		if (j->sts_mode != MTASTS_NONE) {
+			p.sts_domain = d->route->target;
+			p.sts_mode = j->sts_mode;
+		} else if (v) {
+			p.dane_label = v->label;
+		}
 	}
 	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
 	p.lmtp = t->lmtp;
@@ -313,6 +377,30 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
 }
 
+/* Both the MX hosts and (with relay_tls mta-sts or auto) the domain's policy are known. */
+static void job_targets_ready(struct relay_job *j)
+{
+	j->targets = j->res->targets;
+	j->n_targets = j->res->n_targets;
+	j->ti = j->tried = 0;
+	job_try(j);
+}
+
+static void job_sts_done(void *arg, const struct mtasts_verdict *v)
+{
+	struct relay_job *j = arg;
+	j->stsq = NULL;
+	j->sts_known = 1;
+	mtasts_policy_clear(&j->sts_policy);
+	j->sts_mode = MTASTS_NONE;
+	if (v->have) {
+		j->sts_mode = (int)v->policy->mode;
+		mtasts_policy_copy(&j->sts_policy, v->policy);
+	}
+	if (j->res && j->res->status == DNS_OK && !j->q)
+		job_targets_ready(j);
+}
+
 static void job_dns_done(void *arg, struct dns_result *res)
 {
 	struct relay_job *j = arg;
@@ -323,10 +411,8 @@ static void job_dns_done(void *arg, struct dns_result *res)
 	j->res = res;
 	switch (res->status) {
 	case DNS_OK:
-		j->targets = res->targets;
-		j->n_targets = res->n_targets;
-		j->ti = j->tried = 0;
-		job_try(j);
+		if (j->sts_known)
+			job_targets_ready(j);
 		return;
 	case DNS_NULLMX:
 		job_fail_all_as(j, DR_PERMFAIL, "5.1.10", res->detail, 1);
@@ -435,6 +521,19 @@ static void job_resolve(struct relay_job *j)
 		job_fail_all(j, DR_TEMPFAIL, "4.4.3", "no DNS resolver");
 		return;
 	}
+	/* The policy is looked up beside the MX, once per delivery; a smart host has
+	 * none (mta-sts is may there, auto is dane). */
+	if (!j->sts_known && !j->stsq) {
+		if (r->kind == ROUTE_MX && t->sts &&
+		    (j->tls == RELAY_TLS_MTA_STS || j->tls == RELAY_TLS_AUTO))
+			j->stsq = mtasts_lookup(t->sts, r->target, job_sts_done, j);
+		else
+			j->sts_known = 1;
+	}
+	if (j->res) {
+		dns_result_free(j->res);
+		j->res = NULL;
+	}
 	/* RELAY without brackets: its MX first, as Postfix does for relayhost. */
 	if (r->kind == ROUTE_RELAY && r->literal)
 		j->q = dns_resolve_host(t->dns, r->target, fam, port, max, job_dns_done, j);
@@ -452,11 +551,10 @@ void relay_job_session_ready(struct relay_job *j, struct relay_sess *s)
 
 void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct relay_fail *f)
 {
-	const struct relay_policy *pol = j->d->policy;
 	j->sess = NULL;
 	j->last = *f;
 	j->have_last = 1;
-	j->dane_label = NULL;
+	j->skip_label = NULL;
 	if (f->reused && !j->retried_fresh) {
 		/* A cached connection that died while idle says nothing of the host. */
 		j->retried_fresh = 1;
@@ -467,7 +565,7 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 		job_fail_all(j, DR_TEMPFAIL, f->status, f->reason);
 		return;
 	}
-	if (f->tls_handshake && pol && j->cur_tls == RELAY_TLS_MAY && !j->clear_retry) {
+	if (f->tls_handshake && j->cur_tls == RELAY_TLS_MAY && !j->clear_retry) {
 		/* Opportunistic TLS that fails is no reason to defer: once more in clear. */
 		log_info("relay %s: %s; retrying without TLS", j->d->id, f->reason);
 		j->clear_retry = 1;
@@ -541,6 +639,7 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	t->jobs = j;
 	j->pprev = &t->jobs;
 	d->dest_ok = 1;
+	j->tls = d->policy ? d->policy->tls : RELAY_TLS_MAY;
 
 	hops = d->hops;
 	if (t->cfg->max_received_headers && hops > t->cfg->max_received_headers) {
@@ -589,6 +688,7 @@ static void smtp_destroy(struct transport *tr)
 		relay_sess_close(t->idle[i]);
 	free(t->idle);
 	smtp_ctxs_clear(t);
+	mtasts_destroy(&t->sts);
 	config_release(&t->cfg);
 	free(t);
 }
@@ -614,6 +714,8 @@ static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
 	t->n_idle = 0;
 	/* CA files are read again when next needed: one renewed in place is taken. */
 	smtp_ctxs_clear(t);
+	if (t->sts)
+		mtasts_reconfigure(t->sts, cfg);
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
@@ -628,5 +730,7 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 	t->ev = base;
 	t->dns = dns;
 	t->w = w;
+	if (dns)
+		t->sts = mtasts_create(cfg, base, dns);
 	return &t->base;
 }

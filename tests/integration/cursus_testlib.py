@@ -64,7 +64,9 @@ DELIVERY_OPTS = ("relay_host", "relay_tls", "relay_ca", "relay_auth_unverified",
                  "relay_data_timeout", "relay_dot_timeout", "relay_idle_time", "relay_reuse_limit",
                  "max_received_headers", "delay_warning_time", "queue_lifetime", "control_socket",
                  "bounce_size_limit", "lmtp", "relay_oauth_timeout", "relay_oauth_refresh_margin",
-                 "dns_trust_anchor")
+                 "dns_trust_anchor", "mta_sts_cache_dir", "mta_sts_fetch_timeout",
+                 "mta_sts_max_size", "mta_sts_fetch_threads", "mta_sts_refresh_interval",
+                 "mta_sts_fetch_retry")
 
 
 def _sanitized():
@@ -599,6 +601,20 @@ def auth_mechanisms(ehlo_reply):
         if line.upper().startswith("AUTH "):
             return line[5:].split()
     return None
+
+
+def delivery_line(srv, rcpt, result):
+    """The last delivery log line of rcpt with that result (relayed, deferred, ...)."""
+    lines = [l for l in srv.log.splitlines()
+             if (l.startswith("delivery ") or " delivery id=" in l)
+             and 'rcpt="%s"' % rcpt in l and "result=%s" % result in l]
+    return lines[-1] if lines else None
+
+
+def wait_delivery(srv, rcpt, result, timeout=20):
+    """Waits for delivery_line(srv, rcpt, result) and returns it; fails with the log."""
+    assert wait_until(lambda: delivery_line(srv, rcpt, result), timeout), srv.log[-4000:]
+    return delivery_line(srv, rcpt, result)
 
 
 def submit_as(srv, user, rcpts, body, mail_params="", rcpt_params=""):

@@ -70,6 +70,11 @@ class Sinks:
             p.wait(timeout=10)
 
 
+def delivered(events, token):
+    """The messages a sink (Sinks.aio's read_events) got that carry token."""
+    return [e for e in events() if e["ev"] == "data" and token in e["content"]]
+
+
 @pytest.fixture
 def sinks(tmp_path):
     s = Sinks(str(tmp_path))

@@ -125,6 +125,7 @@ CASES = [
     ("relay_tls_not_verify", "good", ("[192.0.2.5]:587",)),
     ("relay_auth_no_tls", "good", ("[192.0.2.5]:587",)),
     ("relay_oauth_ca", "good", ("oauth:[192.0.2.5]:587",)),
+    ("relay_mta_sts_ca", "good", ()),
     ("postmaster_missing", "good", ()),
 ]
 

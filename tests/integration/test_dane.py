@@ -19,19 +19,16 @@ The zone (dane.example, signed; PORT is the relay port every next hop listens on
   tadomain  MX mx-tadomain  TLSA 2 0 1, a certificate for the domain     -> verified
 and insecure.example, unsigned (no trust anchor covers it): MX to the mismatching host,
 delivered opportunistically."""
-import hashlib
 import json
 import os
 import subprocess
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 import cursus_testlib as lib
 from dnssecfixture import SignedDns
-from relaypeers import sinks  # noqa: F401 (fixture)
-from testca import TestCA
+from relaypeers import delivered, sinks  # noqa: F401 (fixture)
+from testca import TestCA, cert_sha256, spki_sha256
 
 ALICE = "alice@example.test"
 MX_NAMES = ["mx-ee", "mx-ta", "mx-bad", "mx-plain", "mx-unusable", "mx-notlsa",
@@ -46,20 +43,6 @@ DOMAIN_CERT = ("mx-tadomain",)
 
 def ip(host):
     return "127.0.0.%d" % HOSTS[host]
-
-
-def spki_sha256(cert_path):
-    with open(cert_path, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    der = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
-
-
-def cert_sha256(cert_path):
-    with open(cert_path, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -152,22 +135,6 @@ def submit(srv, rcpt, token):
     lib.submit_as(srv, ALICE, [rcpt], lib.make_body(token))
 
 
-def delivered(events, token):
-    return [e for e in events() if e["ev"] == "data" and token in e["content"]]
-
-
-def log_line(srv, rcpt, result):
-    lines = [l for l in srv.log.splitlines()
-             if l.startswith("delivery ") or " delivery id=" in l]
-    lines = [l for l in lines if 'rcpt="%s"' % rcpt in l and "result=%s" % result in l]
-    return lines[-1] if lines else None
-
-
-def wait_log(srv, rcpt, result, timeout=20):
-    assert lib.wait_until(lambda: log_line(srv, rcpt, result), timeout), srv.log[-4000:]
-    return log_line(srv, rcpt, result)
-
-
 def queued(srv, rcpt):
     """rcpt's entry in `cursus queue list --json` (status, reply, ...)."""
     for m in json.loads(srv.admin("queue", "list", "--json").stdout):
@@ -180,7 +147,7 @@ def queued(srv, rcpt):
 def assert_deferred(srv, rcpt, status, label, reply):
     """rcpt deferred: the log line's status, tls_policy and reply, and the same reply
     kept in the queue (what `cursus queue list` shows the administrator)."""
-    line = wait_log(srv, rcpt, "deferred")
+    line = lib.wait_delivery(srv, rcpt, "deferred")
     assert "status=%s " % status in line, line
     assert "tls_policy=%s " % label in line, line
     assert 'reply="%s"' % reply in line, line
@@ -192,7 +159,7 @@ def assert_deferred(srv, rcpt, status, label, reply):
 def test_dane_ee_verified(start_server, dns, port, hops, token, pki):
     srv = server(start_server, dns, port)
     submit(srv, "bob@ee.dane.example", token)
-    line = wait_log(srv, "bob@ee.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@ee.dane.example", "relayed")
     assert "relay=mx-ee.dane.example[127.0.0.81]" in line
     assert "verified=yes tls_policy=dane-verified" in line
     assert delivered(hops["mx-ee"], token)[0]["tls"] is True
@@ -203,7 +170,7 @@ def test_dane_ee_verified(start_server, dns, port, hops, token, pki):
 def test_dane_ta_verified(start_server, dns, port, hops, token, pki):
     srv = server(start_server, dns, port)
     submit(srv, "bob@ta.dane.example", token)
-    line = wait_log(srv, "bob@ta.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@ta.dane.example", "relayed")
     assert "relay=mx-ta.dane.example[127.0.0.82]" in line
     assert "tls_policy=dane-verified" in line
     assert "DANE verified, TLSA 2 0 1 %s" % pki["ta"] in srv.log
@@ -213,7 +180,7 @@ def test_dane_ee_checks_no_name(start_server, dns, port, hops, token):
     """RFC 7672 3.2.2: a DANE-EE(3) match stands whatever names the certificate holds."""
     srv = server(start_server, dns, port)
     submit(srv, "bob@eename.dane.example", token)
-    line = wait_log(srv, "bob@eename.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@eename.dane.example", "relayed")
     assert "relay=mx-eename.dane.example[127.0.0.90]" in line
     assert "verified=yes tls_policy=dane-verified" in line
 
@@ -228,7 +195,7 @@ def test_dane_ta_checks_the_names(start_server, dns, port, hops, token):
                     "mx-taname.dane.example[127.0.0.91]: DANE: certificate does not match "
                     "the TLSA records of _%d._tcp.mx-taname.dane.example: hostname mismatch"
                     % port)
-    line = wait_log(srv, "bob@tadomain.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@tadomain.dane.example", "relayed")
     assert "verified=yes tls_policy=dane-verified" in line
 
 
@@ -260,7 +227,7 @@ def test_unusable_tlsa_means_encrypted_without_authentication(start_server, dns,
                                                               token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@unusable.dane.example", token)
-    line = wait_log(srv, "bob@unusable.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@unusable.dane.example", "relayed")
     # The test CA is not in the default trust store: encrypted, not verified.
     assert "verified=no tls_policy=dane-unusable" in line
     assert delivered(hops["mx-unusable"], token)[0]["tls"] is True
@@ -269,7 +236,7 @@ def test_unusable_tlsa_means_encrypted_without_authentication(start_server, dns,
 def test_secure_denial_of_tlsa_is_opportunistic(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@notlsa.dane.example", token)
-    line = wait_log(srv, "bob@notlsa.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@notlsa.dane.example", "relayed")
     assert "tls_policy=dane-no-tlsa" in line
     assert "relay=mx-notlsa.dane.example[127.0.0.86]" in line
 
@@ -277,7 +244,7 @@ def test_secure_denial_of_tlsa_is_opportunistic(start_server, dns, port, hops, t
 def test_bogus_address_skips_the_host(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@bogus.dane.example", token)
-    line = wait_log(srv, "bob@bogus.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@bogus.dane.example", "relayed")
     assert "relay=mx-backup.dane.example[127.0.0.88]" in line
     assert "tls_policy=dane-verified" in line
     assert ("dns bogus name=mx-bogus.dane.example type=1 why=\"validation failure "
@@ -287,7 +254,7 @@ def test_bogus_address_skips_the_host(start_server, dns, port, hops, token):
 def test_only_a_bogus_host_defers(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@bogusonly.dane.example", token)
-    line = wait_log(srv, "bob@bogusonly.dane.example", "deferred")
+    line = lib.wait_delivery(srv, "bob@bogusonly.dane.example", "deferred")
     # The host is dropped by the DNS step, before any DANE decision: no tls_policy.
     reply = "a bogus DNSSEC answer looking up the address of mx-bogus.dane.example"
     assert "status=4.4.3 " in line and "tls_policy" not in line
@@ -307,7 +274,7 @@ def test_bogus_tlsa_skips_the_host(start_server, dns, port, hops, token):
 def test_insecure_domain_is_opportunistic(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port)
     submit(srv, "bob@insecure.example", token)
-    line = wait_log(srv, "bob@insecure.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@insecure.example", "relayed")
     # The mismatching host, reached by an unsigned MX: its TLSA proves nothing.
     assert "relay=mx.insecure.example[127.0.0.83]" in line
     assert "tls=TLSv1.3 verified=no tls_policy=dane-insecure" in line
@@ -316,7 +283,7 @@ def test_insecure_domain_is_opportunistic(start_server, dns, port, hops, token):
 def test_without_trust_anchor_nothing_is_secure(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port, trust=False)
     submit(srv, "bob@bad.dane.example", token)
-    line = wait_log(srv, "bob@bad.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@bad.dane.example", "relayed")
     # dane is then may word for word: no TLSA lookup, no tls_policy field.
     assert "tls=TLSv1.3 verified=no result=relayed" in line
     assert delivered(hops["mx-bad"], token)
@@ -335,7 +302,7 @@ def test_dane_only_defers_without_secure_tlsa(start_server, dns, port, hops, tok
 def test_policy_may_ignores_tlsa(start_server, dns, port, hops, token):
     srv = server(start_server, dns, port, relay_tls="may")
     submit(srv, "bob@bad.dane.example", token)
-    line = wait_log(srv, "bob@bad.dane.example", "relayed")
+    line = lib.wait_delivery(srv, "bob@bad.dane.example", "relayed")
     assert "tls_policy" not in line
 
 
@@ -381,8 +348,8 @@ def test_metrics_count_dane_outcomes(start_server, dns, port, hops, token):
                  extra_conf="metrics_listen 127.0.0.1:%d\nmetrics_timeout 1" % mport)
     submit(srv, "bob@ee.dane.example", token)
     submit(srv, "bob@bad.dane.example", token)
-    wait_log(srv, "bob@ee.dane.example", "relayed")
-    wait_log(srv, "bob@bad.dane.example", "deferred")
+    lib.wait_delivery(srv, "bob@ee.dane.example", "relayed")
+    lib.wait_delivery(srv, "bob@bad.dane.example", "deferred")
     body = subprocess.run(["curl", "-sS", "--max-time", "10",
                            "http://127.0.0.1:%d/metrics" % mport],
                           capture_output=True, text=True, timeout=20).stdout

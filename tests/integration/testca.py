@@ -1,6 +1,7 @@
 """A test certificate authority (python3-cryptography): a CA and leaf certificates it
 signs, written as PEM files, for the tests that need real certificate checks."""
 import datetime
+import hashlib
 import ipaddress
 import os
 
@@ -14,6 +15,23 @@ DAY = datetime.timedelta(days=1)
 
 def now():
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _load(cert_path):
+    with open(cert_path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())
+
+
+def spki_sha256(cert_path):
+    """The data of a TLSA "3 1 1" record for the certificate: SHA2-256 of its key."""
+    der = _load(cert_path).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def cert_sha256(cert_path):
+    """The data of a TLSA "2 0 1" (or "3 0 1") record: SHA2-256 of the certificate."""
+    return hashlib.sha256(_load(cert_path).public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 class TestCA:

@@ -520,9 +520,11 @@ static void test_relay_defaults(void)
 		return;
 	CHECK(cfg->relay_host.host == NULL && cfg->relay_host.text == NULL);
 	CHECK(cfg->relay_host.port == 0 && cfg->relay_host.literal == 0);
-	CHECK(cfg->relay_tls == RELAY_TLS_DANE && cfg->relay_ca == NULL);
+	CHECK(cfg->relay_tls == RELAY_TLS_AUTO && cfg->relay_ca == NULL);
 	CHECK(cfg->dns_trust_anchor == NULL);
 	CHECK(cfg->relay_auth_unverified == 0 && cfg->dns_resolver == NULL);
+	CHECK(cfg->mta_sts_fetch_timeout_ms == 10000 && cfg->mta_sts_max_size == 65536);
+	CHECK(cfg->mta_sts_refresh_interval_ms == 86400000 && cfg->mta_sts_fetch_retry_ms == 300000);
 	CHECK(cfg->dns_timeout == 10 && cfg->relay_port == 25);
 	CHECK(cfg->relay_ip_family == IPF_ANY && cfg->relay_max_addresses == 10);
 	CHECK(cfg->relay_concurrency_init == 5 && cfg->relay_concurrency_max == 20);
@@ -579,6 +581,8 @@ static void test_relay_options(void)
 	static const struct { const char *v; int tls; } tlss[] = {
 		{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY },
 		{ "encrypt", RELAY_TLS_ENCRYPT }, { "verify", RELAY_TLS_VERIFY },
+		{ "dane", RELAY_TLS_DANE }, { "dane-only", RELAY_TLS_DANE_ONLY },
+		{ "mta-sts", RELAY_TLS_MTA_STS }, { "auto", RELAY_TLS_AUTO },
 	};
 	for (size_t i = 0; i < sizeof(tlss) / sizeof(tlss[0]); i++) {
 		char text[256];
@@ -756,7 +760,7 @@ out:
 	      "(set it per destination in a route block)\n");
 	fails(BASE "route example.org {\nrelay_tls sometimes\n}\n",
 	      "F:6: relay_tls: unknown relay_tls \"sometimes\" (expected none, may, encrypt, "
-	      "verify, dane, dane-only)\n");
+	      "verify, dane, dane-only, mta-sts, auto)\n");
 	fails(BASE "route example.org {\nrelay_host \"\"\n}\n",
 	      "F:6: relay_host: \"\": empty host\n");
 	fails(BASE "route example.org {\nroute example.net {\n}\n",
@@ -812,7 +816,7 @@ static void test_relay_errors(void)
 	fails("relay_concurrency_init 8\nrelay_concurrency_max 7\n" BASE,
 	      "F:2: relay_concurrency_max 7 is below relay_concurrency_init 8\n");
 	fails("relay_tls always\n" BASE, "F:1: relay_tls: unknown relay_tls \"always\" "
-	      "(expected none, may, encrypt, verify, dane, dane-only)\n");
+	      "(expected none, may, encrypt, verify, dane, dane-only, mta-sts, auto)\n");
 	fails("relay_ip_family inet\n" BASE, "F:1: relay_ip_family: unknown relay_ip_family "
 	      "\"inet\" (expected any, ipv4, ipv6, prefer-ipv4, prefer-ipv6)\n");
 	fails("relay_auth_unverified maybe\n" BASE,
