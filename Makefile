@@ -38,7 +38,14 @@ all: $(BUILD)/cursusd $(BUILD)/cursus $(BUILD)/smtp-bench $(UNIT_BIN) $(BUILD)/t
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/%.o: %.c
+# pkg-config fails as a whole when one module (or one it requires, as libunbound.pc
+# requires nettle's) is missing, and the flags would silently be empty: say which.
+$(BUILD)/.pkgconfig-ok:
+	@pkg-config --exists --print-errors $(PKGS) || \
+		{ echo "pkg-config cannot find the libraries above: run sh scripts/deps.sh" >&2; exit 1; }
+	@mkdir -p $(dir $@) && touch $@
+
+$(BUILD)/%.o: %.c | $(BUILD)/.pkgconfig-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 

@@ -5,7 +5,7 @@
 # scripts/fresh-check.sh proves it on a debootstrap --variant=minbase root.
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libgsasl-dev libsqlite3-dev
-libcrypt-dev libunbound-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
+libcrypt-dev libunbound-dev nettle-dev openssl sqlite3 python3 python3-pytest python3-aiosmtpd
 swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt-14-dev
 python3-dnslib python3-dkim postfix sasl2-bin libsasl2-modules iproute2
 dovecot-core dovecot-lmtpd dovecot-imapd dovecot-sqlite fail2ban debhelper dpkg-dev fakeroot
