@@ -140,7 +140,9 @@ static void queue_print_json(const struct qmsg *m, time_t now)
 	printf("\"received\":\"%s\",\"age\":%lld,\"size\":%zu,\"sender\":", t,
 	       (long long)(now - m->env.received), m->size);
 	json_put_str(stdout, m->env.mail_from);
-	printf(",\"held\":%s,\"recipients\":[", m->held ? "true" : "false");
+	printf(",\"held\":%s,\"tls_required\":\"%s\",\"recipients\":[", m->held ? "true" : "false",
+	       m->env.tlsreq == TLSREQ_REQUIRETLS ? "requiretls"
+	       : m->env.tlsreq == TLSREQ_NO ? "no" : "default");
 	for (size_t i = 0; i < m->env.n_rcpts; i++) {
 		const struct env_rcpt *r = &m->env.rcpts[i];
 		printf("%s{\"address\":", i ? "," : "");
@@ -297,6 +299,11 @@ int admin_queue_show(struct qstore *qs, const char *id)
 	printf("%-14s%s\n%-14s%s%s\n", "ret", ret_names[m.env.ret <= DSN_RET_HDRS ? m.env.ret : 0],
 	       "body", body_names[m.env.body <= BODY_BINARYMIME ? m.env.body : 0],
 	       m.env.smtputf8 ? " SMTPUTF8" : "");
+	/* RFC 8689: what the sender asked of the TLS on the way. */
+	if (m.env.tlsreq != TLSREQ_DEFAULT)
+		printf("%-14s%s\n", "tls", m.env.tlsreq == TLSREQ_REQUIRETLS
+		       ? "REQUIRETLS (verified TLS to next hops that offer REQUIRETLS)"
+		       : "TLS-Required: No (DANE and MTA-STS policies waived)");
 	puts("recipients");
 	for (size_t i = 0; i < m.env.n_rcpts; i++) {
 		const struct env_rcpt *r = &m.env.rcpts[i];

@@ -114,9 +114,15 @@ static void bounce_work(void *arg)
 	/* The returned message may hold 8-bit text: say so to the next hop. */
 	env.body = j->m->env.body == BODY_7BIT ? BODY_7BIT : BODY_8BITMIME;
 	env.smtputf8 = j->m->env.smtputf8;
+	/* RFC 8689 5: "All non-delivery messages resulting from messages with the
+	 * REQUIRETLS SMTP option ... MUST also specify the REQUIRETLS SMTP option"; its
+	 * header alone is returned (dsn_build). */
+	if (j->m->env.tlsreq == TLSREQ_REQUIRETLS)
+		env.tlsreq = TLSREQ_REQUIRETLS;
 	envelope_add_rcpt(&env, to, NULL, DSN_NOTIFY_NEVER, box);
 	queue_new_id(j->q, &env);
-	log_info("dsn id=%s dsn_id=%s to=<%s> items=%zu", j->m->id, env.id, to, j->n_items);
+	log_info("dsn id=%s dsn_id=%s to=<%s> items=%zu%s", j->m->id, env.id, to, j->n_items,
+		 env.tlsreq == TLSREQ_REQUIRETLS ? " requiretls=yes" : "");
 	j->queued = 1;
 	j->refs = 2;
 	queue_commit(j->q, &env, text, len, NULL, bounce_committed, j);

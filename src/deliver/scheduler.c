@@ -392,11 +392,12 @@ static void sched_log_attempt(struct sjob *j, const struct env_rcpt *r, const ch
 		strcpy(host, "-");
 	if (retry)
 		snprintf(retry_s, sizeof(retry_s), " retry_in=%us", retry);
-	log_info("delivery id=%s rcpt=\"%s\" route=\"%s\" relay=%s[%s] tls=%s verified=%s%s%s "
+	log_info("delivery id=%s rcpt=\"%s\" route=\"%s\" relay=%s[%s] tls=%s verified=%s%s%s%s "
 		 "result=%s status=%s delay=%llds attempts=%u%s reply=\"%s\"",
 		 j->msg->id, rcpt, route, host, d->remote_addr ? d->remote_addr : "-",
 		 d->tls ? d->tls : "none", d->tls ? (d->tls_verified ? "yes" : "no") : "-",
 		 d->tls_policy ? " tls_policy=" : "", d->tls_policy ? d->tls_policy : "",
+		 j->msg->m.env.tlsreq == TLSREQ_REQUIRETLS ? " requiretls=yes" : "",
 		 result, status && *status ? status : "-",
 		 (long long)(now - j->msg->m.env.received), r->attempts + 1, retry_s, why);
 }

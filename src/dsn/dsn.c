@@ -364,11 +364,12 @@ char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 	enum dsn_kind overall = dsn_overall(items, n_items);
 
 	dsn_scan(body, bodylen, &o);
-	/* RFC 3461 4.3: RET=HDRS asks for the header only. A BINARYMIME message (RFC
+	/* RFC 3461 4.3: RET=HDRS asks for the header only; RFC 8689 5: "If a REQUIRETLS
+	 * message is bounced, the server MUST behave as if RET=HDRS was present". A BINARYMIME message (RFC
 	 * 3030) or one with lines past 998 octets cannot travel in a DSN that must go
 	 * through plain DATA to any server, so those return their header as well. */
 	hdrs_only = env->ret == DSN_RET_HDRS || env->body == BODY_BINARYMIME || o.long_line ||
-		    p->orig_size;
+		    p->orig_size || env->tlsreq == TLSREQ_REQUIRETLS;
 	if (hdrs_only) {
 		dsn_copy_crlf(&orig, body, o.hdr_len, 1);
 		/* RFC 6533 6: a header with UTF-8 (RFC 6532) is message/global-headers. */

@@ -42,7 +42,8 @@ int dsn_wanted(const struct envelope *env, size_t rcpt, enum dsn_kind kind);
  * per recipient Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
  * Diagnostic-Code with the remote reply verbatim, Last-Attempt-Date, Will-Retry-Until),
  * then the original message (message/rfc822), or only its header
- * (text/rfc822-headers) for RET=HDRS or a message cut (orig_size). Several items make
+ * (text/rfc822-headers) for RET=HDRS, a REQUIRETLS message (RFC 8689 5) or a message
+ * cut (orig_size). Several items make
  * one DSN. */
 char *dsn_build(const struct envelope *env, const char *body, size_t bodylen,
 		const struct dsn_item *items, size_t n_items, const struct dsn_params *p,

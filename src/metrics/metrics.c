@@ -62,6 +62,12 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 			       "dane-only or auto, by result (verified, unusable, insecure, no-tlsa, "
 			       "mismatch, no-starttls, bogus, tempfail, required).",
 			       {"result"}},
+	[METRIC_RELAY_REQUIRETLS] = {"cursus_relay_requiretls_total", "counter",
+				     "RFC 8689 at next hops: MAIL FROM with REQUIRETLS sent, a REQUIRETLS "
+				     "message refused by result (not-offered, unverified, insecure-mx), a "
+				     "report sent without it (dsn-without), and connections relaxed by "
+				     "TLS-Required: No (tls-required-no).",
+				     {"result"}},
 	[METRIC_MTASTS_FETCH] = {"cursus_mta_sts_policy_fetches_total", "counter",
 				 "MTA-STS policy fetches over HTTPS, by result (ok, timeout, too-large, "
 				 "error, invalid).",

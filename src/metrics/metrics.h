@@ -33,6 +33,8 @@ enum metric_id {
 	METRIC_RELAY_TLS,        /* counter: version, verified */
 	METRIC_RELAY_OAUTH_FETCH, /* counter: result (ok, refused, error, timeout) */
 	METRIC_RELAY_DANE,       /* counter: result (relay_dane.h's labels without "dane-") */
+	METRIC_RELAY_REQUIRETLS, /* counter: result (relay/requiretls.c: sent, not-offered,
+				  * unverified, insecure-mx, dsn-without, tls-required-no) */
 	METRIC_MTASTS_FETCH,     /* counter: result (mtasts_fetch_result_name) */
 	METRIC_MTASTS_FAILURES,  /* counter: mode (enforce, testing), reason */
 	METRIC_START_TIME,       /* gauge, Unix seconds */

@@ -13,6 +13,11 @@
 
 enum dsn_ret { DSN_RET_UNSET, DSN_RET_FULL, DSN_RET_HDRS };
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
+/* What the sender asked of the TLS on the way (RFC 8689): nothing, MAIL FROM's
+ * REQUIRETLS (verified TLS to a next hop that offers REQUIRETLS, every hop on), or the
+ * header field "TLS-Required: No" (the recipient's DANE and MTA-STS policies waived).
+ * The header field counts only without REQUIRETLS (RFC 8689 4.1). */
+enum env_tlsreq { TLSREQ_DEFAULT, TLSREQ_REQUIRETLS, TLSREQ_NO };
 
 /* Where a recipient stands; the queue's journal (queue/qstore.h) records each change. */
 enum rcpt_state {
@@ -53,6 +58,7 @@ struct envelope {
 	char *envid;           /* ENVID= (decoded) or NULL */
 	enum body_type body;
 	int smtputf8;
+	enum env_tlsreq tlsreq;
 	struct env_rcpt *rcpts;
 	size_t n_rcpts;
 	/* Header fields every delivery sends before the message (its DKIM signatures),

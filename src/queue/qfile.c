@@ -94,6 +94,10 @@ char *qfile_encode_head(const struct envelope *env, size_t *len_r)
 	strbuf_puts(&b, "bodytype ");
 	strbuf_puts(&b, qfile_bodytypes[env->body <= BODY_BINARYMIME ? env->body : 0]);
 	strbuf_puts(&b, env->smtputf8 ? "\nsmtputf8 1\n" : "\nsmtputf8 0\n");
+	/* Only when set: a file without it is one as before (RFC 8689 unasked). */
+	if (env->tlsreq != TLSREQ_DEFAULT)
+		strbuf_puts(&b, env->tlsreq == TLSREQ_REQUIRETLS ? "tlsreq requiretls\n"
+								  : "tlsreq no\n");
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		const struct env_rcpt *r = &env->rcpts[i];
 		snprintf(num, sizeof(num), "rcpt %u ", r->notify);
@@ -318,6 +322,15 @@ static int qfile_parse_head(const char *buf, size_t len, struct envelope *env, s
 			if (have_utf8++ || qfile_get_num(val, vn, 1, &v) < 0)
 				goto bad;
 			env->smtputf8 = (int)v;
+		} else if (qfile_eq(line, kn, "tlsreq")) {
+			if (env->tlsreq != TLSREQ_DEFAULT)
+				goto bad;
+			if (qfile_eq(val, vn, "requiretls"))
+				env->tlsreq = TLSREQ_REQUIRETLS;
+			else if (qfile_eq(val, vn, "no"))
+				env->tlsreq = TLSREQ_NO;
+			else
+				goto bad;
 		} else if (qfile_eq(line, kn, "rcpt")) {
 			if (qfile_parse_rcpt(val, vn, env) < 0)
 				goto bad;

@@ -11,6 +11,8 @@
  *   envid <xtext>
  *   bodytype 7bit|8bitmime|binarymime
  *   smtputf8 0|1
+ *   tlsreq requiretls|no      RFC 8689: MAIL FROM's REQUIRETLS, or "TLS-Required: No";
+ *                             omitted when neither (files before it are read as such)
  *   rcpt <notify> <address> <orcpt> <mailbox>   one per recipient; "-" is NULL
  *   body
  *   <length bytes>

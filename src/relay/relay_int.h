@@ -23,6 +23,8 @@ struct relay_fail {
 	int tls_handshake;    /* the STARTTLS handshake failed (may: retry in clear) */
 	int final;            /* no use trying other addresses (AUTH failed or refused) */
 	int reused;           /* on a connection taken from the cache */
+	int permanent;        /* this host can never take the message (relay/requiretls.h):
+			       * a permanent failure when every host tried says so */
 };
 
 /* ---- relay_session.c ---- */

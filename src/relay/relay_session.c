@@ -19,6 +19,7 @@
 #include "relay/mtasts.h"
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
+#include "relay/requiretls.h"
 #include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -185,22 +186,28 @@ void relay_sess_describe(const struct relay_sess *s, struct delivery *d)
 static void relay_sess_fail(struct relay_sess *s, const char *status, int final, int tls_hs,
 			    const char *fmt, ...) PRINTF_LIKE(5, 6);
 
+static void relay_sess_fail_with(struct relay_sess *s, struct relay_fail *f)
+{
+	struct relay_job *j = s->job;
+	f->reused = s->reused;
+	if (j)
+		relay_sess_describe(s, relay_job_delivery(j));
+	relay_sess_close(s);
+	if (j)
+		relay_job_failed(j, NULL, f);
+}
+
 static void relay_sess_fail(struct relay_sess *s, const char *status, int final, int tls_hs,
 			    const char *fmt, ...)
 {
-	struct relay_job *j = s->job;
-	struct relay_fail f = { .final = final, .tls_handshake = tls_hs, .reused = s->reused };
+	struct relay_fail f = { .final = final, .tls_handshake = tls_hs };
 	va_list ap;
 	int n = snprintf(f.reason, sizeof(f.reason), "%s[%s]: ", s->host, s->addr_text);
 	va_start(ap, fmt);
 	vsnprintf(f.reason + n, sizeof(f.reason) - (size_t)n, fmt, ap);
 	va_end(ap);
 	snprintf(f.status, sizeof(f.status), "%s", status);
-	if (j)
-		relay_sess_describe(s, relay_job_delivery(j));
-	relay_sess_close(s);
-	if (j)
-		relay_job_failed(j, NULL, &f);
+	relay_sess_fail_with(s, &f);
 }
 
 /* This host fails the domain's MTA-STS policy (RFC 8461 4.2: STARTTLS with a valid
@@ -433,6 +440,9 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 		ADD("%s BODY=8BITMIME", line);
 	if (env->smtputf8 && c->smtputf8)
 		ADD("%s SMTPUTF8", line);
+	if (requiretls_mail_param(d, s->lmtp, s->tls_up, relay_cap(c, "REQUIRETLS") != NULL,
+				  s->host, s->addr_text))
+		ADD("%s REQUIRETLS", line);
 	if (d->dsn_passed) {
 		if (env->ret != DSN_RET_UNSET)
 			ADD("%s RET=%s", line, env->ret == DSN_RET_FULL ? "FULL" : "HDRS");
@@ -574,6 +584,17 @@ void relay_sess_transact(struct relay_sess *s, struct relay_job *j)
 	relay_sess_describe(s, d);
 	/* LMTP delivers into the mailbox: DSN ends here (the scheduler's "delivered"). */
 	d->dsn_passed = !s->lmtp && relay_cap(smtpc_caps(s->c), "DSN") != NULL;
+	/* RFC 8689 4.2.1: "If any of the above steps fail, the client MUST issue a QUIT
+	 * command to the server and repeat steps 2-5 with each host": the job moves on. */
+	{
+		struct relay_fail f;
+		if (requiretls_hop_check(d, s->lmtp, s->tls_up, s->tc.verified, s->tc.reason,
+					 relay_cap(smtpc_caps(s->c), "REQUIRETLS") != NULL, s->host,
+					 s->addr_text, &f) < 0) {
+			relay_sess_fail_with(s, &f);
+			return;
+		}
+	}
 	relay_tx_order(s, d);
 	free(s->acc);
 	s->acc = xcalloc(d->n_rcpts + 1, 1);

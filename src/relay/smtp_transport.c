@@ -23,6 +23,7 @@
 #include "relay/mtasts.h"
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
+#include "relay/requiretls.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -65,6 +66,7 @@ struct relay_job {
 	int tls, cur_tls;
 	struct relay_dane *dane;     /* the DANE step, per host */
 	const char *skip_label;      /* a skipped host's tls_policy, for the log when all fail */
+	size_t n_perm;               /* of tried: hosts that can never take it (REQUIRETLS) */
 	struct mtasts_req *stsq;  /* the domain's MTA-STS policy, being looked up */
 	int sts_known;            /* looked up (or not wanted): targets may be tried */
 	int sts_mode;             /* enum mtasts_mode; MTASTS_NONE: no policy applies */
@@ -224,6 +226,14 @@ static int job_out_of_targets(struct relay_job *j)
 		return 0;
 	if (j->skip_label) /* a host skipped last; a session that failed said its own */
 		j->d->tls_policy = j->skip_label;
+	/* Permanent only when every host tried said so (REQUIRETLS not offered); one
+	 * that failed otherwise may take it at the next try. */
+	if (j->have_last && j->last.permanent && j->n_perm == j->tried) {
+		job_fail_all(j, DR_PERMFAIL, j->last.status, j->last.reason);
+		return 1;
+	}
+	if (j->have_last && j->last.status[0] == '5')
+		j->last.status[0] = '4';
 	job_fail_all(j, DR_TEMPFAIL, j->have_last ? j->last.status : "4.4.1",
 		     j->have_last ? j->last.reason : "no address to try");
 	return 1;
@@ -326,6 +336,7 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 	const struct relay_policy *pol = d->policy;
 	struct relay_sess_params p = { .key = j->key };
 	char addr[NI_MAXHOST], *err = NULL;
+	const char *relaxed;
 	struct dns_target *tg = &j->targets[j->ti];
 
 	if (getnameinfo((struct sockaddr *)&tg->addr, tg->addrlen, addr, sizeof(addr), NULL, 0,
@@ -353,6 +364,10 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 			p.dane_label = v->label;
 		}
 	}
+	/* REQUIRETLS: a verified certificate where DANE does not decide. */
+	p.tls = requiretls_conn_tls(d, t->lmtp, p.tls, v && v->kind != RDV_MAY);
+	if ((relaxed = requiretls_label(d, t->lmtp)))
+		p.dane_label = relaxed;
 	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
 	p.lmtp = t->lmtp;
 	if (t->lmtp)
@@ -380,6 +395,11 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 /* Both the MX hosts and (with relay_tls mta-sts or auto) the domain's policy are known. */
 static void job_targets_ready(struct relay_job *j)
 {
+	char why[400];
+	if (requiretls_domain_check(j->d, j->t->lmtp, j->res, j->sts_mode, why, sizeof(why)) < 0) {
+		job_fail_all_as(j, DR_PERMFAIL, "5.7.30", why, 1);
+		return;
+	}
 	j->targets = j->res->targets;
 	j->n_targets = j->res->n_targets;
 	j->ti = j->tried = 0;
@@ -525,7 +545,8 @@ static void job_resolve(struct relay_job *j)
 	 * none (mta-sts is may there, auto is dane). */
 	if (!j->sts_known && !j->stsq) {
 		if (r->kind == ROUTE_MX && t->sts &&
-		    (j->tls == RELAY_TLS_MTA_STS || j->tls == RELAY_TLS_AUTO))
+		    (j->tls == RELAY_TLS_MTA_STS || j->tls == RELAY_TLS_AUTO ||
+		     requiretls_wants_sts(j->d, t->lmtp)))
 			j->stsq = mtasts_lookup(t->sts, r->target, job_sts_done, j);
 		else
 			j->sts_known = 1;
@@ -573,6 +594,7 @@ void relay_job_failed(struct relay_job *j, struct relay_sess *s, const struct re
 		return;
 	}
 	j->clear_retry = 0;
+	j->n_perm += f->permanent != 0;
 	j->ti++;
 	j->tried++;
 	job_try(j);
@@ -610,12 +632,12 @@ void relay_job_tx_done(struct relay_job *j)
 /* ---- the transport ---------------------------------------------------------------- */
 
 /* The destination and the relay user: connections are shared by neither other
- * destinations nor other credentials. */
-static char *job_key(const struct delivery *d)
+ * destinations nor other credentials, nor by messages RFC 8689 treats otherwise. */
+static char *job_key(const struct delivery *d, int lmtp)
 {
 	char *dest = route_dest(d->route);
-	char *k = xasprintf("%s|%s", dest, d->route->kind == ROUTE_RELAY && d->auth_user ?
-					    d->auth_user : "");
+	char *k = xasprintf("%s|%s%s", dest, d->route->kind == ROUTE_RELAY && d->auth_user ?
+					      d->auth_user : "", requiretls_key_tag(d, lmtp));
 	free(dest);
 	return k;
 }
@@ -639,7 +661,8 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 	t->jobs = j;
 	j->pprev = &t->jobs;
 	d->dest_ok = 1;
-	j->tls = d->policy ? d->policy->tls : RELAY_TLS_MAY;
+	/* "TLS-Required: No" makes dane, mta-sts and auto `may` (relay/requiretls.h). */
+	j->tls = requiretls_route_tls(d, t->lmtp, d->policy ? d->policy->tls : RELAY_TLS_MAY);
 
 	hops = d->hops;
 	if (t->cfg->max_received_headers && hops > t->cfg->max_received_headers) {
@@ -655,7 +678,7 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 		job_fail_all(j, DR_TEMPFAIL, "4.3.5", t->lmtp ? "not an LMTP route" : "not an SMTP route");
 		return;
 	}
-	j->key = job_key(d);
+	j->key = job_key(d, t->lmtp);
 	if ((s = cache_take(t, j->key))) {
 		j->sess = s;
 		relay_sess_transact(s, j);

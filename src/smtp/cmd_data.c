@@ -8,6 +8,7 @@
 #include "dkim/dkim_sign.h"
 #include "queue/queue.h"
 #include "smtp/session.h"
+#include "smtp/tls_required.h"
 #include "util/xmalloc.h"
 
 /* A part of the message handed to the queue stream; it stays charged to the
@@ -109,6 +110,9 @@ static char *message_prefix(struct session *s)
 	char *hdr;
 	queue_new_id(s->srv->queue, &s->env);
 	s->env.received = time(NULL);
+	/* Seen in the first BODY_CHUNK octets, like submission_fields: a header field
+	 * after a longer header section is not looked for. */
+	s->env.tlsreq = tlsreq_tag(s->env.tlsreq, SESSION_BODY(s), s->body_fill);
 	hdr = received_header(s);
 	if ((s->user && s->lc->role != ROLE_SMTP) || SESSION_LOCAL(s)) {
 		char *extra = submission_fields(s), *both = xasprintf("%s%s", hdr, extra);
@@ -233,9 +237,10 @@ static void message_committed(void *arg, int err)
 		if (s->peer_uid >= 0)
 			snprintf(uid, sizeof(uid), " uid=%ld", s->peer_uid);
 		metrics_add(METRIC_ACCEPTED, 1, s->lc->name, NULL, NULL);
-		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu%s", s->id,
+		log_info("smtp session=%s event=queued id=%s from=\"%s\" nrcpt=%zu size=%zu%s%s", s->id,
 			 s->env.id, log_escape(esc, sizeof(esc), s->env.mail_from, strlen(s->env.mail_from)),
-			 s->env.n_rcpts, size, uid);
+			 s->env.n_rcpts, size, uid, s->env.tlsreq == TLSREQ_REQUIRETLS ? " requiretls=yes"
+			 : s->env.tlsreq == TLSREQ_NO ? " tls_required=no" : "");
 		session_reply(s, 250, "2.0.0", "Ok: queued as %s", s->env.id);
 	}
 	session_reset_tx(s);

@@ -7,6 +7,7 @@
 #include "smtp/address.h"
 #include "smtp/params.h"
 #include "smtp/session.h"
+#include "smtp/tls_required.h"
 #include "auth/auth_client.h"
 #include "store/userdb.h"
 #include "util/workers.h"
@@ -169,6 +170,15 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 		session_reply(s, perr.code, perr.enhanced, "%s", perr.text);
 		goto out;
 	}
+	/* RFC 8689 2: REQUIRETLS only in a session under TLS, where EHLO offered it. The
+	 * client asked for encryption it does not have: 530 as RFC 3207 4 answers a
+	 * command that needs TLS first, with 5.7.10 "Encryption needed" (RFC 5248),
+	 * the code RFC 8689 4.2.1 gives for the lack of a TLS session. */
+	if (mp.requiretls && !tlsreq_offered(s)) {
+		session_rejected(s, REJECT_PROTOCOL);
+		session_reply(s, 530, "5.7.10", "REQUIRETLS needs a TLS session: issue STARTTLS first");
+		goto out;
+	}
 	/* RFC 6531 3.7.4.1: a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7. */
 	if (!mp.smtputf8 && has_non_ascii(addr)) {
 		session_rejected(s, REJECT_PROTOCOL);
@@ -193,6 +203,9 @@ void cmd_mail(struct session *s, const char *args, size_t len)
 	s->env.client_addr = xstrdup(s->addr);
 	s->env.body = mp.body;
 	s->env.smtputf8 = mp.smtputf8;
+	/* RFC 8689 4.1: "an SMTP server MUST tag that message as needing REQUIRETLS
+	 * handling"; "TLS-Required: No" is looked for in the header (cmd_data.c). */
+	s->env.tlsreq = mp.requiretls ? TLSREQ_REQUIRETLS : TLSREQ_DEFAULT;
 	s->env.ret = mp.ret;
 	s->env.envid = mp.envid;
 	mp.envid = NULL;

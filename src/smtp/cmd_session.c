@@ -6,6 +6,7 @@
 
 #include "net/conn.h"
 #include "smtp/session.h"
+#include "smtp/tls_required.h"
 #include "util/xmalloc.h"
 
 /* The EHLO/HELO argument: a domain or address literal. Clients in the wild send
@@ -60,6 +61,8 @@ void cmd_ehlo(struct session *s, const char *args, size_t len)
 	lines[n++] = "DSN";
 	if (session_can_starttls(s))
 		lines[n++] = "STARTTLS";
+	if (tlsreq_offered(s))
+		lines[n++] = "REQUIRETLS";
 	offered = session_auth_offered(s);
 	if (offered) {
 		size_t nmechs;

@@ -19,17 +19,20 @@
 
 enum params_key {
 	PARAMS_SIZE, PARAMS_BODY, PARAMS_SMTPUTF8, PARAMS_RET, PARAMS_ENVID, PARAMS_AUTH,
-	PARAMS_NOTIFY, PARAMS_ORCPT, PARAMS__COUNT
+	PARAMS_REQUIRETLS, PARAMS_NOTIFY, PARAMS_ORCPT, PARAMS__COUNT
 };
 
 static const struct {
 	const char *name;
 	int for_mail;           /* 1: MAIL only, 0: RCPT only */
-	int has_value;          /* every one but SMTPUTF8 takes "=value" */
+	int has_value;          /* every one but SMTPUTF8 and REQUIRETLS takes "=value" */
 } params_table[PARAMS__COUNT] = {
 	[PARAMS_SIZE] = { "SIZE", 1, 1 },       [PARAMS_BODY] = { "BODY", 1, 1 },
 	[PARAMS_SMTPUTF8] = { "SMTPUTF8", 1, 0 }, [PARAMS_RET] = { "RET", 1, 1 },
 	[PARAMS_ENVID] = { "ENVID", 1, 1 },     [PARAMS_AUTH] = { "AUTH", 1, 1 },
+	/* RFC 8689 2: "One optional parameter ("REQUIRETLS") is added to the MAIL FROM
+	 * command ... No value is associated with this parameter." */
+	[PARAMS_REQUIRETLS] = { "REQUIRETLS", 1, 0 },
 	[PARAMS_NOTIFY] = { "NOTIFY", 0, 1 },   [PARAMS_ORCPT] = { "ORCPT", 0, 1 },
 };
 
@@ -236,6 +239,10 @@ int params_parse_mail(const char *s, size_t len, struct mail_params *p, struct p
 			break;
 		case PARAMS_SMTPUTF8:
 			p->smtputf8 = 1;
+			break;
+		case PARAMS_REQUIRETLS:
+			/* Whether the session may take it (TLS) is cmd_mail's to say. */
+			p->requiretls = 1;
 			break;
 		case PARAMS_RET:
 			/* RFC 3461 4.3: ret-value = "FULL" / "HDRS" */

@@ -1,12 +1,11 @@
 /* params: ESMTP parameters of MAIL and RCPT (RFC 5321 4.1.2 esmtp-param): SIZE
  * (RFC 1870), BODY (6152, 3030), SMTPUTF8 (6531), DSN's RET, ENVID, NOTIFY, ORCPT
- * (3461) and AUTH (4954), with xtext (RFC 3461 4). Pure. */
+ * (3461), AUTH (4954) and REQUIRETLS (8689), with xtext (RFC 3461 4). Pure. */
 #ifndef CURSUS_PARAMS_H
 #define CURSUS_PARAMS_H
 
 #include <stddef.h>
 
-#include "util/xtext.h"
 #include "queue/envelope.h"
 #include "util/xtext.h"
 
@@ -14,6 +13,7 @@ struct mail_params {
 	size_t size;           /* SIZE=, 0 when absent */
 	enum body_type body;
 	int smtputf8;
+	int requiretls;        /* REQUIRETLS (RFC 8689 2), given without a value */
 	enum dsn_ret ret;
 	char *envid;           /* decoded xtext, or NULL */
 	char *auth;            /* decoded xtext ("<>" kept as "<>"), or NULL */

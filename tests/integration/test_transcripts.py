@@ -11,6 +11,8 @@ Format, one directive per line:
   S: LINE          one reply line, compared exactly, except that {*} matches any text
                    (session ids, dates)
   CLOSED           the server has closed the connection
+  TLS              the TLS handshake, at once (after "C: STARTTLS" and its 220); the
+                   server's certificate is not checked
 A transcript whose replies differ fails with both versions side by side."""
 import os
 import re
@@ -42,6 +44,8 @@ def parse(path):
                 steps.append(("S", line[3:], n))
             elif line == "CLOSED":
                 steps.append(("CLOSED", None, n))
+            elif line == "TLS":
+                steps.append(("TLS", None, n))
             else:
                 raise AssertionError("%s:%d: not a transcript line: %r" % (path, n, line))
     return opts, listener, steps
@@ -69,6 +73,11 @@ def run(srv, listener, steps):
         for kind, text, _ in steps:
             if kind == "C":
                 out += text.encode("utf-8") + b"\r\n"
+                continue
+            if kind == "TLS":
+                # Nothing may be pending in clear: the server discards it anyway.
+                assert not out and not buf, "TLS with clear text pending: %r %r" % (out, buf)
+                sock = lib.tls_client_context().wrap_socket(sock)
                 continue
             if out:
                 sock.sendall(out)
@@ -98,7 +107,7 @@ def run(srv, listener, steps):
 def test_transcript(name, server, start_server):
     opts, listener, steps = parse(os.path.join(HERE, name))
     srv = start_server(**opts) if opts else server
-    expected = [(k, t, n) for k, t, n in steps if k != "C"]
+    expected = [(k, t, n) for k, t, n in steps if k not in ("C", "TLS")]
     seen = run(srv, listener, steps)
     report, ok = [], len(seen) == len(expected)
     for i, (kind, text, n) in enumerate(expected):

@@ -194,6 +194,29 @@ static void test_failed(void)
 	envelope_clear(&env);
 }
 
+/* RFC 8689 5: a REQUIRETLS message is returned as if RET=HDRS, RET=FULL disregarded. */
+static void test_requiretls(void)
+{
+	struct envelope env;
+	struct dsn_item it = { 0, DSN_FAILED };
+	size_t len;
+	char *m;
+
+	make_env(&env, DSN_RET_FULL);
+	env.tlsreq = TLSREQ_REQUIRETLS;
+	envelope_add_rcpt(&env, "bob@example.org", NULL, 0, NULL);
+	set_state(&env, "5.7.30", "REQUIRETLS support required", "mx.example.org", T_ATTEMPT);
+	m = build("requiretls", &env, plain_msg, strlen(plain_msg), &it, 1, &len);
+	HAS(m, len, "Content-Type: text/rfc822-headers\r\n");
+	HAS(m, len, "The header of your message is attached below.");
+	HASNT(m, len, "message/rfc822");
+	HAS(m, len, "Status: 5.7.30\r\n");
+	HAS(m, len, "Subject: Lunch\r\n");
+	HASNT(m, len, "Shall we meet at noon?");
+	free(m);
+	envelope_clear(&env);
+}
+
 static void test_kinds(void)
 {
 	struct envelope env;
@@ -489,6 +512,7 @@ void unit_main(void)
 	tzset();
 	test_wanted();
 	test_failed();
+	test_requiretls();
 	test_kinds();
 	test_several();
 	test_8bit();

@@ -2,6 +2,7 @@
  * the ENVID and ORCPT limits, and xtext decoding, encoding and round trips. */
 #include "unit.h"
 #include "smtp/params.h"
+#include "smtp/tls_required.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,6 +73,13 @@ static const struct {
 	{ " AUTH=alice+40example.org", 0, NULL },
 	{ " AUTH=a+0Db", 501, "invalid AUTH value" },
 	{ " AUTH=a+ZZ", 501, "invalid AUTH value" },
+	/* REQUIRETLS (RFC 8689 2): no value, once */
+	{ " REQUIRETLS", 0, NULL },
+	{ " requiretls SIZE=10", 0, NULL },
+	{ " REQUIRETLS=yes", 501, "parameter takes no value" },
+	{ " REQUIRETLS=", 501, "syntax error in parameters" },
+	{ " REQUIRETLS RequireTLS", 501, "duplicate parameter" },
+	{ " REQUIRE-TLS", 555, "unsupported parameter" },
 };
 
 static const struct {
@@ -88,6 +96,7 @@ static const struct {
 	{ " RET=FULL", 555, "unsupported parameter" },
 	{ " ENVID=x", 555, "unsupported parameter" },
 	{ " AUTH=<>", 555, "unsupported parameter" },
+	{ " REQUIRETLS", 555, "unsupported parameter" },
 	{ " XFOO", 555, "unsupported parameter" },
 	{ " NOTIFY=NEVER notify=NEVER", 501, "duplicate parameter" },
 	{ " ORCPT=rfc822;a ORCPT=rfc822;b", 501, "duplicate parameter" },
@@ -169,7 +178,12 @@ static void params_values(void)
 	s = "";
 	CHECK(params_parse_mail(s, 0, &mp, &err) == 0);
 	CHECK(mp.size == 0 && mp.body == BODY_7BIT && !mp.smtputf8 && mp.ret == DSN_RET_UNSET);
-	CHECK(mp.envid == NULL && mp.auth == NULL);
+	CHECK(mp.envid == NULL && mp.auth == NULL && !mp.requiretls);
+	params_mail_clear(&mp);
+
+	s = " SIZE=10 RequireTLS";
+	CHECK(params_parse_mail(s, strlen(s), &mp, &err) == 0);
+	CHECK(mp.requiretls == 1 && mp.size == 10);
 	params_mail_clear(&mp);
 
 	s = " size=12345 body=8bitmime SmtpUtf8 ret=Hdrs envid=QQ+2B+3D1 auth=bob+40x.org";
@@ -421,8 +435,55 @@ static void params_prefixes(void)
 	CHECK(ok);
 }
 
+/* RFC 8689 3 and 4.1: the "TLS-Required: No" field of the header section, and only
+ * without REQUIRETLS; fed whole and cut at every length. */
+static void params_tls_required(void)
+{
+	static const struct {
+		const char *msg;
+		enum env_tlsreq want;
+	} cases[] = {
+		{ "Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n", TLSREQ_NO },
+		{ "tls-required:no\r\n\r\n", TLSREQ_NO },
+		{ "TLS-REQUIRED: \t NO \r\nFrom: a\r\n\r\n", TLSREQ_NO },
+		{ "TLS-Required:\r\n No\r\n\r\n", TLSREQ_NO },
+		{ "From: a\r\nTLS-Required: No", TLSREQ_NO },
+		{ "TLS-Required: Yes\r\n\r\n", TLSREQ_DEFAULT },
+		{ "TLS-Required: No thanks\r\n\r\n", TLSREQ_DEFAULT },
+		{ "TLS-Required: N\r\n o\r\n\r\n", TLSREQ_DEFAULT },
+		{ "TLS-Required : No\r\n\r\n", TLSREQ_DEFAULT },
+		{ "X-TLS-Required: No\r\n\r\n", TLSREQ_DEFAULT },
+		{ "Subject: x\r\n TLS-Required: No\r\n\r\n", TLSREQ_DEFAULT },
+		{ "Subject: x\r\n\r\nTLS-Required: No\r\n", TLSREQ_DEFAULT },
+		{ "\r\nTLS-Required: No\r\n", TLSREQ_DEFAULT },
+		{ "", TLSREQ_DEFAULT },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *m = cases[i].msg;
+		size_t len = strlen(m);
+		enum env_tlsreq got = tlsreq_tag(TLSREQ_DEFAULT, m, len);
+		if (got != cases[i].want)
+			fprintf(stderr, "TLS-Required case %zu: got %d\n", i, (int)got);
+		CHECK(got == cases[i].want);
+		/* REQUIRETLS wins whatever the header says. */
+		CHECK(tlsreq_tag(TLSREQ_REQUIRETLS, m, len) == TLSREQ_REQUIRETLS);
+		/* A prefix is read within its end (the sanitizer build checks), and
+		 * finds no field that the whole message does not have. */
+		for (size_t k = 0; k < len; k++) {
+			char *cut = malloc(k + 1);
+			memcpy(cut, m, k);
+			cut[k] = '\0';
+			got = tlsreq_tag(TLSREQ_DEFAULT, cut, k);
+			CHECK(got == TLSREQ_DEFAULT || got == cases[i].want ||
+			      strstr(m, "No thanks") != NULL);
+			free(cut);
+		}
+	}
+}
+
 void unit_main(void)
 {
+	params_tls_required();
 	params_errors();
 	params_values();
 	params_limits();

@@ -49,6 +49,7 @@ static void check_same(const struct envelope *a, const struct envelope *b)
 	CHECK(streq(a->envid, b->envid));
 	CHECK(a->body == b->body);
 	CHECK(a->smtputf8 == b->smtputf8);
+	CHECK(a->tlsreq == b->tlsreq);
 	CHECK(a->n_rcpts == b->n_rcpts);
 	for (size_t i = 0; i < a->n_rcpts && i < b->n_rcpts; i++) {
 		const struct env_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
@@ -97,7 +98,9 @@ static void test_round_trip(void)
 		env.body = (enum body_type)t;
 		env.ret = (enum dsn_ret)t;
 		env.smtputf8 = t & 1;
+		env.tlsreq = (enum env_tlsreq)t; /* RFC 8689: none, REQUIRETLS, TLS-Required: No */
 		file = qfile_encode(&env, "x", 1, &len);
+		CHECK((memmem(file, len, "\ntlsreq ", 8) != NULL) == (t != 0));
 		CHECK(qfile_decode(file, len, &out, &b, &blen) == 0);
 		check_same(&env, &out);
 		envelope_clear(&out);
@@ -172,6 +175,10 @@ static void test_malformed(void)
 		"unknown x\nbody 0\n",
 		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
 		"body 1\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"tlsreq yes\nbody 0\n",
+		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"
+		"tlsreq no\ntlsreq requiretls\nbody 0\n",
 	};
 	static const char good[] =
 		"CURSUS-QUEUE 1\nid 0123456789abcdef\nreceived 1\nbodytype 7bit\nsmtputf8 0\n"

@@ -8,10 +8,13 @@ SINK_PASSWORD, and any "user:password" line of SINK_USERS.
   relay_sink.py --host 127.0.0.x --port N --log FILE [--cert C --key K] [--auth]
                 [--auth-fail] [--no-8bit] [--size N] [--reject-rcpt ADDR]
                 [--mail-reply TEXT] [--dot-reply TEXT] [--dot-delay SECONDS] [--dsn]
+                [--requiretls]
 
 --dot-delay holds the reply to the final dot (after recording the message, so a
 client killed meanwhile has handed it over without hearing the answer); --dsn
-advertises DSN (RFC 3461) and accepts its MAIL and RCPT parameters, recorded raw.
+advertises DSN (RFC 3461) and accepts its MAIL and RCPT parameters, recorded raw;
+--requiretls advertises REQUIRETLS (RFC 8689) after STARTTLS only, and takes the MAIL
+parameter (recorded raw, as every MAIL is).
 """
 import argparse
 import asyncio
@@ -57,6 +60,8 @@ class Handler:
             responses = [r for r in responses if "8BITMIME" not in r]
         if args.dsn:
             responses = responses[:-1] + ["250-DSN"] + responses[-1:]
+        if args.requiretls and session.ssl is not None:
+            responses = responses[:-1] + ["250-REQUIRETLS"] + responses[-1:]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -112,7 +117,8 @@ class RecordingSMTP(SMTP):
         # aiosmtpd 1.4 knows no AUTH= (RFC 4954 5) and takes SIZE= itself: the raw
         # parameters are recorded here, and AUTH= kept out of its way.
         record(ev="mail_raw", arg=arg, peer=peer(self.session))
-        arg = without(arg, ("AUTH=",) + (DSN_MAIL if args.dsn else ()))
+        arg = without(arg, ("AUTH=",) + (DSN_MAIL if args.dsn else ())
+                      + (("REQUIRETLS",) if args.requiretls else ()))
         return await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg):
@@ -144,6 +150,7 @@ def main():
     p.add_argument("--dot-reply")
     p.add_argument("--dot-delay", type=float, default=0)
     p.add_argument("--dsn", action="store_true")
+    p.add_argument("--requiretls", action="store_true")
     args = p.parse_args()
     log_file = open(args.log, "a")
     kw = dict(hostname=args.host, port=args.port, ready_timeout=10,
