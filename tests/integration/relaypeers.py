@@ -59,7 +59,8 @@ class Sinks:
 
         def events():
             with open(log) as f:
-                evs = [json.loads(x) for x in f]
+                # A line without its newline is still being written: read next time.
+                evs = [json.loads(x) for x in f if x.endswith("\n")]
             # The controller's own readiness check is the first connection.
             return evs[1:]
         return port, events
