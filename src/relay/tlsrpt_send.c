@@ -249,7 +249,7 @@ static void mail_work(void *arg)
 	unsigned char *gz;
 	size_t jlen, gzlen, len;
 
-	rid = xasprintf("%lld.%s@%s", s->pd->start_ms / 1000, m->env.id, s->ctx.submitter);
+	rid = xasprintf("%s@%s", m->env.id, s->ctx.submitter);
 	meta.report_id = rid;
 	json = tlsrpt_json_build(s->pd, m->domain, &meta, &jlen);
 	gz = json ? tlsrpt_gzip(json, jlen, &gzlen) : NULL;
