@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -170,9 +171,15 @@ def wait_quiet_period(interval, margin):
     return interval - margin
 
 
-def test_reports_counts_and_failures(start_server, dns, pki, port, policy_server, hops, token):
+def test_reports_counts_and_failures(start_server, dns, pki, port, policy_server, hops, token,
+                                     tmp_path):
+    # RFC 8460 5.3: report mail DKIM-signed, here with a key of tls_rpt_from's domain.
+    key = str(tmp_path / "rpt.key")
+    subprocess.run([lib.CURSUS, "dkim", "keygen", "example.test", "rpt", "--out", key],
+                   check=True, stdout=subprocess.DEVNULL)
     # Each message its own connection (a session is a connection, RFC 8460 4.3).
-    srv = server(start_server, dns, pki, port, 3, relay_idle_time=0)
+    srv = server(start_server, dns, pki, port, 3, relay_idle_time=0,
+                 extra_conf="dkim_key example.test rpt %s\n" % key)
     for d in ("ok", "bad", "clear", "norpt"):
         lib.submit_as(srv, ALICE, ["bob@%s.rp.example" % d], lib.make_body(token))
     lib.submit_as(srv, ALICE, ["bob@sts.rpi.example"], lib.make_body(token))
@@ -192,12 +199,9 @@ def test_reports_counts_and_failures(start_server, dns, pki, port, policy_server
                      t["bad.rp.example"].get("tlsa", {}).get("failed") == 1 and
                      t["clear.rp.example"].get("no-policy-found", {}).get("failed") == 1 and
                      t["sts.rpi.example"].get("sts", {}).get("failed") == 1) else None
-    if not lib.wait_until(all_in, 30):
-        with open("/tmp/tlsrpt-debug.txt", "w") as f:
-            for r in reports(rua):
-                f.write("%s %s\n" % (r[2].get_filename(), json.dumps(r[3])))
-            f.write(srv.log)
-        raise AssertionError("reports incomplete: /tmp/tlsrpt-debug.txt")
+    assert lib.wait_until(all_in, 30), "\n".join(
+        [r[2].get_filename() for r in reports(rua)] +
+        [x for x in srv.log.splitlines() if "tls-rpt" in x])
     t = all_in()
 
     ok = t["ok.rp.example"]
@@ -237,6 +241,8 @@ def test_reports_counts_and_failures(start_server, dns, pki, port, policy_server
         reps = domain_reports(rua, dom)
         for rep in reps:
             check_envelope(rep, dom, 3)
+            assert re.search(r"(?m)^DKIM-Signature: .*\bd=example\.test;",
+                             rep[0]["content"].replace("\r\n\t", " ")), rep[0]["content"][:600]
     # A deferred message is retried only in an hour: exactly the counts above, and
     # the period boundaries are multiples of the interval.
     for rep in reports(rua):
