@@ -194,12 +194,11 @@ static void period_over(evutil_socket_t fd, short what, void *arg)
 		period_arm(r);
 		return;
 	}
+	/* A period without sessions has no file and no report. */
 	if (r->cur.n_pols) {
 		struct tlsrpt_period *pd = xmalloc(sizeof(*pd));
 		*pd = r->cur;
 		period_report(r, pd);
-	} else {
-		op_push(r, r->cur.start_ms, NULL);
 	}
 	period_begin(r, t);
 	period_arm(r);
@@ -282,11 +281,23 @@ void tlsrpt_destroy(struct tlsrpt **rp)
 		tlsrpt_send_cancel(&p->s);
 		free(p);
 	}
-	/* Waiting writes are lost with the workers; the running one completes or not:
-	 * the counts of the last moments may be missing after the restart. */
-	while (r->ops && !r->op_running) {
+	/* Called once the workers are gone (the one running finished before they
+	 * stopped): the writes still waiting are done here, in order, since the loop is
+	 * over, so the counts of the last moments survive the restart. */
+	if (r->ops && r->op_running) {
 		struct tlsrpt_op *op = r->ops;
 		r->ops = op->next;
+		free(op->path);
+		free(op->text);
+		free(op);
+	}
+	while (r->ops) {
+		struct tlsrpt_op *op = r->ops;
+		r->ops = op->next;
+		op_work(op);
+		if (op->err)
+			log_warnx("tls-rpt event=state-error path=%s error=\"%s\"", op->path,
+				  strerror(op->err));
 		free(op->path);
 		free(op->text);
 		free(op);

@@ -30,7 +30,9 @@ struct tlsrpt_ticket;
 struct tlsrpt *tlsrpt_create(const struct config *cfg, struct event_base *base,
 			     struct dns *dns, struct workers *w, struct queue *q,
 			     struct dkim_keys **dkim);
-/* Cancels reports being looked up (the period's file stays: sent after the restart). */
+/* After the workers are destroyed (writes still waiting are done here, the loop being
+ * over). Cancels reports being looked up: the period's file stays and is reported
+ * after the restart. */
 void tlsrpt_destroy(struct tlsrpt **r);
 
 /* For one connection under policy p (copied); NULL when r is NULL or the mail is our
