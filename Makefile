@@ -6,7 +6,7 @@ DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 PKGS      = libevent libevent_openssl libevent_pthreads libgsasl sqlite3 libssl libcrypto libcrypt \
-            libunbound libsystemd libcurl libpq
+            libunbound libsystemd libcurl libpq zlib
 CFLAGS   ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (the sanitizer build) keeps them.
 # The file the programs read without -c (config/config.h); the installed ones are built

@@ -10,7 +10,7 @@ swaks libnet-ssleay-perl curl msmtp gsasl python3-cryptography clang libclang-rt
 python3-dnslib python3-dkim postfix sasl2-bin libsasl2-modules iproute2
 dovecot-core dovecot-lmtpd dovecot-imapd dovecot-sqlite fail2ban debhelper dpkg-dev fakeroot
 libsystemd-dev systemd prometheus groff-base man-db procps libcurl4-openssl-dev
-nsd ldnsutils libpq-dev postgresql-15"
+nsd ldnsutils libpq-dev postgresql-15 zlib1g-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -30,11 +30,11 @@ static const char probe_sts_usage[] =
 struct probe_sts {
 	struct event_base *base;
 	int pending;
-	struct dns_txt_result *txt;
+	struct dns_result *txt;
 	struct dns_result *mx, *host;
 };
 
-static void probe_sts_txt(void *arg, struct dns_txt_result *res)
+static void probe_sts_txt(void *arg, struct dns_result *res)
 {
 	struct probe_sts *p = arg;
 	p->txt = res;
@@ -74,7 +74,7 @@ static size_t probe_sts_hosts(const struct dns_result *mx, const struct dns_targ
 
 struct probe_sts_out {
 	const char *domain, *url;
-	struct dns_txt_result *txt;
+	struct dns_result *txt;
 	int have_id;
 	char id[MTASTS_ID_MAX + 1];
 	const char *no_policy;        /* why there is none */
@@ -91,7 +91,7 @@ static void probe_sts_print_json(const struct probe_sts_out *o, int status)
 	printf("{\"domain\":");
 	json_put_str(stdout, o->domain);
 	printf(",\"txt\":[");
-	for (size_t i = 0; o->txt->status == DNS_OK && i < o->txt->n; i++) {
+	for (size_t i = 0; o->txt->status == DNS_OK && i < o->txt->n_txt; i++) {
 		printf(i ? "," : "");
 		json_put_str(stdout, o->txt->txt[i]);
 	}
@@ -132,7 +132,7 @@ static void probe_sts_print_text(const struct probe_sts_out *o)
 	printf("domain: %s\n", o->domain);
 	if (o->txt->status != DNS_OK)
 		printf("txt: none (%s)\n", o->txt->detail);
-	for (size_t i = 0; o->txt->status == DNS_OK && i < o->txt->n; i++)
+	for (size_t i = 0; o->txt->status == DNS_OK && i < o->txt->n_txt; i++)
 		printf("txt: %s\n", o->txt->txt[i]);
 	if (!o->have_id) {
 		if (o->txt->status == DNS_OK)
@@ -238,7 +238,7 @@ int cmd_probe_mtasts(int argc, char **argv)
 	o.url = name = xasprintf("https://mta-sts.%s/.well-known/mta-sts.txt", domain);
 	o.n_hosts = probe_sts_hosts(p.mx, o.hosts);
 	if (p.txt->status == DNS_OK)
-		o.have_id = mtasts_txt_select(p.txt->txt, p.txt->n, o.id, &o.no_policy) == 1;
+		o.have_id = mtasts_txt_select(p.txt->txt, p.txt->n_txt, o.id, &o.no_policy) == 1;
 	if (p.txt->status == DNS_OK && !o.have_id)
 		status = ADMIN_EXIT_FAIL; /* a record that is there but cannot be used */
 	if (o.have_id) {
@@ -282,7 +282,7 @@ int cmd_probe_mtasts(int argc, char **argv)
 		free(addrs[i]);
 	mtasts_policy_clear(&o.pol);
 	free(name);
-	dns_txt_result_free(p.txt);
+	dns_result_free(p.txt);
 	dns_result_free(p.mx);
 	dns_result_free(p.host);
 	return status;

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <gsasl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -980,6 +981,19 @@ int smtpc_auth(struct smtpc *s, const char *mech, const char *user, const char *
 int smtpc_auth_saw_330(const struct smtpc *s) { return s->saw_330; }
 const struct smtpc_caps *smtpc_caps(const struct smtpc *s) { return &s->caps; }
 SSL *smtpc_ssl(const struct smtpc *s) { return s->conn ? conn_ssl(s->conn) : NULL; }
+
+int smtpc_local_addr(const struct smtpc *s, char *out, size_t outsz)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = s->conn ? conn_fd(s->conn) : s->fd;
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+	    getnameinfo((struct sockaddr *)&ss, len, out, (socklen_t)outsz, NULL, 0,
+			NI_NUMERICHOST) != 0)
+		return -1;
+	return 0;
+}
 
 void smtpc_close(struct smtpc *s)
 {

@@ -152,6 +152,8 @@ int smtpc_auth_saw_330(const struct smtpc *s);
 /* Whether GNU SASL can run mech as a client. */
 int smtpc_mech_supported(const char *mech);
 
+/* The address this end of the connection has ("192.0.2.1"), for reports. -1: none. */
+int smtpc_local_addr(const struct smtpc *s, char *out, size_t outsz);
 const struct smtpc_caps *smtpc_caps(const struct smtpc *s);
 SSL *smtpc_ssl(const struct smtpc *s);
 /* Closes after the output is written; on_error(SMTPC_ERR_CLOSED) follows. */

@@ -201,6 +201,13 @@ struct config {
 	unsigned mta_sts_fetch_threads;
 	unsigned mta_sts_refresh_interval_ms;
 	unsigned mta_sts_fetch_retry_ms;
+	/* SMTP TLS reporting (RFC 8460, docs/tls-rpt.md) */
+	int tls_rpt;
+	unsigned tls_rpt_interval_ms;
+	char *tls_rpt_dir;
+	char *tls_rpt_submitter;         /* NULL: hostname */
+	char *tls_rpt_from;              /* NULL: noreply-tls-rpt@hostname */
+	char *tls_rpt_org;               /* NULL: the submitter */
 	unsigned max_received_headers;   /* more Received: fields than this: a loop, bounced 5.4.6 */
 	size_t bounce_size_limit;        /* a DSN returns a bigger message's header only: 50000 */
 	char *control_socket;            /* UNIX socket of `cursus queue`: run/cursusd.sock */

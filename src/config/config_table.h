@@ -177,6 +177,14 @@ static const struct opt opt_table[] = {
 	G_NUM("mta_sts_refresh_interval", T_SECONDS, DAY * MS, MS / 10, 30 * DAY * MS,
 	      mta_sts_refresh_interval_ms),
 	G_NUM("mta_sts_fetch_retry", T_SECONDS, 300 * MS, MS / 100, DAY * MS, mta_sts_fetch_retry_ms),
+	/* SMTP TLS reporting (RFC 8460): counts per UTC day (tls_rpt_interval, shorter in
+	 * tests), kept under state_dir, reports mailed through the queue. */
+	G_NUM("tls_rpt", T_BOOL, 0, 0, 1, tls_rpt),
+	G_NUM("tls_rpt_interval", T_SECONDS, DAY * MS, MS / 100, 7 * DAY * MS, tls_rpt_interval_ms),
+	G_STR("tls_rpt_dir", T_PATH, "tls-rpt", tls_rpt_dir),
+	G_STR("tls_rpt_submitter", T_HOST, NULL, tls_rpt_submitter),
+	G_STR("tls_rpt_from", T_STRING, NULL, tls_rpt_from),
+	G_STR("tls_rpt_org", T_STRING, NULL, tls_rpt_org),
 	G_NUM("log_debug", T_BOOL, 0, 0, 1, log_debug),
 	G_STR("auth_client_ca", T_PATH, NULL, auth_client_ca),
 	G_STR("pid_file", T_PATH, "run/cursusd.pid", pid_file),

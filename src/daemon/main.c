@@ -32,6 +32,7 @@
 #include "net/tls.h"
 #include "queue/qstore.h"
 #include "queue/queue.h"
+#include "relay/tlsrpt.h"
 #include "sasl/authlimit.h"
 #include "smtp/session.h"
 #include "smtp/trace.h"
@@ -251,6 +252,7 @@ int main(int argc, char **argv)
 	struct control *ctl;
 	struct sched *sched;
 	struct transport *local, *smtp, *lmtp;
+	struct tlsrpt *rpt;
 	struct dns *dns;
 	struct metrics_http *mhttp = NULL;
 	struct daemon_metrics dmetrics = {.srv = &srv};
@@ -368,6 +370,10 @@ int main(int argc, char **argv)
 	dns_set_timeout(dns, cfg->dns_timeout * 1000u);
 	local = transport_maildir_create(cfg, dwork);
 	smtp = transport_smtp_create(cfg, srv.base, dns, dwork);
+	/* SMTP TLS reports (docs/tls-rpt.md): counted by the SMTP transport, mailed
+	 * through the queue. */
+	rpt = tlsrpt_create(cfg, srv.base, dns, dwork, srv.queue, &srv.dkim);
+	transport_smtp_set_tlsrpt(smtp, rpt);
 	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp, lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
@@ -423,6 +429,9 @@ int main(int argc, char **argv)
 	workers_destroy(&dwork);
 	queue_destroy(&srv.queue);
 	workers_destroy(&srv.workers);
+	/* After every worker and the queue: no report mail is being written any more. */
+	transport_smtp_set_tlsrpt(smtp, NULL);
+	tlsrpt_destroy(&rpt);
 	dkim_keys_free(&srv.dkim);
 	smtp->destroy(smtp);
 	lmtp->destroy(lmtp);

@@ -164,6 +164,9 @@ int priv_prepare(const struct config *cfg, const struct priv_id *id, char **err_
 	/* The MTA-STS policies the network process fetches and keeps. */
 	if (rc == 0)
 		rc = give_dir(cfg, id, "mta_sts_cache_dir", cfg->mta_sts_cache_dir, 1, err_r);
+	/* The TLS-RPT counts (docs/tls-rpt.md), written by the network process. */
+	if (rc == 0 && cfg->tls_rpt)
+		rc = give_dir(cfg, id, "tls_rpt_dir", cfg->tls_rpt_dir, 1, err_r);
 	if (rc == 0) {
 		dir = parent_of(cfg->pid_file);
 		rc = give_dir(cfg, id, "pid_file", dir, 0, err_r);

@@ -57,6 +57,12 @@ static const struct fixed_opt {
 	{ "metrics_timeout", FIXED_UINT, offsetof(struct config, metrics_timeout_ms) },
 	{ "mta_sts_cache_dir", FIXED_STR, offsetof(struct config, mta_sts_cache_dir) },
 	{ "mta_sts_fetch_threads", FIXED_UINT, offsetof(struct config, mta_sts_fetch_threads) },
+	{ "tls_rpt", FIXED_UINT, offsetof(struct config, tls_rpt) },
+	{ "tls_rpt_interval", FIXED_UINT, offsetof(struct config, tls_rpt_interval_ms) },
+	{ "tls_rpt_dir", FIXED_STR, offsetof(struct config, tls_rpt_dir) },
+	{ "tls_rpt_submitter", FIXED_STR, offsetof(struct config, tls_rpt_submitter) },
+	{ "tls_rpt_from", FIXED_STR, offsetof(struct config, tls_rpt_from) },
+	{ "tls_rpt_org", FIXED_STR, offsetof(struct config, tls_rpt_org) },
 };
 
 struct reload_names {

@@ -103,6 +103,9 @@ struct transport *transport_maildir_create(const struct config *cfg, struct work
 /* SMTP to MX hosts and smart hosts (relay/smtp_transport.c); the body is read on w. */
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,
 					struct dns *dns, struct workers *w);
+/* TLS-RPT (relay/tlsrpt.h) counts the SMTP transport's MX connections into r. */
+struct tlsrpt;
+void transport_smtp_set_tlsrpt(struct transport *t, struct tlsrpt *r);
 /* LMTP (RFC 2033) to the server of a ROUTE_LMTP route, a UNIX socket or a TCP address:
  * the SMTP transport's connections, cache and body streaming with LHLO and one reply
  * per recipient after the final dot (relay/smtp_transport.c). */

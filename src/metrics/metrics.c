@@ -76,6 +76,14 @@ static const struct metric_def metric_defs[METRIC__COUNT] = {
 				    "MX hosts that failed a domain's MTA-STS policy, by its mode "
 				    "(enforce: not used; testing: used, reported) and reason.",
 				    {"mode", "reason"}},
+	[METRIC_TLSRPT_SESSIONS] = {"cursus_tls_rpt_sessions_total", "counter",
+				    "Outbound sessions counted for SMTP TLS reports (RFC 8460), by "
+				    "policy type and result (success or the RFC 8460 result type).",
+				    {"policy", "result"}},
+	[METRIC_TLSRPT_REPORTS] = {"cursus_tls_rpt_reports_total", "counter",
+				   "SMTP TLS reports (RFC 8460) per policy domain and period, by "
+				   "result (queued, no-rua, dns-error, error).",
+				   {"result"}},
 	[METRIC_START_TIME] = {"cursus_start_time_seconds", "gauge",
 			       "Start time of the daemon since the Unix epoch.", {NULL}},
 	[METRIC_BUILD_INFO] = {"cursus_build_info", "gauge",

@@ -37,6 +37,8 @@ enum metric_id {
 				  * unverified, insecure-mx, dsn-without, tls-required-no) */
 	METRIC_MTASTS_FETCH,     /* counter: result (mtasts_fetch_result_name) */
 	METRIC_MTASTS_FAILURES,  /* counter: mode (enforce, testing), reason */
+	METRIC_TLSRPT_SESSIONS,  /* counter: policy (tlsa, sts, no-policy-found), result */
+	METRIC_TLSRPT_REPORTS,   /* counter: result (queued, no-rua, dns-error, error) */
 	METRIC_START_TIME,       /* gauge, Unix seconds */
 	METRIC_BUILD_INFO,       /* gauge 1: libevent, openssl */
 	METRIC_STORE_REQUESTS,   /* counter: operation (a round trip to cursus-auth; a

@@ -34,8 +34,9 @@ struct dns {
 };
 
 static void dns_lookups_start(struct dns_query *q);
+static void dns_rr_what(const struct dns_query *q, char *out, size_t outsz);
 
-const char *dns_rcode_text(int rcode)
+static const char *dns_rcode_text(int rcode)
 {
 	static const char *const names[] = { "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
 					     "NOTIMP", "REFUSED" };
@@ -136,10 +137,6 @@ fail:
 	return NULL;
 }
 
-struct ub_ctx *dns_ub_ctx(struct dns *d) { return d->ctx; }
-struct event_base *dns_event_base(struct dns *d) { return d->base; }
-unsigned dns_timeout_ms(const struct dns *d) { return d->timeout_ms; }
-
 void dns_set_timeout(struct dns *d, unsigned ms)
 {
 	d->timeout_ms = ms ? ms : 1;
@@ -230,8 +227,9 @@ static void dns_on_timeout(evutil_socket_t fd, short what, void *arg)
 	else
 		snprintf(why, sizeof(why), "no answer within %u ms", ms);
 	if (q->mx.pending && q->rr_type) {
-		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", why, q->domain,
-				 q->rr_type);
+		char rrwhat[300];
+		dns_rr_what(q, rrwhat, sizeof(rrwhat));
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s", why, rrwhat);
 		return;
 	}
 	if (q->mx.pending) {
@@ -292,6 +290,23 @@ static void dns_log_bogus(const struct dns_query *q, const struct dns_lookup *lk
 	log_info("dns bogus name=%s type=%d why=\"%s\"", name, lk->rrtype, why);
 }
 
+/* One TXT rdata: length-prefixed character-strings, joined. */
+static char *dns_txt_join(const unsigned char *p, size_t len)
+{
+	char *out = xmalloc(len + 1), *o = out;
+	size_t i = 0;
+	while (i < len) {
+		size_t n = p[i++];
+		if (n > len - i)
+			n = len - i; /* a short string: what is there */
+		for (size_t k = 0; k < n; k++)
+			*o++ = p[i + k] ? (char)p[i + k] : '?';
+		i += n;
+	}
+	*o = '\0';
+	return out;
+}
+
 /* dns_resolve_rr: the rdata copied out of unbound's answer. */
 static void dns_rr_keep(struct dns_query *q, const struct ub_result *r)
 {
@@ -307,10 +322,28 @@ static void dns_rr_keep(struct dns_query *q, const struct ub_result *r)
 		memcpy(res->rr_data[i], r->data[i], res->rr_len[i]);
 	}
 	res->n_rr = n;
+	if (q->rr_type != DNS_RR_TXT)
+		return;
+	res->txt = xcalloc(n + 1, sizeof(*res->txt));
+	for (size_t i = 0; i < n; i++)
+		res->txt[i] = dns_txt_join(res->rr_data[i], res->rr_len[i]);
+	res->n_txt = n;
+}
+
+/* "TXT of _mta-sts.example.org" for the messages of dns_resolve_rr. */
+static void dns_rr_what(const struct dns_query *q, char *out, size_t outsz)
+{
+	if (q->rr_type == DNS_RR_TXT || q->rr_type == DNS_RR_TLSA)
+		snprintf(out, outsz, "%s of %s", q->rr_type == DNS_RR_TXT ? "TXT" : "TLSA",
+			 q->domain);
+	else
+		snprintf(out, outsz, "type %d of %s", q->rr_type, q->domain);
 }
 
 static void dns_rr_answered(struct dns_query *q)
 {
+	char what[300];
+	dns_rr_what(q, what, sizeof(what));
 	q->res->sec = q->mx.sec;
 	switch (q->mx.outcome) {
 	case LK_DATA:
@@ -319,15 +352,13 @@ static void dns_rr_answered(struct dns_query *q)
 			dns_query_finish(q, DNS_OK, NULL);
 			return;
 		}
-		dns_query_finish(q, DNS_NODATA, "%s has no records of type %d", q->domain,
-				 q->rr_type);
+		dns_query_finish(q, DNS_NODATA, "no record looking up %s", what);
 		return;
 	case LK_NXDOMAIN:
-		dns_query_finish(q, DNS_NXDOMAIN, "%s does not exist (NXDOMAIN)", q->domain);
+		dns_query_finish(q, DNS_NXDOMAIN, "NXDOMAIN looking up %s", what);
 		return;
 	default:
-		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", q->mx.why,
-				 q->domain, q->rr_type);
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s", q->mx.why, what);
 		return;
 	}
 }
@@ -472,10 +503,17 @@ struct dns_query *dns_resolve_rr(struct dns *d, const char *name, int rrtype, dn
 
 	q->rr_type = rrtype;
 	dns_lookup_start(q, &q->mx, q->domain, rrtype);
-	if (!q->mx.pending)
-		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s (type %d)", q->mx.why,
-				 q->domain, rrtype);
+	if (!q->mx.pending) {
+		char what[300];
+		dns_rr_what(q, what, sizeof(what));
+		dns_query_finish(q, DNS_TEMPFAIL, "%s looking up %s", q->mx.why, what);
+	}
 	return q;
+}
+
+struct dns_query *dns_resolve_txt(struct dns *d, const char *name, dns_cb cb, void *arg)
+{
+	return dns_resolve_rr(d, name, DNS_RR_TXT, cb, arg);
 }
 
 void dns_cancel(struct dns_query *q)
@@ -511,5 +549,8 @@ void dns_result_free(struct dns_result *res)
 		free(res->rr_data[i]);
 	free(res->rr_data);
 	free(res->rr_len);
+	for (size_t i = 0; i < res->n_txt; i++)
+		free(res->txt[i]);
+	free(res->txt);
 	free(res);
 }

@@ -68,6 +68,8 @@ struct dns_result {
 	unsigned char **rr_data;
 	size_t *rr_len;
 	size_t n_rr;
+	char **txt;                 /* DNS_RR_TXT only: each record as one string */
+	size_t n_txt;
 };
 
 /* Called on the loop thread, once, unless cancelled; res is the callee's to
@@ -87,27 +89,18 @@ struct dns_query *dns_resolve_host(struct dns *d, const char *host, enum ip_fami
 				   unsigned port, size_t max_targets, dns_cb cb, void *arg);
 /* The records of one type at name, as they are (TLSA for DANE): DNS_OK with n_rr > 0,
  * DNS_NXDOMAIN, DNS_NODATA or DNS_TEMPFAIL, with sec saying whether it was secure. */
+#define DNS_RR_TXT 16
+#define DNS_RR_TLSA 52
 struct dns_query *dns_resolve_rr(struct dns *d, const char *name, int rrtype, dns_cb cb,
 				 void *arg);
 void dns_cancel(struct dns_query *q);
 void dns_result_free(struct dns_result *res);
 
-/* TXT records (RFC 1035 3.3.14), for policy discovery (MTA-STS's _mta-sts.DOMAIN):
- * each record's character-strings joined into one string, as RFC 8461 3.1 reads them. */
-struct dns_txt_result {
-	enum dns_status status;     /* DNS_OK (n >= 1), DNS_NXDOMAIN, DNS_NODATA, DNS_TEMPFAIL */
-	char detail[256];           /* why, for DNS_TEMPFAIL and the others */
-	char **txt;                 /* a NUL inside a record is turned into '?' */
-	size_t n;
-};
-struct dns_txt_query;
-typedef void (*dns_txt_cb)(void *arg, struct dns_txt_result *res);
-/* Like dns_resolve_mx: cb once, on the loop, never from inside this call, within the
- * timeout; res is the callee's to dns_txt_result_free. Queries still in flight must be
- * cancelled before dns_destroy. */
-struct dns_txt_query *dns_resolve_txt(struct dns *d, const char *name, dns_txt_cb cb, void *arg);
-void dns_txt_cancel(struct dns_txt_query *q);
-void dns_txt_result_free(struct dns_txt_result *res);
+/* TXT records (RFC 1035 3.3.14), for policy discovery (MTA-STS's _mta-sts.DOMAIN,
+ * TLS-RPT's _smtp._tls.DOMAIN): dns_resolve_rr with DNS_RR_TXT, whose result also has
+ * each record's character-strings joined into one string (txt, n_txt), as RFC 8461
+ * 3.1 and RFC 8460 3 read them; a NUL inside a record is turned into '?'. */
+struct dns_query *dns_resolve_txt(struct dns *d, const char *name, dns_cb cb, void *arg);
 const char *dns_status_name(enum dns_status st);
 
 #endif

@@ -8,7 +8,6 @@
 
 #define DNS_RR_A 1
 #define DNS_RR_MX 15
-#define DNS_RR_TXT 16
 #define DNS_RR_AAAA 28
 /* Records kept from a dns_resolve_rr answer. */
 #define DNS_RR_MAX 32
@@ -64,12 +63,6 @@ struct dns_query {
 	int finished;
 };
 
-/* dns.c: for the lookups of other record types (dns_txt.c). */
-struct ub_ctx;
-struct ub_ctx *dns_ub_ctx(struct dns *d);
-struct event_base *dns_event_base(struct dns *d);
-unsigned dns_timeout_ms(const struct dns *d);
-const char *dns_rcode_text(int rcode);
 
 /* dns.c */
 void dns_query_finish(struct dns_query *q, enum dns_status st, const char *fmt, ...)

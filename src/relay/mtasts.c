@@ -40,7 +40,7 @@ struct mtasts_ent {
 	int have;                    /* st holds a policy */
 	struct mtasts_stored st;
 	time_t expires;
-	struct dns_txt_query *txtq;  /* a discovery in flight: TXT, */
+	struct dns_query *txtq;      /* a discovery in flight: TXT, */
 	struct dns_query *hostq;     /* then mta-sts.DOMAIN's addresses, */
 	int fetching;                /* then the fetch */
 	int refreshing;              /* started by the refresh timer (nobody waits) */
@@ -363,7 +363,7 @@ static int mtasts_due_renewal(const struct mtasts_ent *e)
 	return e->refreshing && e->expires - time(NULL) <= horizon;
 }
 
-static void mtasts_txt_done(void *arg, struct dns_txt_result *res)
+static void mtasts_txt_done(void *arg, struct dns_result *res)
 {
 	struct mtasts_ent *e = arg;
 	struct mtasts *m = e->m;
@@ -373,7 +373,7 @@ static void mtasts_txt_done(void *arg, struct dns_txt_result *res)
 
 	e->txtq = NULL;
 	cached = mtasts_cached(e);
-	if (res->status != DNS_OK || mtasts_txt_select(res->txt, res->n, id, &why) != 1) {
+	if (res->status != DNS_OK || mtasts_txt_select(res->txt, res->n_txt, id, &why) != 1) {
 		/* No usable record: a cached policy still holds (RFC 8461 8.3: a domain
 		 * withdraws one by publishing mode none, not by removing the record). */
 		if (res->status == DNS_OK && why)
@@ -382,11 +382,11 @@ static void mtasts_txt_done(void *arg, struct dns_txt_result *res)
 		else if (res->status == DNS_TEMPFAIL)
 			log_info("mta-sts event=txt-tempfail domain=%s reason=\"%s\"%s", e->domain,
 				 res->detail, cached ? " cached=yes" : "");
-		dns_txt_result_free(res);
+		dns_result_free(res);
 		mtasts_answer(e);
 		return;
 	}
-	dns_txt_result_free(res);
+	dns_result_free(res);
 	if ((cached && strcmp(id, e->st.id) == 0 && !mtasts_due_renewal(e)) ||
 	    mtasts_backing_off(e, id)) {
 		mtasts_answer(e);
@@ -477,7 +477,7 @@ void mtasts_destroy(struct mtasts **mp)
 		while (m->buckets[b]) {
 			struct mtasts_ent *e = m->buckets[b];
 			m->buckets[b] = e->hnext;
-			dns_txt_cancel(e->txtq);
+			dns_cancel(e->txtq);
 			dns_cancel(e->hostq);
 			while (e->waiters)
 				mtasts_cancel(e->waiters);

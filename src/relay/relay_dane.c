@@ -19,7 +19,6 @@
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define DNS_RR_TLSA 52
 
 struct relay_dane {
 	char *host;                  /* the host whose TLSA answer is kept */

@@ -15,6 +15,7 @@
 struct smtp_transport;
 struct relay_job;
 struct relay_sess;
+struct tlsrpt_ticket;
 
 /* How a connection attempt ended before the server took MAIL. */
 struct relay_fail {
@@ -51,6 +52,7 @@ struct relay_sess_params {
 	 * always for a host DANE decides for (RFC 8461 2: DANE wins). */
 	const char *sts_domain;
 	int sts_mode;             /* enum mtasts_mode */
+	struct tlsrpt_ticket *rpt; /* TLS-RPT (relay/tlsrpt.h): the session's own, or NULL */
 };
 
 /* Connects and sets the session up; then relay_job_session_ready or relay_job_failed. */

@@ -20,6 +20,7 @@
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
 #include "relay/requiretls.h"
+#include "relay/tlsrpt.h"
 #include "sasl/sasl.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -41,6 +42,7 @@ struct relay_sess {
 	int tls, tls_disabled, auth_unverified, lmtp;
 	char *sts_domain;           /* under an MTA-STS policy (enforce or testing), or NULL */
 	int sts_mode;
+	struct tlsrpt_ticket *rpt;  /* TLS-RPT: this connection's outcome, counted once */
 	SSL_CTX *ctx;
 	const char *auth_user, *auth_password; /* valid during setup only (the job's) */
 	const char *auth_mech;      /* likewise: an OAuth credential's mechanism */
@@ -143,6 +145,7 @@ void relay_sess_free(struct relay_sess *s)
 	free(s->addr_text);
 	free(s->dane_domain);
 	free(s->sts_domain);
+	tlsrpt_ticket_free(&s->rpt);
 	if (s->ctx)
 		SSL_CTX_free(s->ctx);
 	config_release(&s->cfg);
@@ -217,6 +220,9 @@ static int relay_sts_fail(struct relay_sess *s, enum mtasts_failure why, const c
 {
 	if (!s->sts_domain)
 		return 0;
+	tlsrpt_ticket_fail(s->rpt, s->c, why == MTASTS_FAIL_NO_STARTTLS ? "starttls-not-supported"
+			   : why == MTASTS_FAIL_CERTIFICATE ? tlsrpt_cert_result(detail)
+			   : "validation-failure", s->host, s->addr_text, detail);
 	mtasts_report(s->sts_domain, (enum mtasts_mode)s->sts_mode, s->host, s->addr_text, why,
 		      detail);
 	if (s->sts_mode != MTASTS_ENFORCE)
@@ -328,6 +334,7 @@ static void relay_dane_no_tls(struct relay_sess *s, const char *what)
 {
 	s->dane_label = "dane-no-starttls";
 	relay_dane_count(s->dane_label);
+	tlsrpt_ticket_fail(s->rpt, s->c, "starttls-not-supported", s->host, s->addr_text, what);
 	relay_sess_fail(s, "4.7.5", 0, 0, "DANE: %s TLSA records published but %s: "
 			"not sent in clear", s->dane ? "usable" : "secure", what);
 }
@@ -350,6 +357,8 @@ static void relay_sess_ehlo_done(struct relay_sess *s)
 	}
 	if (relay_sts_fail(s, MTASTS_FAIL_NO_STARTTLS, "STARTTLS not offered"))
 		return;
+	tlsrpt_ticket_fail(s->rpt, s->c, "starttls-not-supported", s->host, s->addr_text,
+			   "STARTTLS not offered");
 	if (s->tls >= RELAY_TLS_ENCRYPT) {
 		relay_sess_fail(s, "4.7.10", 0, 0, "TLS required but not offered");
 		return;
@@ -370,6 +379,11 @@ static void relay_on_tls(struct smtpc *c, void *arg)
 			snprintf(s->tc.reason, sizeof(s->tc.reason), "%s", why);
 			s->dane_label = "dane-mismatch";
 			relay_dane_count(s->dane_label);
+			/* RFC 8460 4.3.2.1 tlsa-invalid: "None of the records in the RRset were
+			 * found to be valid" for the certificate presented. */
+			tlsrpt_ticket_fail(s->rpt, c, strcasestr(why, "hostname mismatch") ?
+					   "certificate-host-mismatch" : "tlsa-invalid", s->host,
+					   s->addr_text, why);
 			relay_sess_fail(s, "4.7.5", 0, 0, "DANE: certificate does not match the TLSA "
 					"records of _%u._tcp.%s: %s", s->dane_port, s->host, why);
 			return;
@@ -389,10 +403,13 @@ static void relay_on_tls(struct smtpc *c, void *arg)
 			return;
 	}
 	if (s->tls == RELAY_TLS_VERIFY && !s->tc.verified) {
+		tlsrpt_ticket_fail(s->rpt, c, tlsrpt_cert_result(s->tc.reason), s->host,
+				   s->addr_text, s->tc.reason);
 		relay_sess_fail(s, "4.7.5", 0, 0, "TLS certificate verification failed: %s",
 				s->tc.reason);
 		return;
 	}
+	tlsrpt_ticket_ok(s->rpt, c);
 	s->phase = PH_EHLO2;
 	smtpc_ehlo(c, s->cfg->hostname);
 }
@@ -884,6 +901,8 @@ static void relay_on_error(struct smtpc *c, void *arg, enum smtpc_error err, con
 	if (err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS &&
 	    relay_sts_fail(s, MTASTS_FAIL_TLS, reason))
 		return;
+	if (err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS)
+		tlsrpt_ticket_fail(s->rpt, c, "validation-failure", s->host, s->addr_text, reason);
 	relay_sess_fail(s, err == SMTPC_ERR_CONNECT ? "4.4.1" : err == SMTPC_ERR_TLS ? "4.7.5" : "4.4.2",
 			0, err == SMTPC_ERR_TLS && s->phase == PH_STARTTLS, "%s", reason);
 }
@@ -949,6 +968,7 @@ struct relay_sess *relay_sess_open(struct smtp_transport *t, struct relay_job *j
 		s->sts_domain = xstrdup(p->sts_domain);
 		s->sts_mode = p->sts_mode;
 	}
+	s->rpt = p->rpt;
 	s->phase = PH_GREETING;
 	s->ev_idle = evtimer_new(relay_base(t), relay_idle_over, s);
 	s->c = smtpc_create(relay_base(t), sa, salen, &o, &relay_cbs, s);

@@ -23,6 +23,7 @@
 #include "relay/mtasts.h"
 #include "relay/relay_dane.h"
 #include "relay/relay_int.h"
+#include "relay/relay_tlsrpt.h"
 #include "relay/requiretls.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -45,6 +46,7 @@ struct smtp_transport {
 	struct relay_job *jobs;
 	int lmtp;                 /* LMTP to ROUTE_LMTP servers, not SMTP */
 	struct mtasts *sts;       /* MTA-STS policies (MX delivery only) */
+	struct tlsrpt *rpt;       /* TLS-RPT counts, or NULL */
 };
 
 struct relay_job {
@@ -205,10 +207,19 @@ static SSL_CTX *ctx_for(struct smtp_transport *t, const char *ca, char **err_r)
 static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v);
 static void job_try(struct relay_job *j);
 
+/* TLS-RPT counts MX deliveries, never those of its own reports (RFC 8460: no loops). */
+static struct tlsrpt *job_tlsrpt(const struct relay_job *j)
+{
+	if (j->t->lmtp || j->d->route->kind != ROUTE_MX || tlsrpt_is_report(j->t->rpt, j->d->sender))
+		return NULL;
+	return j->t->rpt;
+}
+
 /* A host the DANE step ruled out: the reason stands if nothing else works. */
 static void job_skip(struct relay_job *j, const struct relay_dane_verdict *v)
 {
 	log_info("relay %s: %s", j->d->id, v->why);
+	relay_tlsrpt_skipped(job_tlsrpt(j), j->d->route->target, j->targets[j->ti].host, v);
 	memset(&j->last, 0, sizeof(j->last));
 	snprintf(j->last.reason, sizeof(j->last.reason), "%s", v->why);
 	snprintf(j->last.status, sizeof(j->last.status), "%s", v->status);
@@ -254,6 +265,7 @@ static int job_sts_gate(struct relay_job *j, const struct dns_target *tg)
 		j->sts_reported = xstrdup(tg->host);
 		mtasts_report(domain, (enum mtasts_mode)j->sts_mode, tg->host, NULL,
 			      MTASTS_FAIL_MX_MISMATCH, "MX host not in the policy's mx patterns");
+		relay_tlsrpt_mx_mismatch(job_tlsrpt(j), domain, tg->host, j->sts_mode, &j->sts_policy);
 	}
 	if (j->sts_mode != MTASTS_ENFORCE)
 		return 0;
@@ -389,6 +401,8 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 		job_fail_all(j, DR_TEMPFAIL, "4.7.5", "OpenSSL refused to enable DANE");
 		return;
 	}
+	p.rpt = relay_tlsrpt_ticket(job_tlsrpt(j), d->route->target, tg->host, v, j->sts_mode,
+				    &j->sts_policy);
 	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
 }
 
@@ -739,6 +753,11 @@ static void smtp_reconfigure(struct transport *tr, const struct config *cfg)
 	smtp_ctxs_clear(t);
 	if (t->sts)
 		mtasts_reconfigure(t->sts, cfg);
+}
+
+void transport_smtp_set_tlsrpt(struct transport *tr, struct tlsrpt *r)
+{
+	tp(tr)->rpt = r;
 }
 
 struct transport *transport_smtp_create(const struct config *cfg, struct event_base *base,

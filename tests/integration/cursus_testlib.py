@@ -66,7 +66,8 @@ DELIVERY_OPTS = ("relay_host", "relay_tls", "relay_ca", "relay_auth_unverified",
                  "bounce_size_limit", "lmtp", "relay_oauth_timeout", "relay_oauth_refresh_margin",
                  "dns_trust_anchor", "mta_sts_cache_dir", "mta_sts_fetch_timeout",
                  "mta_sts_max_size", "mta_sts_fetch_threads", "mta_sts_refresh_interval",
-                 "mta_sts_fetch_retry")
+                 "mta_sts_fetch_retry", "tls_rpt", "tls_rpt_interval", "tls_rpt_dir",
+                 "tls_rpt_submitter", "tls_rpt_from", "tls_rpt_org")
 
 
 def _sanitized():
