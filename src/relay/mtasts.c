@@ -174,7 +174,7 @@ static void mtasts_answer_cb(evutil_socket_t fd, short what, void *arg)
 	struct mtasts_verdict v = {
 		.have = have && e->st.policy.mode != MTASTS_NONE, .domain = e->domain,
 		.id = have ? e->st.id : "", .policy = have ? &e->st.policy : NULL,
-		.source = "cache",
+		.source = "cache", .failed = !have && e->failed_id[0] != '\0',
 	};
 	while (e->waiters) {
 		struct mtasts_req *r = e->waiters;

@@ -43,6 +43,8 @@ struct mtasts_verdict {
 	const char *id;
 	const struct mtasts_policy *policy;
 	const char *source;          /* "cache" or "fetch" */
+	int failed;                  /* no policy because its fetch failed: the domain
+	                              * announced one, so "none" is not known for sure */
 };
 typedef void (*mtasts_cb)(void *arg, const struct mtasts_verdict *v);
 

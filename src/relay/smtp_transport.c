@@ -72,6 +72,7 @@ struct relay_job {
 	struct mtasts_req *stsq;  /* the domain's MTA-STS policy, being looked up */
 	int sts_known;            /* looked up (or not wanted): targets may be tried */
 	int sts_mode;             /* enum mtasts_mode; MTASTS_NONE: no policy applies */
+	int sts_failed;           /* the domain announced a policy that could not be had */
 	struct mtasts_policy sts_policy;
 	char *sts_reported;       /* the last host whose mismatch was logged */
 	struct event *ev_done;
@@ -411,7 +412,12 @@ static void job_targets_ready(struct relay_job *j)
 {
 	char why[400];
 	if (requiretls_domain_check(j->d, j->t->lmtp, j->res, j->sts_mode, why, sizeof(why)) < 0) {
-		job_fail_all_as(j, DR_PERMFAIL, "5.7.30", why, 1);
+		/* A policy announced but not fetched may vouch for the MX next time: wait for
+		 * it rather than bounce on a web server's bad minute. */
+		if (j->sts_failed)
+			job_fail_all(j, DR_TEMPFAIL, "4.7.30", why);
+		else
+			job_fail_all_as(j, DR_PERMFAIL, "5.7.30", why, 1);
 		return;
 	}
 	j->targets = j->res->targets;
@@ -425,6 +431,7 @@ static void job_sts_done(void *arg, const struct mtasts_verdict *v)
 	struct relay_job *j = arg;
 	j->stsq = NULL;
 	j->sts_known = 1;
+	j->sts_failed = v->failed;
 	mtasts_policy_clear(&j->sts_policy);
 	j->sts_mode = MTASTS_NONE;
 	if (v->have) {

@@ -12,7 +12,8 @@ docs/requiretls.md has the rules these cases walk through.
                        headers only, itself sent with REQUIRETLS (to dsn.rt.example)
   rtinsecure.example   unsigned MX, no MTA-STS -> failed 5.7.30, the hop never contacted
   rtsts.example        unsigned MX, MTA-STS enforce naming it, PKIX-valid certificate,
-                       REQUIRETLS offered -> sent with REQUIRETLS
+                       REQUIRETLS offered -> sent with REQUIRETLS; the policy server
+                       down -> deferred 4.7.30, not bounced
   mismatch.rt.example  secure TLSA of another key -> deferred 4.7.5 (dane-mismatch);
                        with "TLS-Required: No" delivered as may (tls_policy=tls-required-no)
   a smart host         relay_tls verify, REQUIRETLS offered -> sent with REQUIRETLS;
@@ -183,6 +184,20 @@ def test_mta_sts_enforce_authenticates_an_insecure_mx(start_server, dns, pki, po
     assert "relay=mx.rtsts.example[127.0.0.245] tls=TLSv1.3 verified=yes " \
            "tls_policy=mta-sts-enforce requiretls=yes result=relayed" in line, line
     assert mail_args(hops["mx.rtsts.example"])[0].endswith(" REQUIRETLS")
+
+
+def test_mta_sts_policy_announced_but_not_fetched_defers(start_server, dns, pki, port, hops,
+                                                          token):
+    """The domain announces a policy (its _mta-sts record) but the policy server does not
+    answer: nothing vouches for the insecure MX yet, but the policy may next time, so the
+    message waits (4.7.30) instead of bouncing, and nothing reaches the MX host."""
+    srv = server(start_server, dns, pki, port)
+    lib.submit_as(srv, ALICE, ["bob@rtsts.example"], body(token), mail_params=" REQUIRETLS")
+    line = lib.wait_delivery(srv, "bob@rtsts.example", "deferred")
+    assert "status=4.7.30 " in line, line
+    assert "mta-sts event=fetch-failed domain=rtsts.example" in srv.log
+    assert not lib.delivery_line(srv, "bob@rtsts.example", "failed")
+    assert not hops["mx.rtsts.example"]()
 
 
 def test_tls_required_no_relaxes_dane(start_server, dns, pki, port, hops, token):
