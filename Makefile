@@ -161,7 +161,7 @@ FUZZ_SRC_linereader = src/util/linereader.c
 FUZZ_SRC_command    = src/smtp/command.c
 FUZZ_SRC_address    = src/smtp/address.c $(FUZZ_UTIL)
 FUZZ_SRC_params     = src/smtp/params.c src/util/xtext.c $(FUZZ_UTIL)
-FUZZ_SRC_smtpc      = src/client/smtpc.c src/net/conn.c src/util/linereader.c src/oauth/oauth_sasl.c \
+FUZZ_SRC_smtpc      = $(wildcard src/client/*.c) src/net/conn.c src/util/linereader.c src/oauth/oauth_sasl.c \
                       src/util/jsonscan.c $(FUZZ_UTIL)
 FUZZ_SRC_oauth      = src/oauth/oauth_token.c src/oauth/oauth_sasl.c src/util/jsonscan.c $(FUZZ_UTIL)
 FUZZ_SRC_sasl       = src/sasl/sasl.c $(wildcard src/store/*.c) src/util/strset.c $(FUZZ_UTIL)
