@@ -1,7 +1,8 @@
 /* relay_int: what the SMTP (and LMTP) transport's two halves share. smtp_transport.c owns the
  * deliveries (jobs): name resolution, the order of addresses, the connection cache,
- * results. relay_session.c drives one connection: greeting, EHLO, STARTTLS, AUTH,
- * then one transaction per message, reporting back to the job it serves. */
+ * results. relay_session.c drives one connection: greeting, EHLO, STARTTLS, AUTH
+ * (relay_setup.c), then one transaction per message (relay_tx.c), reporting back to
+ * the job it serves. */
 #ifndef CURSUS_RELAY_INT_H
 #define CURSUS_RELAY_INT_H
 
@@ -28,7 +29,7 @@ struct relay_fail {
 			       * a permanent failure when every host tried says so */
 };
 
-/* ---- relay_session.c ---- */
+/* ---- relay_session.c (relay_sess_transact: relay_tx.c) ---- */
 struct relay_sess_params {
 	const char *key;          /* cache key: destination and auth user */
 	const char *host;         /* the name to greet as the server's and to verify */
