@@ -177,7 +177,6 @@ static const char *seconds_text(char *buf, size_t size, unsigned long long ms)
 	return buf;
 }
 
-/* Sets one option from its values; the caller has checked scope and duplicates. */
 /* A DKIM selector is a sub-domain (RFC 6376 3.1): one or more labels. */
 static int dkim_selector_ok(const char *s)
 {
@@ -227,6 +226,7 @@ static void dkim_key_set(struct parser *p, const struct opt *o, struct config_to
 	k->line = p->line;
 }
 
+/* Sets one option from its values; the caller has checked scope and duplicates. */
 static void opt_set(struct parser *p, const struct opt *o, const struct block *b,
 		    struct config_token *v, size_t nv)
 {

@@ -14,24 +14,11 @@
 #include "queue/envelope.h"
 #include "relay/requiretls.h"
 #include "util/xmalloc.h"
+#include "util/xtext.h"
 
 static enum delivery_result relay_class(int code)
 {
 	return code / 100 == 2 ? DR_DELIVERED : code / 100 == 5 ? DR_PERMFAIL : DR_TEMPFAIL;
-}
-
-/* xtext (RFC 3461 4): '+', '=' and bytes outside '!'..'~' as "+HH". */
-static char *relay_xtext(const char *s)
-{
-	char *out = xmalloc(strlen(s) * 3 + 1), *o = out;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < '!' || *p > '~' || *p == '+' || *p == '=')
-			o += sprintf(o, "+%02X", *p);
-		else
-			*o++ = (char)*p;
-	}
-	*o = '\0';
-	return out;
 }
 
 /* An EHLO keyword smtpc does not keep a flag for ("DSN"), and its parameter. */
@@ -93,7 +80,7 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 		if (env->ret != DSN_RET_UNSET)
 			ADD("%s RET=%s", line, env->ret == DSN_RET_FULL ? "FULL" : "HDRS");
 		if (env->envid) {
-			char *x = relay_xtext(env->envid);
+			char *x = xtext_encode(env->envid, strlen(env->envid));
 			ADD("%s ENVID=%s", line, x);
 			free(x);
 		}
@@ -101,7 +88,7 @@ static char *relay_mail_line(struct relay_sess *s, const struct delivery *d)
 	/* RFC 4954 5: the submitter's identity passes on only when we authenticated
 	 * ourselves; otherwise "AUTH=<>" says it is unknown. */
 	if (s->authed) {
-		char *x = env->auth ? relay_xtext(env->auth) : xstrdup("<>");
+		char *x = env->auth ? xtext_encode(env->auth, strlen(env->auth)) : xstrdup("<>");
 		ADD("%s AUTH=%s", line, x);
 		free(x);
 	}
@@ -147,7 +134,7 @@ static char *relay_rcpt_line(const struct relay_sess *s, const struct delivery *
 	if (d->dsn_passed && r->orcpt) {
 		const char *semi = strchr(r->orcpt, ';');
 		if (semi) {
-			char *x = relay_xtext(semi + 1);
+			char *x = xtext_encode(semi + 1, strlen(semi + 1));
 			tmp = xasprintf("%s ORCPT=%.*s;%s", line, (int)(semi - r->orcpt), r->orcpt, x);
 			free(line);
 			free(x);
