@@ -87,11 +87,21 @@ SANITIZED = _sanitized()
 needs_root = __import__("pytest").mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A loopback port free right now (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free right now (bind to 0, read it, close), and never one this
+    process was given before: the kernel may hand a just-closed port out again, and two
+    listeners of one server got the same port that way."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no new free loopback port in 100 tries")
 
 
 def tls_client_context():
