@@ -68,6 +68,36 @@ static char *userdb_relay_key(const char *s, size_t max, const char *what, char 
 	return key;
 }
 
+/* An entry's keys, lower-cased: the next hop and the sender ("" for none). */
+struct relay_keys {
+	char *hop, *from;
+};
+
+static int relay_keys_get(struct relay_keys *k, const char *nexthop, const char *sender,
+			  char **err)
+{
+	k->from = NULL;
+	if (!(k->hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
+		return -1;
+	if (sender && !(k->from = userdb_relay_key(sender, USERDB_SENDER_MAX, "the sender", err))) {
+		free(k->hop);
+		k->hop = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static const char *relay_keys_sender(const struct relay_keys *k)
+{
+	return k->from ? k->from : "";
+}
+
+static void relay_keys_free(struct relay_keys *k)
+{
+	free(k->hop);
+	free(k->from);
+}
+
 /* Checks the user name and password: both non-empty, bounded, no line breaks (they
  * travel in SASL exchanges, where a NUL or newline would cut them short). The message
  * never quotes the password. */
@@ -91,16 +121,15 @@ static int userdb_relay_check_secret(const char *user, const char *password, cha
 int userdb_relay_auth_set(struct userdb *u, const char *nexthop, const char *sender,
 			  const char *user, const char *password, char **err)
 {
-	char *hop = NULL, *from = NULL, *why = NULL;
+	struct relay_keys k;
+	char *why = NULL;
 	int ret = -1;
 
-	if (!(hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
+	if (relay_keys_get(&k, nexthop, sender, err) < 0)
 		return -1;
-	if (sender && !(from = userdb_relay_key(sender, USERDB_SENDER_MAX, "the sender", err)))
-		goto out;
 	if (userdb_relay_check_secret(user, password, err) < 0)
 		goto out;
-	struct userdb_param p[] = { UPT(hop), UPT(from ? from : ""), UPT(user), UPT(password) };
+	struct userdb_param p[] = { UPT(k.hop), UPT(relay_keys_sender(&k)), UPT(user), UPT(password) };
 	/* A password replaces an OAuth entry whole: its OAuth fields go. */
 	ret = userdb_q(u, "INSERT INTO relay_auth (nexthop, sender, \"user\", password) "
 			  "VALUES ($1, $2, $3, $4) ON CONFLICT (nexthop, sender) DO UPDATE "
@@ -111,26 +140,20 @@ int userdb_relay_auth_set(struct userdb *u, const char *nexthop, const char *sen
 	if (ret < 0)
 		*err = userdb_err("cannot store the relay credentials", why);
 out:
-	free(hop);
-	free(from);
+	relay_keys_free(&k);
 	return ret < 0 ? -1 : 0;
 }
 
 int userdb_relay_auth_del(struct userdb *u, const char *nexthop, const char *sender, char **err)
 {
-	char *hop = NULL, *from = NULL;
+	struct relay_keys k;
 	int rc;
 
-	if (!(hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
+	if (relay_keys_get(&k, nexthop, sender, err) < 0)
 		return -1;
-	if (sender && !(from = userdb_relay_key(sender, USERDB_SENDER_MAX, "the sender", err))) {
-		free(hop);
-		return -1;
-	}
-	rc = userdb_write(u, "DELETE FROM relay_auth WHERE nexthop = $1 AND sender = $2", hop,
-			  from ? from : "", NULL, "cannot delete the relay credentials", err);
-	free(hop);
-	free(from);
+	rc = userdb_write(u, "DELETE FROM relay_auth WHERE nexthop = $1 AND sender = $2", k.hop,
+			  relay_keys_sender(&k), NULL, "cannot delete the relay credentials", err);
+	relay_keys_free(&k);
 	return rc == 0 ? 1 : rc == -2 ? 0 : -1;
 }
 
@@ -294,17 +317,16 @@ static struct userdb_param userdb_oauth_param(const char *v)
 int userdb_relay_oauth_set(struct userdb *u, const char *nexthop, const char *sender,
 			   const char *user, const struct userdb_relay_oauth *o, char **err)
 {
-	char *hop = NULL, *from = NULL, *why = NULL;
+	struct relay_keys k;
+	char *why = NULL;
 	int ret = -1;
 
-	if (!(hop = userdb_relay_key(nexthop, USERDB_NEXTHOP_MAX, "the next hop", err)))
+	if (relay_keys_get(&k, nexthop, sender, err) < 0)
 		return -1;
-	if (sender && !(from = userdb_relay_key(sender, USERDB_SENDER_MAX, "the sender", err)))
-		goto out;
 	if (userdb_relay_oauth_check(user, o, err) < 0)
 		goto out;
 	struct userdb_param p[] = {
-		UPT(hop), UPT(from ? from : ""), UPT(user), UPT(o->url), UPT(o->client_id),
+		UPT(k.hop), UPT(relay_keys_sender(&k)), UPT(user), UPT(o->url), UPT(o->client_id),
 		userdb_oauth_param(o->client_secret), userdb_oauth_param(o->refresh_token),
 		userdb_oauth_param(o->scope), UPT(o->mech), UPT(o->grant),
 	};
@@ -320,8 +342,7 @@ int userdb_relay_oauth_set(struct userdb *u, const char *nexthop, const char *se
 	if (ret < 0)
 		*err = userdb_err("cannot store the relay credentials", why);
 out:
-	free(hop);
-	free(from);
+	relay_keys_free(&k);
 	return ret < 0 ? -1 : 0;
 }
 
