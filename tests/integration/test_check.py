@@ -57,7 +57,9 @@ def install_cert(ca, d, kind):
         if kind == "expired":
             nb, na = t - 30 * testca.DAY, t - testca.DAY
         elif kind == "expiring":
-            na = t + 10 * testca.DAY
+            # Half a day past 10 so the whole days left read 10 in every run of
+            # one test (a cert ending exactly at now+10d reads 9 a second later).
+            na = t + 10 * testca.DAY + testca.DAY / 2
         elif kind == "name_mismatch":
             names = ["other.example.test"]
         crt, key = ca.leaf("leaf-" + os.path.basename(d), names, not_before=nb, not_after=na)
@@ -151,6 +153,8 @@ def test_one_finding(ca, tmp_path, name, cert, creds):
     assert [(f["id"], f["severity"], f["file"], f["line"]) for f in doc["findings"]] == \
         [(fid, sev, conf, line)]
     assert doc["findings"][0]["message"] == got[0]["msg"]
+    if name == "cert_expiring":
+        assert got[0]["msg"].endswith(" expires in 10 days"), got[0]["msg"]
     assert doc["findings"][0]["fix"] == got[0]["fix"]
     assert (doc["errors"], doc["warnings"], doc["infos"]) == (
         int(sev == "error"), int(sev == "warning"), int(sev == "info"))
