@@ -148,6 +148,30 @@ def test_route_block_sends_its_domain_to_its_own_next_hop(start_server, dns, sin
     assert 'route="mx dest.example %d -"' % port_mx in bob
 
 
+def test_route_blocks_with_other_tls_policies_do_not_share_a_connection(
+        start_server, dns, sinks, certs, token):
+    # Both blocks send to one smart host whose certificate names another host. Mail
+    # for may.example goes (TLS, unverified) and leaves its connection idle; mail for
+    # verify.example must open its own connection, fail the check and wait, not ride
+    # the unverified one.
+    port, events = sinks.aio("127.0.0.64", "--cert", certs["othername"][0],
+                             "--key", certs["othername"][1])
+    hop = "[127.0.0.64]:%d" % port
+    srv = relay_server(start_server, dns, port, relay_idle_time=30, extra_conf=(
+        "route may.example {\n relay_host %s\n relay_tls may\n}\n"
+        "route verify.example {\n relay_host %s\n relay_tls verify\n relay_ca %s\n}"
+        % (hop, hop, certs["ca"])))
+    submit(srv, ["bob@may.example"], token + "-may")
+    assert lib.wait_until(lambda: data_with(events, token + "-may"), 15), srv.log[-3000:]
+    submit(srv, ["bob@verify.example"], token + "-verify")
+    wait_deferred(srv, "bob@verify.example")
+    line = [l for l in rcpt_lines(srv, "bob@verify.example") if "result=deferred" in l][0]
+    assert "verified=no" in line and "status=4.7.5" in line, line
+    assert not data_with(events, token + "-verify"), events()
+    connects = [e for e in events() if e["ev"] == "connect"]
+    assert len(connects) >= 2, connects
+
+
 # -- 3. relay credentials per sender ---------------------------------------------------
 
 SMART = "127.0.0.63"  # in the test certificate's names
