@@ -204,7 +204,8 @@ const struct opt opt_table[] = {
 	L_NUM("auth_legacy_line", T_BOOL, 0, 0, 1, auth_legacy_line),
 	L_NUM("received_hide_client", T_BOOL, 0, 0, 1, received_hide_client),
 	L_NUM("received_show_user", T_BOOL, 0, 0, 1, received_show_user),
-	/* Listener only; their defaults depend on the listener, see check_listener(). */
+	/* Listener only; their defaults depend on the listener, see check_listener()
+	 * (config_check.c). */
 	{ "role", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, role), 0,
 	  role_choices , 0 },
 	{ "address", T_ADDRESS, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, host),
