@@ -213,8 +213,7 @@ const struct opt opt_table[] = {
 	{ "tls", T_ENUM, S_LISTENER, NULL, 0, 0, 0, offsetof(struct listener_conf, tls), 0,
 	  tls_choices , 0 },
 };
-/* N_OPTS is a constant in the header so that the parser can size its arrays by it;
- * a row added or removed here without it must not build. */
+/* A row added or removed without N_OPTS must not build. */
 _Static_assert(sizeof(opt_table) / sizeof(opt_table[0]) == N_OPTS,
 	       "N_OPTS (config_table.h) is not the number of rows of opt_table");
 _Static_assert(sizeof(enum listener_role) == sizeof(int) && sizeof(enum tls_mode) == sizeof(int)
