@@ -1,5 +1,5 @@
 """The man pages in man/: each renders without a warning (groff -ww, and man-db as a
-reader would), cursus.conf(5) lists exactly the options of src/config/config_table.h
+reader would), cursus.conf(5) lists exactly the options of src/config/config_table.c
 with the table's defaults (as build/tests/config-options prints them), cursus(8) every
 command of `cursus help`, cursusd(8) every flag of `cursusd --help`."""
 import os

@@ -1,5 +1,5 @@
-/* config_lex: tokens and value syntax of the configuration file; config.c gives them
- * meaning. Internal to src/config. */
+/* config_lex: tokens and value syntax of the configuration file; config_parse.c and
+ * config_set.c give them meaning. Internal to src/config. */
 #ifndef CURSUS_CONFIG_LEX_H
 #define CURSUS_CONFIG_LEX_H
 

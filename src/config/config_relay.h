@@ -1,6 +1,6 @@
 /* config_relay: the syntax of the outbound delivery values (next hops, the resolver's
  * address, what a route block matches). Each returns NULL when the value is good, else
- * a static reason that config.c prefixes with the option and the value. Internal to
+ * a static reason that config_set.c prefixes with the option and the value. Internal to
  * src/config. */
 #ifndef CURSUS_CONFIG_RELAY_H
 #define CURSUS_CONFIG_RELAY_H

@@ -1,11 +1,13 @@
-/* config-options: prints every option of src/config/config_table.h, one per line:
+/* config-options: prints every option of src/config/config_table.c, one per line:
  * "NAME SCOPE DEFAULT" (DEFAULT "-" when the table holds none: computed, required or
  * empty), in the forms the man page cursus.conf(5) writes them, so that a test can hold
  * the page to the table (tests/integration/test_manpages.py). */
 #include <stdio.h>
 #include <string.h>
 
+#include "config/config_lex.h"
 #include "config/config_table.h"
+#include "sasl/sasl.h"
 
 static const char *scope_name(enum opt_scope s)
 {
