@@ -731,10 +731,10 @@ static void smtp_destroy(struct transport *tr)
 	 * would receive them is going away too. */
 	while (t->jobs)
 		job_free(t->jobs);
-	/* Idle connections get their QUIT queued; each frees itself when the loop runs
-	 * on (or with the loop). */
+	/* Idle connections are closed without QUIT: the daemon's loop does not run
+	 * again, so a queued QUIT would never be written and its session never freed. */
 	for (size_t i = 0; i < t->n_idle; i++)
-		relay_sess_close(t->idle[i]);
+		relay_sess_free(t->idle[i]);
 	free(t->idle);
 	smtp_ctxs_clear(t);
 	mtasts_destroy(&t->sts);
