@@ -237,11 +237,11 @@ def test_relayed_mail_verifies_at_the_next_hop(start_server, keys, dns, sinks, t
 
 # -- mail cursus writes itself: DSNs ----------------------------------------------------------
 
-def bouncer(start_server, sinks, extra_conf, **opts):  # noqa: F811
+def bouncer(start_server, peers, extra_conf):
     """A cursusd named HOST whose relay goes to a sink refusing nobody@dest.example (550)."""
-    port, _ = sinks.aio(SINK, "--reject-rcpt", "nobody@dest.example")
+    port, _ = peers.aio(SINK, "--reject-rcpt", "nobody@dest.example")
     return start_server(hostname=HOST, relay_host="[%s]:%d" % (SINK, port), relay_tls="none",
-                        extra_conf=extra_conf, **opts)
+                        extra_conf=extra_conf)
 
 
 def wait_dsn(srv, token, action, timeout=20):
@@ -270,8 +270,8 @@ def test_bounce_is_signed_with_the_keys_of_the_hostname(start_server, keys, dns,
     assert "dkim id=%s result=signed domain=%s selectors=ed,rsa" % (dsn_ids(srv)[0], HOST) in srv.log
 
 
-def test_bounce_unsigned_without_a_key_then_signed_once_a_reload_adds_one(start_server, keys, dns,
-                                                                         sinks, token):  # noqa: F811
+def test_bounce_unsigned_without_a_key_then_signed_once_a_reload_adds_one(  # noqa: F811
+        start_server, keys, dns, sinks, token):
     srv = bouncer(start_server, sinks, dkim_conf(keys))
     submit(srv, message(token + "-1"), rcpts=["nobody@dest.example"])
     assert signatures(wait_dsn(srv, token + "-1", "failed")) == []
