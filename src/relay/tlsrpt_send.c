@@ -318,6 +318,7 @@ static void dom_txt_done(void *arg, struct dns_result *res)
 		char *to = tlsrpt_mailto(uris[i]);
 		if (to) {
 			mail_start(s, dm->domain, to);
+			free(to);
 			mails++;
 		} else {
 			log_info("tls-rpt event=rua-skipped domain=%s rua=\"%.200s\" reason=\"%s\"",
