@@ -17,11 +17,11 @@ struct workers;
 struct qmsg;
 struct qstore;
 
-/* On the loop thread. done(arg, err) on the loop thread: 0 when the DSN is safely queued
- * (or needs no sending: a local sender without a mailbox, logged), else an errno value
- * (try again later). keys: where the daemon keeps its current DKIM keys (the DSN holds
- * those of now, whatever a reload does meanwhile). The body is read from qs; m and items
- * must stay valid until done. */
+/* Called on the loop thread, where reloads replace *keys (the daemon's current DKIM keys):
+ * the DSN holds a reference to those of now, whatever a reload does meanwhile.
+ * done(arg, err) on the loop thread: 0 when the DSN is safely queued (or needs no
+ * sending: a local sender without a mailbox, logged), else an errno value (try again
+ * later). The body is read from qs; m and items must stay valid until done. */
 void bounce_send(const struct config *cfg, struct dkim_keys *const *keys, struct workers *w,
 		 struct qstore *qs, struct queue *q, struct auth_client *users, const struct qmsg *m,
 		 const struct dsn_item *items, size_t n_items, time_t retry_until,
