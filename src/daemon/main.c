@@ -375,7 +375,8 @@ int main(int argc, char **argv)
 	rpt = tlsrpt_create(cfg, srv.base, dns, dwork, srv.queue, &srv.dkim);
 	transport_smtp_set_tlsrpt(smtp, rpt);
 	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
-	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, local, smtp, lmtp);
+	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, &srv.dkim, local, smtp,
+			     lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);
 	/* Made as the mail user, like the control socket, and before it: the directories
 	 * it makes must let local users through to it (the control socket's are 0700). */

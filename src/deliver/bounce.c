@@ -1,6 +1,7 @@
 /* bounce: DSN messages into the queue. The DSN is an ordinary queued message from "<>",
  * so it is delivered, retried and listed like any other; being from the null sender,
- * its own failure never produces another DSN (RFC 5321 6.1, no loops). */
+ * its own failure never produces another DSN (RFC 5321 6.1, no loops). It is queued as
+ * generated mail (queue/generated.h): DKIM-signed when its From: domain has a key. */
 #include "deliver/bounce.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 
 #include "auth/auth_client.h"
 #include "config/config.h"
+#include "dkim/dkim_keys.h"
 #include "queue/envelope.h"
+#include "queue/generated.h"
 #include "queue/qstore.h"
 #include "queue/queue.h"
 #include "store/userdb.h"
@@ -24,6 +27,7 @@ struct bounce_job {
 	struct qstore *qs;
 	struct queue *q;
 	struct auth_client *users;
+	struct dkim_keys *keys; /* as they were when the DSN was asked for */
 	const struct qmsg *m;
 	const struct dsn_item *items;
 	size_t n_items;
@@ -39,6 +43,7 @@ static void bounce_finish(struct bounce_job *j)
 {
 	j->done(j->arg, j->err);
 	config_release(&j->cfg);
+	dkim_keys_free(&j->keys);
 	free(j);
 }
 
@@ -108,9 +113,7 @@ static void bounce_work(void *arg)
 	}
 	text = dsn_build(&j->m->env, buf, n, j->items, j->n_items, &p, &len);
 	free(buf);
-	env.received = p.now;
-	env.helo = xstrdup(j->cfg->hostname);
-	env.mail_from = xstrdup("");
+	generated_envelope(j->q, &env, j->cfg->hostname, "", to, box);
 	/* The returned message may hold 8-bit text: say so to the next hop. */
 	env.body = j->m->env.body == BODY_7BIT ? BODY_7BIT : BODY_8BITMIME;
 	env.smtputf8 = j->m->env.smtputf8;
@@ -119,13 +122,11 @@ static void bounce_work(void *arg)
 	 * header alone is returned (dsn_build). */
 	if (j->m->env.tlsreq == TLSREQ_REQUIRETLS)
 		env.tlsreq = TLSREQ_REQUIRETLS;
-	envelope_add_rcpt(&env, to, NULL, DSN_NOTIFY_NEVER, box);
-	queue_new_id(j->q, &env);
 	log_info("dsn id=%s dsn_id=%s to=<%s> items=%zu%s", j->m->id, env.id, to, j->n_items,
 		 env.tlsreq == TLSREQ_REQUIRETLS ? " requiretls=yes" : "");
 	j->queued = 1;
 	j->refs = 2;
-	queue_commit(j->q, &env, text, len, NULL, bounce_committed, j);
+	queue_commit_generated(j->q, j->keys, &env, text, len, bounce_committed, j);
 	envelope_clear(&env);
 	userdb_free_list(boxes, nboxes);
 }
@@ -137,12 +138,14 @@ static void bounce_after(void *arg)
 		bounce_finish(j);
 }
 
-void bounce_send(const struct config *cfg, struct workers *w, struct qstore *qs, struct queue *q,
-		 struct auth_client *users, const struct qmsg *m, const struct dsn_item *items,
-		 size_t n_items, time_t retry_until, void (*done)(void *arg, int err), void *arg)
+void bounce_send(const struct config *cfg, struct dkim_keys *const *keys, struct workers *w,
+		 struct qstore *qs, struct queue *q, struct auth_client *users, const struct qmsg *m,
+		 const struct dsn_item *items, size_t n_items, time_t retry_until,
+		 void (*done)(void *arg, int err), void *arg)
 {
 	struct bounce_job *j = xcalloc(1, sizeof(*j));
 	j->cfg = config_ref(cfg);
+	j->keys = generated_keys(keys);
 	j->qs = qs;
 	j->q = q;
 	j->users = users;

@@ -66,6 +66,7 @@ struct sched {
 	struct qstore *qs;
 	struct queue *q;
 	struct auth_client *users;
+	struct dkim_keys *const *dkim; /* the daemon's, replaced by reloads: DSNs are signed */
 	struct transport *local, *smtp, *lmtp;
 	struct smsg *buckets[SCHED_BUCKETS];
 	struct sdests *dests;

@@ -139,7 +139,7 @@ void sched_round_end(struct smsg *msg)
 			 * sends it twice rather than never. */
 			msg->pending++;
 			free(evs);
-			bounce_send(s->cfg, s->w, s->qs, s->q, s->users, &msg->m, msg->items,
+			bounce_send(s->cfg, s->dkim, s->w, s->qs, s->q, s->users, &msg->m, msg->items,
 				    msg->n_items,
 				    msg->m.env.received + (time_t)s->cfg->queue_lifetime,
 				    sched_notified, msg);

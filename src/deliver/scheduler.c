@@ -163,8 +163,8 @@ void sched_enqueue_cb(void *s, const char *id)
 
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct auth_client *users, struct transport *local, struct transport *smtp,
-			   struct transport *lmtp)
+			   struct auth_client *users, struct dkim_keys *const *dkim,
+			   struct transport *local, struct transport *smtp, struct transport *lmtp)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	s->cfg = config_ref(cfg);
@@ -173,6 +173,7 @@ struct sched *sched_create(const struct config *cfg, struct event_base *base,
 	s->qs = qs;
 	s->q = q;
 	s->users = users;
+	s->dkim = dkim;
 	s->local = local;
 	s->smtp = smtp;
 	s->lmtp = lmtp;

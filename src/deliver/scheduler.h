@@ -18,12 +18,15 @@ struct qstore;
 struct queue;
 struct transport;
 struct auth_client;
+struct dkim_keys;
 struct sched;
 
+/* dkim: where the daemon keeps its current DKIM keys (reloads replace them); DSNs are
+ * signed with the key of their From: domain (queue/generated.h). */
 struct sched *sched_create(const struct config *cfg, struct event_base *base,
 			   struct workers *w, struct qstore *qs, struct queue *q,
-			   struct auth_client *users, struct transport *local, struct transport *smtp,
-			   struct transport *lmtp);
+			   struct auth_client *users, struct dkim_keys *const *dkim,
+			   struct transport *local, struct transport *smtp, struct transport *lmtp);
 /* Stops starting deliveries; those in flight end as deferred; what is left stays
  * queued for the next start. */
 void sched_destroy(struct sched **s);

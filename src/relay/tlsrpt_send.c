@@ -1,8 +1,8 @@
 /* tlsrpt_send: the reports of one finished period (RFC 8460 3 and 5.3). For each
  * policy domain with counts: its _smtp._tls TXT record through the relay's resolver
- * (on the loop), and for each mailto: rua a report mail queued like any other
- * message, from tls_rpt_from, DKIM-signed when a key for that domain is loaded. The
- * JSON, gzip, base64 and the queue write happen on a worker. https: rua are logged,
+ * (on the loop), and for each mailto: rua a report mail from tls_rpt_from, queued as all
+ * generated mail (queue/generated.h): DKIM-signed when a key for that domain is loaded.
+ * The JSON, gzip, base64 and the queue write happen on a worker. https: rua are logged,
  * not posted (docs/tls-rpt.md). */
 #include "relay/tlsrpt.h"
 
@@ -18,11 +18,11 @@
 #include <zlib.h>
 
 #include "config/config.h"
-#include "dkim/dkim_sign.h"
+#include "dkim/dkim_keys.h"
 #include "metrics/metrics.h"
 #include "net/dns.h"
 #include "queue/envelope.h"
-#include "queue/queue.h"
+#include "queue/generated.h"
 #include "util/log.h"
 #include "util/workers.h"
 #include "util/xmalloc.h"
@@ -40,7 +40,7 @@ struct tlsrpt_mail {
 	struct tlsrpt_send *s;
 	char *domain, *to;
 	struct envelope env;
-	struct queue_seal *seal;
+	struct dkim_keys *keys;
 	int err, queued, refs;
 };
 
@@ -267,8 +267,7 @@ static void mail_work(void *arg)
 	free(rid);
 	m->queued = 1;
 	m->refs = 2;
-	queue_commit(s->ctx.q, &m->env, text, len, m->seal, mail_committed, m);
-	m->seal = NULL;
+	queue_commit_generated(s->ctx.q, m->keys, &m->env, text, len, mail_committed, m);
 }
 
 static void mail_after(void *arg)
@@ -279,9 +278,7 @@ static void mail_after(void *arg)
 	else
 		metrics_add(METRIC_TLSRPT_REPORTS, 1, "queued", NULL, NULL);
 	envelope_clear(&m->env);
-	if (m->seal)
-		m->seal->destroy(m->seal);
-	m->seal = NULL;
+	dkim_keys_free(&m->keys);
 	if (!m->queued) {
 		log_warnx("tls-rpt event=report-error domain=%s to=<%s>", m->domain, m->to);
 		m->refs = 1;
@@ -295,15 +292,10 @@ static void mail_start(struct tlsrpt_send *s, const char *domain, const char *to
 	m->s = s;
 	m->domain = xstrdup(domain);
 	m->to = xstrdup(to);
-	m->env.received = time(NULL);
-	m->env.helo = xstrdup(s->ctx.cfg->hostname);
-	m->env.mail_from = xstrdup(s->ctx.from);
-	m->env.body = BODY_7BIT;
-	envelope_add_rcpt(&m->env, to, NULL, DSN_NOTIFY_NEVER, NULL);
-	queue_new_id(s->ctx.q, &m->env);
+	generated_envelope(s->ctx.q, &m->env, s->ctx.cfg->hostname, s->ctx.from, to, NULL);
 	/* The keys as they are now (a reload may replace them); signed with the key of
 	 * tls_rpt_from's domain when there is one (RFC 8460 5.3). */
-	m->seal = s->ctx.dkim && *s->ctx.dkim ? dkim_signer_create(*s->ctx.dkim, m->env.id) : NULL;
+	m->keys = generated_keys(s->ctx.dkim);
 	s->pending++;
 	workers_submit(s->ctx.w, mail_work, mail_after, m);
 }
@@ -326,6 +318,7 @@ static void dom_txt_done(void *arg, struct dns_result *res)
 		char *to = tlsrpt_mailto(uris[i]);
 		if (to) {
 			mail_start(s, dm->domain, to);
+			free(to);
 			mails++;
 		} else {
 			log_info("tls-rpt event=rua-skipped domain=%s rua=\"%.200s\" reason=\"%s\"",

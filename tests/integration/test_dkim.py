@@ -1,13 +1,14 @@
 """DKIM signing (issue 10 item 4): keys made by `cursus dkim keygen`, their TXT records
 published in the test DNS server (dnsfixture), mail submitted with smtplib after AUTH and
-with `cursus sendmail`, delivered to a Maildir and relayed to a sink, and every signature
-checked by a verifier we did not write: python3-dkim (dkimpy), asking the test DNS server
-over loopback for the keys. Ed25519 (RFC 8463) and RSA-SHA256 both; a message changed
-after signing must fail, unauthenticated port-25 mail and a From domain without a key are
-not signed."""
+with `cursus sendmail`, delivered to a Maildir and relayed to a sink, DSNs cursus writes
+itself (from MAILER-DAEMON@ its hostname), and every signature checked by a verifier we
+did not write: python3-dkim (dkimpy), asking the test DNS server over loopback for the
+keys. Ed25519 (RFC 8463) and RSA-SHA256 both; a message changed after signing must fail,
+unauthenticated port-25 mail and a From domain without a key are not signed."""
 import json
 import os
 import re
+import signal
 import smtplib
 import stat
 import subprocess
@@ -23,6 +24,7 @@ from relaypeers import sinks  # noqa: F401 (fixture)
 ALICE = "alice@example.test"
 DOMAIN = "example.test"
 SINK = "127.0.0.91"
+HOST = "mx.example.test"  # cursusd's hostname in the DSN tests: MAILER-DAEMON@HOST
 
 
 def keygen(tmp, selector, *extra, domain=DOMAIN):
@@ -52,6 +54,9 @@ def dns(tmp_path_factory, keys):
     zone = {"records": {
         "ed._domainkey.%s" % DOMAIN: {"TXT": [txt_strings(keys["ed"][1])]},
         "rsa._domainkey.%s" % DOMAIN: {"TXT": [txt_strings(keys["rsa"][1])]},
+        # The same keys published for the hostname too, where DSNs come from.
+        "ed._domainkey.%s" % HOST: {"TXT": [txt_strings(keys["ed"][1])]},
+        "rsa._domainkey.%s" % HOST: {"TXT": [txt_strings(keys["rsa"][1])]},
     }}
     with DnsServer(d, zone) as server:
         yield server
@@ -98,8 +103,8 @@ def both_verify(msg, dns):
         signatures(msg)
 
 
-def dkim_conf(keys, which=("ed", "rsa")):
-    return "\n".join("dkim_key %s %s %s" % (DOMAIN, w, keys[w][0]) for w in which)
+def dkim_conf(keys, which=("ed", "rsa"), domain=DOMAIN):
+    return "\n".join("dkim_key %s %s %s" % (domain, w, keys[w][0]) for w in which)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +116,13 @@ def signer(tmp_path_factory, keys):
     assert not problems, "\n\n".join(problems)
 
 
-def submit(srv, msg, sender=ALICE, rcpts=(ALICE,), eight_bit=False):
+def submit(srv, msg, sender=ALICE, rcpts=(ALICE,), eight_bit=False, notify=None):
     """smtplib on 465 (implicit TLS), AUTH PLAIN, then the message as bytes."""
     with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=lib.tls_client_context(),
                           timeout=30) as c:
         c.login(sender, lib.PASSWORD)
-        c.sendmail(sender, list(rcpts), msg, mail_options=["BODY=8BITMIME"] if eight_bit else [])
+        c.sendmail(sender, list(rcpts), msg, mail_options=["BODY=8BITMIME"] if eight_bit else [],
+                   rcpt_options=["NOTIFY=" + notify] if notify else [])
 
 
 def message(token, body=b"Hello.\r\n", extra=b"", sender=ALICE):
@@ -227,6 +233,70 @@ def test_relayed_mail_verifies_at_the_next_hop(start_server, keys, dns, sinks, t
     msg = got()[0]["content"].encode()
     assert msg.startswith("DKIM-Signature: ".encode())
     both_verify(msg, dns)
+
+
+# -- mail cursus writes itself: DSNs ----------------------------------------------------------
+
+def bouncer(start_server, peers, extra_conf):
+    """A cursusd named HOST whose relay goes to a sink refusing nobody@dest.example (550)."""
+    port, _ = peers.aio(SINK, "--reject-rcpt", "nobody@dest.example")
+    return start_server(hostname=HOST, relay_host="[%s]:%d" % (SINK, port), relay_tls="none",
+                        extra_conf=extra_conf)
+
+
+def wait_dsn(srv, token, action, timeout=20):
+    """The one DSN in alice's mailbox about the message of token reporting action."""
+    line = b"\r\nAction: %s\r\n" % action.encode()
+    found = lib.wait_until(lambda: [m for m in srv.messages_with(ALICE, token) if line in m],
+                           timeout)
+    assert found and len(found) == 1, srv.log[-3000:]
+    assert b'\r\nFrom: "Mail Delivery System" <MAILER-DAEMON@%s>\r\n' % HOST.encode() \
+        in b"\r\n" + found[0]
+    return found[0]
+
+
+def dsn_ids(srv):
+    return re.findall(r"dsn id=[0-9a-f]{16} dsn_id=([0-9a-f]{16}) ", srv.log)
+
+
+def test_bounce_is_signed_with_the_keys_of_the_hostname(start_server, keys, dns, sinks, token):  # noqa: F811
+    srv = bouncer(start_server, sinks, dkim_conf(keys) + "\n" + dkim_conf(keys, domain=HOST))
+    submit(srv, message(token), rcpts=["nobody@dest.example"])
+    dsn = wait_dsn(srv, token, "failed")
+    assert dsn.startswith(b"DKIM-Signature: ")
+    assert [tag(f, "d") for f in signatures(dsn)] == [HOST, HOST]
+    both_verify(dsn, dns)
+    assert len(dsn_ids(srv)) == 1
+    assert "dkim id=%s result=signed domain=%s selectors=ed,rsa" % (dsn_ids(srv)[0], HOST) in srv.log
+
+
+def test_bounce_unsigned_without_a_key_then_signed_once_a_reload_adds_one(  # noqa: F811
+        start_server, keys, dns, sinks, token):
+    srv = bouncer(start_server, sinks, dkim_conf(keys))
+    submit(srv, message(token + "-1"), rcpts=["nobody@dest.example"])
+    assert signatures(wait_dsn(srv, token + "-1", "failed")) == []
+    assert re.search(r'dkim id=%s result=unsigned reason="no key for the From domain" domain=%s'
+                     % (dsn_ids(srv)[0], re.escape(HOST)), srv.log), srv.log[-2000:]
+    srv.extra_conf = dkim_conf(keys) + "\n" + dkim_conf(keys, ("ed",), domain=HOST)
+    srv._write_conf()
+    srv.proc.send_signal(signal.SIGHUP)
+    assert lib.wait_until(lambda: "reload event=done" in srv.log, 10), srv.log[-3000:]
+    submit(srv, message(token + "-2"), rcpts=["nobody@dest.example"])
+    assert verify(wait_dsn(srv, token + "-2", "failed"), dns) == [(True, "ed25519-sha256", "ed")]
+
+
+def test_delay_warning_and_success_report_are_signed(start_server, keys, dns, token):
+    srv = start_server(hostname=HOST, retry_min=1, retry_max=1, delay_warning_time=1,
+                       extra_conf=dkim_conf(keys, ("ed",), domain=HOST))
+    # A file where bob's Maildir would be: deferred (ENOTDIR) until it goes.
+    blocked = srv.maildir("bob@example.test")
+    os.makedirs(os.path.dirname(blocked), exist_ok=True)
+    with open(blocked, "w") as f:
+        f.write("not a maildir\n")
+    submit(srv, message(token), rcpts=["bob@example.test"], notify="SUCCESS,DELAY")
+    assert verify(wait_dsn(srv, token, "delayed"), dns) == [(True, "ed25519-sha256", "ed")]
+    os.unlink(blocked)
+    assert verify(wait_dsn(srv, token, "delivered"), dns) == [(True, "ed25519-sha256", "ed")]
 
 
 # -- not signed -----------------------------------------------------------------------------
