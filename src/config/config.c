@@ -133,13 +133,15 @@ struct config *config_load(const char *path, FILE *errs)
 			free(p.cfg->dkim_keys[i].path);
 			p.cfg->dkim_keys[i].path = abs;
 		}
-		for (struct route_conf *r = p.cfg->routes; r; r = r->next) {
-			if (!r->relay_ca)
-				continue;
-			char *abs = cfg_resolve_path(state, r->relay_ca);
-			free(r->relay_ca);
-			r->relay_ca = abs;
-		}
+		for (struct route_conf *r = p.cfg->routes; r; r = r->next)
+			for (size_t i = 0; i < N_OPTS; i++) {
+				char **fp = (char **)((char *)r + opt_table[i].roff);
+				if (opt_table[i].scope != S_RELAY || opt_table[i].type != T_PATH || !*fp)
+					continue;
+				char *abs = cfg_resolve_path(state, *fp);
+				free(*fp);
+				*fp = abs;
+			}
 		free(confdir);
 		free(cwd);
 		cfg_check_store(&p, state);
@@ -210,6 +212,7 @@ void config_free(struct config **cfgp)
 		config_relay_nexthop_clear(&r->relay_host);
 		free(r->relay_ca);
 		free(r->lmtp);
+		free(r->lmtp_ca);
 		free(r->opt_lines);
 		free(r);
 	}

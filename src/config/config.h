@@ -116,6 +116,8 @@ struct route_conf {
 	char *relay_ca;            /* NULL: global */
 	int relay_auth_unverified; /* -1: global */
 	char *lmtp;                /* NULL: global; route blocks only (not sender_route) */
+	int lmtp_tls;              /* enum relay_tls up to verify, or -1: global */
+	char *lmtp_ca;             /* NULL: global */
 	int line;
 	int *opt_lines;            /* see config_route_line() */
 	struct route_conf *next;
@@ -168,9 +170,13 @@ struct config {
 	enum relay_tls relay_tls;        /* default dane (may without dns_trust_anchor) */
 	char *relay_ca;                  /* NULL: the system's default CA store */
 	int relay_auth_unverified;       /* send credentials over unverified TLS (never in clear) */
-	/* Local mailboxes go to this LMTP server: "unix:/path" or "[address]:port";
-	 * NULL or "maildir": Maildirs under mail_dir. */
+	/* Local mailboxes go to this LMTP server: "unix:/path", "[address]:port" or
+	 * "host:port" (looked up at delivery); NULL or "maildir": Maildirs under mail_dir. */
 	char *lmtp;
+	/* STARTTLS to a TCP LMTP server: none, may, encrypt or verify (enum relay_tls);
+	 * -1: may (a UNIX socket never has TLS). lmtp_ca: NULL, the system's store. */
+	int lmtp_tls;
+	char *lmtp_ca;
 	char *dns_resolver;              /* "ADDRESS[@PORT]": forward every lookup there; NULL: resolv.conf */
 	char *dns_trust_anchor;          /* DS/DNSKEY file for DNSSEC validation; NULL: nothing is secure */
 	unsigned dns_timeout;            /* seconds a lookup may take before it is a temporary failure: 10 */

@@ -85,6 +85,7 @@ static void route_open(struct parser *p, const char *kw, int by_sender, char *ma
 	r->name = xasprintf("%s %s", kw, r->match);
 	r->relay_tls = -1;
 	r->relay_auth_unverified = -1;
+	r->lmtp_tls = -1;
 	r->line = p->line;
 	for (size_t i = 0; match && i < p->n_rs; i++) {
 		const struct route_conf *o = p->rs[i].r;
@@ -139,12 +140,13 @@ static int scope_ok(struct parser *p, const struct opt *o)
 			return 1;
 		cfg_error(p, p->line, "\"%s\" is only allowed inside a listener block", o->name);
 	} else if (p->cur->r) {
-		/* The sender does not choose where a local mailbox is. */
-		if (o->scope == S_RELAY && (o->type != T_LMTP || !p->cur->r->by_sender))
+		/* The sender does not choose where a local mailbox is, nor how it gets there. */
+		if (o->scope == S_RELAY && (strncmp(o->name, "lmtp", 4) != 0 || !p->cur->r->by_sender))
 			return 1;
 		cfg_error(p, p->line, "\"%s\" is not allowed inside %s (only relay_host, relay_tls, "
 			  "relay_ca, relay_auth_unverified%s)", o->name,
-			  cfg_block_name(p->cur, b, sizeof(b)), p->cur->r->by_sender ? "" : ", lmtp");
+			  cfg_block_name(p->cur, b, sizeof(b)),
+			  p->cur->r->by_sender ? "" : ", lmtp, lmtp_tls, lmtp_ca");
 	} else {
 		if (o->scope == S_LISTENER || o->scope == S_BOTH)
 			return 1;

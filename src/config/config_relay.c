@@ -146,15 +146,28 @@ const char *config_relay_lmtp(const char *s, char **norm_r)
 			       "(an IPv6 address needs brackets)";
 		he = colon;
 	}
-	if ((size_t)(he - hs) >= sizeof(addr))
-		return "not a numeric IP address";
-	memcpy(addr, hs, (size_t)(he - hs));
-	addr[he - hs] = '\0';
-	if (!is_ip(addr, &v6))
-		return "not a numeric IP address (no name lookups for LMTP)";
 	if (!port_ok(colon + 1, &port))
 		return "bad port (1-65535)";
-	*norm_r = xasprintf("[%s]:%u", addr, port);
+	if ((size_t)(he - hs) < sizeof(addr)) {
+		memcpy(addr, hs, (size_t)(he - hs));
+		addr[he - hs] = '\0';
+		if (is_ip(addr, &v6)) {
+			*norm_r = xasprintf("[%s]:%u", addr, port);
+			lower(*norm_r);
+			return NULL;
+		}
+	}
+	/* Brackets hold an address (RFC 5321 4.1.3); a name is looked up at delivery. */
+	if (*s == '[')
+		return "not a numeric IP address (write a host name without brackets)";
+	{
+		char *host = xstrndup(hs, (size_t)(he - hs));
+		int ok = config_lex_domain_ok(host);
+		free(host);
+		if (!ok)
+			return "not a host name or IP address";
+	}
+	*norm_r = xasprintf("%.*s:%u", (int)(he - hs), hs, port);
 	lower(*norm_r);
 	return NULL;
 }

@@ -14,9 +14,9 @@ const char *config_relay_nexthop(const char *s, struct nexthop_conf *nh);
 void config_relay_nexthop_clear(struct nexthop_conf *nh);
 /* "ADDRESS[@PORT]": a numeric IPv4 or IPv6 address and an optional port 1..65535. */
 const char *config_relay_resolver(const char *s);
-/* An LMTP server: "unix:/absolute/path", "[address]:port" or "ipv4:port" (numeric: no
- * lookup at delivery), or "maildir". *norm_r (malloc'd): "unix:/path",
- * "[address]:port" or "maildir". */
+/* An LMTP server: "unix:/absolute/path", "[address]:port", "ipv4:port", "host:port"
+ * (the name looked up at delivery), or "maildir". *norm_r (malloc'd): "unix:/path",
+ * "[address]:port", "host:port" (lower case) or "maildir". */
 const char *config_relay_lmtp(const char *s, char **norm_r);
 /* A route's match into *match_r (malloc'd, lower case): "domain" or ".domain" for a
  * route block, "local@domain" or "@domain" for a sender_route block. */

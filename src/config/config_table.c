@@ -23,6 +23,11 @@ static const struct opt_choice relay_tls_choices[] = {
 	{ "dane-only", RELAY_TLS_DANE_ONLY }, { "mta-sts", RELAY_TLS_MTA_STS },
 	{ "auto", RELAY_TLS_AUTO }, { NULL, 0 },
 };
+/* -1, the default, is may for a TCP server (route/router.c). */
+static const struct opt_choice lmtp_tls_choices[] = {
+	{ "none", RELAY_TLS_NONE }, { "may", RELAY_TLS_MAY }, { "encrypt", RELAY_TLS_ENCRYPT },
+	{ "verify", RELAY_TLS_VERIFY }, { NULL, 0 },
+};
 static const struct opt_choice ipf_choices[] = {
 	{ "any", IPF_ANY }, { "ipv4", IPF_V4_ONLY }, { "ipv6", IPF_V6_ONLY },
 	{ "prefer-ipv4", IPF_PREFER_V4 }, { "prefer-ipv6", IPF_PREFER_V6 }, { NULL, 0 },
@@ -105,6 +110,10 @@ const struct opt opt_table[] = {
 	R_OPT("relay_auth_unverified", T_BOOL, 0, relay_auth_unverified, NULL),
 	/* Local mailboxes by LMTP (global default; per domain in a route block). */
 	R_OPT("lmtp", T_LMTP, 0, lmtp, NULL),
+	/* No default in the table: it depends on the server (may for TCP, none for a
+	 * socket), decided by router_policy. */
+	R_OPT("lmtp_tls", T_ENUM, (unsigned long long)-1, lmtp_tls, lmtp_tls_choices),
+	R_OPT("lmtp_ca", T_PATH, 0, lmtp_ca, NULL),
 	G_STR("dns_resolver", T_RESOLVER, NULL, dns_resolver),
 	/* DNSSEC trust anchor (DS or DNSKEY records, ub_ctx_add_ta_file): unset, no answer
 	 * is secure and DANE never applies. */

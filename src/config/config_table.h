@@ -45,7 +45,7 @@ struct opt {
 
 /* The number of rows of opt_table, checked there: a constant, so that the parser can
  * size its per-option arrays by it. */
-#define N_OPTS 106
+#define N_OPTS 108
 
 extern const struct opt opt_table[];
 /* The roles a listener may be given (ROLE_LOCAL is none of them). */

@@ -747,11 +747,11 @@ out:
 	fails(BASE "route example.org {\nmax_recipients 5\naddress 127.0.0.1:25\n"
 	      "hostname x.test\n}\n",
 	      "F:6: \"max_recipients\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n"
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp, lmtp_tls, lmtp_ca)\n"
 	      "F:7: \"address\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n"
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp, lmtp_tls, lmtp_ca)\n"
 	      "F:8: \"hostname\" is not allowed inside route example.org (only relay_host, "
-	      "relay_tls, relay_ca, relay_auth_unverified, lmtp)\n");
+	      "relay_tls, relay_ca, relay_auth_unverified, lmtp, lmtp_tls, lmtp_ca)\n");
 	fails(BASE "sender_route @x.test {\nrelay_port 26\n}\n",
 	      "F:6: \"relay_port\" is not allowed inside sender_route @x.test (only relay_host, "
 	      "relay_tls, relay_ca, relay_auth_unverified)\n");
@@ -797,8 +797,12 @@ static void test_lmtp(void)
 	config_free(&cfg);
 	fails("lmtp unix:run/lmtp\n" BASE, "F:1: lmtp: \"unix:run/lmtp\": the socket's path must "
 	      "be absolute (unix:/run/dovecot/lmtp)\n");
-	fails("lmtp localhost:24\n" BASE, "F:1: lmtp: \"localhost:24\": not a numeric IP address "
-	      "(no name lookups for LMTP)\n");
+	fails("lmtp [imap.example]:24\n" BASE, "F:1: lmtp: \"[imap.example]:24\": not a numeric "
+	      "IP address (write a host name without brackets)\n");
+	fails("lmtp imap..example:24\n" BASE, "F:1: lmtp: \"imap..example:24\": not a host name "
+	      "or IP address\n");
+	fails("lmtp imap.example\n" BASE, "F:1: lmtp: \"imap.example\": expected unix:/PATH, "
+	      "[ADDRESS]:PORT or ADDRESS:PORT (an IPv6 address needs brackets)\n");
 	fails("lmtp [127.0.0.1]\n" BASE, "F:1: lmtp: \"[127.0.0.1]\": expected unix:/PATH, "
 	      "[ADDRESS]:PORT or ADDRESS:PORT\n");
 	fails("lmtp 127.0.0.1:0\n" BASE, "F:1: lmtp: \"127.0.0.1:0\": bad port (1-65535)\n");
@@ -807,6 +811,48 @@ static void test_lmtp(void)
 	fails(BASE "sender_route @x.test {\nlmtp unix:/run/lmtp\n}\n",
 	      "F:6: \"lmtp\" is not allowed inside sender_route @x.test (only relay_host, "
 	      "relay_tls, relay_ca, relay_auth_unverified)\n");
+	fails(BASE "sender_route @x.test {\nlmtp_tls verify\nlmtp_ca /ca.pem\n}\n",
+	      "F:6: \"lmtp_tls\" is not allowed inside sender_route @x.test (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n"
+	      "F:7: \"lmtp_ca\" is not allowed inside sender_route @x.test (only relay_host, "
+	      "relay_tls, relay_ca, relay_auth_unverified)\n");
+	fails("lmtp_tls dane\n" BASE, "F:1: lmtp_tls: unknown lmtp_tls \"dane\" (expected none, "
+	      "may, encrypt, verify)\n");
+}
+
+/* lmtp by host name, lmtp_tls and lmtp_ca: global and per route block; unset is -1 and
+ * NULL (the server decides: router_policy). */
+static void test_lmtp_tls(void)
+{
+	struct config *cfg = loads("lmtp IMAP.Example.NET:24\nlmtp_tls verify\nlmtp_ca ca/lmtp.pem\n"
+				   "route example.org {\n  lmtp 10.0.0.5:24\n  lmtp_tls encrypt\n"
+				   "  lmtp_ca /etc/ssl/org.pem\n}\n"
+				   "route example.net {\n  lmtp_tls none\n}\n"
+				   "route example.com {\n  lmtp_ca rel.pem\n}\n"
+				   "route example.info {\n}\n" BASE);
+	if (cfg) {
+		const struct route_conf *r = cfg->routes;
+		CHECK_STR(cfg->lmtp, "imap.example.net:24");
+		CHECK(cfg->lmtp_tls == RELAY_TLS_VERIFY);
+		CHECK_STR(cfg->lmtp_ca, "/var/lib/cursus/ca/lmtp.pem");
+		CHECK_STR(r->lmtp, "[10.0.0.5]:24");
+		CHECK(r->lmtp_tls == RELAY_TLS_ENCRYPT);
+		CHECK_STR(r->lmtp_ca, "/etc/ssl/org.pem");
+		r = r->next;
+		CHECK(r->lmtp == NULL && r->lmtp_tls == RELAY_TLS_NONE && r->lmtp_ca == NULL);
+		r = r->next;
+		CHECK(r->lmtp_tls == -1);
+		CHECK_STR(r->lmtp_ca, "/var/lib/cursus/rel.pem");
+		r = r->next;
+		CHECK(r->lmtp_tls == -1 && r->lmtp_ca == NULL);
+		CHECK_STR(cfg->relay_ca ? cfg->relay_ca : "(null)", "(null)");
+	}
+	config_free(&cfg);
+	cfg = loads(BASE);
+	CHECK(cfg && cfg->lmtp_tls == -1 && cfg->lmtp_ca == NULL);
+	config_free(&cfg);
+	fails(BASE "route example.org {\nlmtp_tls may\nlmtp_tls verify\n}\n",
+	      "F:7: duplicate option \"lmtp_tls\" (first set on line 6)\n");
 }
 
 static void test_relay_errors(void)
@@ -952,6 +998,7 @@ void unit_main(void)
 	test_routes();
 	test_relay_errors();
 	test_lmtp();
+	test_lmtp_tls();
 	test_auth_trace_client_options();
 	test_defaults();
 	test_overrides();
