@@ -37,7 +37,10 @@ char *route_format(const struct route *r)
 		out = xasprintf("local %s", t);
 		break;
 	case ROUTE_LMTP:
-		out = xasprintf("lmtp %s", t);
+		/* Without a block's policy as it always was: older queues read the same. */
+		pol = r->policy ? route_x(r->policy) : NULL;
+		out = pol ? xasprintf("lmtp %s %s", t, pol) : xasprintf("lmtp %s", t);
+		free(pol);
 		break;
 	case ROUTE_MX:
 	case ROUTE_RELAY:
@@ -106,8 +109,9 @@ int route_parse(const char *text, struct route *r)
 		goto bad;
 	if (route_is(f[0], len[0], "local") && n == 2) {
 		r->kind = ROUTE_LOCAL;
-	} else if (route_is(f[0], len[0], "lmtp") && n == 2) {
+	} else if (route_is(f[0], len[0], "lmtp") && (n == 2 || n == 3)) {
 		r->kind = ROUTE_LMTP;
+		pol = n == 3 ? 2 : 0;
 	} else if (route_is(f[0], len[0], "mx") && n == 4) {
 		r->kind = ROUTE_MX;
 		pol = 3;
@@ -122,11 +126,11 @@ int route_parse(const char *text, struct route *r)
 	}
 	if (!(r->target = xtext_decode(f[1], len[1])) || !r->target[0])
 		goto bad;
-	if (r->kind == ROUTE_MX || r->kind == ROUTE_RELAY) {
-		if (route_port(f[2], len[2], &r->port) < 0 ||
-		    !(r->policy = xtext_decode(f[pol], len[pol])))
-			goto bad;
-	}
+	if ((r->kind == ROUTE_MX || r->kind == ROUTE_RELAY) &&
+	    route_port(f[2], len[2], &r->port) < 0)
+		goto bad;
+	if (pol && (!(r->policy = xtext_decode(f[pol], len[pol])) || !r->policy[0]))
+		goto bad;
 	return 0;
 bad:
 	route_clear(r);

@@ -11,8 +11,8 @@ enum route_kind {
 	ROUTE_MX,       /* MX delivery: target is the recipient's domain */
 	ROUTE_RELAY,    /* a smart host: target is its name or address */
 	ROUTE_LMTP,     /* a local mailbox delivered by LMTP (RFC 2033): target is the
-			 * server, "unix:/path" or "[address]:port"; the mailbox is the
-			 * recipient's, from the envelope */
+			 * server, "unix:/path", "[address]:port" or "host:port"; the
+			 * mailbox is the recipient's, from the envelope */
 };
 
 struct route {
@@ -21,7 +21,8 @@ struct route {
 	unsigned port;     /* MX, RELAY */
 	int literal;       /* RELAY: written "[host]": no MX lookup of the host */
 	char *policy;      /* MX, RELAY: the route block that chose it ("route example.org",
-			    * "sender_route @example.test"), or "-" for the global options */
+			    * "sender_route @example.test"), or "-" for the global options;
+			    * LMTP: the domain's block when it sets lmtp options, else NULL */
 };
 
 /* The TLS policy of a route, decided at delivery time (router_policy()). */
@@ -31,7 +32,8 @@ struct relay_policy {
 	int auth_unverified;       /* credentials may go over TLS without a verified certificate */
 };
 
-/* Text form, one line without spaces in fields: "local <mailbox>", "lmtp <server>",
+/* Text form, one line without spaces in fields: "local <mailbox>", "lmtp <server>"
+ * or "lmtp <server> <policy>",
  * "mx <domain> <port> <policy>", "relay <host> <port> <literal 0|1> <policy>", fields
  * xtext-encoded (RFC 3461). Returns a malloc'd string. */
 char *route_format(const struct route *r);

@@ -51,8 +51,10 @@ static const struct route_conf *router_by_domain(const struct config *cfg, const
 }
 
 /* The LMTP server of a mailbox ("domain/local-part"): its domain's route block, else
- * the global lmtp; NULL for a Maildir. */
-static const char *router_lmtp(const struct config *cfg, const char *mailbox)
+ * the global lmtp; NULL for a Maildir. *rc_r: the block whose lmtp options apply (one
+ * that sets any of them), else NULL for the global ones. */
+static const char *router_lmtp(const struct config *cfg, const char *mailbox,
+			       const struct route_conf **rc_r)
 {
 	const char *slash = strchr(mailbox, '/');
 	const struct route_conf *rc = NULL;
@@ -66,6 +68,7 @@ static const char *router_lmtp(const struct config *cfg, const char *mailbox)
 		free(domain);
 	}
 	lmtp = rc && rc->lmtp ? rc->lmtp : cfg->lmtp;
+	*rc_r = rc && (rc->lmtp || rc->lmtp_tls >= 0 || rc->lmtp_ca) ? rc : NULL;
 	return lmtp && strcmp(lmtp, "maildir") != 0 ? lmtp : NULL;
 }
 
@@ -81,9 +84,13 @@ int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 
 	memset(r, 0, sizeof(*r));
 	if (rcpt->mailbox) {
-		const char *lmtp = router_lmtp(cfg, rcpt->mailbox);
+		const char *lmtp = router_lmtp(cfg, rcpt->mailbox, &rc);
 		r->kind = lmtp ? ROUTE_LMTP : ROUTE_LOCAL;
 		r->target = xstrdup(lmtp ? lmtp : rcpt->mailbox);
+		/* Named, so that mailboxes of two blocks with their own TLS never share a
+		 * transaction or a connection. */
+		if (lmtp && rc)
+			r->policy = xstrdup(rc->name);
 		return 0;
 	}
 	if (!(at = strrchr(rcpt->address, '@')) || !at[1])
@@ -115,18 +122,39 @@ int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 	return 0;
 }
 
+/* lmtp_tls and lmtp_ca: nothing crosses a network to a UNIX socket, and it has no
+ * name a certificate could carry, so never TLS there. */
+static void router_lmtp_policy(const struct config *cfg, const struct route_conf *rc,
+			       const struct route *r, struct relay_policy *p)
+{
+	int tls = rc && rc->lmtp_tls >= 0 ? rc->lmtp_tls : cfg->lmtp_tls;
+	p->tls = strncmp(r->target, "unix:", 5) == 0 ? RELAY_TLS_NONE
+		 : tls >= 0 ? tls : RELAY_TLS_MAY;
+	p->ca = rc && rc->lmtp_ca ? rc->lmtp_ca : cfg->lmtp_ca;
+	p->auth_unverified = 0;
+}
+
+static const struct route_conf *router_named(const struct config *cfg, const char *name)
+{
+	if (!name || strcmp(name, "-") == 0)
+		return NULL;
+	/* By name: the route was stored before a reload may have changed or removed it. */
+	for (const struct route_conf *rc = cfg->routes; rc; rc = rc->next)
+		if (strcmp(rc->name, name) == 0)
+			return rc;
+	return NULL;
+}
+
 void router_policy(const struct config *cfg, const struct route *r, struct relay_policy *p)
 {
-	const struct route_conf *rc = NULL;
+	const struct route_conf *rc = router_named(cfg, r->policy);
+	if (r->kind == ROUTE_LMTP) {
+		router_lmtp_policy(cfg, rc, r, p);
+		return;
+	}
 	p->tls = (int)cfg->relay_tls;
 	p->ca = cfg->relay_ca;
 	p->auth_unverified = cfg->relay_auth_unverified;
-	if (!r->policy || strcmp(r->policy, "-") == 0)
-		return;
-	/* By name: the route was stored before a reload may have changed or removed it. */
-	for (rc = cfg->routes; rc; rc = rc->next)
-		if (strcmp(rc->name, r->policy) == 0)
-			break;
 	if (!rc)
 		return;
 	if (rc->relay_tls >= 0)

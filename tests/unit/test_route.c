@@ -46,6 +46,9 @@ static void round_trip(const struct route *in, const char *want_text)
 	if (in->kind != ROUTE_LOCAL && in->kind != ROUTE_LMTP) {
 		CHECK(out.port == in->port && out.literal == (in->literal ? 1 : 0));
 		CHECK_STR(out.policy, in->policy ? in->policy : "-");
+	} else if (in->kind == ROUTE_LMTP && in->policy) {
+		CHECK_STR(out.policy, in->policy);
+		CHECK(out.port == 0 && out.literal == 0);
 	} else {
 		CHECK(out.policy == NULL && out.port == 0 && out.literal == 0);
 	}
@@ -73,6 +76,9 @@ static void test_round_trips(void)
 	round_trip(&r, "lmtp [::1]:24");
 	r = (struct route){ ROUTE_LMTP, "unix:/a dir/lmtp", 0, 0, NULL };
 	round_trip(&r, "lmtp unix:/a+20dir/lmtp");
+	/* A route block's lmtp options: named after the server. */
+	r = (struct route){ ROUTE_LMTP, "imap.example.net:24", 0, 0, "route example.net" };
+	round_trip(&r, "lmtp imap.example.net:24 route+20example.net");
 	/* Odd bytes: spaces, '+', '=', controls, 8-bit, a lone "-". */
 	r = (struct route){ ROUTE_LOCAL, "d\xc3\xa9.test/a b+c=d\t\x01\x7f", 0, 0, NULL };
 	round_trip(&r, "local d+C3+A9.test/a+20b+2Bc+3Dd+09+01+7F");
@@ -93,7 +99,7 @@ static void test_parse_rejects(void)
 {
 	static const char *const bad[] = {
 		"", "local", "local ", " local a", "local a ", "local  a", "local a b",
-		"LOCAL a", "lmtp", "lmtp a b", "LMTP a", "mx a 25", "mx a 25 - x", "mx a 0 -", "mx a 65536 -",
+		"LOCAL a", "lmtp", "lmtp a b c", "lmtp a +", "LMTP a", "mx a 25", "mx a 25 - x", "mx a 0 -", "mx a 65536 -",
 		"mx a 025 -", "mx a +25 -", "mx a 2x -", "mx a -1 -", "relay a 25 -",
 		"relay a 25 2 -", "relay a 25 01 -", "relay a 25 0 - x", "local a+2", "local a+00",
 		"local a+zz", "local a=b", "local +2b", "mx a\t 25 -", "mx a 25 -\n",
@@ -244,6 +250,7 @@ static void test_router_lmtp(void)
 				  "lmtp unix:/run/dovecot/lmtp\n"
 				  "route other.test {\n lmtp 127.0.0.1:24\n}\n"
 				  "route .lists.test {\n lmtp maildir\n}\n"
+				  "route tls.test {\n lmtp_tls verify\n}\n"
 				  "route example.org {\n relay_host [smart.example.org]\n}\n");
 	if (!cfg)
 		return;
@@ -251,7 +258,10 @@ static void test_router_lmtp(void)
 		  "lmtp unix:/run/dovecot/lmtp");
 	/* An alias: the route follows the mailbox's domain, not the address's. */
 	routes_to(cfg, "a@example.test", "sales@example.test", "other.test/bob",
-		  "lmtp [127.0.0.1]:24");
+		  "lmtp [127.0.0.1]:24 route+20other.test");
+	/* The global server, under its block's lmtp_tls. */
+	routes_to(cfg, "a@example.test", "c@tls.test", "tls.test/c",
+		  "lmtp unix:/run/dovecot/lmtp route+20tls.test");
 	routes_to(cfg, "a@example.test", "x@sub.lists.test", "sub.lists.test/x",
 		  "local sub.lists.test/x");
 	routes_to(cfg, "a@example.test", "bob@example.org", NULL,
@@ -321,6 +331,44 @@ static void test_policy(void)
 	config_free(&cfg);
 }
 
+static void lmtp_policy_is(const struct config *cfg, const char *target, const char *policy,
+			   int tls, const char *ca)
+{
+	struct route r = { ROUTE_LMTP, (char *)target, 0, 0, (char *)policy };
+	struct relay_policy p;
+	router_policy(cfg, &r, &p);
+	CHECK(p.tls == tls && p.auth_unverified == 0);
+	if (!ca)
+		CHECK(p.ca == NULL);
+	else
+		CHECK_STR(p.ca, ca);
+}
+
+/* lmtp_tls: may by default over TCP, never over a UNIX socket; a block's beats the
+ * global one; relay_tls and relay_ca never apply to LMTP. */
+static void test_lmtp_policy(void)
+{
+	struct config *cfg = load(BASE "relay_tls verify\nrelay_ca /relay.pem\n"
+				  "route a.example {\n lmtp_tls verify\n lmtp_ca /a.pem\n}\n"
+				  "route b.example {\n lmtp_tls none\n}\n");
+	if (!cfg)
+		return;
+	lmtp_policy_is(cfg, "[192.0.2.1]:24", NULL, RELAY_TLS_MAY, NULL);
+	lmtp_policy_is(cfg, "imap.example:24", NULL, RELAY_TLS_MAY, NULL);
+	lmtp_policy_is(cfg, "unix:/run/lmtp", NULL, RELAY_TLS_NONE, NULL);
+	lmtp_policy_is(cfg, "imap.example:24", "route a.example", RELAY_TLS_VERIFY, "/a.pem");
+	lmtp_policy_is(cfg, "unix:/run/lmtp", "route a.example", RELAY_TLS_NONE, "/a.pem");
+	lmtp_policy_is(cfg, "imap.example:24", "route b.example", RELAY_TLS_NONE, NULL);
+	lmtp_policy_is(cfg, "imap.example:24", "route gone.example", RELAY_TLS_MAY, NULL);
+	config_free(&cfg);
+	cfg = load(BASE "lmtp_tls encrypt\nlmtp_ca /g.pem\nroute a.example {\n lmtp_tls verify\n}\n");
+	if (!cfg)
+		return;
+	lmtp_policy_is(cfg, "imap.example:24", NULL, RELAY_TLS_ENCRYPT, "/g.pem");
+	lmtp_policy_is(cfg, "imap.example:24", "route a.example", RELAY_TLS_VERIFY, "/g.pem");
+	config_free(&cfg);
+}
+
 void unit_main(void)
 {
 	test_round_trips();
@@ -329,4 +377,5 @@ void unit_main(void)
 	test_router();
 	test_router_lmtp();
 	test_policy();
+	test_lmtp_policy();
 }
