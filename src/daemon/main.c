@@ -374,7 +374,7 @@ int main(int argc, char **argv)
 	 * through the queue. */
 	rpt = tlsrpt_create(cfg, srv.base, dns, dwork, srv.queue, &srv.dkim);
 	transport_smtp_set_tlsrpt(smtp, rpt);
-	lmtp = transport_lmtp_create(cfg, srv.base, dwork);
+	lmtp = transport_lmtp_create(cfg, srv.base, dns, dwork);
 	sched = sched_create(cfg, srv.base, dwork, qs, srv.queue, srv.auth, &srv.dkim, local, smtp,
 			     lmtp);
 	queue_set_notify(srv.queue, notify_sched, sched);

@@ -35,7 +35,7 @@ struct delivery {
 	const struct envelope *env;
 	const struct route *route;    /* the destination's: every rcpt here has it */
 	const char *sender;           /* env->mail_from ("" for the null sender) */
-	const struct relay_policy *policy; /* MX, RELAY: TLS policy (router_policy()) */
+	const struct relay_policy *policy; /* MX, RELAY, LMTP: TLS policy (router_policy()) */
 	/* RELAY with credentials for this next hop and sender (looked up by the scheduler
 	 * on a worker): sent only as relay_policy allows. NULL otherwise. A transport that
 	 * reuses connections keys them by destination and auth_user. */
@@ -106,10 +106,11 @@ struct transport *transport_smtp_create(const struct config *cfg, struct event_b
 /* TLS-RPT (relay/tlsrpt.h) counts the SMTP transport's MX connections into r. */
 struct tlsrpt;
 void transport_smtp_set_tlsrpt(struct transport *t, struct tlsrpt *r);
-/* LMTP (RFC 2033) to the server of a ROUTE_LMTP route, a UNIX socket or a TCP address:
- * the SMTP transport's connections, cache and body streaming with LHLO and one reply
- * per recipient after the final dot (relay/smtp_transport.c). */
+/* LMTP (RFC 2033) to the server of a ROUTE_LMTP route, a UNIX socket or a TCP address
+ * or host name (looked up through dns): the SMTP transport's connections, cache, STARTTLS
+ * and body streaming with LHLO and one reply per recipient after the final dot
+ * (relay/smtp_transport.c). */
 struct transport *transport_lmtp_create(const struct config *cfg, struct event_base *base,
-					struct workers *w);
+					struct dns *dns, struct workers *w);
 
 #endif

@@ -82,6 +82,17 @@ struct relay_body *relay_body_start(struct workers *w, struct smtpc *c, const st
  * flight, if any, comes back. */
 void relay_body_stop(struct relay_body **rb);
 
+/* ---- relay_lmtp.c ---- */
+struct dns_target;
+/* An address literal ("192.0.2.1", "[192.0.2.1]", "IPv6:2001:db8::1") with port into
+ * tg (tg->host points at host). 0, or -1 when host is no address. */
+int relay_literal_target(const char *host, unsigned port, struct dns_target *tg);
+/* An LMTP server as config_relay_lmtp wrote it. 0: tg is ready (a UNIX socket, or an
+ * address; then *host_r is the bare address, malloc'd, which tg->host points at);
+ * 1: *host_r (malloc'd) is a name to look up, for port *port_r; -1: not a server. */
+int relay_lmtp_target(const char *server, struct dns_target *tg, char **host_r,
+		      unsigned *port_r);
+
 /* ---- smtp_transport.c, called by the session ---- */
 struct delivery *relay_job_delivery(struct relay_job *j);
 const struct config *relay_job_config(struct relay_job *j);

@@ -87,6 +87,15 @@ static const char *relay_pick_oauth(const struct smtpc_caps *c, const char *want
 	return smtpc_list_has(list, want) ? want : smtpc_list_has(list, other) ? other : NULL;
 }
 
+/* RFC 3207 4.2: the capabilities are asked for again under TLS; LMTP asks with LHLO. */
+static void relay_hello(struct relay_sess *s, struct smtpc *c)
+{
+	if (s->lmtp)
+		smtpc_lhlo(c, s->cfg->hostname);
+	else
+		smtpc_ehlo(c, s->cfg->hostname);
+}
+
 /* TLS is settled (up, or not to be): AUTH if the job has credentials. */
 static void relay_sess_after_tls(struct relay_sess *s)
 {
@@ -196,7 +205,8 @@ void relay_on_tls(struct smtpc *c, void *arg)
 	}
 	if (s->dane_on)
 		relay_dane_count(s->dane_label);
-	metrics_add(METRIC_RELAY_TLS, 1, s->tc.version, s->tc.verified ? "yes" : "no", NULL);
+	if (!s->lmtp) /* the metric counts SMTP next hops */
+		metrics_add(METRIC_RELAY_TLS, 1, s->tc.version, s->tc.verified ? "yes" : "no", NULL);
 	if (!s->tc.verified) {
 		char detail[300];
 		snprintf(detail, sizeof(detail), "certificate not valid for %s: %s", s->host,
@@ -213,7 +223,7 @@ void relay_on_tls(struct smtpc *c, void *arg)
 	}
 	tlsrpt_ticket_ok(s->rpt, c);
 	s->phase = PH_EHLO2;
-	smtpc_ehlo(c, s->cfg->hostname);
+	relay_hello(s, c);
 }
 
 /* A reply during setup: the greeting, EHLO (or LHLO), STARTTLS, AUTH. */
@@ -231,10 +241,7 @@ void relay_setup_reply(struct relay_sess *s, struct smtpc *c, const struct smtpc
 		}
 		s->phase = PH_EHLO1;
 		smtpc_set_timeout(c, s->cfg->relay_command_timeout);
-		if (s->lmtp)
-			smtpc_lhlo(c, s->cfg->hostname);
-		else
-			smtpc_ehlo(c, s->cfg->hostname);
+		relay_hello(s, c);
 		break;
 	case PH_EHLO1:
 	case PH_EHLO2:

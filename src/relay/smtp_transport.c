@@ -58,6 +58,7 @@ struct relay_job {
 	struct dns_query *q;
 	struct dns_result *res;
 	struct dns_target literal;   /* an address literal needs no DNS */
+	char *lmtp_host;             /* LMTP over TCP: the server's name or address, bare */
 	struct dns_target *targets;
 	size_t n_targets, ti, tried;
 	struct relay_sess *sess;
@@ -113,6 +114,7 @@ static void job_free(struct relay_job *j)
 			j->next->pprev = j->pprev;
 	}
 	free(j->key);
+	free(j->lmtp_host);
 	free(j);
 }
 
@@ -355,9 +357,9 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 	if (getnameinfo((struct sockaddr *)&tg->addr, tg->addrlen, addr, sizeof(addr), NULL, 0,
 			NI_NUMERICHOST) != 0)
 		snprintf(addr, sizeof(addr), "?");
-	/* The name the certificate must carry: the smart host as configured, or the
-	 * MX host. */
-	p.host = d->route->kind == ROUTE_MX ? tg->host : d->route->target;
+	/* The name the certificate must carry: the MX host, the LMTP server's name or
+	 * address (without the port), or the smart host as configured. */
+	p.host = d->route->kind == ROUTE_MX || t->lmtp ? tg->host : d->route->target;
 	p.addr_text = tg->addr.ss_family == AF_UNIX ? "local" : addr;
 	if (v && v->kind != RDV_MAY) {
 		/* RFC 7672: TLS mandatory with TLSA records, authenticated when usable. */
@@ -381,10 +383,8 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 	p.tls = requiretls_conn_tls(d, t->lmtp, p.tls, v && v->kind != RDV_MAY);
 	if ((relaxed = requiretls_label(d, t->lmtp)))
 		p.dane_label = relaxed;
-	/* LMTP is for a trusted server nearby (RFC 2033 5): no TLS, no AUTH. */
+	/* LMTP: the policy's lmtp_tls (router_policy: none for a UNIX socket), no AUTH. */
 	p.lmtp = t->lmtp;
-	if (t->lmtp)
-		p.tls = RELAY_TLS_NONE;
 	j->cur_tls = p.tls;
 	p.tls_disabled = j->clear_retry;
 	p.auth_unverified = pol && pol->auth_unverified;
@@ -442,6 +442,18 @@ static void job_sts_done(void *arg, const struct mtasts_verdict *v)
 		job_targets_ready(j);
 }
 
+/* The LMTP server is our own configuration, not the sender's choice: whatever DNS
+ * says (NXDOMAIN included), the mail waits for the name or the record to be fixed. */
+static void job_lmtp_unresolved(struct relay_job *j, const struct dns_result *res)
+{
+	char why[400];
+	snprintf(why, sizeof(why), "LMTP server %s: %s: %s", j->d->route->target,
+		 dns_status_name(res->status), res->detail);
+	log_warnx("lmtp %s: cannot find the address of the LMTP server %s (%s); deferred: "
+		  "check the name in lmtp and the DNS", j->d->id, j->d->route->target, res->detail);
+	job_fail_all(j, DR_TEMPFAIL, "4.4.3", why);
+}
+
 static void job_dns_done(void *arg, struct dns_result *res)
 {
 	struct relay_job *j = arg;
@@ -450,6 +462,10 @@ static void job_dns_done(void *arg, struct dns_result *res)
 	if (j->res)
 		dns_result_free(j->res);
 	j->res = res;
+	if (j->t->lmtp && res->status != DNS_OK) {
+		job_lmtp_unresolved(j, res);
+		return;
+	}
 	switch (res->status) {
 	case DNS_OK:
 		if (j->sts_known)
@@ -472,66 +488,6 @@ static void job_dns_done(void *arg, struct dns_result *res)
 	}
 }
 
-/* An address literal ("192.0.2.1", "[192.0.2.1]", "IPv6:2001:db8::1") as a target. */
-static int literal_target(const char *host, unsigned port, struct dns_target *tg)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	size_t n = strlen(host);
-	const char *h = host;
-	if (h[0] == '[' && n > 2 && h[n - 1] == ']') {
-		snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), h + 1);
-		h = buf;
-	}
-	if (strncasecmp(h, "IPv6:", 5) == 0)
-		h += 5;
-	memset(tg, 0, sizeof(*tg));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&tg->addr;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&tg->addr;
-	if (inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		tg->addrlen = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		tg->addrlen = sizeof(*s6);
-	} else {
-		return -1;
-	}
-	tg->host = (char *)host;
-	return 0;
-}
-
-/* An LMTP server as config_relay_lmtp wrote it: "unix:/path" or "[address]:port". */
-static int lmtp_target(const char *server, struct dns_target *tg)
-{
-	const char *colon;
-	unsigned long port;
-	char *end;
-	memset(tg, 0, sizeof(*tg));
-	if (strncmp(server, "unix:", 5) == 0) {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&tg->addr;
-		size_t n = strlen(server + 5);
-		if (n == 0 || n >= sizeof(sun->sun_path))
-			return -1;
-		sun->sun_family = AF_UNIX;
-		memcpy(sun->sun_path, server + 5, n + 1);
-		tg->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-		tg->host = (char *)server;
-		return 0;
-	}
-	if (!(colon = strrchr(server, ':')) || colon == server || colon[-1] != ']')
-		return -1;
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
-		return -1;
-	char *host = xstrndup(server, (size_t)(colon - server));
-	int rc = literal_target(host, (unsigned)port, tg);
-	free(host);
-	tg->host = (char *)server;
-	return rc;
-}
-
 static void job_resolve(struct relay_job *j)
 {
 	struct smtp_transport *t = j->t;
@@ -541,17 +497,22 @@ static void job_resolve(struct relay_job *j)
 	enum ip_family fam = t->cfg->relay_ip_family;
 
 	if (t->lmtp) {
-		if (lmtp_target(r->target, &j->literal) < 0) {
+		int rc;
+		free(j->lmtp_host);
+		if ((rc = relay_lmtp_target(r->target, &j->literal, &j->lmtp_host, &port)) < 0) {
 			job_fail_all(j, DR_TEMPFAIL, "4.3.5", "not an LMTP server address");
 			return;
 		}
-		j->targets = &j->literal;
-		j->n_targets = 1;
-		j->ti = j->tried = 0;
-		job_try(j);
-		return;
+		j->sts_known = 1; /* no MTA-STS for LMTP */
+		if (rc == 0) {
+			j->targets = &j->literal;
+			j->n_targets = 1;
+			j->ti = j->tried = 0;
+			job_try(j);
+			return;
+		}
 	}
-	if (r->kind == ROUTE_RELAY && literal_target(r->target, port, &j->literal) == 0) {
+	if (r->kind == ROUTE_RELAY && relay_literal_target(r->target, port, &j->literal) == 0) {
 		j->targets = &j->literal;
 		j->n_targets = 1;
 		j->ti = j->tried = 0;
@@ -576,8 +537,10 @@ static void job_resolve(struct relay_job *j)
 		dns_result_free(j->res);
 		j->res = NULL;
 	}
+	if (t->lmtp)
+		j->q = dns_resolve_host(t->dns, j->lmtp_host, fam, port, max, job_dns_done, j);
 	/* RELAY without brackets: its MX first, as Postfix does for relayhost. */
-	if (r->kind == ROUTE_RELAY && r->literal)
+	else if (r->kind == ROUTE_RELAY && r->literal)
 		j->q = dns_resolve_host(t->dns, r->target, fam, port, max, job_dns_done, j);
 	else
 		j->q = dns_resolve_mx(t->dns, r->target, fam, port, t->cfg->hostname, max,
@@ -655,7 +618,8 @@ void relay_job_tx_done(struct relay_job *j)
 /* The destination, the relay user and the TLS policy: connections are shared by
  * neither other destinations nor other credentials, nor by messages RFC 8689 treats
  * otherwise, nor by route blocks that send to one next hop under different TLS
- * policies (a connection opened under `may` must not carry mail that asks `verify`). */
+ * policies (a connection opened under `may` must not carry mail that asks `verify`;
+ * for LMTP the policy is lmtp_tls and lmtp_ca, router_policy's). */
 static char *job_key(const struct delivery *d, int lmtp, int tls)
 {
 	const struct relay_policy *p = d->policy;
@@ -743,11 +707,13 @@ static void smtp_destroy(struct transport *tr)
 }
 
 struct transport *transport_lmtp_create(const struct config *cfg, struct event_base *base,
-					struct workers *w)
+					struct dns *dns, struct workers *w)
 {
+	/* Created without DNS, then given it: no MTA-STS state for LMTP. */
 	struct transport *tr = transport_smtp_create(cfg, base, NULL, w);
 	tr->name = "lmtp";
 	tp(tr)->lmtp = 1;
+	tp(tr)->dns = dns;
 	return tr;
 }
 
