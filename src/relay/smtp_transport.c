@@ -447,8 +447,7 @@ static void job_sts_done(void *arg, const struct mtasts_verdict *v)
 static void job_lmtp_unresolved(struct relay_job *j, const struct dns_result *res)
 {
 	char why[400];
-	snprintf(why, sizeof(why), "LMTP server %s: %s: %s", j->d->route->target,
-		 dns_status_name(res->status), res->detail);
+	snprintf(why, sizeof(why), "LMTP server %s: %s", j->d->route->target, res->detail);
 	log_warnx("lmtp %s: cannot find the address of the LMTP server %s (%s); deferred: "
 		  "check the name in lmtp and the DNS", j->d->id, j->d->route->target, res->detail);
 	job_fail_all(j, DR_TEMPFAIL, "4.4.3", why);

@@ -1,6 +1,7 @@
 """A real Dovecot 2.3 (Debian's dovecot-core and dovecot-lmtpd) as cursus's LMTP server,
 for the LMTP tests: its own configuration (peers/dovecot/lmtp.conf) in a temporary
-directory, an LMTP listener on a UNIX socket and one on a loopback TCP port, users in a
+directory, an LMTP listener on a UNIX socket and one on a loopback TCP port (127.0.0.1 or
+another loopback address; with a certificate, STARTTLS is offered), users in a
 passwd-file with per-user quota rules, mail read back with `doveadm fetch`.
 
 Started as root in the foreground (`dovecot -F`) and stopped with SIGTERM, bounded;
@@ -26,10 +27,12 @@ DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 
 class Dovecot:
     """users: {address: extra userdb fields}, e.g. {"bob@example.test":
-    "userdb_quota_rule=*:storage=1"} (1 KiB: any message is over quota)."""
+    "userdb_quota_rule=*:storage=1"} (1 KiB: any message is over quota). address: the
+    TCP listener's. tls: (certificate, key) PEM files for STARTTLS, or None (no TLS)."""
 
-    def __init__(self, root, users):
+    def __init__(self, root, users, address="127.0.0.1", tls=None):
         self.root = root
+        self.address = address
         self.conf = os.path.join(root, "dovecot.conf")
         self.log_path = os.path.join(root, "dovecot.log")
         self.socket = os.path.join(root, "run", "lmtp")
@@ -41,8 +44,12 @@ class Dovecot:
             shutil.chown(os.path.join(root, sub), "nobody", "nogroup")
         with open(TEMPLATE) as f:
             text = f.read()
+        ssl = "ssl = no"
+        if tls:
+            ssl = "ssl = yes\nssl_cert = <%s\nssl_key = <%s" % tls
         with open(self.conf, "w") as f:
-            f.write(text.replace("@ROOT@", root).replace("@LMTP_PORT@", str(self.port)))
+            f.write(text.replace("@ROOT@", root).replace("@LMTP_PORT@", str(self.port))
+                    .replace("@LMTP_ADDR@", address).replace("@SSL@", ssl))
         with open(os.path.join(root, "users"), "w") as f:
             for user, fields in users.items():
                 # user:password:uid:gid:gecos:home:shell:extra fields
@@ -54,7 +61,7 @@ class Dovecot:
 
     @property
     def tcp_target(self):
-        return "[127.0.0.1]:%d" % self.port
+        return "[%s]:%d" % (self.address, self.port)
 
     @property
     def log(self):
@@ -74,7 +81,7 @@ class Dovecot:
         return count()
 
     def _answers(self):
-        for fam, addr in ((socket.AF_UNIX, self.socket), (socket.AF_INET, ("127.0.0.1", self.port))):
+        for fam, addr in ((socket.AF_UNIX, self.socket), (socket.AF_INET, (self.address, self.port))):
             try:
                 with socket.socket(fam, socket.SOCK_STREAM) as s:
                     s.settimeout(2)
@@ -130,10 +137,10 @@ def dovecot_factory():
         pytest.fail("dovecot-core and dovecot-lmtpd are not installed (make deps)")
     made = []
 
-    def factory(users, start=True):
+    def factory(users, start=True, **kw):
         root = tempfile.mkdtemp(prefix="cursus-dovecot-", dir="/tmp")
         os.chmod(root, 0o755)
-        d = Dovecot(root, users)
+        d = Dovecot(root, users, **kw)
         made.append(d)
         if start:
             d.start()

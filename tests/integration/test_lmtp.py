@@ -77,7 +77,8 @@ def test_tcp_target_per_domain(start_server, dovecot_factory, token):
     submit(srv, [BOB], token)
     assert token in dc.wait_fetch(BOB, token)
     line = wait_attempt(srv, BOB, r"result=delivered")
-    assert 'route="lmtp [127.0.0.1]:%d"' % dc.port in line, line
+    # The route names the block whose lmtp options apply.
+    assert 'route="lmtp [127.0.0.1]:%d route+20example.test"' % dc.port in line, line
     assert re.search(r"lmtp\(\d+\): Info: Connect from 127\.0\.0\.1", dc.log), dc.log
     # Nothing in cursus's own Maildirs.
     assert srv.maildir_files(BOB) == []
