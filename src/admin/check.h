@@ -1,7 +1,7 @@
 /* check: `cursus check`, the policy lint of a configuration that loads (SPEC
  * "Diagnostics"). Each concern is one module (check_auth.c, check_tls.c,
- * check_relay.c, check_store.c) that adds findings to a report; check_report.c
- * prints them, as text or JSON, and says the exit status.
+ * check_relay.c, check_lmtp.c, check_store.c) that adds findings to a report;
+ * check_report.c prints them, as text or JSON, and says the exit status.
  *
  * A finding is stable data for scripts: an id that never changes meaning, a severity,
  * the line of the configuration the setting comes from (0: a default nowhere in the
@@ -50,6 +50,8 @@ void check_auth(struct check_report *r);
 void check_tls(struct check_report *r);
 void check_dkim(struct check_report *r);
 void check_relay(struct check_report *r, struct userdb *db);
+/* LMTP servers reached over a network without lmtp_tls verify. */
+void check_lmtp(struct check_report *r);
 void check_store(struct check_report *r, struct userdb *db, const char *store_error);
 /* A PostgreSQL store answers (store-unreachable) and has this program's schema
  * (store-schema); SQLite: nothing to say. 1 when it can be used for the rest. */

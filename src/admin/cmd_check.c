@@ -96,6 +96,7 @@ int cmd_check(const char *config_path, int argc, char **argv)
 	check_tls(&r);
 	check_dkim(&r);
 	check_relay(&r, db);
+	check_lmtp(&r);
 	check_store(&r, db, store_err);
 	status = check_report_print(&r, json);
 	check_report_clear(&r);

@@ -128,6 +128,7 @@ CASES = [
     ("relay_auth_no_tls", "good", ("[192.0.2.5]:587",)),
     ("relay_oauth_ca", "good", ("oauth:[192.0.2.5]:587",)),
     ("relay_mta_sts_ca", "good", ()),
+    ("lmtp_tls_unverified", "good", ()),
     ("postmaster_missing", "good", ()),
 ]
 
@@ -174,6 +175,14 @@ def test_oauth_credentials_clean(ca, tmp_path):
     """OAuth credentials for a verified route: no finding (not a password, nothing
     wrong), and exit 0."""
     conf = make_conf(ca, tmp_path, "relay_oauth_clean", creds=("oauth:[192.0.2.5]:587",))
+    r = run(conf, "check")
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n"), r.stdout + r.stderr
+
+
+def test_lmtp_local_or_verified_clean(ca, tmp_path):
+    """LMTP over a UNIX socket, to a loopback address, or with lmtp_tls verify: no
+    finding."""
+    conf = make_conf(ca, tmp_path, "lmtp_clean")
     r = run(conf, "check")
     assert (r.returncode, r.stdout) == (0, "configuration OK\n"), r.stdout + r.stderr
 
