@@ -113,8 +113,8 @@ const char *config_relay_resolver(const char *s)
 
 const char *config_relay_lmtp(const char *s, char **norm_r)
 {
-	char addr[INET6_ADDRSTRLEN + 8];
-	const char *colon, *hs, *he;
+	const char *colon, *hs, *he, *why = NULL;
+	char *host;
 	unsigned port;
 	int v6;
 	*norm_r = NULL;
@@ -148,28 +148,20 @@ const char *config_relay_lmtp(const char *s, char **norm_r)
 	}
 	if (!port_ok(colon + 1, &port))
 		return "bad port (1-65535)";
-	if ((size_t)(he - hs) < sizeof(addr)) {
-		memcpy(addr, hs, (size_t)(he - hs));
-		addr[he - hs] = '\0';
-		if (is_ip(addr, &v6)) {
-			*norm_r = xasprintf("[%s]:%u", addr, port);
-			lower(*norm_r);
-			return NULL;
-		}
-	}
+	host = xstrndup(hs, (size_t)(he - hs));
+	if (is_ip(host, &v6))
+		*norm_r = xasprintf("[%s]:%u", host, port);
 	/* Brackets hold an address (RFC 5321 4.1.3); a name is looked up at delivery. */
-	if (*s == '[')
-		return "not a numeric IP address (write a host name without brackets)";
-	{
-		char *host = xstrndup(hs, (size_t)(he - hs));
-		int ok = config_lex_domain_ok(host);
-		free(host);
-		if (!ok)
-			return "not a host name or IP address";
-	}
-	*norm_r = xasprintf("%.*s:%u", (int)(he - hs), hs, port);
-	lower(*norm_r);
-	return NULL;
+	else if (*s == '[')
+		why = "not a numeric IP address (write a host name without brackets)";
+	else if (!config_lex_domain_ok(host))
+		why = "not a host name or IP address";
+	else
+		*norm_r = xasprintf("%s:%u", host, port);
+	free(host);
+	if (*norm_r)
+		lower(*norm_r);
+	return why;
 }
 
 /* A local part as it can be written unquoted in the file: printable, no space. */
