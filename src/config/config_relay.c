@@ -8,14 +8,8 @@
 #include <string.h>
 
 #include "config/config_lex.h"
+#include "util/ascii.h"
 #include "util/xmalloc.h"
-
-static void lower(char *s)
-{
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
-}
 
 static int is_ip(const char *s, int *v6_r)
 {
@@ -81,12 +75,12 @@ const char *config_relay_nexthop(const char *s, struct nexthop_conf *nh)
 		free(host);
 		return "not a host name or IP address";
 	}
-	lower(host);
+	ascii_lower_str(host);
 	nh->host = host;
 	nh->port = port;
 	nh->literal = literal;
 	nh->text = xstrdup(s);
-	lower(nh->text);
+	ascii_lower_str(nh->text);
 	return NULL;
 }
 
@@ -160,7 +154,7 @@ const char *config_relay_lmtp(const char *s, char **norm_r)
 		*norm_r = xasprintf("%s:%u", host, port);
 	free(host);
 	if (*norm_r)
-		lower(*norm_r);
+		ascii_lower_str(*norm_r);
 	return why;
 }
 
@@ -195,6 +189,6 @@ const char *config_relay_match(const char *s, int by_sender, char **match_r)
 			return "bad domain (user@example.org or @example.org)";
 	}
 	*match_r = xstrdup(s);
-	lower(*match_r);
+	ascii_lower_str(*match_r);
 	return NULL;
 }

@@ -9,6 +9,7 @@
 
 #include "config/config_relay.h"
 #include "sasl/sasl.h"
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 
 void *cfg_field(const struct opt *o, struct config *cfg, const struct block *b, size_t off)
@@ -140,10 +141,7 @@ static void dkim_key_set(struct parser *p, const struct opt *o, struct config_to
 		}
 	cfg->dkim_keys = xrealloc(cfg->dkim_keys, (cfg->n_dkim_keys + 1) * sizeof(*cfg->dkim_keys));
 	k = &cfg->dkim_keys[cfg->n_dkim_keys++];
-	k->domain = xstrdup(v[0].s);
-	for (char *q = k->domain; *q; q++)
-		if (*q >= 'A' && *q <= 'Z')
-			*q = (char)(*q - 'A' + 'a');
+	k->domain = ascii_lower_str(xstrdup(v[0].s));
 	k->selector = xstrdup(v[1].s);
 	k->path = xstrdup(v[2].s);
 	k->line = p->line;
@@ -266,12 +264,9 @@ void cfg_opt_set(struct parser *p, const struct opt *o, const struct block *b,
 				continue;
 			}
 			*arr = xrealloc(*arr, (*cnt + 1) * sizeof(**arr));
-			(*arr)[*cnt] = xstrdup(v[i].s);
 			/* Domains and user names are case-insensitive (RFC 5321 2.4); lower
 			 * once here. */
-			for (char *q = (*arr)[*cnt]; *q; q++)
-				if (*q >= 'A' && *q <= 'Z')
-					*q = (char)(*q - 'A' + 'a');
+			(*arr)[*cnt] = ascii_lower_str(xstrdup(v[i].s));
 			(*cnt)++;
 		}
 		return;

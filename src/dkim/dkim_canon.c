@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
+#include "util/ascii.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -23,9 +24,7 @@ void dkim_canon_header(const char *f, size_t n, int crlf, struct strbuf *out)
 	while (name_end > 0 && dkim_wsp(f[name_end - 1]))
 		name_end--;
 	for (i = 0; i < name_end; i++) {
-		char c = f[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
+		char c = ascii_lower(f[i]);
 		strbuf_put(out, &c, 1);
 	}
 	strbuf_put(out, ":", 1);

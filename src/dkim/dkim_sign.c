@@ -11,6 +11,7 @@
 #include "dkim/dkim_keys.h"
 #include "queue/queue.h"
 #include "smtp/addrlist.h"
+#include "util/ascii.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -178,10 +179,7 @@ static char *dkim_from_domain(const struct dkim_signer *d, char *why, size_t why
 	if (n != 1 || !(at = strrchr(addrs[0], '@')) || !at[1]) {
 		snprintf(why, whysz, n > 1 ? "several From addresses" : "no address in From");
 	} else {
-		domain = xstrdup(at + 1);
-		for (char *q = domain; *q; q++)
-			if (*q >= 'A' && *q <= 'Z')
-				*q = (char)(*q - 'A' + 'a');
+		domain = ascii_lower_str(xstrdup(at + 1));
 		if (*domain && domain[strlen(domain) - 1] == '.')
 			domain[strlen(domain) - 1] = '\0';
 	}

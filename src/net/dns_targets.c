@@ -9,15 +9,14 @@
 #include <string.h>
 
 #include "net/dns_impl.h"
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 
 char *dns_name_normal(const char *name)
 {
-	char *n = xstrdup(name);
+	char *n = ascii_lower_str(xstrdup(name));
 	size_t len = strlen(n);
 
-	for (char *p = n; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
 	if (len > 1 && n[len - 1] == '.')
 		n[len - 1] = '\0';
 	return n;
@@ -74,7 +73,7 @@ static int dns_wire_name(const unsigned char *p, size_t len, char *out, size_t o
 			int c = p[i];
 			if (!isalnum(c) && c != '-' && c != '_')
 				return -1;
-			out[o++] = (char)tolower(c);
+			out[o++] = ascii_lower((char)c);
 		}
 	}
 	return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "queue/qctl.h"
+#include "util/ascii.h"
 
 static const char *const qctl_verbs[] = {
 	[QCTL_FLUSH] = "flush", [QCTL_HOLD] = "hold", [QCTL_RELEASE] = "release",
@@ -91,8 +92,7 @@ int qctl_parse(const char *line, size_t len, struct qctl_req *r, const char **wh
 	if (r->verb == QCTL_FLUSH && n == 1)
 		return 0;
 	if (r->verb == QCTL_FLUSH && n == 3 && strcmp(w[1], "--domain") == 0) {
-		for (char *p = w[2]; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
+		ascii_lower_str(w[2]);
 		if (!qctl_valid_domain(w[2])) {
 			*why_r = "not a domain name";
 			return -1;

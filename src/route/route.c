@@ -7,18 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 #include "util/xtext.h"
 
 #define ROUTE_MAX_FIELDS 5
-
-static char *route_lower(char *s)
-{
-	for (char *q = s; *q; q++)
-		if (*q >= 'A' && *q <= 'Z')
-			*q = (char)(*q - 'A' + 'a');
-	return s;
-}
 
 static char *route_x(const char *s)
 {
@@ -152,9 +145,9 @@ char *route_dest(const struct route *r)
 	case ROUTE_LMTP:
 		return xasprintf("lmtp:%s", r->target);
 	case ROUTE_MX:
-		return route_lower(xasprintf("mx:%s:%u", r->target, r->port));
+		return ascii_lower_str(xasprintf("mx:%s:%u", r->target, r->port));
 	case ROUTE_RELAY:
-		return route_lower(xasprintf("relay:%s%s%s:%u", r->literal ? "[" : "", r->target,
+		return ascii_lower_str(xasprintf("relay:%s%s%s:%u", r->literal ? "[" : "", r->target,
 					     r->literal ? "]" : "", r->port));
 	}
 	return NULL;
@@ -164,6 +157,6 @@ char *route_nexthop(const struct route *r)
 {
 	if (r->kind != ROUTE_RELAY)
 		return NULL;
-	return route_lower(xasprintf("%s%s%s:%u", r->literal ? "[" : "", r->target,
+	return ascii_lower_str(xasprintf("%s%s%s:%u", r->literal ? "[" : "", r->target,
 				     r->literal ? "]" : "", r->port));
 }

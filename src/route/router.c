@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "queue/envelope.h"
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 
 /* The first sender_route naming this exact address, else the first naming its
@@ -61,9 +62,7 @@ static const char *router_lmtp(const struct config *cfg, const char *mailbox,
 	const char *lmtp;
 	if (slash) {
 		char *domain = xstrndup(mailbox, (size_t)(slash - mailbox));
-		for (char *q = domain; *q; q++)
-			if (*q >= 'A' && *q <= 'Z')
-				*q = (char)(*q - 'A' + 'a');
+		ascii_lower_str(domain);
 		rc = router_by_domain(cfg, domain);
 		free(domain);
 	}
@@ -96,9 +95,7 @@ int router_route(const struct config *cfg, const struct envelope *env, size_t i,
 	if (!(at = strrchr(rcpt->address, '@')) || !at[1])
 		return -1;
 	domain = xstrdup(at + 1);
-	for (char *q = domain; *q; q++)
-		if (*q >= 'A' && *q <= 'Z')
-			*q = (char)(*q - 'A' + 'a');
+	ascii_lower_str(domain);
 	/* "example.org." is example.org. */
 	if ((n = strlen(domain)) > 1 && domain[n - 1] == '.')
 		domain[n - 1] = '\0';

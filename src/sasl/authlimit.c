@@ -28,6 +28,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "util/ascii.h"
 #include "util/addrcount.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -347,11 +348,9 @@ static size_t authlimit_account_key(const char *account, unsigned char key[AUTHL
 {
 	size_t n;
 
-	for (n = 0; n < AUTHLIMIT_ACCOUNT_MAX && account[n]; n++) {
-		unsigned char c = (unsigned char)account[n];
-		/* ASCII only: the locale must not change which counter a name hits */
-		key[n] = c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
-	}
+	/* ASCII only: the locale must not change which counter a name hits */
+	for (n = 0; n < AUTHLIMIT_ACCOUNT_MAX && account[n]; n++)
+		key[n] = (unsigned char)ascii_lower(account[n]);
 	return n;
 }
 

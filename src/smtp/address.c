@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 
 /* RFC 5321 4.5.3.1.1-3: "The maximum total length of a user name or other local-part
@@ -363,10 +364,8 @@ int address_parse_path(const char *s, size_t len, int allow_null, int utf8,
 	o = address_canon_local(s + lstart, llen, utf8, out);
 	out[o++] = '@';
 	/* RFC 5321 2.4: domain names are case-insensitive; the local part is not. */
-	for (i = 0; i < dlen; i++) {
-		char c = s[dstart + i];
-		out[o++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-	}
+	for (i = 0; i < dlen; i++)
+		out[o++] = ascii_lower(s[dstart + i]);
 	out[o] = '\0';
 	if (s[dstart] == '[' && dlen > 6 && strncmp(out + o - dlen + 1, "ipv6:", 5) == 0)
 		memcpy(out + o - dlen + 1, "IPv6:", 5);

@@ -19,6 +19,7 @@
 #include "store/password.h"
 #include "store/username.h"
 #include "store/userdb_private.h"
+#include "util/ascii.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -89,11 +90,9 @@ static int userdb_app_canonical(const char *password, char out[USERDB_APP_CHARS 
 	size_t n = 0, o = 0;
 
 	for (const char *p = password; *p; p++) {
-		char ch = *p;
+		char ch = ascii_lower(*p);
 		if (ch == '-' || ch == ' ')
 			continue;
-		if (ch >= 'A' && ch <= 'Z')
-			ch = (char)(ch - 'A' + 'a');
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) || n == USERDB_APP_CHARS)
 			return 0;
 		if (n > 0 && n % 4 == 0)

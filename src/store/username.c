@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/ascii.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -20,9 +21,7 @@
 
 void username_lower(char *s)
 {
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
+	ascii_lower_str(s);
 }
 
 static int username_domain_valid(const char *d)
