@@ -148,19 +148,25 @@ def test_route_block_sends_its_domain_to_its_own_next_hop(start_server, dns, sin
     assert 'route="mx dest.example %d -"' % port_mx in bob
 
 
-def test_route_blocks_with_other_tls_policies_do_not_share_a_connection(
-        start_server, dns, sinks, certs, token):
-    # Both blocks send to one smart host whose certificate names another host. Mail
-    # for may.example goes (TLS, unverified) and leaves its connection idle; mail for
-    # verify.example must open its own connection, fail the check and wait, not ride
-    # the unverified one.
+def two_policy_blocks(start_server, dns, sinks, certs, **opts):
+    """One smart host whose certificate names another host, reached by two route
+    blocks: may.example (may) and verify.example (verify, which it cannot pass)."""
     port, events = sinks.aio("127.0.0.64", "--cert", certs["othername"][0],
                              "--key", certs["othername"][1])
     hop = "[127.0.0.64]:%d" % port
-    srv = relay_server(start_server, dns, port, relay_idle_time=30, extra_conf=(
+    srv = relay_server(start_server, dns, port, extra_conf=(
         "route may.example {\n relay_host %s\n relay_tls may\n}\n"
         "route verify.example {\n relay_host %s\n relay_tls verify\n relay_ca %s\n}"
-        % (hop, hop, certs["ca"])))
+        % (hop, hop, certs["ca"])), **opts)
+    return srv, events, port
+
+
+def test_route_blocks_with_other_tls_policies_do_not_share_a_connection(
+        start_server, dns, sinks, certs, token):
+    # Mail for may.example goes (TLS, unverified) and leaves its connection idle; mail
+    # for verify.example must open its own connection, fail the check and wait, not
+    # ride the unverified one.
+    srv, events, _ = two_policy_blocks(start_server, dns, sinks, certs, relay_idle_time=30)
     submit(srv, ["bob@may.example"], token + "-may")
     assert lib.wait_until(lambda: data_with(events, token + "-may"), 15), srv.log[-3000:]
     submit(srv, ["bob@verify.example"], token + "-verify")
@@ -170,6 +176,25 @@ def test_route_blocks_with_other_tls_policies_do_not_share_a_connection(
     assert not data_with(events, token + "-verify"), events()
     connects = [e for e in events() if e["ev"] == "connect"]
     assert len(connects) >= 2, connects
+
+
+def test_a_route_blocks_failures_do_not_suspend_another_blocks_mail(
+        start_server, dns, sinks, certs, token):
+    # One failure marks a destination dead here (a cohort of one) for a minute. The
+    # verify block's failure is its own: the may block's mail to the same host goes.
+    srv, events, port = two_policy_blocks(start_server, dns, sinks, certs,
+                                          relay_concurrency_init=1, retry_min=60,
+                                          retry_max=120)
+    submit(srv, ["bob@verify.example"], token + "-verify")
+    wait_deferred(srv, "bob@verify.example")
+    dest = "destination relay:[127.0.0.64]:%d" % port
+    assert lib.wait_until(lambda: [l for l in srv.log.splitlines()
+                                   if dest in l and "event=dead" in l], 5), srv.log[-3000:]
+    submit(srv, ["bob@may.example"], token + "-may")
+    assert lib.wait_until(lambda: data_with(events, token + "-may"), 15), srv.log[-3000:]
+    may = rcpt_lines(srv, "bob@may.example")[-1]
+    assert "result=relayed status=2.0.0" in may, may
+    assert dest + " (route verify.example) event=dead" in srv.log, srv.log[-3000:]
 
 
 # -- 3. relay credentials per sender ---------------------------------------------------
