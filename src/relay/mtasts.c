@@ -410,6 +410,11 @@ static void mtasts_txt_done(void *arg, struct dns_result *res)
 		else if (res->status == DNS_TEMPFAIL)
 			log_info("mta-sts event=txt-tempfail domain=%s reason=\"%s\"%s", e->domain,
 				 res->detail, cached ? " cached=yes" : "");
+		/* A domain that no longer announces a policy is not one whose policy failed:
+		 * neither REQUIRETLS nor TLS-RPT should treat it so. A DNS failure says
+		 * nothing new, and keeps what was known. */
+		if (res->status != DNS_TEMPFAIL)
+			mtasts_failed_forget(e);
 		dns_result_free(res);
 		mtasts_answer(e);
 		return;
