@@ -14,6 +14,13 @@
 struct tlsrpt_ticket *relay_tlsrpt_ticket(struct tlsrpt *r, const char *domain,
 					  const char *host, const struct relay_dane_verdict *v,
 					  int sts_mode, const struct mtasts_policy *pol);
+/* A ticket for a connection to host (at addr) of a domain that announced an MTA-STS
+ * policy which could not be fetched, none cached, DANE not deciding for the host:
+ * policy "sts" without policy-string or mx-host (there is no policy to quote), and the
+ * session counts as result (mtasts_verdict's fail_result) with why as its detail. */
+struct tlsrpt_ticket *relay_tlsrpt_sts_failed(struct tlsrpt *r, const char *domain,
+					      const char *host, const char *addr,
+					      const char *result, const char *why);
 /* A host the DANE step skipped (v->kind RDV_SKIP): dnssec-invalid or dane-required. */
 void relay_tlsrpt_skipped(struct tlsrpt *r, const char *domain, const char *host,
 			  const struct relay_dane_verdict *v);

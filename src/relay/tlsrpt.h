@@ -38,6 +38,12 @@ void tlsrpt_destroy(struct tlsrpt **r);
 /* For one connection under policy p (copied); NULL when r is NULL or the mail is our
  * own report (no reports about reports, RFC 8460 5.3: no loops). */
 struct tlsrpt_ticket *tlsrpt_ticket_create(struct tlsrpt *r, const struct tlsrpt_policy *p);
+/* A ticket whose outcome is known before the session decides (an MTA-STS policy
+ * announced and not fetched, RFC 8460 4.3.2.2): ok and fail both count this result
+ * with these host, address and info instead of their own, once. */
+struct tlsrpt_ticket *tlsrpt_ticket_create_failed(struct tlsrpt *r, const struct tlsrpt_policy *p,
+						  const char *result, const char *mx,
+						  const char *ip, const char *info);
 void tlsrpt_ticket_free(struct tlsrpt_ticket **t);
 /* The session's outcome; both do nothing on a NULL ticket or after the first. c: the
  * connection (for sending-mta-ip), or NULL. */
