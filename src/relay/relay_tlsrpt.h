@@ -1,7 +1,8 @@
 /* relay_tlsrpt: what the SMTP transport tells TLS-RPT (relay/tlsrpt.h), in the words
  * of the decisions it already made: the policy a connection runs under (the DANE
- * verdict's TLSA records, else the domain's MTA-STS policy, else none), and the hosts
- * it never connected to (DANE skipped them, MTA-STS ruled them out). */
+ * verdict's TLSA records, else the domain's MTA-STS policy, or the one it announced
+ * that could not be fetched, else none), and the hosts it never connected to (DANE
+ * skipped them, MTA-STS ruled them out). */
 #ifndef CURSUS_RELAY_TLSRPT_H
 #define CURSUS_RELAY_TLSRPT_H
 

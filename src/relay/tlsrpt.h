@@ -7,9 +7,9 @@
  * mailto: rua gets the gzipped JSON report, mailed through our own queue
  * (tlsrpt_send.c). docs/tls-rpt.md says which relay decision gives which result type.
  *
- * The transport's only hooks: tlsrpt_ticket_create when it opens a connection under a
- * policy, and tlsrpt_ticket_ok / tlsrpt_ticket_fail where the session decides; a
- * ticket records one outcome, the first one. */
+ * The transport's only hooks: tlsrpt_ticket_create (or _create_failed) when it opens a
+ * connection under a policy, and tlsrpt_ticket_ok / tlsrpt_ticket_fail where the
+ * session decides; a ticket records one outcome, the first one. */
 #ifndef CURSUS_TLSRPT_H
 #define CURSUS_TLSRPT_H
 
