@@ -131,8 +131,12 @@ enum https_result https_request(const struct https_req *req, struct https_answer
 			snprintf(err, errlen, "no answer within %u ms", req->timeout_ms);
 		res = HTTPS_TIMEOUT;
 	} else {
-		/* libcurl's text names the host and the TLS problem, never the body. */
+		/* libcurl's text names the host and the TLS problem, never the body. Every
+		 * failed verification, name included, is this one code (CURLE_SSL_CACERT is
+		 * its old name); a CA file of ours that cannot be read is not. */
 		snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
+		if (rc == CURLE_PEER_FAILED_VERIFICATION)
+			res = HTTPS_CERT;
 	}
 	if (b.p)
 		xfree_secret(b.p, b.len);

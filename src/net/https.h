@@ -37,6 +37,9 @@ enum https_result {
 	HTTPS_TIMEOUT,     /* no whole answer within the timeout */
 	HTTPS_TOO_LARGE,   /* the body exceeded max_answer */
 	HTTPS_FAILED,      /* connection or TLS: err says */
+	HTTPS_CERT,        /* the server's certificate failed PKIX validation (its name, its
+	                    * chain, its dates): err says; kept apart from HTTPS_FAILED for
+	                    * TLS-RPT's sts-webpki-invalid (RFC 8460 4.3.2.2) */
 };
 
 struct https_answer {

@@ -47,6 +47,8 @@ struct mtasts_ent {
 	char want_id[MTASTS_ID_MAX + 1];
 	char failed_id[MTASTS_ID_MAX + 1];
 	struct timespec failed_at;   /* monotonic; the last failed fetch */
+	const char *failed_rpt;      /* its RFC 8460 result type */
+	char *failed_why;            /* its reason, as logged (malloc'd) */
 	struct mtasts_req *waiters;
 	struct event *answer_ev;     /* answers the waiters from the loop */
 	struct mtasts_ent *hnext;
@@ -164,6 +166,26 @@ static int mtasts_busy(const struct mtasts_ent *e)
 	return e->txtq || e->hostq || e->fetching;
 }
 
+/* A fetch of id that failed: not tried again for mta_sts_fetch_retry, and what the
+ * deliveries waiting meanwhile report (RFC 8460 4.3.2.2). */
+static void mtasts_failed(struct mtasts_ent *e, const char *id, enum mtasts_fetch_result res,
+			  const char *why)
+{
+	snprintf(e->failed_id, sizeof(e->failed_id), "%s", id);
+	clock_gettime(CLOCK_MONOTONIC, &e->failed_at);
+	e->failed_rpt = mtasts_fetch_rpt_result(res);
+	free(e->failed_why);
+	e->failed_why = xstrdup(why);
+}
+
+static void mtasts_failed_forget(struct mtasts_ent *e)
+{
+	e->failed_id[0] = '\0';
+	e->failed_rpt = NULL;
+	free(e->failed_why);
+	e->failed_why = NULL;
+}
+
 /* ---- answers --------------------------------------------------------------------- */
 
 /* Every waiter gets what is known now: the cached policy, or none. */
@@ -176,6 +198,10 @@ static void mtasts_answer_cb(evutil_socket_t fd, short what, void *arg)
 		.id = have ? e->st.id : "", .policy = have ? &e->st.policy : NULL,
 		.source = "cache", .failed = !have && e->failed_id[0] != '\0',
 	};
+	if (v.failed) {
+		v.fail_result = e->failed_rpt;
+		v.fail_why = e->failed_why;
+	}
 	while (e->waiters) {
 		struct mtasts_req *r = e->waiters;
 		e->waiters = r->next;
@@ -288,14 +314,13 @@ static void mtasts_fetch_done(void *arg)
 				  "policy is kept in memory only", e->domain, j->dir,
 				  strerror(j->save_err));
 		mtasts_set(e, &j->st);
-		e->failed_id[0] = '\0';
+		mtasts_failed_forget(e);
 	} else {
 		log_escape(why, sizeof(why), j->why, strlen(j->why));
 		log_warnx("mta-sts event=fetch-failed domain=%s id=%s result=%s cached=%s "
 			  "reason=\"%s\"", e->domain, j->id, mtasts_fetch_result_name(j->res),
 			  mtasts_cached(e) ? e->st.id : "none", why);
-		snprintf(e->failed_id, sizeof(e->failed_id), "%s", j->id);
-		clock_gettime(CLOCK_MONOTONIC, &e->failed_at);
+		mtasts_failed(e, j->id, j->res, j->why);
 	}
 	mtasts_job_free(j);
 	mtasts_answer(e);
@@ -311,12 +336,15 @@ static void mtasts_host_done(void *arg, struct dns_result *res)
 
 	e->hostq = NULL;
 	if (res->status != DNS_OK) {
-		log_warnx("mta-sts event=fetch-failed domain=%s id=%s result=error cached=%s "
-			  "reason=\"mta-sts.%s: %s\"", e->domain, e->want_id,
-			  mtasts_cached(e) ? e->st.id : "none", e->domain, res->detail);
-		metrics_add(METRIC_MTASTS_FETCH, 1, "error", NULL, NULL);
-		snprintf(e->failed_id, sizeof(e->failed_id), "%s", e->want_id);
-		clock_gettime(CLOCK_MONOTONIC, &e->failed_at);
+		char *why = xasprintf("mta-sts.%s: %s", e->domain, res->detail);
+		log_warnx("mta-sts event=fetch-failed domain=%s id=%s result=%s cached=%s "
+			  "reason=\"%s\"", e->domain, e->want_id,
+			  mtasts_fetch_result_name(MTASTS_FETCH_ERROR),
+			  mtasts_cached(e) ? e->st.id : "none", why);
+		metrics_add(METRIC_MTASTS_FETCH, 1, mtasts_fetch_result_name(MTASTS_FETCH_ERROR),
+			    NULL, NULL);
+		mtasts_failed(e, e->want_id, MTASTS_FETCH_ERROR, why);
+		free(why);
 		dns_result_free(res);
 		mtasts_answer(e);
 		return;
@@ -382,6 +410,11 @@ static void mtasts_txt_done(void *arg, struct dns_result *res)
 		else if (res->status == DNS_TEMPFAIL)
 			log_info("mta-sts event=txt-tempfail domain=%s reason=\"%s\"%s", e->domain,
 				 res->detail, cached ? " cached=yes" : "");
+		/* A domain that no longer announces a policy is not one whose policy failed:
+		 * neither REQUIRETLS nor TLS-RPT should treat it so. A DNS failure says
+		 * nothing new, and keeps what was known. */
+		if (res->status != DNS_TEMPFAIL)
+			mtasts_failed_forget(e);
 		dns_result_free(res);
 		mtasts_answer(e);
 		return;
@@ -483,6 +516,7 @@ void mtasts_destroy(struct mtasts **mp)
 				mtasts_cancel(e->waiters);
 			event_free(e->answer_ev);
 			mtasts_stored_clear(&e->st);
+			free(e->failed_why);
 			free(e->domain);
 			free(e);
 		}

@@ -45,6 +45,9 @@ struct mtasts_verdict {
 	const char *source;          /* "cache" or "fetch" */
 	int failed;                  /* no policy because its fetch failed: the domain
 	                              * announced one, so "none" is not known for sure */
+	const char *fail_result;     /* with failed: the RFC 8460 result type
+	                              * (mtasts_fetch_rpt_result), */
+	const char *fail_why;        /* and the reason the fetch-failed line logged */
 };
 typedef void (*mtasts_cb)(void *arg, const struct mtasts_verdict *v);
 

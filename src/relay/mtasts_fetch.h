@@ -23,13 +23,18 @@ enum mtasts_fetch_result {
 	MTASTS_FETCH_OK,
 	MTASTS_FETCH_TIMEOUT,        /* no whole answer in time */
 	MTASTS_FETCH_TOO_LARGE,      /* the body was over max_size */
-	MTASTS_FETCH_ERROR,          /* connection or TLS (the certificate) */
-	MTASTS_FETCH_REFUSED,        /* an answer, but not a policy: status, type, syntax */
+	MTASTS_FETCH_ERROR,          /* no connection, or the TLS handshake failed */
+	MTASTS_FETCH_REFUSED,        /* an answer, but not 200 (a redirect included) */
+	MTASTS_FETCH_CERT,           /* the certificate failed PKIX validation */
+	MTASTS_FETCH_INVALID,        /* 200, but not text/plain, or not a policy */
 };
 
 /* The metric's label and the log's result= value: "ok", "timeout", "too-large",
- * "error", "invalid". */
+ * "error" (CERT too), "invalid" (REFUSED too). */
 const char *mtasts_fetch_result_name(enum mtasts_fetch_result r);
+/* What TLS-RPT calls a failed fetch (RFC 8460 4.3.2.2): "sts-webpki-invalid" (CERT),
+ * "sts-policy-invalid" (INVALID), else "sts-policy-fetch-error"; NULL for OK. */
+const char *mtasts_fetch_rpt_result(enum mtasts_fetch_result r);
 
 /* On MTASTS_FETCH_OK fills p and *text_r (the policy as served, malloc'd, *len_r);
  * otherwise why says what went wrong, in plain words. */

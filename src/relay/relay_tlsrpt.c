@@ -68,6 +68,15 @@ struct tlsrpt_ticket *relay_tlsrpt_ticket(struct tlsrpt *r, const char *domain,
 	return t;
 }
 
+struct tlsrpt_ticket *relay_tlsrpt_sts_failed(struct tlsrpt *r, const char *domain,
+					      const char *host, const char *addr,
+					      const char *result, const char *why)
+{
+	struct tlsrpt_policy p = { .type = TLSRPT_STS, .domain = (char *)domain };
+	/* RFC 8460 4.4: the policy-string is the policy as served; none was. */
+	return tlsrpt_ticket_create_failed(r, &p, result, host, addr, why);
+}
+
 void relay_tlsrpt_skipped(struct tlsrpt *r, const char *domain, const char *host,
 			  const struct relay_dane_verdict *v)
 {

@@ -73,7 +73,9 @@ struct relay_job {
 	struct mtasts_req *stsq;  /* the domain's MTA-STS policy, being looked up */
 	int sts_known;            /* looked up (or not wanted): targets may be tried */
 	int sts_mode;             /* enum mtasts_mode; MTASTS_NONE: no policy applies */
-	int sts_failed;           /* the domain announced a policy that could not be had */
+	int sts_failed;           /* the domain announced a policy that could not be had: */
+	const char *sts_fail_result; /* its RFC 8460 result type, */
+	char *sts_fail_why;       /* and why (mtasts_verdict) */
 	struct mtasts_policy sts_policy;
 	char *sts_reported;       /* the last host whose mismatch was logged */
 	struct event *ev_done;
@@ -100,6 +102,7 @@ static void job_free(struct relay_job *j)
 	mtasts_cancel(j->stsq);
 	mtasts_policy_clear(&j->sts_policy);
 	free(j->sts_reported);
+	free(j->sts_fail_why);
 	if (j->q)
 		dns_cancel(j->q);
 	if (j->res)
@@ -402,8 +405,13 @@ static void job_connect(struct relay_job *j, const struct relay_dane_verdict *v)
 		job_fail_all(j, DR_TEMPFAIL, "4.7.5", "OpenSSL refused to enable DANE");
 		return;
 	}
-	p.rpt = relay_tlsrpt_ticket(job_tlsrpt(j), d->route->target, tg->host, v, j->sts_mode,
-				    &j->sts_policy);
+	/* A host DANE decides for reports under DANE, whatever became of MTA-STS. */
+	if (j->sts_fail_result && !(v && v->kind != RDV_MAY))
+		p.rpt = relay_tlsrpt_sts_failed(job_tlsrpt(j), d->route->target, tg->host,
+						p.addr_text, j->sts_fail_result, j->sts_fail_why);
+	else
+		p.rpt = relay_tlsrpt_ticket(job_tlsrpt(j), d->route->target, tg->host, v,
+					    j->sts_mode, &j->sts_policy);
 	j->sess = relay_sess_open(t, j, (struct sockaddr *)&tg->addr, tg->addrlen, &p);
 }
 
@@ -432,6 +440,9 @@ static void job_sts_done(void *arg, const struct mtasts_verdict *v)
 	j->stsq = NULL;
 	j->sts_known = 1;
 	j->sts_failed = v->failed;
+	j->sts_fail_result = v->failed ? v->fail_result : NULL;
+	free(j->sts_fail_why);
+	j->sts_fail_why = v->failed && v->fail_why ? xstrdup(v->fail_why) : NULL;
 	mtasts_policy_clear(&j->sts_policy);
 	j->sts_mode = MTASTS_NONE;
 	if (v->have) {

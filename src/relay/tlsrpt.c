@@ -58,6 +58,7 @@ struct tlsrpt_ticket {
 	struct tlsrpt *r;
 	struct tlsrpt_policy p;
 	int done;
+	char *result, *mx, *ip, *info;  /* tlsrpt_ticket_create_failed's; else NULL */
 };
 
 static long long now_ms(void)
@@ -338,21 +339,32 @@ struct tlsrpt_ticket *tlsrpt_ticket_create(struct tlsrpt *r, const struct tlsrpt
 	return t;
 }
 
-void tlsrpt_ticket_free(struct tlsrpt_ticket **tp)
+struct tlsrpt_ticket *tlsrpt_ticket_create_failed(struct tlsrpt *r, const struct tlsrpt_policy *p,
+						  const char *result, const char *mx,
+						  const char *ip, const char *info)
 {
-	if (!*tp)
-		return;
-	tlsrpt_policy_clear(&(*tp)->p);
-	free(*tp);
-	*tp = NULL;
+	struct tlsrpt_ticket *t = tlsrpt_ticket_create(r, p);
+	if (!t)
+		return NULL;
+	t->result = xstrdup(result);
+	t->mx = mx ? xstrdup(mx) : NULL;
+	t->ip = ip ? xstrdup(ip) : NULL;
+	t->info = info ? xstrdup(info) : NULL;
+	return t;
 }
 
-void tlsrpt_ticket_ok(struct tlsrpt_ticket *t, struct smtpc *c)
+void tlsrpt_ticket_free(struct tlsrpt_ticket **tp)
 {
-	if (!t || t->done)
+	struct tlsrpt_ticket *t = *tp;
+	if (!t)
 		return;
-	t->done = 1;
-	record(t->r, &t->p, NULL, NULL, NULL, NULL, NULL);
+	tlsrpt_policy_clear(&t->p);
+	free(t->result);
+	free(t->mx);
+	free(t->ip);
+	free(t->info);
+	free(t);
+	*tp = NULL;
 }
 
 void tlsrpt_ticket_fail(struct tlsrpt_ticket *t, struct smtpc *c, const char *result,
@@ -362,8 +374,28 @@ void tlsrpt_ticket_fail(struct tlsrpt_ticket *t, struct smtpc *c, const char *re
 	if (!t || t->done)
 		return;
 	t->done = 1;
+	/* One session, one count: a policy that failed before the session began is what
+	 * it reports, whatever the session met afterwards (docs/tls-rpt.md). */
+	if (t->result) {
+		result = t->result;
+		mx = t->mx;
+		ip = t->ip;
+		info = t->info;
+	}
 	record(t->r, &t->p, result, mx, ip, c && smtpc_local_addr(c, local, sizeof(local)) == 0
 	       ? local : NULL, info);
+}
+
+void tlsrpt_ticket_ok(struct tlsrpt_ticket *t, struct smtpc *c)
+{
+	if (t && t->result) {
+		tlsrpt_ticket_fail(t, c, NULL, NULL, NULL, NULL);
+		return;
+	}
+	if (!t || t->done)
+		return;
+	t->done = 1;
+	record(t->r, &t->p, NULL, NULL, NULL, NULL, NULL);
 }
 
 void tlsrpt_record(struct tlsrpt *r, const struct tlsrpt_policy *p, const char *result,

@@ -7,9 +7,9 @@
  * mailto: rua gets the gzipped JSON report, mailed through our own queue
  * (tlsrpt_send.c). docs/tls-rpt.md says which relay decision gives which result type.
  *
- * The transport's only hooks: tlsrpt_ticket_create when it opens a connection under a
- * policy, and tlsrpt_ticket_ok / tlsrpt_ticket_fail where the session decides; a
- * ticket records one outcome, the first one. */
+ * The transport's only hooks: tlsrpt_ticket_create (or _create_failed) when it opens a
+ * connection under a policy, and tlsrpt_ticket_ok / tlsrpt_ticket_fail where the
+ * session decides; a ticket records one outcome, the first one. */
 #ifndef CURSUS_TLSRPT_H
 #define CURSUS_TLSRPT_H
 
@@ -38,6 +38,12 @@ void tlsrpt_destroy(struct tlsrpt **r);
 /* For one connection under policy p (copied); NULL when r is NULL or the mail is our
  * own report (no reports about reports, RFC 8460 5.3: no loops). */
 struct tlsrpt_ticket *tlsrpt_ticket_create(struct tlsrpt *r, const struct tlsrpt_policy *p);
+/* A ticket whose outcome is known before the session decides (an MTA-STS policy
+ * announced and not fetched, RFC 8460 4.3.2.2): ok and fail both count this result
+ * with these host, address and info instead of their own, once. */
+struct tlsrpt_ticket *tlsrpt_ticket_create_failed(struct tlsrpt *r, const struct tlsrpt_policy *p,
+						  const char *result, const char *mx,
+						  const char *ip, const char *info);
 void tlsrpt_ticket_free(struct tlsrpt_ticket **t);
 /* The session's outcome; both do nothing on a NULL ticket or after the first. c: the
  * connection (for sending-mta-ip), or NULL. */

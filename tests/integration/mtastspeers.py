@@ -6,6 +6,7 @@ there and nowhere else: the tests run as root (as CI does) or are skipped.
 
     with PolicyServer("127.0.0.201", cert, key, policy_text("enforce", ["mx1.dest.example"])) as ps:
         ...; ps.policy = ...; ps.status = 301; ps.delay = 5; ps.requests
+        ps.answers["mta-sts.other.example"] = {"status": 404}  # by Host, the rest as above
 Every wait is bounded; the server stops at the end, a slow answer included."""
 import http.server
 import os
@@ -39,6 +40,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         ps = self.server.ps
         with ps.lock:
             ps.requests.append(self.path)
+        # One server for several policy domains, each answering its own way.
+        ans = ps.answers.get(self.headers.get("Host", "").split(":")[0].lower(), {})
         deadline = time.monotonic() + min(ps.delay, MAX_DELAY)
         while time.monotonic() < deadline and not ps.stopping:
             time.sleep(0.05)
@@ -48,10 +51,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = ps.policy.encode()
-        self.send_response(ps.status)
-        if ps.content_type:
-            self.send_header("Content-Type", ps.content_type)
+        body = ans.get("policy", ps.policy).encode()
+        self.send_response(ans.get("status", ps.status))
+        ctype = ans.get("content_type", ps.content_type)
+        if ctype:
+            self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
@@ -73,6 +77,7 @@ class PolicyServer:
         self.content_type = "text/plain"
         self.redirect = None
         self.delay = 0.0
+        self.answers = {}  # host name -> {"status", "content_type", "policy"}: its own
         self.requests = []
         self.lock = threading.Lock()
         self.stopping = False

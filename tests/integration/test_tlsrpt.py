@@ -11,6 +11,11 @@ and the aiosmtpd next hops are those of test_tls_policy.py.
   clear.rp.example secure MX, no TLSA; the hop has no STARTTLS   -> no-policy-found,
                                                                     starttls-not-supported
   norpt.rp.example as ok.rp.example, but no _smtp._tls record    -> counted, never reported
+An MTA-STS policy announced (_mta-sts TXT) but not fetched, none cached; the mail goes
+to mx.sts.rpi.example as may, and the session counts as the failure, under sts:
+  webpki.rpi.example  the policy server's certificate names others -> sts-webpki-invalid
+  invalid.rpi.example 200, but text/html                           -> sts-policy-invalid
+  missing.rpi.example 404                                          -> sts-policy-fetch-error
 The reports go to tlsrpt@rua.rp.example, a sink without a _smtp._tls record."""
 import email
 import email.policy
@@ -39,6 +44,10 @@ RPT = '_smtp._tls%s TXT "v=TLSRPTv1; rua=mailto:%s"'
 SUBMITTER = "reports.cursus.test"
 FROM = "tls-reports@example.test"
 BAD_DIGEST = "00" * 32
+# Policy domain -> (RFC 8460 result type, the fetch-failed line's result=).
+FETCH_FAILS = {"webpki.rpi.example": ("sts-webpki-invalid", "error"),
+               "invalid.rpi.example": ("sts-policy-invalid", "invalid"),
+               "missing.rpi.example": ("sts-policy-fetch-error", "invalid")}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +55,9 @@ def pki(tmp_path_factory):
     ca = TestCA(tmp_path_factory.mktemp("tlsrptpki"), "cursus TLS-RPT test CA")
     cert, key = ca.leaf("other", ["other.example"])
     return {"ca": ca.ca, "cert": cert, "key": key, "spki": spki_sha256(cert),
-            "policy": ca.leaf("policy", ["mta-sts.sts.rpi.example"])}
+            # Not mta-sts.webpki.rpi.example: that one's fetch sees a wrong name.
+            "policy": ca.leaf("policy", ["mta-sts.sts.rpi.example", "mta-sts.invalid.rpi.example",
+                                         "mta-sts.missing.rpi.example"])}
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +76,11 @@ def dns(tmp_path_factory, pki, port):
              tlsa % (port, "mx-bad", BAD_DIGEST)]
     recs += [RPT % ("." + sub, RUA) for sub in ("ok", "bad", "clear")]
     d.zone("rp.example", recs)
-    d.zone("rpi.example", ["sts MX 10 mx.sts", "mx.sts A %s" % HOPS["mx.sts.rpi.example"],
-                           '_mta-sts.sts TXT "v=STSv1; id=1;"', "mta-sts.sts A " + POLICY_HOST,
-                           RPT % (".sts", RUA)], signed=False)
+    sts = []
+    for sub in ["sts"] + [d.split(".")[0] for d in FETCH_FAILS]:
+        sts += ["%s MX 10 mx.sts" % sub, '_mta-sts.%s TXT "v=STSv1; id=1;"' % sub,
+                "mta-sts.%s A %s" % (sub, POLICY_HOST), RPT % ("." + sub, RUA)]
+    d.zone("rpi.example", ["mx.sts A %s" % HOPS["mx.sts.rpi.example"]] + sts, signed=False)
     with d:
         yield d
 
@@ -77,6 +90,9 @@ def policy_server(pki):
     need_root()
     ps = PolicyServer(POLICY_HOST, pki["policy"][0], pki["policy"][1],
                       policy_text("enforce", ["mx.sts.rpi.example"]))
+    ps.answers = {"mta-sts.invalid.rpi.example": {"content_type": "text/html",
+                                                  "policy": "<html>STSv1</html>"},
+                  "mta-sts.missing.rpi.example": {"status": 404}}
     with ps:
         yield ps
 
@@ -283,3 +299,50 @@ def test_counts_survive_a_restart(start_server, dns, pki, port, policy_server, h
     assert t["tlsa"]["ok"] == 2 and t["tlsa"]["failed"] == 0
     # The period's file goes once its reports are queued.
     assert lib.wait_until(lambda: not counts_files("ok\t2\n"), 10)
+
+
+def test_policy_fetch_failures(start_server, dns, pki, port, policy_server, hops, token):
+    """A policy announced that cannot be had (RFC 8460 4.3.2.2): the session to the MX
+    counts once, as the failure, under policy-type sts without policy-string or
+    mx-host; the failure detail's additional-information is the reason logged; the
+    mail itself is delivered (may)."""
+    srv = server(start_server, dns, pki, port, 3, relay_idle_time=0)
+    for dom in FETCH_FAILS:
+        lib.submit_as(srv, ALICE, ["bob@" + dom], lib.make_body(token))
+    for dom in FETCH_FAILS:
+        lib.wait_delivery(srv, "bob@" + dom, "relayed")
+    rua = hops["mx-rua.rp.example"]
+
+    def all_in():
+        t = {d: totals(domain_reports(rua, d)) for d in FETCH_FAILS}
+        return t if all(t[d].get("sts", {}).get("failed") == 1 for d in t) else None
+    assert lib.wait_until(all_in, 30), "\n".join(
+        [r[2].get_filename() for r in reports(rua)] +
+        [x for x in srv.log.splitlines() if "tls-rpt" in x or "mta-sts" in x])
+    t = all_in()
+    for dom, (result, logged) in FETCH_FAILS.items():
+        assert list(t[dom]) == ["sts"], t[dom]
+        sts = t[dom]["sts"]
+        assert sts["policy"] == {"policy-type": "sts", "policy-domain": dom}
+        assert sts["ok"] == 0 and list(sts["details"]) == [result], sts
+        d = sts["details"][result]
+        assert d["failed-session-count"] == 1
+        assert d["receiving-mx-hostname"] == "mx.sts.rpi.example"
+        assert d["receiving-ip"] == HOPS["mx.sts.rpi.example"]
+        assert d["sending-mta-ip"].startswith("127.")
+        m = re.search(r'mta-sts event=fetch-failed domain=%s id=1 result=%s cached=none '
+                      r'reason="([^"]*)"' % (re.escape(dom), logged), srv.log)
+        assert m and d["additional-information"] == m.group(1), (m and m.group(0), d)
+        assert ("tls-rpt event=session domain=%s policy=sts result=%s " % (dom, result)
+                in srv.log)
+        for rep in domain_reports(rua, dom):
+            check_envelope(rep, dom, 3)
+    info = {dom: t[dom]["sts"]["details"][r]["additional-information"]
+            for dom, (r, _l) in FETCH_FAILS.items()}
+    url = "https://mta-sts.%s/.well-known/mta-sts.txt: "
+    assert info["webpki.rpi.example"].startswith(url % "webpki.rpi.example")
+    assert "no alternative certificate subject name matches" in info["webpki.rpi.example"]
+    assert info["invalid.rpi.example"] == (url % "invalid.rpi.example" +
+                                           "Content-Type is not text/plain (HTTP 200, text/html)")
+    assert info["missing.rpi.example"] == (url % "missing.rpi.example" +
+                                           "HTTP status not 200 (HTTP 404, text/plain)")

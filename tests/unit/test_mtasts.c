@@ -1,11 +1,12 @@
 /* test_mtasts: RFC 8461's texts as mtasts_policy reads them: the _mta-sts TXT record
  * (3.1), the policy file (3.2, whole and cut at every length), the HTTP framing (3.3)
- * and the MX patterns (4.1). */
+ * and the MX patterns (4.1); the names of a fetch's results. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "relay/mtasts_fetch.h"
 #include "relay/mtasts_policy.h"
 #include "relay/mtasts_store.h"
 #include "unit.h"
@@ -139,6 +140,30 @@ static void test_http(void)
 	CHECK_STR(mtasts_http_check(404, "text/plain"), "HTTP status not 200");
 }
 
+/* The log and the metric keep their words; TLS-RPT gets RFC 8460 4.3.2.2's. */
+static void test_fetch_results(void)
+{
+	static const struct {
+		enum mtasts_fetch_result r;
+		const char *name, *rpt;
+	} cases[] = {
+		{ MTASTS_FETCH_OK, "ok", NULL },
+		{ MTASTS_FETCH_TIMEOUT, "timeout", "sts-policy-fetch-error" },
+		{ MTASTS_FETCH_TOO_LARGE, "too-large", "sts-policy-fetch-error" },
+		{ MTASTS_FETCH_ERROR, "error", "sts-policy-fetch-error" },
+		{ MTASTS_FETCH_REFUSED, "invalid", "sts-policy-fetch-error" },
+		{ MTASTS_FETCH_CERT, "error", "sts-webpki-invalid" },
+		{ MTASTS_FETCH_INVALID, "invalid", "sts-policy-invalid" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		CHECK_STR(mtasts_fetch_result_name(cases[i].r), cases[i].name);
+		if (cases[i].rpt)
+			CHECK_STR(mtasts_fetch_rpt_result(cases[i].r), cases[i].rpt);
+		else
+			CHECK(mtasts_fetch_rpt_result(cases[i].r) == NULL);
+	}
+}
+
 static int loaded;
 static void store_cb(void *arg, struct mtasts_stored *s)
 {
@@ -206,5 +231,6 @@ void unit_main(void)
 	test_txt();
 	test_policy();
 	test_http();
+	test_fetch_results();
 	test_store();
 }

@@ -113,6 +113,48 @@ static void test_state_roundtrip(void)
 	tlsrpt_period_clear(&pd);
 }
 
+/* An MTA-STS policy announced and not fetched (RFC 8460 4.3.2.2): type sts with
+ * neither policy-string nor mx-host, in the report and through the state file. */
+static void test_sts_fetch_failure(void)
+{
+	static const struct tlsrpt_policy unfetched = { TLSRPT_STS, "fail.example", NULL, 0,
+							NULL };
+	static const char want[] =
+		"{\"policy\":{\"policy-type\":\"sts\",\"policy-domain\":\"fail.example\"},"
+		"\"summary\":{\"total-successful-session-count\":0,\"total-failure-session-count\":2},"
+		"\"failure-details\":[{\"result-type\":\"sts-webpki-invalid\",\"sending-mta-ip\":"
+		"\"198.51.100.1\",\"receiving-mx-hostname\":\"mx.fail.example\",\"receiving-ip\":"
+		"\"192.0.2.9\",\"failed-session-count\":2,\"additional-information\":"
+		"\"https://mta-sts.fail.example/.well-known/mta-sts.txt: SSL: no alternative "
+		"certificate subject name matches\"}]}]}\n";
+	const char *info = "https://mta-sts.fail.example/.well-known/mta-sts.txt: SSL: no "
+			   "alternative certificate subject name matches";
+	struct tlsrpt_period pd = { START, START + DAY_MS, NULL, 0 }, back = { 0 };
+	struct tlsrpt_meta m = { "Org", "noreply@x.test", "1.a@x.test" };
+	char *text = NULL, *j;
+	size_t len = 0, jlen;
+	FILE *f;
+	for (int i = 0; i < 2; i++)
+		tlsrpt_period_add(&pd, &unfetched, "sts-webpki-invalid", "mx.fail.example",
+				  "192.0.2.9", "198.51.100.1", info, 1);
+	j = tlsrpt_json_build(&pd, "fail.example", &m, &jlen);
+	CHECK(j && strstr(j, want));
+	free(j);
+	f = open_memstream(&text, &len);
+	CHECK(tlsrpt_period_save(&pd, f) == 0);
+	fclose(f);
+	f = fmemopen(text, len, "r");
+	CHECK(tlsrpt_period_load(&back, f) == 0);
+	fclose(f);
+	j = tlsrpt_json_build(&back, "fail.example", &m, &jlen);
+	CHECK(j && strstr(j, want));
+	CHECK(back.n_pols == 1 && back.pols[0].p.n_strings == 0 && !back.pols[0].p.mx_host);
+	free(j);
+	free(text);
+	tlsrpt_period_clear(&back);
+	tlsrpt_period_clear(&pd);
+}
+
 static void test_rua(void)
 {
 	char *one[] = { "v=TLSRPTv1; rua=mailto:tls@example.org, https://r.example/x" };
@@ -184,6 +226,7 @@ void unit_main(void)
 {
 	test_json();
 	test_state_roundtrip();
+	test_sts_fetch_failure();
 	test_rua();
 	test_gzip_and_mail();
 	test_cert_result();
