@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/ascii.h"
 #include "util/xmalloc.h"
 
 const char *mtasts_mode_name(enum mtasts_mode m)
@@ -145,10 +146,7 @@ static char *mx_pattern(const char *v, size_t n)
 	}
 	if (label == 0 || v[n - 1] == '-')
 		return NULL;
-	char *out = xstrndup(v, n);
-	for (char *o = out; *o; o++)
-		*o = (char)tolower((unsigned char)*o);
-	return out;
+	return ascii_lower_str(xstrndup(v, n));
 }
 
 void mtasts_policy_clear(struct mtasts_policy *p)
