@@ -42,13 +42,7 @@ static struct sjob *sched_job_for(struct smsg *msg, struct route *rt)
 {
 	struct sched *s = msg->s;
 	struct sjob *j = sched_job_new(s, msg);
-	char *dest = route_dest(rt);
-	/* A route block is a destination of its own: its TLS policy failing (verify
-	 * against a host that cannot pass it) must not suspend another block's mail to
-	 * the same next hop. */
-	char *key = rt->policy && strcmp(rt->policy, "-") != 0 ?
-			    xasprintf("%s (%s)", dest, rt->policy) : xstrdup(dest);
-	free(dest);
+	char *key = route_dest(rt);
 	j->route = *rt;
 	memset(rt, 0, sizeof(*rt));
 	j->dest = sched_dest_get(s->dests, key, j->route.kind == ROUTE_LOCAL);

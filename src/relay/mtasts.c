@@ -337,10 +337,12 @@ static void mtasts_host_done(void *arg, struct dns_result *res)
 	e->hostq = NULL;
 	if (res->status != DNS_OK) {
 		char *why = xasprintf("mta-sts.%s: %s", e->domain, res->detail);
+		char esc[LOG_ESCAPE_BUFSZ];
+		log_escape(esc, sizeof(esc), why, strlen(why));
 		log_warnx("mta-sts event=fetch-failed domain=%s id=%s result=%s cached=%s "
 			  "reason=\"%s\"", e->domain, e->want_id,
 			  mtasts_fetch_result_name(MTASTS_FETCH_ERROR),
-			  mtasts_cached(e) ? e->st.id : "none", why);
+			  mtasts_cached(e) ? e->st.id : "none", esc);
 		metrics_add(METRIC_MTASTS_FETCH, 1, mtasts_fetch_result_name(MTASTS_FETCH_ERROR),
 			    NULL, NULL);
 		mtasts_failed(e, e->want_id, MTASTS_FETCH_ERROR, why);

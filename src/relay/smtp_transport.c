@@ -625,18 +625,15 @@ void relay_job_tx_done(struct relay_job *j)
 
 /* ---- the transport ---------------------------------------------------------------- */
 
-/* The destination, the relay user and the TLS policy: connections are shared by
- * neither other destinations nor other credentials, nor by messages RFC 8689 treats
- * otherwise, nor by route blocks that send to one next hop under different TLS
- * policies (a connection opened under `may` must not carry mail that asks `verify`;
- * for LMTP the policy is lmtp_tls and lmtp_ca, router_policy's). */
-static char *job_key(const struct delivery *d, int lmtp, int tls)
+/* The destination (route block included: its TLS policy, route.h) and the relay
+ * user: connections are shared by neither other destinations nor other credentials,
+ * nor by messages RFC 8689 treats otherwise. A reload closes the idle ones, so a
+ * block's name stands for one policy here. */
+static char *job_key(const struct delivery *d, int lmtp)
 {
-	const struct relay_policy *p = d->policy;
 	char *dest = route_dest(d->route);
-	char *k = xasprintf("%s|%s|%d|%s|%d%s", dest,
+	char *k = xasprintf("%s|%s%s", dest,
 			    d->route->kind == ROUTE_RELAY && d->auth_user ? d->auth_user : "",
-			    tls, p && p->ca ? p->ca : "", p ? p->auth_unverified : 0,
 			    requiretls_key_tag(d, lmtp));
 	free(dest);
 	return k;
@@ -678,7 +675,7 @@ static void smtp_deliver(struct transport *tr, struct delivery *d, delivery_done
 		job_fail_all(j, DR_TEMPFAIL, "4.3.5", t->lmtp ? "not an LMTP route" : "not an SMTP route");
 		return;
 	}
-	j->key = job_key(d, t->lmtp, j->tls);
+	j->key = job_key(d, t->lmtp);
 	if ((s = cache_take(t, j->key))) {
 		j->sess = s;
 		relay_sess_transact(s, j);

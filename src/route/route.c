@@ -137,7 +137,8 @@ void route_clear(struct route *r)
 	memset(r, 0, sizeof(*r));
 }
 
-char *route_dest(const struct route *r)
+/* The next hop alone, without the route block. */
+static char *route_hop(const struct route *r)
 {
 	switch (r->kind) {
 	case ROUTE_LOCAL:
@@ -151,6 +152,16 @@ char *route_dest(const struct route *r)
 					     r->literal ? "]" : "", r->port));
 	}
 	return NULL;
+}
+
+char *route_dest(const struct route *r)
+{
+	char *hop = route_hop(r), *d;
+	if (!hop || !r->policy || strcmp(r->policy, "-") == 0)
+		return hop;
+	d = xasprintf("%s (%s)", hop, r->policy);
+	free(hop);
+	return d;
 }
 
 char *route_nexthop(const struct route *r)

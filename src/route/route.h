@@ -42,8 +42,12 @@ int route_parse(const char *text, struct route *r);
 void route_clear(struct route *r);
 /* The destination a scheduler queue stands for: "local", "mx:<domain>:<port>",
  * "relay:[host]:<port>" or "relay:host:<port>" (malloc'd; lower case), or
- * "lmtp:<server>" (as written: a socket's path keeps its case). Recipients of one
- * message with the same destination go in one transaction. */
+ * "lmtp:<server>" (as written: a socket's path keeps its case); followed by
+ * " (<policy>)" when a route block chose it. Recipients of one message with the same
+ * destination go in one transaction. A route block is a destination of its own, for
+ * the scheduler (concurrency, dead-host backoff) and for reused connections alike: a
+ * block whose TLS policy fails must neither suspend another block's mail to the same
+ * next hop nor share a connection with it. */
 char *route_dest(const struct route *r);
 /* The name credentials are stored under for a relay route (`cursus relay-auth add
  * NEXTHOP`): "[host]:port" when literal, else "host:port"; lower case, malloc'd. */

@@ -146,6 +146,13 @@ static void test_names(void)
 	r = (struct route){ ROUTE_RELAY, "2001:DB8::1", 25, 1, "-" };
 	CHECK_STR(s = route_dest(&r), "relay:[2001:db8::1]:25");
 	free(s);
+	/* A route block is a destination of its own (its TLS policy). */
+	r = (struct route){ ROUTE_RELAY, "Smtp.Example.org", 587, 1, "route verify.example" };
+	CHECK_STR(s = route_dest(&r), "relay:[smtp.example.org]:587 (route verify.example)");
+	free(s);
+	r = (struct route){ ROUTE_LMTP, "imap.example:24", 0, 0, "route Example.NET" };
+	CHECK_STR(s = route_dest(&r), "lmtp:imap.example:24 (route Example.NET)");
+	free(s);
 }
 
 /* Routes recipient `to` of a message from `from`; compares the text form. */
